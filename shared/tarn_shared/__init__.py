@@ -1,0 +1,1 @@
+"""TARN common library."""

@@ -1,0 +1,48 @@
+"""Settings base every service extends: environment first, then a .env file, then defaults."""
+from __future__ import annotations
+
+from typing import Any, Optional, Type, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+S = TypeVar("S", bound="TarnSettings")
+
+
+class TarnSettings(BaseSettings):
+    """Common fields; each service subclasses it once and sets its own env prefix.
+
+    A subclass sets ``model_config = SettingsConfigDict(env_prefix="TARN_AUTHZ_")``,
+    so ``TARN_AUTHZ_REDIS_URL`` fills ``redis_url``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TARN_", extra="ignore", env_file=None)
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding TARN's streams")
+    log_level: str = Field("INFO", description="Python logging level")
+    log_json: bool = Field(True, description="Write logs as JSON lines")
+    token: Optional[SecretStr] = Field(None, description="API token; unset means no token is required")
+    allow_query_token: bool = Field(
+        False, description="Accept ?token= (it leaks into access logs); off unless explicitly enabled"
+    )
+
+    @classmethod
+    def load(cls: Type[S], **overrides: Any) -> S:
+        """Build the settings or raise one ConfigError naming every bad field."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, cls.model_config.get("env_prefix", ""))) from None
+
+
+def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:
+    """One readable line per problem, naming the environment variable where there is one."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        env = f" ({env_prefix}{field.upper()})" if env_prefix and "." not in field else ""
+        # Never echo the input: it may be a secret.
+        lines.append(f"{field}{env}: {err.get('msg', 'invalid')}")
+    return "invalid settings: " + "; ".join(lines)

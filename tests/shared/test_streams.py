@@ -1,0 +1,204 @@
+"""The streams client against a real Redis (from the local stack)."""
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tarn_shared import events as ev
+from tarn_shared.streams import Backoff, ConsumerConfig, StreamConsumer, StreamPublisher, connect
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def requested(deployment, reason="", n=0):
+    return ev.ContainerRequested(deployment=deployment, app_id="app", service=f"svc-{n}", reason=reason)
+
+
+async def until(condition, timeout_s=20.0, step=None):
+    """Drive ``step`` (or sleep) until ``condition()`` holds; fail after a generous bound."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        if step is not None:
+            await step()
+        else:
+            await asyncio.sleep(0.05)
+
+
+class Recorder:
+    def __init__(self, fail_on=None):
+        self.seen = []
+        self.fail_on = fail_on
+
+    async def __call__(self, stream, entry_id, event):
+        if self.fail_on is not None and self.fail_on(event):
+            raise RuntimeError("handler refuses this one")
+        self.seen.append(event)
+
+
+async def test_events_are_handled_in_stream_order_and_acked(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    sent = [await publisher.publish(stream, requested(deployment, n=i)) for i in range(300)]
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(group="g", consumer="c1", block_ms=50), recorder)
+    await until(lambda: len(recorder.seen) == 300, step=consumer.run_once)
+    assert [e.service for e in recorder.seen] == [f"svc-{i}" for i in range(300)]
+    assert (await client.xpending(stream, "g"))["pending"] == 0
+    assert len(sent) == len(set(sent)) == 300
+    await client.aclose()
+
+
+async def test_a_consumer_killed_while_handling_loses_nothing(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    record = f"{deployment}:handled"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/shared/consumer_proc.py"), redis_url, stream,
+                             "g", "doomed", record], cwd=ROOT)
+    try:
+        sent = [requested(deployment, n=i) for i in range(5)]
+        hang = requested(deployment, reason="hang", n=5)
+        sent += [hang] + [requested(deployment, n=i) for i in range(6, 10)]
+        for event in sent:
+            await publisher.publish(stream, event)
+        deadline = time.monotonic() + 30
+        while not await client.lrange(record + ":hung", 0, -1):
+            assert time.monotonic() < deadline, "the doomed consumer never reached the hanging event"
+            assert proc.poll() is None, "the doomed consumer died on its own"
+            await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    handled_by_doomed = {x.decode() for x in await client.lrange(record, 0, -1)}
+    assert hang.event_id not in handled_by_doomed
+    recorder = Recorder()
+    survivor = StreamConsumer(client, [stream], ConsumerConfig(group="g", consumer="survivor", block_ms=50,
+                                                               reclaim_idle_ms=300), recorder)
+    everything = {e.event_id for e in sent}
+    await until(lambda: handled_by_doomed | {e.event_id for e in recorder.seen} == everything,
+                step=survivor.run_once)
+    assert hang.event_id in {e.event_id for e in recorder.seen}, "the entry the dead consumer held was not reclaimed"
+    assert survivor.stats.reclaimed >= 1
+    assert (await client.xpending(stream, "g"))["pending"] == 0
+    await client.aclose()
+
+
+async def test_a_poison_entry_is_dead_lettered_while_the_rest_flow(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    await publisher.publish(stream, requested(deployment, n=1))
+    await client.xadd(stream, {"event": "{garbage"})
+    await publisher.publish(stream, requested(deployment, n=2))
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(group="g", consumer="c", block_ms=50), recorder)
+    await until(lambda: len(recorder.seen) == 2, step=consumer.run_once)
+    dead = await client.xrange(ev.dead_letter_stream(stream))
+    assert len(dead) == 1
+    fields = dead[0][1]
+    assert fields[b"event"] == b"{garbage" and b"not JSON" in fields[b"dead_reason"]
+    assert consumer.stats.dead_lettered == 1
+    assert (await client.xpending(stream, "g"))["pending"] == 0
+    await client.aclose()
+
+
+async def test_an_entry_whose_handler_keeps_failing_is_dead_lettered_after_max_deliveries(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    await publisher.publish(stream, requested(deployment, reason="bad"))
+    await publisher.publish(stream, requested(deployment, n=2))
+    recorder = Recorder(fail_on=lambda e: e.reason == "bad")
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(
+        group="g", consumer="c", block_ms=20, reclaim_idle_ms=50, max_deliveries=3), recorder)
+    await until(lambda: consumer.stats.dead_lettered == 1, step=consumer.run_once)
+    assert [e.service for e in recorder.seen] == ["svc-2"]
+    assert consumer.stats.failed == 3
+    dead = await client.xrange(ev.dead_letter_stream(stream))
+    assert b"failed 3 deliveries" in dead[0][1][b"dead_reason"]
+    await client.aclose()
+
+
+async def test_a_newer_minor_is_handled_and_an_unknown_major_is_dead_lettered(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    payload = json.loads(ev.encode(requested(deployment))["event"])
+    await client.xadd(stream, {"event": json.dumps(dict(payload, schema_version="1.9", new_field=[1]))})
+    await client.xadd(stream, {"event": json.dumps(dict(payload, schema_version="2.0"))})
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(group="g", consumer="c", block_ms=50), recorder)
+    await until(lambda: len(recorder.seen) == 1 and consumer.stats.dead_lettered == 1, step=consumer.run_once)
+    dead = await client.xrange(ev.dead_letter_stream(stream))
+    assert b"major version 2" in dead[0][1][b"dead_reason"]
+    await client.aclose()
+
+
+async def test_telemetry_is_trimmed_approximately(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.telemetry_stream(deployment)
+    publisher = StreamPublisher(client)
+    sample = ev.TelemetrySample(deployment=deployment, app_id="a", instance_id="c", interval_s=2)
+    for _ in range(1000):
+        await publisher.publish(stream, sample, maxlen=100)
+    assert 100 <= await client.xlen(stream) < 1000
+    await client.aclose()
+
+
+async def test_consumers_recreate_their_groups_after_redis_restarts_without_persistence(stack, deployment):
+    client = connect(stack.env["REDIS_URL"])
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(
+        group="g", consumer="c", block_ms=100, backoff=Backoff(initial_s=0.05, max_s=0.5)), recorder)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await publisher.publish(stream, requested(deployment, n=1))
+    await until(lambda: len(recorder.seen) == 1)
+
+    stack.restart("redis")  # SIGKILL, then a fresh process with no data on the same port
+
+    await publisher.publish(stream, requested(deployment, n=2), retry_for_s=10)
+    await until(lambda: len(recorder.seen) == 2, timeout_s=20)
+    assert recorder.seen[-1].service == "svc-2"
+    assert consumer.stats.groups_created >= 2
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    await client.aclose()
+
+
+async def test_publishing_while_redis_is_down_fails_with_a_clear_error_after_the_retry_window(deployment):
+    from tarn_shared.errors import UnavailableError
+    from tests.support.stack_fixture import tarnstack
+
+    client = connect(f"redis://127.0.0.1:{tarnstack.free_port()}/0", socket_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(UnavailableError, match="Redis unreachable while publishing"):
+        await StreamPublisher(client).publish(ev.lifecycle_stream(deployment), requested(deployment), retry_for_s=0.5)
+    assert time.monotonic() - started < 5
+    await client.aclose()
+
+
+async def test_deployment_records_are_stored_announced_and_bad_ones_skipped(redis_url, deployment):
+    from tarn_shared.deployments import put_record, read_records
+
+    client = connect(redis_url)
+    record = ev.DeploymentRecord(deployment=deployment, app_id="application_1_0001", zk_ensemble="127.0.0.1:2181")
+    await put_record(client, record)
+    await client.hset(ev.deployments_key(), f"{deployment}-bad", "{nope")
+    records = await read_records(client)
+    assert records[deployment] == record
+    assert f"{deployment}-bad" not in records
+    announced = await client.xrevrange(ev.deployments_stream(), count=50)
+    assert any(ev.decode(fields) == record for _, fields in announced)
+    await client.hdel(ev.deployments_key(), deployment, f"{deployment}-bad")
+    await client.aclose()

@@ -1,0 +1,68 @@
+"""deploy/local/stack itself: up starts real servers that answer, down leaves nothing."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack_fixture import tarnstack
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "deploy" / "local" / "stack"
+
+
+def test_stack_up_writes_a_sourceable_env_and_down_leaves_no_process(tmp_path):
+    run_dir = tmp_path / "run"
+    up = subprocess.run([str(STACK), "up", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, up.stderr
+    pids = [p["pid"] for p in tarnstack.Stack(run_dir).state["processes"].values()]
+    try:
+        assert len(pids) == 3 and all(tarnstack.alive(pid) for pid in pids)
+        sourced = subprocess.run(["bash", "-c", f"source {run_dir}/stack.env && env"],
+                                 capture_output=True, text=True, check=True).stdout
+        env = dict(line.split("=", 1) for line in sourced.splitlines() if "=" in line)
+        port = int(env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+        assert tarnstack.redis_ping(port)
+        assert tarnstack.zk_ruok(int(env["ZK_HOSTS"].rsplit(":", 1)[1]))
+        assert "Name: HAProxy" in tarnstack.haproxy_command(env["HAPROXY_SOCKET"], "show info")
+        status = subprocess.run([str(STACK), "status", "--run-dir", str(run_dir)], capture_output=True, text=True)
+        assert status.returncode == 0 and "haproxy: running" in status.stdout
+    finally:
+        down = subprocess.run([str(STACK), "down", "--run-dir", str(run_dir)], capture_output=True, text=True,
+                              timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert not any(tarnstack.alive(pid) for pid in pids)
+    assert not (run_dir / "stack.env").exists()
+    status = subprocess.run([str(STACK), "status", "--run-dir", str(run_dir)], capture_output=True, text=True)
+    assert status.returncode == 1 and "not running" in status.stdout
+
+
+def test_a_second_up_in_the_same_run_dir_is_refused_with_a_clear_error(tmp_path):
+    stack = tarnstack.Stack(tmp_path)
+    stack.up()
+    try:
+        again = subprocess.run([str(STACK), "up", "--run-dir", str(tmp_path)], capture_output=True, text=True)
+        assert again.returncode == 1 and "already runs" in again.stderr
+    finally:
+        stack.down()
+
+
+def test_a_killed_component_restarts_on_the_same_port(stack):
+    port = stack.state["ports"]["zookeeper"]
+    old_pid = stack.state["processes"]["zookeeper"]["pid"]
+    stack.restart("zookeeper")
+    assert not tarnstack.alive(old_pid)
+    assert stack.state["processes"]["zookeeper"]["pid"] != old_pid
+    assert tarnstack.zk_ruok(port)
+
+
+def test_a_broken_haproxy_config_fails_start_with_haproxys_own_message(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.tmpl"
+    bad.write_text("global\n    no-such-keyword\n")
+    monkeypatch.setattr(tarnstack, "HAPROXY_TEMPLATE", bad)
+    stack = tarnstack.Stack(tmp_path / "run")
+    with pytest.raises(tarnstack.StackError, match="haproxy rejected"):
+        stack.up()
+    assert stack.running() == {}
+    assert os.listdir(tmp_path / "run")  # logs stay for the operator
