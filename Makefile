@@ -2,14 +2,18 @@
 # deploy/local/install-deps. `make test` and `make demo` need nothing else.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# shared and the node-agent run in NVIDIA's Triton image (Python 3.10): tested there too.
+PYTHON310 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10) $(wildcard /usr/bin/python3.10))
 VENV := .venv
 PY := $(VENV)/bin/python
+VENV310 := .venv310
+PY310 := $(VENV310)/bin/python
 PACKAGES := shared services/am services/node-agent services/gateway-sync services/authz
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install system test test-fast demo demo-down bench stack-up stack-down clean
 
-install: system $(VENV)/.installed
+install: system $(VENV)/.installed $(VENV310)/.installed
 
 system:
 	@deploy/local/install-deps
@@ -20,9 +24,17 @@ $(VENV)/.installed: $(PYPROJECTS) tests/requirements.txt
 	$(PY) -m pip install -q $(addprefix -e ,$(PACKAGES)) -r tests/requirements.txt
 	@touch $@
 
+$(VENV310)/.installed: shared/pyproject.toml services/node-agent/pyproject.toml tests/requirements.txt
+	@test -n "$(PYTHON310)" || { echo "python3.10 not found: it is needed to test shared and the node-agent on Triton's Python"; exit 1; }
+	@test -x $(PY310) || $(PYTHON310) -m venv $(VENV310)
+	$(PY310) -m pip install -q --upgrade pip
+	$(PY310) -m pip install -q -e shared -e services/node-agent pytest pytest-timeout httpx anyio
+	@touch $@
+
 # The whole suite against the real components; pytest's exit 5 (nothing collected) fails.
 test: install
 	$(PY) -m pytest tests
+	$(PY310) -m pytest tests/shared
 
 # Unit tests only: no servers.
 test-fast: install
@@ -44,4 +56,4 @@ stack-down:
 	@deploy/local/stack down
 
 clean: stack-down
-	rm -rf $(VENV) deploy/local/run
+	rm -rf $(VENV) $(VENV310) deploy/local/run
