@@ -35,3 +35,13 @@ async def read_records(client: aioredis.Redis) -> Dict[str, events.DeploymentRec
         if isinstance(record, events.DeploymentRecord):
             records[name] = record
     return records
+
+
+async def remove_record(client: aioredis.Redis, record: events.DeploymentRecord) -> None:
+    """Forget a deployment (after `tarn stop`); the announcement carries the last record
+    with ``removed`` set so gateway-sync and authz stop serving it."""
+    gone = record.model_copy(update={"removed": True})
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hdel(events.deployments_key(), record.deployment)
+        pipe.xadd(events.deployments_stream(), events.encode(gone), maxlen=10_000, approximate=True)
+        await pipe.execute()

@@ -158,6 +158,7 @@ class DeploymentRecord(Event):
     model_repository: Optional[str] = None
     min_instances: int = 1
     max_instances: int = 1
+    removed: bool = False  # set on the announcement sent when the deployment is stopped
 
 
 # ---------------------------------------------------------------- containers (AM)

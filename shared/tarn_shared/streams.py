@@ -101,6 +101,8 @@ class ConsumerConfig:
     reclaim_idle_ms: int = 30_000  # also paces the XAUTOCLAIM scans: one every half of it
     max_deliveries: int = 5
     start_id: str = "0"  # where a newly created group starts: "0" = everything retained
+    # A group that has to be created again (Redis restarted without persistence) starts
+    # at "0": everything in the new stream came after the loss and must not be skipped.
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -137,6 +139,7 @@ class StreamConsumer:
         self._groups_ready = False
         self._own_pending_checked = False
         self._next_reclaim = 0.0
+        self._had_groups = False
 
     async def run(self, stop: Optional[asyncio.Event] = None) -> None:
         """Loop until ``stop`` is set; never returns early because of Redis or a handler."""
@@ -183,14 +186,16 @@ class StreamConsumer:
         return processed
 
     async def ensure_groups(self) -> None:
+        start_id = "0" if self._had_groups else self.config.start_id
         for stream in self.streams:
             try:
-                await self._redis.xgroup_create(stream, self.config.group, id=self.config.start_id, mkstream=True)
+                await self._redis.xgroup_create(stream, self.config.group, id=start_id, mkstream=True)
                 self.stats.groups_created += 1
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
         self._groups_ready = True
+        self._had_groups = True
 
     async def _read(self, ids: Dict[str, str], block_ms: Optional[int]) -> int:
         reply = await self._redis.xreadgroup(

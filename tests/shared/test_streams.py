@@ -189,7 +189,7 @@ async def test_publishing_while_redis_is_down_fails_with_a_clear_error_after_the
 
 
 async def test_deployment_records_are_stored_announced_and_bad_ones_skipped(redis_url, deployment):
-    from tarn_shared.deployments import put_record, read_records
+    from tarn_shared.deployments import put_record, read_records, remove_record
 
     client = connect(redis_url)
     record = ev.DeploymentRecord(deployment=deployment, app_id="application_1_0001", zk_ensemble="127.0.0.1:2181")
@@ -200,5 +200,24 @@ async def test_deployment_records_are_stored_announced_and_bad_ones_skipped(redi
     assert f"{deployment}-bad" not in records
     announced = await client.xrevrange(ev.deployments_stream(), count=50)
     assert any(ev.decode(fields) == record for _, fields in announced)
-    await client.hdel(ev.deployments_key(), deployment, f"{deployment}-bad")
+    await remove_record(client, record)
+    assert deployment not in await read_records(client)
+    last = ev.decode((await client.xrevrange(ev.deployments_stream(), count=1))[0][1])
+    assert last.deployment == deployment and last.removed
+    await client.hdel(ev.deployments_key(), f"{deployment}-bad")
+    await client.aclose()
+
+
+async def test_a_group_lost_with_redis_is_recreated_from_the_start_even_when_new_groups_start_at_the_end(
+        stack, deployment):
+    client = connect(stack.env["REDIS_URL"])
+    stream = ev.lifecycle_stream(deployment)
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(group="g", consumer="c", block_ms=50, start_id="$"),
+                              recorder)
+    await consumer.run_once()
+    await client.delete(stream)  # what a restart without persistence leaves
+    await StreamPublisher(client).publish(stream, requested(deployment, n=7))  # published before the group is back
+    await until(lambda: len(recorder.seen) == 1, step=consumer.run_once)
+    assert recorder.seen[0].service == "svc-7"
     await client.aclose()

@@ -1,0 +1,282 @@
+"""Discovery latency of gateway-sync against real Redis, ZooKeeper and HAProxy.
+
+Add: from an instance.ready event published (the node-agent's first passing readiness
+probe) to its HAProxy server READY (admin ready, health up) and its znode present, per
+instance, over N instances published at a steady rate; p50/p99.
+Remove: from instance.stopped published to the server gone from HAProxy and the znode
+gone; p50/p99.
+Failover: two replicas; SIGKILL the leader; time until the standby leads and until an
+instance announced after the kill is routed.
+Real HTTP backends (one small asyncio responder process listening on N ports) answer
+HAProxy's health checks.
+
+Baseline, computed (not run): the seeds' updater polls the AM's /instances every 30 s,
+so an instance waits a uniformly distributed U(0, 30 s) for the next poll, plus the
+update itself (taken as our own measured p50, which flatters the baseline slightly):
+p50 = 15 s + apply, p99 = 29.7 s + apply. Ratios are baseline / measured.
+Targets (DESIGN.md): add p99 <= 250 ms, remove p99 <= 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import httpx
+from kazoo.client import KazooClient
+
+from tarn_gateway_sync.haproxy import RuntimeApi
+from tarn_gateway_sync.plan import Admin
+from tarn_shared import events as ev
+from tarn_shared.deployments import put_record
+from tarn_shared.streams import StreamPublisher, connect
+
+ROOT = Path(__file__).resolve().parents[2]
+POLL_INTERVAL_S = 30.0
+BACKEND = "triton_backend"
+
+
+def free_ports(count: int) -> List[int]:
+    import socket
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+async def serve_http(ports: List[int]) -> None:
+    """A minimal HTTP/1.1 responder on every port: 200 to anything (Triton's ready probe)."""
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                await writer.drain()
+                break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+    servers = [await asyncio.start_server(handle, "127.0.0.1", p) for p in ports]
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+class Observer:
+    """Records when each address first appears in / disappears from both gateways."""
+
+    def __init__(self, socket_path: str, zk_hosts: str, zk_path: str) -> None:
+        self.api = RuntimeApi(socket_path)
+        self.haproxy: Dict[str, float] = {}
+        self.haproxy_gone: Dict[str, float] = {}
+        self.znode: Dict[str, float] = {}
+        self.znode_gone: Dict[str, float] = {}
+        self._present_haproxy: set = set()
+        self._present_zk: set = set()
+        self.zk = KazooClient(hosts=zk_hosts)
+        self.zk.start(timeout=15)
+        self.zk.ensure_path(zk_path)
+        self.zk.ChildrenWatch(zk_path, self._children)
+
+    def _children(self, children) -> None:
+        now = time.time()
+        current = set(children)
+        for name in current - self._present_zk:
+            self.znode.setdefault(name, now)
+        for name in self._present_zk - current:
+            self.znode_gone.setdefault(name, now)
+        self._present_zk = current
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            servers = await self.api.servers(BACKEND)
+            now = time.time()
+            ready = {f"{s.ip}:{s.port}" for s in servers if s.admin is Admin.READY and s.operational_up}
+            present = {f"{s.ip}:{s.port}" for s in servers}
+            for address in ready:
+                self.haproxy.setdefault(address, now)
+            for address in self._present_haproxy - present:
+                self.haproxy_gone.setdefault(address, now)
+            self._present_haproxy = present
+            await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        self.zk.stop()
+        self.zk.close()
+
+
+def replica(args, name: str, port: int, zk_root: str) -> subprocess.Popen:
+    env = dict(os.environ, TARN_GATEWAY_SYNC_REDIS_URL=args.redis_url, TARN_GATEWAY_SYNC_ZK_HOSTS=args.zk_hosts,
+               TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=args.haproxy_socket, TARN_GATEWAY_SYNC_REPLICA_ID=name,
+               TARN_GATEWAY_SYNC_ELECTION_PATH=f"{zk_root}/leader", TARN_GATEWAY_SYNC_PORT=str(port),
+               TARN_GATEWAY_SYNC_ZK_SESSION_TIMEOUT_S=str(args.session_timeout_s),
+               TARN_GATEWAY_SYNC_LOG_LEVEL="WARNING")
+    log = open(Path(args.run_dir) / f"gateway-sync-{name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "tarn_gateway_sync"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+async def role(port: int) -> Optional[str]:
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            return (await client.get(f"http://127.0.0.1:{port}/healthz")).json()["role"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def pct(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def wait_for(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {what} did not happen within {timeout_s}s")
+        await asyncio.sleep(0.01)
+
+
+async def main(args) -> dict:
+    deployment = f"bench{uuid.uuid4().hex[:8]}"
+    zk_root = f"/bench-{deployment}"
+    zk_path = f"{zk_root}/instances"
+    ports = free_ports(args.instances + 40)
+    http = subprocess.Popen([sys.executable, __file__, "--serve", *map(str, ports)])
+    redis = connect(args.redis_url)
+    publisher = StreamPublisher(redis)
+    stream = ev.lifecycle_stream(deployment)
+    await put_record(redis, ev.DeploymentRecord(deployment=deployment, app_id="application_bench_0001",
+                                                zk_ensemble=args.zk_hosts, zk_path=zk_path, haproxy_backend=BACKEND))
+    api_ports = free_ports(2)
+    replicas = {name: (replica(args, name, p, zk_root), p) for name, p in zip(("a", "b"), api_ports)}
+    observer = Observer(args.haproxy_socket, args.zk_hosts, zk_path)
+    stop = asyncio.Event()
+    poller = asyncio.create_task(observer.poll(stop))
+    seq: Dict[int, int] = {}
+
+    async def emit(kind, port: int) -> float:
+        seq[port] = seq.get(port, 0) + 1
+        event = kind(deployment=deployment, app_id="application_bench_0001", instance_id=f"container_{port}",
+                     seq=seq[port], endpoints=ev.Endpoints(host="127.0.0.1", http_port=port), models=["m"])
+        sent = time.time()
+        await publisher.publish(stream, event)
+        return sent
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            roles = {n: await role(p) for n, (_, p) in replicas.items()}
+            if list(roles.values()).count("leader") == 1 and all(roles.values()):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: no leader elected ({roles})")
+            await asyncio.sleep(0.1)
+        leader = next(n for n, r in roles.items() if r == "leader")
+        await asyncio.sleep(1.0)
+
+        fleet = ports[: args.instances]
+        published: Dict[str, float] = {}
+        for port in fleet:
+            published[f"127.0.0.1:{port}"] = await emit(ev.InstanceReady, port)
+            await asyncio.sleep(1.0 / args.rate)
+        await wait_for(lambda: all(a in observer.haproxy and a in observer.znode for a in published), 60, "all routed")
+        add = [max(observer.haproxy[a], observer.znode[a]) - t for a, t in published.items()]
+
+        stopped: Dict[str, float] = {}
+        for port in fleet:
+            stopped[f"127.0.0.1:{port}"] = await emit(ev.InstanceStopped, port)
+            await asyncio.sleep(1.0 / args.rate)
+        await wait_for(lambda: all(a in observer.haproxy_gone and a in observer.znode_gone for a in stopped), 60,
+                       "all removed")
+        remove = [max(observer.haproxy_gone[a], observer.znode_gone[a]) - t for a, t in stopped.items()]
+
+        # Failover: kill the leader, then keep announcing instances every 50 ms.
+        proc, _ = replicas[leader]
+        standby_port = next(p for n, (_, p) in replicas.items() if n != leader)
+        killed = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        after = ports[args.instances:]
+        sent_after: Dict[str, float] = {}
+        led_at = None
+        for port in after:
+            sent_after[f"127.0.0.1:{port}"] = await emit(ev.InstanceReady, port)
+            if led_at is None and await role(standby_port) == "leader":
+                led_at = time.time()
+            if any(a in observer.haproxy and a in observer.znode for a in sent_after):
+                break
+            await asyncio.sleep(0.05)
+        await wait_for(lambda: any(a in observer.haproxy and a in observer.znode for a in sent_after), 60,
+                       "standby routing")
+        first_routed = min(max(observer.haproxy[a], observer.znode[a]) for a in sent_after
+                           if a in observer.haproxy and a in observer.znode)
+        while led_at is None:
+            if await role(standby_port) == "leader":
+                led_at = time.time()
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.gather(poller, return_exceptions=True)
+        observer.close()
+        for proc, _ in replicas.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+        http.terminate()
+        await redis.aclose()
+
+    add_p50, add_p99 = pct(add, 0.50), pct(add, 0.99)
+    rm_p50, rm_p99 = pct(remove, 0.50), pct(remove, 0.99)
+    base_p50, base_p99 = POLL_INTERVAL_S * 0.50 + add_p50, POLL_INTERVAL_S * 0.99 + add_p50
+    return {
+        "instances": args.instances, "rate_per_s": args.rate,
+        "add_p50_ms": round(add_p50 * 1000, 1), "add_p99_ms": round(add_p99 * 1000, 1),
+        "add_max_ms": round(max(add) * 1000, 1),
+        "remove_p50_ms": round(rm_p50 * 1000, 1), "remove_p99_ms": round(rm_p99 * 1000, 1),
+        "remove_max_ms": round(max(remove) * 1000, 1),
+        "failover_session_timeout_s": args.session_timeout_s,
+        "failover_to_leader_s": round(led_at - killed, 3),
+        "failover_to_first_routed_s": round(first_routed - killed, 3),
+        "baseline": "computed: seeds' updater polling every 30 s, delay U(0,30 s) + our apply p50",
+        "baseline_add_p50_s": round(base_p50, 3), "baseline_add_p99_s": round(base_p99, 3),
+        "ratio_p50": round(base_p50 / add_p50, 1), "ratio_p99": round(base_p99 / add_p99, 1),
+        "target_add_p99_ms": 250, "add_p99_met": add_p99 <= 0.25,
+        "target_remove_p99_ms": 1000, "remove_p99_met": rm_p99 <= 1.0,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        asyncio.run(serve_http([int(p) for p in sys.argv[2:]]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--zk-hosts", required=True)
+    parser.add_argument("--haproxy-socket", required=True)
+    parser.add_argument("--run-dir", default=".")
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0, help="instance events per second")
+    parser.add_argument("--session-timeout-s", type=float, default=2.0)
+    result = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(result, indent=2))
+    ok = result["add_p99_met"] and result["remove_p99_met"]
+    print(f"discovery: add p99 {result['add_p99_ms']} ms (target 250), remove p99 {result['remove_p99_ms']} ms "
+          f"(target 1000), failover {result['failover_to_first_routed_s']} s; "
+          f"{result['ratio_p99']}x faster than the seeds' 30 s poller at p99")
+    sys.exit(0 if ok else 1)

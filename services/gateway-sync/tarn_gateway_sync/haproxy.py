@@ -1,0 +1,152 @@
+"""The HAProxy Runtime API, over a unix socket or TCP: read a backend, execute a plan.
+
+Every library and socket error becomes UnavailableError or HaproxyCommandError here.
+"""
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from typing import Dict, List, Optional, Sequence
+
+from tarn_shared.errors import TarnError, UnavailableError
+
+from .plan import (EMPTY_SLOT_IP, AddServer, Admin, ClearSlot, DrainServer, FillSlot, HaproxyAction, ReadyServer,
+                   RemoveServer, ServerState, SlotsExhausted)
+
+# srv_admin_state bits (src/server-t.h): forced/inherited/resolution/hostname maintenance, drain. CMAINT
+# (0x04, "disabled" in the config) stays set after `set server state ready` brings a slot up, so it is ignored.
+_MAINT_BITS = 0x01 | 0x02 | 0x20 | 0x40
+_DRAIN_BITS = 0x08 | 0x10
+_SRV_RUNNING = 2
+_ERROR = re.compile(r"No such|Require|not in maintenance|Unknown command|Already exists|[Ee]rror|[Ff]ailed|"
+                    r"[Ii]nvalid|[Cc]an't|[Cc]annot|Permission denied|still has|not found|Unexpected")
+
+
+class HaproxyCommandError(TarnError):
+    """HAProxy answered a Runtime API command with an error."""
+
+
+class SlotsExhaustedError(TarnError):
+    """The seeds' placeholder layout has no free slot left for a ready instance."""
+
+
+class RuntimeApi:
+    """One HAProxy process. ``address``: a unix socket path (optionally ``unix:``-prefixed)
+    or ``tcp:host:port`` / ``host:port``."""
+
+    def __init__(self, address: str, timeout_s: float = 2.0, check: bool = True) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.check = check
+        if address.startswith("unix:") or address.startswith("/"):
+            self._unix: Optional[str] = address[5:] if address.startswith("unix:") else address
+            self._tcp = None
+        else:
+            host, _, port = (address[4:] if address.startswith("tcp:") else address).rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"not a HAProxy Runtime API address: {address!r}")
+            self._unix, self._tcp = None, (host, int(port))
+
+    async def command(self, line: str) -> str:
+        """Send one command on a fresh connection (HAProxy closes it after answering)."""
+        try:
+            return await asyncio.wait_for(self._exchange(line), timeout=self.timeout_s)
+        except (OSError, asyncio.TimeoutError, EOFError) as exc:
+            raise UnavailableError(f"HAProxy at {self.address} unreachable: {exc!r}") from None
+
+    async def _exchange(self, line: str) -> str:
+        if self._unix is not None:
+            reader, writer = await asyncio.open_unix_connection(self._unix)
+        else:
+            assert self._tcp is not None
+            reader, writer = await asyncio.open_connection(*self._tcp)
+        try:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            return (await reader.read()).decode(errors="replace")
+        finally:
+            writer.close()
+
+    async def execute(self, line: str) -> str:
+        answer = await self.command(line)
+        if _ERROR.search(answer):
+            raise HaproxyCommandError(f"HAProxy at {self.address} refused {line!r}: {answer.strip()}")
+        return answer
+
+    async def identity(self) -> str:
+        """Changes whenever HAProxy restarts or reloads (new process)."""
+        info = await self.command("show info")
+        fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
+        if "Pid" not in fields:
+            raise UnavailableError(f"HAProxy at {self.address} answered 'show info' without a Pid")
+        return f"{fields['Pid']}@{fields.get('Start_time_sec', '')}"
+
+    async def servers(self, backend: str) -> List[ServerState]:
+        answer = await self.command(f"show servers state {backend}")
+        if answer.startswith("Can't find backend"):
+            raise HaproxyCommandError(f"HAProxy at {self.address} has no backend {backend!r}")
+        servers = parse_servers_state(answer)
+        if any(s.admin is Admin.DRAIN for s in servers):
+            sessions = parse_sessions(await self.command(f"show stat {backend} 4 -1"))
+            servers = [ServerState(s.name, s.ip, s.port, s.admin, s.operational_up, sessions.get(s.name, 0))
+                       for s in servers]
+        return servers
+
+    async def apply(self, backend: str, actions: Sequence[HaproxyAction]) -> None:
+        """Execute a plan in order; the first refusal raises (the next reconcile retries)."""
+        exhausted: Optional[SlotsExhausted] = None
+        for action in actions:
+            ref = f"{backend}/{getattr(action, 'name', '')}"
+            if isinstance(action, AddServer):
+                await self.execute(f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else ""))
+                await self.execute(f"enable server {ref}")
+                if self.check:
+                    await self.execute(f"enable health {ref}")
+            elif isinstance(action, FillSlot):
+                await self.execute(f"set server {ref} addr {action.ip} port {action.port}")
+                await self.execute(f"set server {ref} state ready")
+                if self.check:
+                    await self.execute(f"enable health {ref}")
+            elif isinstance(action, ReadyServer):
+                await self.execute(f"set server {ref} state ready")
+            elif isinstance(action, DrainServer):
+                await self.execute(f"set server {ref} state drain")
+            elif isinstance(action, RemoveServer):
+                await self.execute(f"set server {ref} state maint")
+                await self.execute(f"shutdown sessions server {ref}")
+                await self.execute(f"del server {ref}")
+            elif isinstance(action, ClearSlot):
+                await self.execute(f"set server {ref} state maint")
+                await self.execute(f"shutdown sessions server {ref}")
+                await self.execute(f"set server {ref} addr {EMPTY_SLOT_IP} port 8000")
+            elif isinstance(action, SlotsExhausted):
+                exhausted = action
+        if exhausted is not None:
+            raise SlotsExhaustedError(
+                f"backend {backend!r} at {self.address} has no free placeholder slot for "
+                f"{', '.join(exhausted.addresses)}: add `server triton-N 0.0.0.0:8000 check disabled` lines "
+                f"(at least --max-instances of them) and reload HAProxy")
+
+
+def parse_servers_state(answer: str) -> List[ServerState]:
+    """``show servers state`` (format version 1): be_id be_name srv_id srv_name srv_addr
+    srv_op_state srv_admin_state ... srv_port is column 18."""
+    servers = []
+    for line in answer.splitlines():
+        fields = line.split()
+        if len(fields) < 19 or line.startswith("#"):
+            continue
+        admin_bits = int(fields[6])
+        admin = Admin.MAINT if admin_bits & _MAINT_BITS else Admin.DRAIN if admin_bits & _DRAIN_BITS else Admin.READY
+        port = int(fields[18]) if fields[18].isdigit() else 0
+        servers.append(ServerState(fields[3], fields[4], port, admin, int(fields[5]) == _SRV_RUNNING))
+    return servers
+
+
+def parse_sessions(answer: str) -> Dict[str, int]:
+    text = answer.lstrip("# ")
+    rows = csv.DictReader(io.StringIO(text))
+    return {row["svname"]: int(row.get("scur") or 0) for row in rows
+            if row.get("svname") not in (None, "BACKEND", "FRONTEND")}

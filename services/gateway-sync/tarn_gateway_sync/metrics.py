@@ -1,0 +1,48 @@
+"""Prometheus metrics on a registry the caller passes in (a private one in tests)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from tarn_shared.streams import ConsumerStats
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.propagation = Histogram(
+            "tarn_gateway_sync_propagation_seconds",
+            "From a lifecycle event's timestamp to both gateways updated", ["change"],
+            buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.reconciles = Counter("tarn_gateway_sync_reconciles", "Full reconciles run", ["trigger"],
+                                  registry=registry)
+        self.phase_seconds = Histogram("tarn_gateway_sync_phase_seconds", "Duration of each loop phase", ["phase"],
+                                       buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.errors = Counter("tarn_gateway_sync_errors", "Errors by kind", ["kind"], registry=registry)
+        self.leader = Gauge("tarn_gateway_sync_leader", "1 while this replica is the leader", registry=registry)
+        self.routed = Gauge("tarn_gateway_sync_routed_instances", "Ready instances to route", ["deployment"],
+                            registry=registry)
+
+    def watch_consumers(self, consumers: Callable[[], Mapping[str, ConsumerStats]]) -> None:
+        self.registry.register(ConsumerCollector(consumers))
+
+
+class ConsumerCollector(Collector):
+    """Reads the stream consumers' own counters on every scrape."""
+
+    def __init__(self, consumers: Callable[[], Mapping[str, ConsumerStats]]) -> None:
+        self._consumers = consumers
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily("tarn_gateway_sync_events", "Stream entries by outcome",
+                                     labels=["stream", "outcome"])
+        for stream, stats in sorted(self._consumers().items()):
+            family.add_metric([stream, "handled"], stats.handled)
+            family.add_metric([stream, "failed"], stats.failed)
+            family.add_metric([stream, "dead_lettered"], stats.dead_lettered)
+        yield family

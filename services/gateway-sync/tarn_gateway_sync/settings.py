@@ -1,0 +1,72 @@
+"""gateway-sync's one Settings class: TARN_GATEWAY_SYNC_* environment variables."""
+from __future__ import annotations
+
+import socket
+from typing import Annotated, List, Literal, Optional
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from tarn_shared.settings import TarnSettings
+
+CsvList = Annotated[List[str], NoDecode]
+
+
+class GatewaySyncSettings(TarnSettings):
+    model_config = SettingsConfigDict(env_prefix="TARN_GATEWAY_SYNC_", extra="ignore", env_file=None)
+
+    zk_hosts: str = Field(..., description="ZooKeeper ensemble for the leader election, and for deployments "
+                                            "whose record names none (host:port,...[/chroot])")
+    haproxy_sockets: CsvList = Field(..., description="HAProxy Runtime API addresses, comma separated: "
+                                                      "unix socket paths or tcp:host:port")
+    replica_id: str = Field(default_factory=socket.gethostname,
+                            description="Stable name of this replica: its consumer groups and election id")
+    deployments: CsvList = Field(default_factory=list,
+                                 description="Serve only these deployments, comma separated; empty = every "
+                                             "deployment recorded in Redis")
+    election_path: str = Field("/tarn/gateway-sync/leader", description="Lock path of the leader election")
+    zk_session_timeout_s: float = Field(10.0, ge=1.0, le=60.0)
+    zk_digest: Optional[SecretStr] = Field(None, description="user:password for ZooKeeper digest auth")
+    zk_sasl_mechanism: Optional[str] = Field(None, description="e.g. DIGEST-MD5 or GSSAPI (kazoo sasl_options)")
+    zk_sasl_username: Optional[str] = None
+    zk_sasl_password: Optional[SecretStr] = None
+    zk_acl: CsvList = Field(default_factory=list,
+                            description="ACLs for created znodes, scheme:id:perms, comma separated; empty = open")
+    haproxy_layout: Literal["auto", "dynamic", "slots"] = Field(
+        "auto", description="auto: a backend with servers named <slot prefix>N uses the seeds' slots")
+    haproxy_server_prefix: str = Field("tarn-", description="Name prefix of the dynamic servers gateway-sync owns")
+    haproxy_slot_prefix: str = Field("triton-", description="Name prefix of the seeds' placeholder slots")
+    haproxy_check: bool = Field(True, description="Add servers with health checks (enable health)")
+    haproxy_timeout_s: float = Field(2.0, gt=0)
+    haproxy_watch_interval_s: float = Field(1.0, gt=0, description="How often a restart or reload is looked for")
+    drain_timeout_s: float = Field(60.0, gt=0, description="Longest a server stays in drain before removal")
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    host: str = Field("127.0.0.1", description="Address of the health and metrics API")
+    port: int = Field(8095, ge=0, le=65535)
+
+    @field_validator("haproxy_sockets", "zk_acl", "deployments", mode="before")
+    @classmethod
+    def _split(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("haproxy_sockets")
+    @classmethod
+    def _at_least_one(cls, value: List[str]) -> List[str]:
+        if not value:
+            raise ValueError("name at least one HAProxy Runtime API address")
+        return value
+
+    def zk_auth(self) -> List[tuple]:
+        return [("digest", self.zk_digest.get_secret_value())] if self.zk_digest else []
+
+    def zk_sasl_options(self) -> Optional[dict]:
+        if not self.zk_sasl_mechanism:
+            return None
+        options = {"mechanism": self.zk_sasl_mechanism}
+        if self.zk_sasl_username:
+            options["username"] = self.zk_sasl_username
+        if self.zk_sasl_password:
+            options["password"] = self.zk_sasl_password.get_secret_value()
+        return options

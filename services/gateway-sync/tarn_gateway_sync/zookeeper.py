@@ -1,0 +1,221 @@
+"""ZooKeeper through kazoo: one client per ensemble, its session watched as a state
+machine, znodes read and written with ``client.retry``, and the leader election.
+
+SUSPENDED is not LOST: writes pause until the connection is back. After LOST, kazoo
+opens a new session, the old ephemeral nodes are gone, and ``on_new_session`` asks the
+service for a full reconcile. Listeners only set flags and hand work to the event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable, Dict, List, Optional, Sequence
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.security import ACL, make_acl
+from kazoo.retry import KazooRetry
+
+from tarn_shared.errors import ConfigError, UnavailableError
+
+from .plan import CreateZnode, DeleteZnode, ObservedZnode, ReplaceZnode, ZnodeAction
+
+log = logging.getLogger(__name__)
+_PERMS = {"r": "read", "w": "write", "c": "create", "d": "delete", "a": "admin"}
+
+
+def parse_acl(specs: Sequence[str]) -> Optional[List[ACL]]:
+    """``scheme:id:perms`` (``world:anyone:r``, ``digest:user:BASE64HASH:cdrwa``,
+    ``sasl:principal:cdrwa``, ``ip:10.0.0.0/8:r``); empty means ZooKeeper's open ACL."""
+    acls = []
+    for spec in specs:
+        scheme, _, rest = spec.partition(":")
+        ident, _, perms = rest.rpartition(":")
+        if not scheme or not ident or not perms or any(p not in _PERMS for p in perms):
+            raise ConfigError(f"invalid ZooKeeper ACL {spec!r}: expected scheme:id:perms with perms from 'rwcda'")
+        acls.append(make_acl(scheme, ident, **{_PERMS[p]: True for p in perms}))
+    return acls or None
+
+
+class Ensemble:
+    """One ZooKeeper ensemble (a connection string, possibly with a chroot)."""
+
+    def __init__(self, hosts: str, *, session_timeout_s: float = 10.0, auth: Optional[Sequence[tuple]] = None,
+                 sasl_options: Optional[Dict[str, str]] = None, acl: Optional[List[ACL]] = None,
+                 on_new_session: Callable[["Ensemble"], None] = lambda e: None,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        self.hosts = hosts
+        self.acl = acl
+        self._on_new_session = on_new_session
+        self._loop = loop or asyncio.get_event_loop()
+        self.client = KazooClient(hosts=hosts, timeout=session_timeout_s, auth_data=list(auth or []) or None,
+                                  sasl_options=sasl_options or None,
+                                  connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
+                                  command_retry=KazooRetry(max_tries=5, max_delay=1.0, deadline=10.0))
+        self.lost = threading.Event()  # set while the last session is gone and no new one exists
+        self._session: Optional[int] = None
+        self.client.add_listener(self._on_state)
+
+    # kazoo calls this from its own thread: set flags, hand the rest to the loop.
+    def _on_state(self, state: str) -> None:
+        if state == KazooState.LOST:
+            self.lost.set()
+            log.warning("zookeeper session lost", extra={"zk_hosts": self.hosts})
+        elif state == KazooState.SUSPENDED:
+            log.warning("zookeeper connection suspended; writes paused", extra={"zk_hosts": self.hosts})
+        elif state == KazooState.CONNECTED:
+            self._loop.call_soon_threadsafe(self._connected)
+
+    def _connected(self) -> None:
+        session = self.session_id
+        if session is not None and session != self._session:
+            if self._session is not None:
+                log.warning("zookeeper session renewed; restoring znodes", extra={"zk_hosts": self.hosts})
+            self._session = session
+            self.lost.clear()
+            self._on_new_session(self)
+
+    @property
+    def session_id(self) -> Optional[int]:
+        client_id = self.client.client_id
+        return client_id[0] if client_id and self.client.connected else None
+
+    @property
+    def writable(self) -> bool:
+        return self.client.state == KazooState.CONNECTED
+
+    async def start(self, timeout_s: float = 15.0) -> None:
+        try:
+            await asyncio.to_thread(self.client.start, timeout_s)
+        except KazooTimeoutError:
+            raise UnavailableError(f"ZooKeeper at {self.hosts} did not answer within {timeout_s}s") from None
+        self._connected()
+
+    async def stop(self) -> None:
+        def close():
+            self.client.stop()
+            self.client.close()
+        await asyncio.to_thread(close)
+
+    async def observe(self, path: str, names: Optional[Sequence[str]] = None) -> Dict[str, ObservedZnode]:
+        """The children of ``path`` (or just ``names`` among them) with data and owner."""
+        def read() -> Dict[str, ObservedZnode]:
+            children = names if names is not None else self._children(path)
+            pending = [(name, self.client.get_async(f"{path}/{name}")) for name in children]
+            found = {}
+            for name, result in pending:
+                try:
+                    data, stat = result.get(timeout=10)
+                except NoNodeError:
+                    continue
+                found[name] = ObservedZnode(name, data, stat.ephemeralOwner)
+            return found
+        return await self._call(lambda: self.client.retry(read))
+
+    def _children(self, path: str) -> List[str]:
+        try:
+            return self.client.get_children(path)
+        except NoNodeError:
+            return []
+
+    async def apply(self, path: str, actions: Sequence[ZnodeAction]) -> None:
+        if not actions:
+            return
+        if not self.writable:
+            raise UnavailableError(f"ZooKeeper at {self.hosts} is not connected; writes paused")
+
+        def write() -> None:
+            self.client.ensure_path(path, acl=self.acl)
+            for action in actions:
+                node = f"{path}/{action.name}"
+                if isinstance(action, (DeleteZnode, ReplaceZnode)):
+                    self.client.retry(self._delete, node)
+                if isinstance(action, (CreateZnode, ReplaceZnode)):
+                    self.client.retry(self._create, node, action.data)
+        await self._call(write)
+
+    def _delete(self, node: str) -> None:
+        try:
+            self.client.delete(node)
+        except NoNodeError:
+            pass
+
+    def _create(self, node: str, data: bytes) -> None:
+        try:
+            self.client.create(node, data, acl=self.acl, ephemeral=True)
+        except NodeExistsError:
+            # Created by an earlier try of this retry, or by another session: own it.
+            _, stat = self.client.get(node)
+            if stat.ephemeralOwner != self.client.client_id[0]:
+                self.client.delete(node)
+                self.client.create(node, data, acl=self.acl, ephemeral=True)
+            else:
+                self.client.set(node, data)
+
+    async def _call(self, fn):
+        try:
+            return await asyncio.to_thread(fn)
+        except (KazooException, KazooTimeoutError) as exc:
+            raise UnavailableError(f"ZooKeeper at {self.hosts}: {type(exc).__name__} {exc}") from None
+
+
+class Leadership:
+    """kazoo's Lock recipe: the holder is the leader; only it writes. Runs in its own
+    thread because acquiring blocks; a lost session ends the term and it queues again."""
+
+    def __init__(self, ensemble: Ensemble, path: str, identifier: str,
+                 on_change: Callable[[bool], None]) -> None:
+        self.ensemble = ensemble
+        self.path = path
+        self.identifier = identifier
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._elected = False
+        self._lock = None
+        self._thread = threading.Thread(target=self._run, name="gateway-sync-election", daemon=True)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._elected and not self.ensemble.lost.is_set() and self.ensemble.writable
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        lock = self._lock
+        if lock is not None:
+            try:
+                lock.cancel()
+                lock.release()
+            except KazooException:
+                pass
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            lock = self._lock = self.ensemble.client.Lock(self.path, self.identifier)
+            try:
+                acquired = lock.acquire(blocking=True)
+            except (KazooException, KazooTimeoutError) as exc:
+                log.warning("leader election failed; retrying", extra={"error": repr(exc)})
+                self._stop.wait(1.0)
+                continue
+            if not acquired or self._stop.is_set():
+                continue
+            self._set(True)
+            # A term ends when the session is lost: the lock node went with it.
+            while not self._stop.is_set() and not self.ensemble.lost.wait(0.2):
+                pass
+            self._set(False)
+            while not self._stop.is_set() and self.ensemble.lost.is_set():
+                self._stop.wait(0.1)
+
+    def _set(self, elected: bool) -> None:
+        if elected != self._elected:
+            self._elected = elected
+            log.warning("leadership " + ("gained" if elected else "lost"), extra={"replica": self.identifier})
+            self.ensemble._loop.call_soon_threadsafe(self._on_change, elected)

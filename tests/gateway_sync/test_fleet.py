@@ -1,0 +1,76 @@
+"""The desired set, built from lifecycle events with the shared sequence rules."""
+import json
+
+from tarn_gateway_sync.fleet import Fleet, apply_lifecycle, changed_addresses, due_unrouted, znode_data
+from tarn_shared import events as ev
+
+
+def event(kind, port, seq, **extra):
+    return kind(deployment="d", app_id="app", instance_id=f"c{port}", seq=seq,
+                endpoints=ev.Endpoints(host="h", http_port=port), models=["m"], **extra)
+
+
+def snapshot(members, through):
+    return ev.MembershipSnapshot(deployment="d", app_id="app", snapshot_seq=1, lifecycle_through=through,
+                                 desired_count=len(members), members=members)
+
+
+def member(port, state, seq):
+    return ev.MemberState(instance_id=f"c{port}", state=state, seq=seq, endpoints=ev.Endpoints(host="h", http_port=port))
+
+
+def test_ready_instances_are_routable_and_draining_ones_are_not():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    fleet = apply_lifecycle(fleet, event(ev.InstanceReady, 2, 1), "2-0")
+    fleet = apply_lifecycle(fleet, event(ev.InstanceDraining, 2, 2), "3-0")
+    assert set(fleet.routable()) == {"h:1"} and set(fleet.draining()) == {"h:2"}
+
+
+def test_a_stale_snapshot_does_not_bring_back_a_stopped_instance():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    fleet = apply_lifecycle(fleet, event(ev.InstanceStopped, 1, 2), "2-0")
+    fleet = apply_lifecycle(fleet, snapshot([member(1, ev.InstanceState.READY, 1)], "1-0"), "3-0")
+    assert fleet.routable() == {} and fleet.gone() == {"h:1"}
+
+
+def test_no_snapshot_means_the_view_is_not_authoritative():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    assert not fleet.authoritative
+    empty = apply_lifecycle(fleet, snapshot([], None), "2-0")
+    assert set(empty.routable()) == {"h:1"} and not empty.authoritative
+
+
+def test_a_snapshot_that_covers_an_instance_and_omits_it_removes_it():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    fleet = apply_lifecycle(fleet, snapshot([], "1-0"), "2-0")
+    assert fleet.authoritative and fleet.routable() == {}
+
+
+def test_an_address_reused_by_a_new_instance_stays_routed():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    fleet = apply_lifecycle(fleet, event(ev.InstanceStopped, 1, 2), "2-0")
+    reused = ev.InstanceReady(deployment="d", app_id="app", instance_id="other", seq=1,
+                              endpoints=ev.Endpoints(host="h", http_port=1))
+    fleet = apply_lifecycle(fleet, reused, "3-0")
+    assert set(fleet.routable()) == {"h:1"} and fleet.gone() == frozenset()
+
+
+def test_changed_addresses_name_only_what_an_event_touched():
+    before = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    after = apply_lifecycle(before, event(ev.InstanceReady, 2, 1), "2-0")
+    assert changed_addresses(before, after) == {"h:2"}
+
+
+def test_unrouted_is_due_once_per_draining_sequence():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceDraining, 1, 3), "1-0")
+    assert set(due_unrouted(fleet, None, {})) == {"h:1"}
+    assert due_unrouted(fleet, None, {"c1": 3}) == {}
+    unrouted = apply_lifecycle(fleet, event(ev.InstanceUnrouted, 1, 3), "2-0")
+    assert due_unrouted(unrouted, None, {}) == {}
+
+
+def test_znode_data_carries_what_knox_and_operators_read():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    data = json.loads(znode_data("d", fleet.routable()["h:1"]))
+    assert data["url"] == "http://h:1" and data["host"] == "h" and data["port"] == 1
+    assert data["container_id"] == "c1" and data["app_id"] == "app" and data["models"] == ["m"]
