@@ -17,6 +17,7 @@ install: system $(VENV)/.installed $(VENV310)/.installed
 
 system:
 	@deploy/local/install-deps
+	@deploy/local/hadoop/minicluster fetch
 
 $(VENV)/.installed: $(PYPROJECTS) tests/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

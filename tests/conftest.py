@@ -3,4 +3,5 @@ tests start none."""
 pytest_plugins = [
     "tests.support.stack_fixture",
     "tests.support.triton_fixture",
+    "tests.hadoop.cluster",
 ]

@@ -155,7 +155,8 @@ class Stack:
     def down(self) -> List[str]:
         stopped = []
         if self.state.get("hadoop"):
-            subprocess.run([str(MINICLUSTER), "down", "--run-dir", str(self.run_dir / "hadoop")], check=False)
+            subprocess.run([str(MINICLUSTER), "down", "--run-dir", str(self.run_dir / "hadoop"),
+                            "--env-file", str(self.run_dir / "hadoop.env")], check=False)
             stopped.append("hadoop")
         for name, proc in list(self.state.get("processes", {}).items()):
             stop_pid(proc["pid"])
@@ -278,7 +279,8 @@ class Stack:
         hadoop_run = self.run_dir / "hadoop"
         self.state["hadoop"] = True
         self._save()
-        result = subprocess.run([str(MINICLUSTER), "up", "--run-dir", str(hadoop_run)])
+        result = subprocess.run([str(MINICLUSTER), "up", "--run-dir", str(hadoop_run),
+                                 "--env-file", str(self.run_dir / "hadoop.env")])
         if result.returncode != 0:
             raise StackError(f"the minicluster did not start (exit {result.returncode}); see {hadoop_run}")
         self.state["env"].update(read_env_file(self.run_dir / "hadoop.env"))
