@@ -66,3 +66,25 @@ def test_a_broken_haproxy_config_fails_start_with_haproxys_own_message(tmp_path,
         stack.up()
     assert stack.running() == {}
     assert os.listdir(tmp_path / "run")  # logs stay for the operator
+
+
+@pytest.mark.hadoop
+def test_stack_up_with_hadoop_adds_the_cluster_env_and_down_stops_it_too(tmp_path):
+    run_dir = tmp_path / "run"
+    up = subprocess.run([str(STACK), "up", "--hadoop", "--run-dir", str(run_dir)], capture_output=True, text=True,
+                        timeout=600)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        env = tarnstack.read_env_file(run_dir / "stack.env")
+        for key in ("REDIS_URL", "HADOOP_CONF_DIR", "WEBHDFS_URL", "HDFS_DEFAULT_FS", "JAVA_HOME"):
+            assert env.get(key), f"{key} missing from stack.env"
+        assert (Path(env["HADOOP_CONF_DIR"]) / "yarn-site.xml").exists()
+        import urllib.request
+        with urllib.request.urlopen(env["WEBHDFS_URL"] + "/webhdfs/v1/?op=GETFILESTATUS", timeout=10) as reply:
+            assert b"FileStatus" in reply.read()
+    finally:
+        down = subprocess.run([str(STACK), "down", "--run-dir", str(run_dir)], capture_output=True, text=True,
+                              timeout=300)
+    assert down.returncode == 0 and "hadoop" in down.stdout
+    leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes left behind: {leftovers}"
