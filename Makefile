@@ -18,6 +18,7 @@ install: system $(VENV)/.installed $(VENV310)/.installed
 system:
 	@deploy/local/install-deps
 	@deploy/local/hadoop/minicluster fetch
+	@tests/authz/oracle/build
 
 $(VENV)/.installed: $(PYPROJECTS) tests/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,5 +1,5 @@
 """Policy validity schedules (RangerValidityScheduleEvaluator): 'yyyy/MM/dd HH:mm:ss' wall-clock
-bounds read in the schedule's time zone (GMT when none or unknown), both ends inclusive."""
+bounds in the schedule's time zone (GMT when none or unknown) converted as Ranger does, both ends inclusive."""
 from __future__ import annotations
 
 import re
@@ -36,7 +36,10 @@ def _epoch_ms(text: str | None, zone: tzinfo) -> int | None:
         wall = datetime.strptime(text.strip(), _DATE_FORMAT)
     except ValueError:
         return None  # Ranger logs the parse error and drops the bound
-    return int(wall.replace(tzinfo=zone).timestamp() * 1000)
+    # Ranger (getAdjustedTime) reads the wall time as UTC (the plugin JVM's zone) and shifts it by the
+    # zone's offset at that UTC instant, not at the wall time: an hour apart just after a DST change.
+    as_utc = wall.replace(tzinfo=timezone.utc)
+    return (int(as_utc.timestamp()) - int(as_utc.astimezone(zone).utcoffset().total_seconds())) * 1000
 
 
 class ValidityWindow:

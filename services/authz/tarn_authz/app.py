@@ -1,0 +1,84 @@
+"""create_app(settings): wiring only. Clients open in the lifespan; nothing at import time."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator, Callable, Optional
+
+import httpx
+from fastapi import FastAPI
+
+from tarn_shared.deployments import read_records
+from tarn_shared.streams import StreamPublisher, connect
+
+from .api import Services, router
+from .audit import AuditSink
+from .decisions import Decider
+from .identity import CallerCheck
+from .metrics import AuthzMetrics
+from .ranger_admin import RangerAdminClient
+from .registry import PolicyRegistry, Source
+from .settings import AuthzSettings
+from .sources import DiskCache, FolderSource, RangerSource
+
+log = logging.getLogger(__name__)
+
+
+def source_factory(settings: AuthzSettings, http: Optional[httpx.AsyncClient]) -> Callable[[str], Source]:
+    """Ranger Admin when a URL is set, else the local folder."""
+
+    def make(service: str) -> Source:
+        if settings.ranger_url and http is not None:
+            return RangerSource(RangerAdminClient(http, settings.ranger_url, service, app_id=settings.ranger_app_id,
+                                                  cluster_name=settings.ranger_cluster_name,
+                                                  secure=settings.secure_download))
+        assert settings.policy_dir is not None, "settings validation requires policy_dir without ranger_url"
+        return FolderSource(settings.policy_dir, service)
+
+    return make
+
+
+def create_app(settings: AuthzSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = AuthzMetrics()
+        stop = asyncio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            http = None
+            if settings.ranger_url:
+                http = await stack.enter_async_context(RangerAdminClient.open_http(settings))
+            redis = None
+            if settings.serve_deployments or settings.ranger_audit:
+                redis = connect(settings.redis_url, socket_timeout_s=5.0)
+                stack.push_async_callback(redis.aclose)
+            registry = PolicyRegistry(
+                default_service=settings.ranger_service, default_audit=settings.ranger_audit,
+                make_source=source_factory(settings, http), disk_cache=DiskCache(settings.cache_dir,
+                                                                                  settings.ranger_app_id),
+                metrics=metrics)
+            audit = AuditSink(app_id=settings.ranger_app_id, metrics=metrics,
+                              publisher=StreamPublisher(redis) if redis is not None else None,
+                              log_path=settings.audit_log, queue_size=settings.audit_queue_size,
+                              cluster_name=settings.ranger_cluster_name)
+            app.state.services = Services(registry, Decider(metrics, audit), CallerCheck(settings), metrics)
+            records = None
+            if settings.serve_deployments and redis is not None:
+                async def records():  # noqa: E306 - bound to this app's client
+                    return await read_records(redis)
+            await registry.refresh_all()  # serve with what we have at once: Ranger, else the disk copy
+            tasks = [asyncio.create_task(registry.run(stop, settings.refresh_interval_s, records,
+                                                      settings.deployments_interval_s), name="policy-refresh"),
+                     asyncio.create_task(audit.run(stop), name="audit")]
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.wait(tasks, timeout=5.0)
+                for task in tasks:
+                    task.cancel()
+
+    app = FastAPI(title="tarn-authz", version="0.1.0", lifespan=lifespan,
+                  description="Ranger-exact policy decision point for Triton models (service type `triton`).")
+    app.include_router(router)
+    return app

@@ -1,0 +1,75 @@
+"""One access question answered against one served Ranger service, audited when asked to."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional
+
+from .audit import AuditSink
+from .identity import Identity
+from .metrics import AuthzMetrics
+from .ranger import AccessRequest
+from .registry import ServiceState
+
+SCOPE_SELF = "self"
+SCOPE_ANY = "any"  # "may the user <action> any model at all" (Ranger's SELF_OR_PREFIX on "")
+_ANY_SCOPES = {"model": "SELF_OR_PREFIX"}
+
+
+class UnknownAction(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    allowed: bool
+    audited: bool
+    policy_id: int
+    reason: str
+    service: str
+    policy_version: Optional[int]
+
+    def as_json(self, model: str, action: str, user: Optional[str]) -> dict:
+        return {"allowed": self.allowed, "audited": self.audited, "policy_id": self.policy_id,
+                "reason": self.reason, "service": self.service, "policy_version": self.policy_version,
+                "model": model, "action": action, "user": user}
+
+
+class Decider:
+    def __init__(self, metrics: AuthzMetrics, audit: Optional[AuditSink]) -> None:
+        self._metrics = metrics
+        self._audit = audit
+
+    def decide(self, state: ServiceState, identity: Identity, model: str, action: str, scope: str = SCOPE_SELF,
+               client_ip: Optional[str] = None) -> Answer:
+        started = time.perf_counter()
+        if action not in state.access_types:
+            raise UnknownAction(f"unknown action {action!r} for service {state.name!r}; "
+                                f"one of {', '.join(sorted(state.access_types))}")
+        cache = state.cache
+        if cache is None or not state.loaded:
+            answer = Answer(False, False, -1, f"no policies loaded for service {state.name!r}: denied",
+                            state.name, None)
+        else:
+            groups = identity.groups | state.groups_of(identity.user) if identity.user else identity.groups
+            request = AccessRequest(
+                resource={"model": model if scope == SCOPE_SELF else ""}, access_type=action, user=identity.user,
+                user_groups=groups, resource_element_matching_scopes=_ANY_SCOPES if scope == SCOPE_ANY else {})
+            now = time.time()
+            decision = cache.evaluate_at(request, int(now * 1000))
+            if decision.policy_id != -1:
+                reason = f"{'allowed' if decision.allowed else 'denied'} by policy {decision.policy_id}"
+            else:
+                reason = "no policy matched: denied"
+            version = state.bundle.policy_version if state.bundle else None
+            answer = Answer(decision.allowed, decision.audited, decision.policy_id, reason, state.name, version)
+            if decision.audited and state.audit and self._audit is not None:
+                self._audit.record(
+                    service=state.name, deployment=next(iter(sorted(state.deployments)), state.name),
+                    user=identity.user, model=model if scope == SCOPE_SELF else "*", action=action,
+                    allowed=decision.allowed, policy_id=decision.policy_id, policy_version=version,
+                    repo_type=state.bundle.policies.service_def.id or 0 if state.bundle else 0,
+                    client_ip=client_ip, moment=datetime.fromtimestamp(now, timezone.utc))
+        self._metrics.decided(state.name, answer.allowed, time.perf_counter() - started)
+        return answer

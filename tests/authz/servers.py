@@ -1,0 +1,43 @@
+"""Real HTTP servers for the authz tests: uvicorn serving an ASGI app in a thread of the
+test process, on a free loopback port."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import uvicorn
+
+from tests.support.ports import LOOPBACK, free_port
+
+
+class ServerThread:
+    def __init__(self, app, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=self.port, log_config=None,
+                                                     access_log=False, lifespan="on"))
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self, timeout_s: float = 30.0) -> "ServerThread":
+        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the server on port {self.port} exited while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server on port {self.port} did not start in {timeout_s}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

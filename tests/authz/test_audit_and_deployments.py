@@ -1,0 +1,104 @@
+"""Audit (--ranger-audit) to the tarn:audit stream and a log4j-format JSON-lines file, and
+the Ranger services named by deployment records in Redis; real Redis from the local stack."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import redis
+
+from tarn_shared import events
+from tarn_shared.deployments import put_record
+from tarn_shared.streams import connect
+from tests.authz.audit_format import RANGER_AUDIT_FIELDS
+from tests.authz.support import GATEWAY, SERVICE, start_authz, write_policy_dir  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _audit_entries(redis_url: str) -> list[dict]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return [json.loads(fields[b"event"]) for _, fields in client.xrange(events.audit_stream())]
+    finally:
+        client.close()
+
+
+def _wait(check, what: str, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_audited_decisions_reach_the_stream_and_the_log4j_file(tmp_path, start_authz, redis_url):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    audit_log = tmp_path / "audit" / "ranger-audit.log"
+    before = len(_audit_entries(redis_url))
+    server = start_authz(ranger_audit=True, ranger_app_id="tarn-gw", redis_url=redis_url, audit_log=audit_log)
+    with httpx.Client(base_url=server.url) as client:
+        for user, model in (("alice", "llama-7b"), ("bob", "llama-7b")):
+            response = client.get("/authorize", params={"model": model, "action": "infer"},
+                                  headers={**GATEWAY, "X-TARN-User": user})
+            assert response.status_code == 200
+    entries = _wait(lambda: (lambda e: e if len(e) >= before + 2 else None)(_audit_entries(redis_url)[before:]),
+                    "two audit events on tarn:audit")
+    decoded = [events.decode({"event": json.dumps(e)}) for e in entries]
+    assert [(d.reqUser, d.result, d.policy) for d in decoded] == [("alice", 1, 1), ("bob", 0, -1)]
+    assert {d.agent for d in decoded} == {"tarn-gw"}
+    assert {(d.repo, d.resource, d.access, d.resType) for d in decoded} == {(SERVICE, "llama-7b", "infer", "model")}
+    lines = _wait(lambda: audit_log.exists() and audit_log.read_text().splitlines(), "the audit log")
+    first = json.loads(lines[0])
+    # Ranger's log4j destination writes AuthzAuditEvent as Gson does: its field names, in order, no nulls.
+    assert list(first) == [f for f in RANGER_AUDIT_FIELDS if f in first]
+    assert set(first) <= set(RANGER_AUDIT_FIELDS)
+    assert first["reqUser"] == "alice" and first["agent"] == "tarn-gw" and first["result"] == 1
+    assert first["repoType"] == 1001 and first["policy_version"] == 7
+    assert len(first["evtTime"]) == len("2026-06-01 12:00:00.000")
+
+
+def test_no_audit_without_the_flag(tmp_path, start_authz, redis_url):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    audit_log = tmp_path / "audit.log"
+    server = start_authz(ranger_audit=False, redis_url=redis_url, audit_log=audit_log)
+    with httpx.Client(base_url=server.url) as client:
+        client.get("/authorize", params={"model": "llama-7b", "action": "infer"},
+                   headers={**GATEWAY, "X-TARN-User": "alice"})
+    time.sleep(0.5)
+    assert not audit_log.exists()
+
+
+def test_services_named_by_deployment_records_are_served(tmp_path, start_authz, redis_url, deployment):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    write_policy_dir(tmp_path / "policies", "v2", service="triton_dev")
+    server = start_authz(redis_url=redis_url, serve_deployments=True, deployments_interval_s=0.2)
+
+    async def publish(service):
+        client = connect(redis_url)
+        try:
+            await put_record(client, events.DeploymentRecord(deployment=deployment, app_id="application_1_0001",
+                                                             ranger_service=service))
+        finally:
+            await client.aclose()
+
+    asyncio.run(publish("triton_dev"))
+    with httpx.Client(base_url=server.url) as client:
+        health = _wait(lambda: (lambda h: h if h["services"].get("triton_dev", {}).get("loaded") else None)(client.get("/healthz").json()),
+                       "triton_dev to be served")
+        assert health["services"]["triton_dev"]["deployments"] == [deployment]
+        assert health["services"]["triton_dev"]["policy_version"] == 8
+        by_deployment = client.get("/authorize", params={"model": "mistral-7b", "action": "infer",
+                                                         "deployment": deployment},
+                                   headers={**GATEWAY, "X-TARN-User": "erin"})
+        default = client.get("/authorize", params={"model": "mistral-7b", "action": "infer"},
+                             headers={**GATEWAY, "X-TARN-User": "erin"})
+        assert (by_deployment.text, default.text) == ("true", "false")
+        asyncio.run(publish(None))  # the deployment no longer names a Ranger service: dropped
+        _wait(lambda: "triton_dev" not in client.get("/healthz").json()["services"], "triton_dev to be dropped")
+        assert SERVICE in client.get("/healthz").json()["services"]
