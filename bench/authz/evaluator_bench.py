@@ -48,18 +48,23 @@ def generate_policies(count: int, rng: random.Random) -> list[dict]:
     return policies
 
 
+def pick_model(rng: random.Random, policy_count: int) -> tuple[float, str]:
+    """The fixed mix: 60% named by a policy, 20% matched by wildcards, 10% unknown, 10% shared.
+    The roll is returned too: above 0.97 the caller asks a "list any model" question."""
+    roll = rng.random()
+    if roll < 0.6:
+        return roll, f"model-{rng.randint(1, policy_count)}"
+    if roll < 0.8:
+        return roll, f"team{rng.randint(0, 49)}-llm{rng.randint(0, 9)}"
+    if roll < 0.9:
+        return roll, f"unknown-{rng.randint(0, 999)}"
+    return roll, f"shared-{rng.randint(0, 19)}"
+
+
 def request_mix(count: int, rng: random.Random, policy_count: int) -> list[AccessRequest]:
     requests = []
     for _ in range(count):
-        roll = rng.random()
-        if roll < 0.6:
-            model = f"model-{rng.randint(1, policy_count)}"
-        elif roll < 0.8:
-            model = f"team{rng.randint(0, 49)}-llm{rng.randint(0, 9)}"
-        elif roll < 0.9:
-            model = f"unknown-{rng.randint(0, 999)}"
-        else:
-            model = f"shared-{rng.randint(0, 19)}"
+        roll, model = pick_model(rng, policy_count)
         scopes = {}
         access = rng.choice(ACCESSES)
         if roll > 0.97:

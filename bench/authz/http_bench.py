@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from evaluator_bench import GROUPS, SERVICEDEF, USERS, generate_policies  # noqa: E402
+from evaluator_bench import GROUPS, SERVICEDEF, USERS, generate_policies, pick_model  # noqa: E402
 
 SERVICE = "triton_bench"
 TOKEN = "bench-gateway-token"
@@ -42,15 +42,7 @@ def request_paths(count: int, rng: random.Random, policy_count: int) -> list[tup
     """(path, user, groups) in the evaluator bench's proportions."""
     out = []
     for _ in range(count):
-        roll = rng.random()
-        if roll < 0.6:
-            model = f"model-{rng.randint(1, policy_count)}"
-        elif roll < 0.8:
-            model = f"team{rng.randint(0, 49)}-llm{rng.randint(0, 9)}"
-        elif roll < 0.9:
-            model = f"unknown-{rng.randint(0, 999)}"
-        else:
-            model = f"shared-{rng.randint(0, 19)}"
+        roll, model = pick_model(rng, policy_count)
         params = {"model": model, "action": rng.choice(["infer", "metadata", "list"])}
         if roll > 0.97:
             params = {"action": "list", "scope": "any"}
