@@ -8,8 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV310 := .venv310
 PY310 := $(VENV310)/bin/python
-PACKAGES := shared services/am services/node-agent services/gateway-sync services/authz
-PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+PACKAGES := shared services/am 'services/node-agent[kerberos]' services/gateway-sync services/authz
+PYPROJECTS := $(addsuffix /pyproject.toml,shared services/am services/node-agent services/gateway-sync services/authz)
 
 .PHONY: install system test test-fast demo demo-down bench stack-up stack-down clean
 
@@ -30,13 +30,13 @@ $(VENV310)/.installed: shared/pyproject.toml services/node-agent/pyproject.toml 
 	@test -n "$(PYTHON310)" || { echo "python3.10 not found: it is needed to test shared and the node-agent on Triton's Python"; exit 1; }
 	@test -x $(PY310) || $(PYTHON310) -m venv $(VENV310)
 	$(PY310) -m pip install -q --upgrade pip
-	$(PY310) -m pip install -q -e shared -e services/node-agent pytest pytest-timeout httpx anyio
+	$(PY310) -m pip install -q -e shared -e services/node-agent pytest pytest-timeout httpx anyio numpy "tritonclient[http,grpc]"
 	@touch $@
 
 # The whole suite against the real components; pytest's exit 5 (nothing collected) fails.
 test: install
 	$(PY) -m pytest tests
-	$(PY310) -m pytest tests/shared
+	$(PY310) -m pytest tests/shared tests/node_agent -m "not integration"
 
 # Unit tests only: no servers.
 test-fast: install

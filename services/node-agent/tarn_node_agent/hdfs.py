@@ -1,0 +1,215 @@
+"""The one adapter to HDFS: WebHDFS through HdfsCLI (the ``hdfs`` package).
+
+Authentication, in the order ``auto`` tries it: a delegation token from
+$HADOOP_TOKEN_FILE_LOCATION (what YARN hands a container; sent as ``delegation=``),
+Kerberos/SPNEGO when a ticket cache or keytab is configured (hdfs.ext.kerberos), else
+simple auth (``user.name=``). Library errors become the node-agent's errors in ``_call``.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import posixpath
+import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
+
+import requests
+from hdfs import InsecureClient, TokenClient
+from hdfs.client import Client
+from hdfs.util import HdfsError
+
+from tarn_shared.errors import ConfigError
+
+from .checksums import RemoteChecksum
+from .errors import (RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError,
+                     UnavailableError)
+from .repository import RemoteEntry, relative_to
+from .tokens import parse_token_storage, select_hdfs_token
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+READ_CHUNK_BYTES = 4 << 20
+TIMEOUT_S = (10.0, 120.0)  # connect, read
+
+
+def webhdfs_urls_from_conf(conf: Mapping[str, str], authority: str) -> Optional[str]:
+    """WebHDFS URL(s) for an hdfs:// authority from hdfs-site.xml properties (HA: every
+    NameNode of the nameservice, ';'-separated, as HdfsCLI takes them)."""
+    scheme = "https" if conf.get("dfs.http.policy", "HTTP_ONLY") == "HTTPS_ONLY" else "http"
+    key = "dfs.namenode.https-address" if scheme == "https" else "dfs.namenode.http-address"
+    nameservice = authority.split(":")[0] if authority else conf.get("dfs.nameservices", "").split(",")[0]
+    namenodes = [n.strip() for n in conf.get(f"dfs.ha.namenodes.{nameservice}", "").split(",") if n.strip()]
+    if namenodes:
+        urls = [conf.get(f"{key}.{nameservice}.{nn}") for nn in namenodes]
+        if all(urls):
+            return ";".join(f"{scheme}://{u}" for u in urls)
+    address = conf.get(f"{key}.{nameservice}") or conf.get(key)
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "") and authority:
+        host = authority.split(":")[0]
+    return f"{scheme}://{host}:{port}"
+
+
+def read_hadoop_conf(conf_dir: Optional[str]) -> Dict[str, str]:
+    conf: Dict[str, str] = {}
+    if not conf_dir:
+        return conf
+    for name in ("core-site.xml", "hdfs-site.xml"):
+        path = Path(conf_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            root = ElementTree.parse(path).getroot()
+        except ElementTree.ParseError as exc:
+            log.warning("unreadable Hadoop configuration file", extra={"path": str(path), "error": str(exc)})
+            continue
+        for prop in root.iter("property"):
+            key, value = prop.findtext("name"), prop.findtext("value")
+            if key and value is not None:
+                conf[key.strip()] = value.strip()
+    return conf
+
+
+class Hdfs:
+    """WebHDFS operations the node-agent needs, with errors translated once."""
+
+    def __init__(self, client: Client, description: str) -> None:
+        self._client = client
+        self.description = description
+
+    @classmethod
+    def connect(cls, url: str, *, auth: str = "auto", user: Optional[str] = None, authority: str = "",
+                environ: Mapping[str, str] = os.environ, pool_size: int = 8) -> "Hdfs":
+        session = requests.Session()
+        # Room for every staging thread to keep its connection alive.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(8, pool_size * 2))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.trust_env = False
+        choice = auth
+        token = None
+        if auth in ("auto", "token"):
+            token = _delegation_token(environ, authority, required=auth == "token")
+            choice = "token" if token else ("kerberos" if _kerberos_configured(environ) else "simple")
+        if choice == "token":
+            client: Client = TokenClient(url, token, session=session, timeout=TIMEOUT_S)
+        elif choice == "kerberos":
+            try:
+                from hdfs.ext.kerberos import KerberosClient
+            except ImportError as exc:
+                raise ConfigError(f"Kerberos auth needs the 'kerberos' extra (requests-kerberos): {exc}") from None
+            client = KerberosClient(url, mutual_auth="OPTIONAL", max_concurrency=pool_size, session=session,
+                                    timeout=TIMEOUT_S)
+        else:
+            name = user or environ.get("HADOOP_USER_NAME") or getpass.getuser()
+            client = InsecureClient(url, user=name, session=session, timeout=TIMEOUT_S)
+        return cls(client, f"{url} ({choice} auth)")
+
+    # -- the choke point
+    def _call(self, what: str, path: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except HdfsError as exc:
+            raise _translate(exc, what, path) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise UnavailableError(f"WebHDFS at {self.description} unreachable while {what} {path}: "
+                                   f"{type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            raise StagingError(f"WebHDFS error while {what} {path}: {type(exc).__name__}: {exc}") from None
+
+    # -- operations
+    def status(self, path: str) -> Dict:
+        return self._call("reading the status of", path, lambda: self._client.status(path))
+
+    def list_tree(self, root: str) -> List[RemoteEntry]:
+        """Every file and directory below ``root`` (a directory), paths relative to it."""
+        status = self.status(root)
+        if status.get("type") != "DIRECTORY":
+            raise StagingError(f"hdfs path {root} is a file, not a model repository directory")
+        entries: List[RemoteEntry] = []
+        pending = [root]
+        while pending:
+            directory = pending.pop()
+            listing: List[Tuple[str, Dict]] = self._call(
+                "listing", directory, lambda d=directory: self._client.list(d, status=True))
+            for name, item in listing:
+                full = posixpath.join(directory, name)
+                rel = relative_to(root, full)
+                if item["type"] == "DIRECTORY":
+                    entries.append(RemoteEntry(rel, True, 0, int(item["modificationTime"])))
+                    pending.append(full)
+                else:
+                    entries.append(RemoteEntry(rel, False, int(item["length"]), int(item["modificationTime"]),
+                                               int(item.get("blockSize") or 0)))
+        return entries
+
+    def checksum(self, path: str) -> RemoteChecksum:
+        payload = self._call("reading the checksum of", path, lambda: self._client.checksum(path))
+        return RemoteChecksum.from_webhdfs(payload)
+
+    @contextmanager
+    def open(self, path: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[Iterator[bytes]]:
+        """The file's bytes in chunks; errors while streaming are translated too."""
+        context = self._call("opening", path, lambda: self._client.read(path, chunk_size=chunk_bytes))
+        reader = self._call("opening", path, context.__enter__)
+        try:
+            yield self._guarded(path, reader)
+        finally:
+            context.__exit__(None, None, None)
+
+    def _guarded(self, path: str, reader: Iterator[bytes]) -> Iterator[bytes]:
+        iterator = iter(reader)
+        while True:
+            chunk = self._call("reading", path, lambda: next(iterator, None))
+            if chunk is None:
+                return
+            yield chunk
+
+    def read_bytes(self, path: str, limit_bytes: int = 16 << 20) -> bytes:
+        status = self.status(path)
+        if status.get("type") != "FILE":
+            raise StagingError(f"hdfs path {path} is not a file")
+        if int(status.get("length", 0)) > limit_bytes:
+            raise StagingError(f"hdfs file {path} is larger than {limit_bytes} bytes")
+        with self.open(path) as chunks:
+            return b"".join(chunks)
+
+
+def _translate(exc: HdfsError, what: str, path: str) -> Exception:
+    kind = getattr(exc, "exception", None) or ""
+    text = str(exc)
+    if kind == "FileNotFoundException" or "does not exist" in text:
+        return RepositoryNotFound(f"hdfs path {path} does not exist")
+    if kind in ("AccessControlException", "SecurityException") or "Permission denied" in text:
+        return RepositoryPermissionDenied(f"permission denied while {what} hdfs path {path}: {text}")
+    if kind in ("RetriableException", "StandbyException", "SafeModeException"):
+        return UnavailableError(f"HDFS not available while {what} {path}: {text}")
+    return StagingError(f"HDFS error while {what} {path}: {kind or 'error'}: {text}")
+
+
+def _delegation_token(environ: Mapping[str, str], authority: str, required: bool) -> Optional[str]:
+    location = environ.get("HADOOP_TOKEN_FILE_LOCATION")
+    if not location:
+        if required:
+            raise TokenFileError("hdfs_auth is 'token' but HADOOP_TOKEN_FILE_LOCATION is not set")
+        return None
+    try:
+        data = Path(location).read_bytes()
+    except OSError as exc:
+        raise TokenFileError(f"cannot read HADOOP_TOKEN_FILE_LOCATION {location}: {exc.strerror}") from None
+    token = select_hdfs_token(parse_token_storage(data), [authority])
+    if token is None:
+        if required:
+            raise TokenFileError(f"{location} holds no HDFS delegation token")
+        return None
+    log.info("using an HDFS delegation token", extra={"token_kind": token.kind, "service": token.service})
+    return token.url_string()
+
+
+def _kerberos_configured(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get("KRB5CCNAME") or environ.get("KRB5_CLIENT_KTNAME"))

@@ -1,0 +1,145 @@
+"""The tritonserver command line and environment, decided purely from the settings and the
+staged repository's model configurations.
+
+tritonserver has no tensor or pipeline parallel flags. For tp x pp > 1:
+- TensorRT-LLM backend: one tritonserver rank per GPU under MPI, world size tp x pp, as
+  NVIDIA's tensorrtllm_backend documents and does in ``scripts/launch_triton_server.py``
+  (``mpirun --allow-run-as-root -n 1 tritonserver ... : -n 1 tritonserver ...``; ranks other
+  than 0 load only the TensorRT-LLM models, in explicit mode, with their own python-backend
+  shm prefix; ``--disable-auto-complete-config``). The engines must have been built for
+  that tp and pp.
+- vLLM backend: one tritonserver; the engine arguments in ``<model>/1/model.json`` carry
+  ``tensor_parallel_size`` and ``pipeline_parallel_size`` (triton-inference-server/vllm_backend
+  README, "Using multiple GPU cards"; vLLM's engine arguments of those names).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from tarn_shared.errors import ConfigError
+
+TENSORRT_LLM = "tensorrtllm"
+VLLM = "vllm"
+_BACKEND_LINE = re.compile(r'^\s*backend\s*:\s*"([^"]+)"', re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    executable: str
+    model_repository: Path
+    bind: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    model_control_mode: str
+    load_models: Sequence[str]
+    exit_timeout_s: int
+    extra_args: Sequence[str] = ()
+    tp: int = 1
+    pp: int = 1
+    parallel_backend: str = "auto"
+    mpirun: str = "mpirun"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    argv: List[str]
+    env: Dict[str, str]
+    # Files to rewrite in the staged repository before starting (vLLM engine arguments).
+    rewrites: Dict[Path, str] = field(default_factory=dict)
+    parallelism: str = "single"
+
+
+def model_backend(config_text: str) -> Optional[str]:
+    match = _BACKEND_LINE.search(config_text)
+    return match.group(1) if match else None
+
+
+def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],
+                vllm_engine_args: Mapping[str, str], base_env: Mapping[str, str]) -> LaunchPlan:
+    """``backends``: model -> backend from its config.pbtxt; ``vllm_engine_args``: model ->
+    text of its ``1/model.json``. ``base_env`` is the environment Triton inherits (with secrets)."""
+    env = dict(base_env)
+    world = options.tp * options.pp
+    if world == 1:
+        return LaunchPlan(_server_args(options), env)
+    chosen = options.parallel_backend
+    if chosen == "auto":
+        present = {b for b in backends.values() if b in (TENSORRT_LLM, VLLM)}
+        if len(present) != 1:
+            raise ConfigError(
+                f"tp x pp = {world} needs exactly one of the {TENSORRT_LLM} or {VLLM} backends in the "
+                f"repository (found: {', '.join(sorted(present)) or 'neither'}); set parallel_backend")
+        chosen = present.pop()
+    if chosen == TENSORRT_LLM:
+        return _tensorrt_llm(options, backends, env)
+    return _vllm(options, backends, vllm_engine_args, env)
+
+
+def _server_args(options: TritonOptions, *, rank: Optional[int] = None,
+                 explicit_models: Optional[Sequence[str]] = None) -> List[str]:
+    argv = [
+        options.executable,
+        f"--model-repository={options.model_repository}",
+        f"--http-address={options.bind}",
+        f"--http-port={options.http_port}",
+        f"--grpc-address={options.bind}",
+        f"--grpc-port={options.grpc_port}",
+        "--allow-metrics=true",
+        f"--metrics-address={options.bind}",
+        f"--metrics-port={options.metrics_port}",
+        f"--exit-timeout-secs={options.exit_timeout_s}",
+    ]
+    if explicit_models is not None:
+        argv += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in explicit_models]
+    else:
+        argv.append(f"--model-control-mode={options.model_control_mode}")
+        argv += [f"--load-model={m}" for m in options.load_models]
+    if rank is not None:
+        argv += ["--disable-auto-complete-config", f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
+    return argv + list(options.extra_args)
+
+
+def _tensorrt_llm(options: TritonOptions, backends: Mapping[str, Optional[str]], env: Dict[str, str]) -> LaunchPlan:
+    trtllm_models = sorted(m for m, b in backends.items() if b == TENSORRT_LLM)
+    if not trtllm_models:
+        raise ConfigError("parallel_backend is tensorrtllm but no model uses backend \"tensorrtllm\"")
+    world = options.tp * options.pp
+    argv = [options.mpirun, "--allow-run-as-root"]
+    for rank in range(world):
+        if rank:
+            argv.append(":")
+        argv += ["-n", "1"] + _server_args(options, rank=rank, explicit_models=None if rank == 0 else trtllm_models)
+    return LaunchPlan(argv, env, parallelism=f"{TENSORRT_LLM} mpi world_size={world}")
+
+
+def _vllm(options: TritonOptions, backends: Mapping[str, Optional[str]], engine_args: Mapping[str, str],
+          env: Dict[str, str]) -> LaunchPlan:
+    models = sorted(m for m, b in backends.items() if b == VLLM)
+    if not models:
+        raise ConfigError("parallel_backend is vllm but no model uses backend \"vllm\"")
+    rewrites = {}
+    for model in models:
+        text = engine_args.get(model)
+        if text is None:
+            raise ConfigError(f"vLLM model {model!r} has no 1/model.json with its engine arguments")
+        rewrites[options.model_repository / model / "1" / "model.json"] = with_parallelism(text, options.tp, options.pp,
+                                                                                          model)
+    return LaunchPlan(_server_args(options), env, rewrites,
+                      parallelism=f"{VLLM} tensor_parallel_size={options.tp} pipeline_parallel_size={options.pp}")
+
+
+def with_parallelism(engine_args_json: str, tp: int, pp: int, model: str = "?") -> str:
+    try:
+        args = json.loads(engine_args_json)
+    except ValueError as exc:
+        raise ConfigError(f"vLLM model {model!r}: model.json is not JSON ({exc})") from None
+    if not isinstance(args, dict):
+        raise ConfigError(f"vLLM model {model!r}: model.json is not a JSON object")
+    args["tensor_parallel_size"] = tp
+    args["pipeline_parallel_size"] = pp
+    return json.dumps(args, indent=2, sort_keys=True) + "\n"

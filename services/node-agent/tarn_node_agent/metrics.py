@@ -1,0 +1,91 @@
+"""The agent's own /metrics, as collectors that read their sources on every scrape."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, Optional
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .nvml import GpuReader
+from .staging import StagingProgress
+
+
+@dataclass
+class AgentStatus:
+    """What the agent's loops report; read by the collectors and /healthz."""
+
+    state: str = "starting"
+    triton_up: bool = False
+    staging: StagingProgress = field(default_factory=StagingProgress)
+    telemetry_errors: Dict[str, int] = field(default_factory=dict)
+    last_load: Optional[float] = None
+    commands_handled: int = 0
+
+    def count_error(self, source: str) -> None:
+        self.telemetry_errors[source] = self.telemetry_errors.get(source, 0) + 1
+
+
+class AgentCollector(Collector):
+    def __init__(self, status: AgentStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator:
+        s = self._status
+        p = s.staging
+        progress = GaugeMetricFamily("tarn_node_agent_staging_bytes", "Model repository bytes staged",
+                                     labels=["kind"])
+        progress.add_metric(["done"], p.bytes_done)
+        progress.add_metric(["total"], p.bytes_total)
+        yield progress
+        files = GaugeMetricFamily("tarn_node_agent_staging_files", "Model repository files staged", labels=["kind"])
+        files.add_metric(["done"], p.files_done)
+        files.add_metric(["total"], p.files_total)
+        yield files
+        if p.duration_s is not None:
+            yield GaugeMetricFamily("tarn_node_agent_staging_duration_seconds",
+                                    "Duration of the last staging", value=p.duration_s)
+        yield GaugeMetricFamily("tarn_node_agent_staging_unchanged",
+                                "1 when the last staging found the repository unchanged",
+                                value=1.0 if p.skipped_unchanged else 0.0)
+        yield GaugeMetricFamily("tarn_node_agent_triton_up", "1 while tritonserver answers ready",
+                                value=1.0 if s.triton_up else 0.0)
+        errors = CounterMetricFamily("tarn_node_agent_telemetry_errors", "Telemetry collection errors",
+                                     labels=["source"])
+        for source in ("triton", "gpu", "redis"):
+            errors.add_metric([source], s.telemetry_errors.get(source, 0))
+        yield errors
+        yield CounterMetricFamily("tarn_node_agent_commands", "Commands handled", value=s.commands_handled)
+        if s.last_load is not None:
+            yield GaugeMetricFamily("tarn_node_agent_load", "Normalized load (1.0 = at target)", value=s.last_load)
+
+
+class GpuCollector(Collector):
+    """GPU readings at scrape time; unavailable GPUs yield tarn_node_agent_gpu_available 0, no zeros."""
+
+    def __init__(self, read: Callable = None) -> None:
+        self._read = read or GpuReader().read
+
+    def collect(self) -> Iterator:
+        samples, _error = self._read()
+        yield GaugeMetricFamily("tarn_node_agent_gpu_available", "1 when NVML could read the GPUs",
+                                value=1.0 if samples else 0.0)
+        if not samples:
+            return
+        util = GaugeMetricFamily("tarn_node_agent_gpu_utilization_percent", "GPU utilization", labels=["gpu"])
+        used = GaugeMetricFamily("tarn_node_agent_gpu_memory_used_bytes", "GPU memory used", labels=["gpu"])
+        total = GaugeMetricFamily("tarn_node_agent_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
+        for gpu in samples:
+            util.add_metric([str(gpu.index)], gpu.utilization_pct)
+            used.add_metric([str(gpu.index)], gpu.memory_used_bytes)
+            total.add_metric([str(gpu.index)], gpu.memory_total_bytes)
+        yield util
+        yield used
+        yield total
+
+
+def build_registry(status: AgentStatus, gpu_read: Callable = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(status))
+    registry.register(GpuCollector(gpu_read))
+    return registry

@@ -1,0 +1,225 @@
+"""The node-agent's one Settings class: given by the AM through TARN_NODE_AGENT_* and arguments."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Dict, List, Literal, Optional, Sequence
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from tarn_shared.errors import ConfigError
+from tarn_shared.settings import TarnSettings
+
+from .repository import RepositoryLocation, parse_location
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# YARN names containers container_[e<epoch>_]<cluster ts>_<app>_<attempt>_<container>.
+CONTAINER_ID = re.compile(r"^container_(?:e\d+_)?(\d+)_(\d+)_\d+_\d+$")
+STREAM_NAME = re.compile(r"^[^:\s]+$")
+
+
+def _split_list(value: Any, separator: str) -> Any:
+    """Lists from the environment: a JSON array, or items separated by ``separator``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(separator) if item.strip()]
+    return value
+
+
+class NodeAgentSettings(TarnSettings):
+    model_config = SettingsConfigDict(env_prefix="TARN_NODE_AGENT_", extra="ignore", env_file=None)
+
+    # -- identity
+    deployment: str = Field("triton", description="the deployment's stable name (keys its Redis streams)")
+    container_id: Optional[str] = Field(None, description="YARN container id; default: $CONTAINER_ID")
+    app_id: Optional[str] = Field(None, description="YARN application id; default: from the container id")
+    advertise_host: Optional[str] = Field(None, description="host name announced to the gateways; default: FQDN")
+
+    # -- model repository and staging
+    model_repository: str = Field(..., description="hdfs:// URI, or an absolute path used in place")
+    staging_dir: Path = Field(Path("tarn-models"), description="local directory the repository is staged into")
+    webhdfs_url: Optional[str] = Field(
+        None, description="http(s)://namenode:port of WebHDFS; default: from $HADOOP_CONF_DIR/hdfs-site.xml")
+    hdfs_user: Optional[str] = Field(None, description="user for simple auth; default: $HADOOP_USER_NAME or login")
+    hdfs_auth: Literal["auto", "simple", "kerberos", "token"] = Field(
+        "auto", description="auto: delegation token from $HADOOP_TOKEN_FILE_LOCATION, else Kerberos "
+                            "when a ticket cache is configured, else simple")
+    staging_parallelism: int = Field(4, ge=1, le=64, description="files downloaded at once")
+    verify_checksums: bool = Field(True, description="compare each file with HDFS's own checksum")
+    secrets: Optional[str] = Field(None, description="JCEKS credential file: hdfs://... or jceks://hdfs@host:port/...")
+
+    # -- tritonserver
+    tritonserver: str = Field("tritonserver", description="tritonserver executable (path or name on PATH)")
+    triton_args: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="extra tritonserver arguments (environment: shell-style words)")
+    triton_bind: str = Field("0.0.0.0", description="address tritonserver listens on")
+    http_port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(8001, ge=1, le=65535)
+    metrics_port: int = Field(8002, ge=1, le=65535)
+    tp: int = Field(1, ge=1, le=64, description="tensor parallel size")
+    pp: int = Field(1, ge=1, le=64, description="pipeline parallel size")
+    parallel_backend: Literal["auto", "tensorrtllm", "vllm"] = Field(
+        "auto", description="how tp x pp > 1 is launched; auto: from the models' backend")
+    mpirun: str = Field("mpirun", description="MPI launcher for the TensorRT-LLM multi-process launch")
+    env: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="KEY=VALUE for Triton's environment (environment: one per line)")
+    model_control_mode: Literal["none", "poll", "explicit"] = Field("none")
+    load_models: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="models loaded at start (explicit mode; environment: comma separated)")
+    exit_timeout_s: int = Field(30, ge=0, description="tritonserver --exit-timeout-secs")
+
+    # -- behaviour
+    ready_timeout_s: float = Field(600.0, gt=0, description="deadline for the first /v2/health/ready")
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    telemetry_interval_s: float = Field(2.0, gt=0)
+    health_interval_s: float = Field(2.0, gt=0, description="readiness probe period once started")
+    probe_timeout_s: float = Field(5.0, gt=0, description="one readiness probe; longer counts as a hang")
+    drain_unrouted_timeout_s: float = Field(15.0, gt=0, description="how long a drain waits for gateway-sync")
+    target_queue_time_us: float = Field(100_000.0, gt=0, description="queue time per request at load 1.0")
+    target_pending_requests: float = Field(8.0, gt=0, description="pending requests at load 1.0")
+    target_gpu_utilization_pct: float = Field(90.0, gt=0, le=100, description="GPU utilization at load 1.0")
+
+    # -- own HTTP endpoint
+    agent_host: str = Field("0.0.0.0")
+    agent_port: int = Field(0, ge=0, le=65535, description="/healthz and /metrics; 0 picks a free port")
+
+    @field_validator("triton_args", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip().startswith("[") else shlex.split(value)
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_lines(cls, value: Any) -> Any:
+        return _split_list(value, "\n")
+
+    @field_validator("load_models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return _split_list(value, ",")
+
+    @field_validator("env")
+    @classmethod
+    def _env_pairs(cls, value: List[str]) -> List[str]:
+        for item in value:
+            key, sep, _ = item.partition("=")
+            if not sep or not ENV_KEY.match(key):
+                # Name the key only: the value may be a secret.
+                raise ValueError(f"expected KEY=VALUE with KEY a variable name, got key {key[:64]!r}")
+        return value
+
+    @field_validator("load_models")
+    @classmethod
+    def _model_names(cls, value: List[str]) -> List[str]:
+        for name in value:
+            if not MODEL_NAME.match(name):
+                raise ValueError(f"invalid model name {name[:64]!r}")
+        return value
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, value: str) -> str:
+        if not STREAM_NAME.match(value):
+            raise ValueError("must be non-empty without ':' or whitespace")
+        return value
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        parse_location(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: Optional[str]) -> Optional[str]:
+        if value:
+            location = parse_location(value)
+            if location.local_path is not None:
+                raise ValueError("the credential file must be on HDFS (hdfs://... or jceks://hdfs@...)")
+        return value or None
+
+    @field_validator("webhdfs_url")
+    @classmethod
+    def _webhdfs(cls, value: Optional[str]) -> Optional[str]:
+        if value and not re.match(r"^https?://[^/\s]+/?$", value.split(";")[0]):
+            raise ValueError("expected http(s)://host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "NodeAgentSettings":
+        container = self.container_id or os.environ.get("CONTAINER_ID")
+        if not container:
+            raise ValueError("container_id is required (or $CONTAINER_ID, which YARN sets)")
+        if not STREAM_NAME.match(container):
+            raise ValueError("container_id must be without ':' or whitespace")
+        self.container_id = container
+        if not self.app_id:
+            match = CONTAINER_ID.match(container)
+            if not match:
+                raise ValueError("app_id is required when the container id is not a YARN container id")
+            self.app_id = f"application_{match.group(1)}_{match.group(2)}"
+        if self.load_models and self.model_control_mode != "explicit":
+            raise ValueError("load_models needs model_control_mode 'explicit'")
+        if len({self.http_port, self.grpc_port, self.metrics_port}) != 3:
+            raise ValueError("http_port, grpc_port and metrics_port must differ")
+        if not self.staging_dir.is_absolute():
+            self.staging_dir = Path.cwd() / self.staging_dir
+        if os.sep not in self.tritonserver and shutil.which(self.tritonserver) is None:
+            raise ValueError(f"tritonserver executable {self.tritonserver!r} is not on PATH")
+        if os.sep in self.tritonserver and not os.access(self.tritonserver, os.X_OK):
+            raise ValueError(f"tritonserver executable {self.tritonserver!r} does not exist or is not executable")
+        return self
+
+    # -- derived
+    @property
+    def repository(self) -> RepositoryLocation:
+        return parse_location(self.model_repository)
+
+    @property
+    def secrets_location(self) -> Optional[RepositoryLocation]:
+        return parse_location(self.secrets) if self.secrets else None
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.pp
+
+    def extra_env(self) -> Dict[str, str]:
+        return dict(item.split("=", 1) for item in self.env)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """``--field-name VALUE`` for every setting; list settings repeat (``--env K=V --env K2=V2``)."""
+    parser = argparse.ArgumentParser(prog="tarn-node-agent", description=__doc__,
+                                     argument_default=argparse.SUPPRESS)
+    for name, field in NodeAgentSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        helptext = field.description or ""
+        annotation = str(field.annotation)
+        if "List" in annotation or "list" in annotation:
+            parser.add_argument(flag, dest=name, action="append", help=helptext)
+        else:
+            parser.add_argument(flag, dest=name, help=helptext)
+    return parser
+
+
+def load_settings(argv: Optional[Sequence[str]] = None) -> NodeAgentSettings:
+    """Arguments override the environment; raises ConfigError with one message."""
+    parser = argument_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:
+        if exc.code == 0:
+            raise
+        raise ConfigError("invalid arguments (see --help)") from None
+    return NodeAgentSettings.load(**vars(args))
