@@ -9,7 +9,7 @@ import pytest
 
 from tests.hadoop.cluster import HADOOP_DIR, HadoopCluster
 
-hdfs = pytest.importorskip("hdfs")
+import hdfs
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(180)]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.hadoop.cluster import HadoopCluster, wait_until
 
-skein = pytest.importorskip("skein")
+import skein
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(300)]
 

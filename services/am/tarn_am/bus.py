@@ -1,0 +1,117 @@
+"""The one adapter between tarn-am and Redis: lifecycle, telemetry, commands, acks, the record."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Awaitable, Callable, List, Optional
+
+import redis.asyncio as aioredis
+
+from tarn_shared import events as ev
+from tarn_shared.deployments import put_record
+from tarn_shared.streams import REDIS_DOWN, ConsumerConfig, StreamConsumer, StreamPublisher, connect
+
+from .view import FleetView
+
+log = logging.getLogger(__name__)
+GROUP = "tarn-am"
+BOOTSTRAP_BATCH = 1000
+
+
+class RedisBus:
+    def __init__(self, url: str, deployment: str, app_id: str) -> None:
+        self.deployment = deployment
+        self.app_id = app_id
+        self.client: aioredis.Redis = connect(url)
+        self.publisher = StreamPublisher(self.client)
+        self.consumers: List[StreamConsumer] = []
+        self._consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- publishing ------------------------------------------------------------------
+    async def publish_lifecycle(self, event: ev.Event) -> str:
+        return await self.publisher.publish(ev.lifecycle_stream(self.deployment), event, retry_for_s=2.0)
+
+    async def send_command(self, command: ev.Command) -> None:
+        stream = ev.commands_stream(self.deployment, command.container_id)
+        await self.publisher.publish(stream, command, maxlen=1000, retry_for_s=1.0)
+
+    async def put_record(self, record: ev.DeploymentRecord) -> None:
+        await put_record(self.client, record)
+
+    # -- the target, kept beside skein's key-value store, which a new attempt loses
+    def _desired_key(self) -> str:
+        return f"tarn:{self.deployment}:desired"
+
+    async def put_desired(self, count: int) -> None:
+        await self.client.set(self._desired_key(), f"{self.app_id} {count}")
+
+    async def get_desired(self) -> Optional[int]:
+        raw = await self.client.get(self._desired_key())
+        if not raw:
+            return None
+        app_id, _, count = (raw.decode() if isinstance(raw, bytes) else raw).partition(" ")
+        return int(count) if app_id == self.app_id and count.isdigit() else None
+
+    # -- consuming -------------------------------------------------------------------
+    async def bootstrap(self, view: FleetView, now: Callable[[], float] = time.time) -> int:
+        """Rebuild the membership from the whole lifecycle stream (a restarted tarn-am knows
+        nothing); the sequence rules make re-applying entries the group delivers later harmless."""
+        stream = ev.lifecycle_stream(self.deployment)
+        start, count = "-", 0
+        while True:
+            entries = await self.client.xrange(stream, min=start, max="+", count=BOOTSTRAP_BATCH)
+            for entry_id, fields in entries:
+                entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                try:
+                    view.apply_lifecycle(entry_id, ev.decode(fields), now())
+                except ev.SchemaError:
+                    continue  # the group's consumer dead-letters it
+                count += 1
+            if len(entries) < BOOTSTRAP_BATCH:
+                return count
+            last = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]
+            start = "(" + last
+
+    def consumers_for(self, view: FleetView, now: Callable[[], float] = time.time,
+                      on_change: Optional[Callable[[], None]] = None) -> List[StreamConsumer]:
+        async def lifecycle(stream: str, entry_id: str, event: ev.Event) -> None:
+            view.apply_lifecycle(entry_id, event, now())
+            if on_change:
+                on_change()
+
+        async def telemetry(stream: str, entry_id: str, event: ev.Event) -> None:
+            view.apply_telemetry(event, now())
+
+        async def acks(stream: str, entry_id: str, event: ev.Event) -> None:
+            view.apply_ack(event)
+
+        def config(**overrides) -> ConsumerConfig:
+            return ConsumerConfig(group=GROUP, consumer=self._consumer_name, block_ms=500,
+                                  reclaim_idle_ms=10_000, **overrides)
+
+        self.consumers = [
+            StreamConsumer(self.client, [ev.lifecycle_stream(self.deployment)], config(), lifecycle),
+            # Old telemetry says nothing about now: a new group starts at the stream's end.
+            StreamConsumer(self.client, [ev.telemetry_stream(self.deployment)], config(start_id="$", count=1000),
+                           telemetry),
+            StreamConsumer(self.client, [ev.acks_stream(self.deployment)], config(), acks),
+        ]
+        return self.consumers
+
+    async def run_consumers(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(c.run(stop) for c in self.consumers))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except REDIS_DOWN:
+            return False
+
+
+AsyncAction = Callable[[], Awaitable[None]]

@@ -1,0 +1,234 @@
+"""What `tarn submit` accepts: the seeds' flags (in the seeds' units) plus ours, validated.
+
+Pure: argparse turns argv into a dict, ``SubmitOptions.parse`` checks it and raises one
+ConfigError naming every bad flag. ``--cooldown`` is in milliseconds, as in the seeds.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Literal, Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from tarn_shared.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Environment the AM itself sets for the agent; --env must not override it.
+RESERVED_ENV_PREFIXES = ("TARN_", "YARN_CONTAINER_RUNTIME_")
+
+FLAG_OF = {  # field -> the flag a user typed, for error messages
+    "model_repository": "--model-repository", "image": "--image", "port": "--port",
+    "grpc_port": "--grpc-port", "metrics_port": "--metrics-port", "am_port": "--am-port",
+    "address": "--address", "token": "--token", "tp": "--tp", "pp": "--pp", "secrets": "--secrets",
+    "placement_tag": "--placement-tag", "scale_up": "--scale-up", "scale_down": "--scale-down",
+    "min_instances": "--min-instances", "max_instances": "--max-instances", "cooldown_ms": "--cooldown",
+    "env": "--env", "zk_ensemble": "--zk-ensemble", "zk_path": "--zk-path",
+    "ranger_service": "--ranger-service", "ranger_app_id": "--ranger-app-id",
+    "ranger_audit": "--ranger-audit", "name": "--name", "queue": "--queue", "node_label": "--node-label",
+    "redis_url": "--redis-url", "authz_url": "--authz-url", "haproxy_backend": "--haproxy-backend",
+    "runtime": "--runtime", "docker_network": "--docker-network", "docker_mounts": "--docker-mount",
+    "python": "--python", "python_env": "--python-env", "container_memory_mb": "--container-memory",
+    "container_vcores": "--container-vcores", "am_memory_mb": "--am-memory", "nodes": "--nodes",
+    "instances": "--instances", "drain_timeout_s": "--drain-timeout", "tritonserver": "--tritonserver",
+    "admin_token": "--admin-token", "allow_query_token": "--allow-query-token",
+    "model_control_mode": "--model-control-mode", "agent_env": "--agent-env",
+}
+
+
+def _port(required: bool = True):
+    return Field(..., ge=0 if not required else 1, le=65535)
+
+
+class SubmitOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the seeds' flags
+    model_repository: str
+    image: Optional[str] = None
+    port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(8001, ge=1, le=65535)
+    metrics_port: int = Field(8002, ge=1, le=65535)
+    am_port: int = Field(8888, ge=0, le=65535)  # 0: any free port, published once bound
+    address: str = "0.0.0.0"
+    token: Optional[SecretStr] = None
+    tp: int = Field(1, ge=1, le=64)
+    pp: int = Field(1, ge=1, le=64)
+    secrets: Optional[str] = None
+    placement_tag: str = "nvidia"
+    scale_up: float = Field(0.8, gt=0)
+    scale_down: float = Field(0.2, ge=0)
+    min_instances: int = Field(1, ge=0)
+    max_instances: int = Field(1, ge=1)
+    cooldown_ms: int = Field(120_000, ge=0)
+    env: Dict[str, str] = Field(default_factory=dict)
+    zk_ensemble: Optional[str] = None
+    zk_path: str = "/services/triton/instances"
+    ranger_service: Optional[str] = None
+    ranger_app_id: str = "tarn"
+    ranger_audit: bool = False
+    # ours
+    name: str = "triton"
+    queue: str = "default"
+    node_label: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    authz_url: Optional[str] = None
+    haproxy_backend: str = "triton_backend"
+    runtime: Literal["docker", "process"] = "docker"
+    docker_network: str = "host"
+    docker_mounts: List[str] = Field(default_factory=list)
+    python: Optional[str] = None
+    python_env: Optional[str] = None
+    container_memory_mb: int = Field(8192, ge=32)
+    container_vcores: int = Field(2, ge=1)
+    am_memory_mb: int = Field(768, ge=256)
+    nodes: List[str] = Field(default_factory=list)
+    instances: Optional[int] = Field(None, ge=0)
+    drain_timeout_s: float = Field(60.0, gt=0)
+    tritonserver: Optional[str] = None
+    admin_token: Optional[SecretStr] = None
+    allow_query_token: bool = False
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    agent_env: Dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def cooldown_s(self) -> float:
+        return self.cooldown_ms / 1000.0
+
+    @property
+    def initial_instances(self) -> int:
+        return self.min_instances if self.instances is None else self.instances
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not (value.startswith("hdfs://") or value.startswith("/")):
+            raise ValueError("must be an hdfs:// URI or an absolute path (an NFS-gateway mount)")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not (value.startswith("hdfs://") or value.startswith("/")
+                                      or value.startswith("jceks://")):
+            raise ValueError("must be an hdfs:// (or jceks://) URI or an absolute path to a JCEKS file")
+        return value
+
+    @field_validator("name", "placement_tag", "haproxy_backend")
+    @classmethod
+    def _simple_name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("use letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)")
+        return value
+
+    @field_validator("zk_path")
+    @classmethod
+    def _zk_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError("must be an absolute ZooKeeper path such as /services/triton/instances")
+        return value
+
+    @field_validator("zk_ensemble")
+    @classmethod
+    def _zk_ensemble(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        hosts = value.split("/", 1)[0].split(",")
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError("must be host:port[,host:port...]")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("authz_url")
+    @classmethod
+    def _authz_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(r"^https?://", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("env", "agent_env")
+    @classmethod
+    def _env(cls, value: Dict[str, str], info) -> Dict[str, str]:
+        for key in value:
+            if not ENV_KEY_RE.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            # --agent-env exists to reach the agent's own settings; --env is Triton's.
+            if info.field_name == "env" and key.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{key} is set by TARN itself")
+        return value
+
+    @field_validator("docker_mounts")
+    @classmethod
+    def _mounts(cls, value: List[str]) -> List[str]:
+        for mount in value:
+            parts = mount.split(":")
+            if len(parts) != 3 or not parts[0].startswith("/") or not parts[1].startswith("/") \
+                    or parts[2] not in ("ro", "rw"):
+                raise ValueError(f"{mount!r}: use /host/path:/container/path:ro|rw")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SubmitOptions":
+        problems = []
+        if self.scale_down >= self.scale_up:
+            problems.append("--scale-down must be lower than --scale-up")
+        if self.min_instances > self.max_instances:
+            problems.append("--min-instances must not exceed --max-instances")
+        if self.instances is not None and not self.min_instances <= self.instances <= self.max_instances:
+            problems.append("--instances must lie between --min-instances and --max-instances")
+        if len({self.port, self.grpc_port, self.metrics_port}) != 3:
+            problems.append("--port, --grpc-port and --metrics-port must differ")
+        if self.runtime == "docker" and not self.image:
+            problems.append("--image is required with --runtime docker (YARN's Docker runtime)")
+        if self.python and self.python_env:
+            problems.append("give --python (an interpreter on every node) or --python-env (a packed "
+                            "environment), not both")
+        if self.python_env and not self.python_env.endswith((".tar.gz", ".tgz", ".zip")):
+            problems.append("--python-env must be a .tar.gz/.tgz/.zip made by conda-pack")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @classmethod
+    def parse(cls, values: Mapping[str, object]) -> "SubmitOptions":
+        try:
+            return cls.model_validate({k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        flag = FLAG_OF.get(loc[0], loc[0]) if loc else ""
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{flag}: {message}" if flag else message)
+    return "invalid submit options:\n  " + "\n  ".join(lines)
+
+
+def parse_env_pairs(pairs: Optional[List[str]], flag: str = "--env") -> Dict[str, str]:
+    """``KEY=VALUE`` strings (repeatable flag) into a dict; later ones win."""
+    env: Dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"invalid submit options:\n  {flag}: {pair!r} is not KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def truthy(value: Optional[str]) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")

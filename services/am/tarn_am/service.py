@@ -1,0 +1,138 @@
+"""Wiring tarn-am: adapters, the view, the control loop, the REST API, the published address."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Optional
+
+import uvicorn
+
+from tarn_shared import events as ev
+from tarn_shared.errors import ConfigError, TarnError
+
+from .app import Runtime, create_app
+from .authz import AuthzClient
+from .bus import RedisBus
+from .controller import Controller
+from .settings import AmSettings
+from .view import FleetView
+from .yarn import KV_AM_ADDRESS, YarnAdapter
+
+log = logging.getLogger("tarn_am")
+EXIT_CONFIG = 78  # EX_CONFIG: the supervisor gives up instead of restarting
+RECORD_REFRESH_S = 30.0
+DASHBOARD_ROUTE = "tarn"
+
+
+def bind_socket(settings: AmSettings) -> socket.socket:
+    """Bind the API port; a port picked at random (0) is remembered so a restart keeps it."""
+    port = settings.port
+    if port == 0 and settings.port_file.exists():
+        remembered = settings.port_file.read_text().strip()
+        port = int(remembered) if remembered.isdigit() else 0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.address, port))
+    except OSError as exc:
+        sock.close()
+        raise TarnError(f"cannot bind {settings.address}:{port}: {exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    if settings.port == 0:
+        settings.port_file.write_text(f"{sock.getsockname()[1]}\n")
+    return sock
+
+
+def advertised_address(settings: AmSettings, sock: socket.socket) -> str:
+    host = settings.advertise_host or os.environ.get("NM_HOST") or socket.getfqdn()
+    return f"http://{host}:{sock.getsockname()[1]}"
+
+
+async def publish_address(yarn: YarnAdapter, bus: RedisBus, settings: AmSettings, address: str) -> None:
+    await asyncio.to_thread(yarn.kv_put, KV_AM_ADDRESS, address)
+    try:
+        # The dashboard behind the application's tracking URL (YARN's web proxy).
+        await asyncio.to_thread(yarn.add_page, DASHBOARD_ROUTE, address, "TARN dashboard")
+    except TarnError as exc:
+        log.warning("could not add the dashboard to YARN's UI", extra={"error": str(exc)})
+
+
+def deployment_record(settings: AmSettings, app_id: str, address: str) -> ev.DeploymentRecord:
+    return ev.DeploymentRecord(
+        deployment=settings.deployment, app_id=app_id, am_address=address, zk_ensemble=settings.zk_ensemble,
+        zk_path=settings.zk_path, haproxy_backend=settings.haproxy_backend, ranger_service=settings.ranger_service,
+        ranger_app_id=settings.ranger_app_id, ranger_audit=settings.ranger_audit, authz_url=settings.authz_url,
+        model_repository=settings.model_repository, min_instances=settings.min_instances,
+        max_instances=settings.max_instances)
+
+
+async def keep_record(bus: RedisBus, record: ev.DeploymentRecord, stop: asyncio.Event) -> None:
+    """Publish the record now and again every RECORD_REFRESH_S: Redis may restart empty."""
+    while not stop.is_set():
+        try:
+            await bus.put_record(record)
+        except Exception as exc:  # Redis down: try again later, never die of it
+            log.warning("could not publish the deployment record", extra={"error": repr(exc)})
+        try:
+            await asyncio.wait_for(stop.wait(), RECORD_REFRESH_S)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int:
+    if not settings.slot_list():
+        raise ConfigError("TARN_AM_SLOTS names no node: tarn submit found no eligible node")
+    started = time.monotonic()
+    yarn = yarn or await asyncio.to_thread(YarnAdapter.from_current)
+    app_id = settings.app_id or yarn.app_id
+    bus = RedisBus(settings.redis_url, settings.deployment, app_id)
+    view = FleetView(settings.deployment)
+    try:
+        replayed = await bus.bootstrap(view)
+    except Exception as exc:  # Redis down: the consumer groups catch up when it is back
+        replayed = 0
+        log.warning("could not replay the lifecycle stream", extra={"error": repr(exc)})
+    controller = Controller(settings, yarn, bus, view)
+    await controller.take_over()
+    authz = AuthzClient(settings.authz_url, settings.authz_timeout_s, settings.read_secret())
+    runtime = Runtime(controller=controller, authz=authz)
+    app = create_app(settings, runtime)
+
+    sock = bind_socket(settings)
+    address = advertised_address(settings, sock)
+    runtime.address = address
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    bus.consumers_for(view, on_change=controller.wake)
+    tasks = [
+        asyncio.create_task(server.serve(sockets=[sock]), name="api"),
+        asyncio.create_task(bus.run_consumers(stop), name="consumers"),
+        asyncio.create_task(controller.run(stop), name="control-loop"),
+        asyncio.create_task(keep_record(bus, deployment_record(settings, app_id, address), stop), name="record"),
+    ]
+    await publish_address(yarn, bus, settings, address)
+    log.info("tarn-am serving", extra={"app_id": app_id, "address": address, "replayed_entries": replayed,
+                                       "startup_s": round(time.monotonic() - started, 3), "pid": os.getpid()})
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stopper]
+    for task in failed:
+        log.error("a tarn-am task ended; exiting for the supervisor to restart us",
+                  extra={"task": task.get_name(), "error": repr(task.exception()) if not task.cancelled() else "cancelled"})
+    stop.set()
+    server.should_exit = True
+    await asyncio.wait(tasks, timeout=10)
+    for task in tasks:
+        task.cancel()
+    await authz.close()
+    await bus.close()
+    return 1 if failed else 0

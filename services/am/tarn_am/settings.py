@@ -1,0 +1,84 @@
+"""tarn-am's one Settings class; `tarn submit` fills it through TARN_AM_* in the master's env."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from tarn_shared.settings import TarnSettings
+
+from .fleet import Policy, Slot
+
+
+class AmSettings(TarnSettings):
+    model_config = SettingsConfigDict(env_prefix="TARN_AM_", extra="ignore", env_file=None)
+
+    deployment: str = Field(..., description="The deployment's stable name (--name): keys its streams")
+    app_id: Optional[str] = Field(None, description="YARN application id; skein's container env gives it")
+    # "service=host,service=host": the per-node skein services (see spec.py)
+    slots: str = Field("", description="per-node skein services as service=host, comma separated")
+    address: str = Field("0.0.0.0", description="bind address of the REST API")
+    port: int = Field(8888, ge=0, le=65535, description="REST API port; 0 picks one, kept across restarts")
+    advertise_host: Optional[str] = Field(None, description="host in the published address (default NM_HOST)")
+    port_file: Path = Field(Path(".tarn-am-port"), description="remembers a picked port across restarts")
+    admin_token: Optional[SecretStr] = Field(None, description="token for /scale; defaults to the token")
+    authz_url: Optional[str] = None
+    authz_timeout_s: float = Field(2.0, gt=0)
+
+    min_instances: int = Field(1, ge=0)
+    max_instances: int = Field(1, ge=1)
+    initial_instances: Optional[int] = Field(None, ge=0)
+    scale_up: float = 0.8
+    scale_down: float = 0.2
+    cooldown_s: float = Field(120.0, ge=0)
+    autoscale: bool = Field(True, description="let the autoscaling policy move the target")
+
+    # recorded for gateway-sync and authz (DeploymentRecord)
+    zk_ensemble: Optional[str] = None
+    zk_path: str = "/services/triton/instances"
+    haproxy_backend: str = "triton_backend"
+    ranger_service: Optional[str] = None
+    ranger_app_id: Optional[str] = None
+    ranger_audit: bool = False
+    model_repository: Optional[str] = None
+
+    loop_interval_s: float = Field(1.0, gt=0)
+    drain_timeout_s: float = Field(60.0, gt=0)
+    start_timeout_s: float = Field(300.0, gt=0)
+    heartbeat_timeout_s: float = Field(20.0, gt=0)
+    restart_backoff_initial_s: float = Field(2.0, ge=0)
+    restart_backoff_max_s: float = Field(60.0, ge=0)
+    crash_loop_failures: int = Field(5, ge=1)
+    crash_loop_window_s: float = Field(300.0, gt=0)
+
+    @field_validator("slots")
+    @classmethod
+    def _slots(cls, value: str) -> str:
+        for item in filter(None, value.split(",")):
+            service, sep, host = item.partition("=")
+            if not sep or not service or not host:
+                raise ValueError(f"{item!r} is not service=host")
+        return value
+
+    def slot_list(self) -> List[Slot]:
+        return [Slot(*item.split("=", 1)) for item in filter(None, self.slots.split(","))]
+
+    def policy(self) -> Policy:
+        return Policy(
+            restart_backoff_initial_s=self.restart_backoff_initial_s,
+            restart_backoff_max_s=self.restart_backoff_max_s,
+            crash_loop_failures=self.crash_loop_failures,
+            crash_loop_window_s=self.crash_loop_window_s,
+            drain_timeout_s=self.drain_timeout_s,
+            start_timeout_s=self.start_timeout_s,
+            heartbeat_timeout_s=self.heartbeat_timeout_s,
+        )
+
+    def admin_secret(self) -> Optional[str]:
+        chosen = self.admin_token or self.token
+        return chosen.get_secret_value() if chosen else None
+
+    def read_secret(self) -> Optional[str]:
+        return self.token.get_secret_value() if self.token else None

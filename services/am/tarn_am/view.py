@@ -1,0 +1,113 @@
+"""What tarn-am knows of its instances, built from the streams with the shared sequence rules.
+
+``FleetView`` is plain data updated by ``apply`` (no I/O); the bus adapter feeds it, the
+control loop and the REST API read it.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, Dict, List, Optional, Set
+
+from tarn_shared import events as ev
+from tarn_shared.membership import Member, MembershipView, apply_event, forget_stopped, stream_id_key
+
+RECENT_EVENTS = 200
+RECENT_DECISIONS = 100
+MAX_ACKS = 10_000
+
+
+@dataclass
+class Telemetry:
+    sample: ev.TelemetrySample
+    received_at: float
+
+
+@dataclass
+class RecentEvent:
+    ts: float
+    kind: str
+    instance_id: str
+    text: str
+
+
+@dataclass
+class ScalingDecision:
+    ts: float
+    source: str  # "autoscale", "api", "cli", "reconcile", "start"
+    previous: int
+    target: int
+    reason: str
+
+
+@dataclass
+class FleetView:
+    deployment: str
+    membership: MembershipView = field(default_factory=MembershipView)
+    lifecycle_through: Optional[str] = None
+    telemetry: Dict[str, Telemetry] = field(default_factory=dict)
+    heartbeats: Dict[str, float] = field(default_factory=dict)
+    acked: Set[str] = field(default_factory=set)
+    recent: Deque[RecentEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    decisions: Deque[ScalingDecision] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    version: int = 0  # bumps whenever membership changes: a snapshot is due
+    policy_reason: Optional[str] = None  # the autoscaling policy's latest word, even when it holds
+
+    @property
+    def members(self) -> Dict[str, Member]:
+        return dict(self.membership.members)
+
+    def apply_lifecycle(self, entry_id: str, event: ev.Event, now: float) -> None:
+        if self.lifecycle_through is None or stream_id_key(entry_id) > stream_id_key(self.lifecycle_through):
+            self.lifecycle_through = entry_id
+        if isinstance(event, ev.InstanceEvent):
+            before = self.membership
+            self.membership = forget_stopped(apply_event(self.membership, event, entry_id))
+            if self.membership is not before:
+                self.version += 1
+                self.recent.append(RecentEvent(event.ts, event.type, event.instance_id,
+                                               _describe_instance(event)))
+            if isinstance(event, ev.InstanceReady):
+                self.heartbeats[event.instance_id] = now
+        elif isinstance(event, (ev.ContainerRunning, ev.ContainerCompleted, ev.ContainerFailed)):
+            self.recent.append(RecentEvent(event.ts, event.type, event.container_id, _describe_container(event)))
+        elif isinstance(event, ev.ContainerRequested):
+            self.recent.append(RecentEvent(event.ts, event.type, event.service,
+                                           f"requested on {event.service}: {event.reason}"))
+
+    def apply_telemetry(self, event: ev.Event, now: float) -> None:
+        if isinstance(event, ev.InstanceHeartbeat):
+            self.heartbeats[event.instance_id] = now
+        elif isinstance(event, ev.TelemetrySample):
+            self.heartbeats[event.instance_id] = now
+            self.telemetry[event.instance_id] = Telemetry(event, now)
+
+    def apply_ack(self, event: ev.Event) -> None:
+        if isinstance(event, ev.CommandAck):
+            if len(self.acked) >= MAX_ACKS:
+                self.acked.clear()
+            self.acked.add(event.command_id)
+
+    def fresh_telemetry(self, now: float, max_age_s: float) -> List[ev.TelemetrySample]:
+        """Samples of live instances no older than ``max_age_s``."""
+        live = {i for i, m in self.membership.members.items() if m.state is not ev.InstanceState.STOPPED}
+        return [t.sample for i, t in self.telemetry.items() if i in live and now - t.received_at <= max_age_s]
+
+    def forget_instance_data(self, keep: Set[str]) -> None:
+        for table in (self.telemetry, self.heartbeats):
+            for instance_id in [i for i in table if i not in keep]:
+                del table[instance_id]
+
+
+def _describe_instance(event: ev.InstanceEvent) -> str:
+    text = f"{event.instance_id} {event.state.value if hasattr(event.state, 'value') else event.state}"
+    text += f" at {event.endpoints.address}"
+    reason = getattr(event, "reason", "")
+    return f"{text}: {reason}" if reason else text
+
+
+def _describe_container(event: ev.ContainerEvent) -> str:
+    where = f" on {event.host}" if event.host else ""
+    text = f"container {event.container_id} {event.type.split('.', 1)[1]}{where}"
+    diagnostics = getattr(event, "diagnostics", "")
+    return f"{text}: {diagnostics[:200]}" if diagnostics else text
