@@ -19,6 +19,7 @@ system:
 	@deploy/local/install-deps
 	@deploy/local/hadoop/minicluster fetch
 	@tests/authz/oracle/build
+	@deploy/knox/build
 
 $(VENV)/.installed: $(PYPROJECTS) tests/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
