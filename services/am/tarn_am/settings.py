@@ -24,34 +24,34 @@ class AmSettings(TarnSettings):
     advertise_host: Optional[str] = Field(None, description="host in the published address (default NM_HOST)")
     port_file: Path = Field(Path(".tarn-am-port"), description="remembers a picked port across restarts")
     admin_token: Optional[SecretStr] = Field(None, description="token for /scale; defaults to the token")
-    authz_url: Optional[str] = None
-    authz_timeout_s: float = Field(2.0, gt=0)
+    authz_url: Optional[str] = Field(None, description="tarn-authz base URL (--authz-url); unset: /models and the dashboard filter nothing")
+    authz_timeout_s: float = Field(2.0, gt=0, description="timeout of one call to authz")
 
-    min_instances: int = Field(1, ge=0)
-    max_instances: int = Field(1, ge=1)
-    initial_instances: Optional[int] = Field(None, ge=0)
-    scale_up: float = 0.8
-    scale_down: float = 0.2
-    cooldown_s: float = Field(120.0, ge=0)
+    min_instances: int = Field(1, ge=0, description="--min-instances: the autoscaler never goes below it")
+    max_instances: int = Field(1, ge=1, description="--max-instances: the autoscaler never goes above it")
+    initial_instances: Optional[int] = Field(None, ge=0, description="instances to start with (default min)")
+    scale_up: float = Field(0.8, description="--scale-up: load per instance above which instances are added")
+    scale_down: float = Field(0.2, description="--scale-down: load per instance below which instances drain")
+    cooldown_s: float = Field(120.0, ge=0, description="--cooldown (given in ms to tarn submit) between opposite moves")
     autoscale: bool = Field(True, description="let the autoscaling policy move the target")
 
     # recorded for gateway-sync and authz (DeploymentRecord)
-    zk_ensemble: Optional[str] = None
-    zk_path: str = "/services/triton/instances"
-    haproxy_backend: str = "triton_backend"
-    ranger_service: Optional[str] = None
-    ranger_app_id: Optional[str] = None
-    ranger_audit: bool = False
-    model_repository: Optional[str] = None
+    zk_ensemble: Optional[str] = Field(None, description="--zk-ensemble: where gateway-sync registers instances")
+    zk_path: str = Field("/services/triton/instances", description="--zk-path: parent of the instance znodes")
+    haproxy_backend: str = Field("triton_backend", description="--haproxy-backend: gateway-sync's backend")
+    ranger_service: Optional[str] = Field(None, description="--ranger-service: the Ranger service authz serves")
+    ranger_app_id: Optional[str] = Field(None, description="--ranger-app-id: plugin id and audit agent")
+    ranger_audit: bool = Field(False, description="--ranger-audit: authz audits this deployment's decisions")
+    model_repository: Optional[str] = Field(None, description="--model-repository, for /models and the dashboard")
 
-    loop_interval_s: float = Field(1.0, gt=0)
-    drain_timeout_s: float = Field(60.0, gt=0)
-    start_timeout_s: float = Field(300.0, gt=0)
-    heartbeat_timeout_s: float = Field(20.0, gt=0)
-    restart_backoff_initial_s: float = Field(2.0, ge=0)
-    restart_backoff_max_s: float = Field(60.0, ge=0)
-    crash_loop_failures: int = Field(5, ge=1)
-    crash_loop_window_s: float = Field(300.0, gt=0)
+    loop_interval_s: float = Field(1.0, gt=0, description="period of the reconcile loop")
+    drain_timeout_s: float = Field(60.0, gt=0, description="how long a drain may take before the container is released")
+    start_timeout_s: float = Field(300.0, gt=0, description="how long a container may take to become ready")
+    heartbeat_timeout_s: float = Field(20.0, gt=0, description="silence after which an instance counts as lost")
+    restart_backoff_initial_s: float = Field(2.0, ge=0, description="first delay before replacing a failed container")
+    restart_backoff_max_s: float = Field(60.0, ge=0, description="ceiling of the restart backoff")
+    crash_loop_failures: int = Field(5, ge=1, description="failures within the window that pause a node")
+    crash_loop_window_s: float = Field(300.0, gt=0, description="window of the crash-loop detection")
 
     @field_validator("slots")
     @classmethod
