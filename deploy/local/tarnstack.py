@@ -299,8 +299,15 @@ class Stack:
 
     def _write_env(self) -> None:
         self._save()
-        lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.state["env"].items())]
+        lines = [export_line(k, v) for k, v in sorted(self.state["env"].items())]
         (self.run_dir / "stack.env").write_text("\n".join(lines) + "\n")
+
+
+def export_line(key: str, value: str) -> str:
+    # hadoop.env prepends to PATH: keep "$PATH" for the shell to expand, not a literal.
+    if key == "PATH" and value.endswith(":$PATH"):
+        return f'export PATH={shlex.quote(value[:-len(":$PATH")])}:"$PATH"'
+    return f"export {key}={shlex.quote(value)}"
 
 
 def read_env_file(path: Path) -> Dict[str, str]:

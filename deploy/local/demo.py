@@ -1,0 +1,426 @@
+"""deploy/local/demo up|down|status [--run-dir DIR] — the README's `make demo`.
+
+`up`, in order, all real and on loopback: the local stack with the YARN/HDFS minicluster
+(`stack up --hadoop`); tarn-authz on the local policies in deploy/demo/policies; HAProxy
+rendered from deploy/haproxy/haproxy-authz.cfg.tmpl (basic-auth users alice and bob, the
+authz Lua action in front of `triton_backend`); tarn-gateway-sync writing into that
+HAProxy and ZooKeeper; the demo model repository uploaded to HDFS; `tarn submit`; then it
+waits until an instance serves through HAProxy, runs one inference as alice (allowed) and
+one as bob (denied, 403) with tritonclient, and prints where the dashboard is.
+
+`down` stops the application (`tarn stop`), the processes `up` started, and the stack,
+then checks that no process is left in the run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from demo_support import (DemoError, DemoState, free_port, haproxy_servers, http_status,  # noqa: E402
+                          leftover_processes, parse_hadoop_env, serving, tail, wait_until)
+
+DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
+MODELS = ROOT / "deploy" / "demo" / "models"
+POLICIES = ROOT / "deploy" / "demo" / "policies"
+VENV_BIN = ROOT / ".venv" / "bin"
+STACK = ROOT / "deploy" / "local" / "stack"
+DEPLOYMENT = "demo"
+RANGER_SERVICE = "triton_demo"
+BACKEND = "triton_backend"
+ZK_PATH = "/services/triton/instances"
+HDFS_MODELS = "/tarn-demo/models"
+USERS = {"alice": "alice-demo", "bob": "bob-demo"}  # HAProxy's basic-auth userlist (demo only)
+SERVE_TIMEOUT_S = 420.0
+HADOOP_LOG = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")  # skein driver chatter
+
+
+class AlreadyRunning(DemoError):
+    """`up` found a demo in the run directory and started nothing."""
+
+
+class Demo:
+    def __init__(self, run_dir: Path, instances: int = 1) -> None:
+        self.run_dir = run_dir.resolve()
+        self.dir = self.run_dir / "demo"
+        self.state = DemoState(self.dir)
+        self.instances = instances
+        self.step_no = 0
+        self.steps = 8
+
+    # ------------------------------------------------------------------ output
+
+    def step(self, text: str) -> float:
+        self.step_no += 1
+        print(f"==> [{self.step_no}/{self.steps}] {text}", flush=True)
+        return time.monotonic()
+
+    @staticmethod
+    def done(started: float, text: str = "") -> None:
+        print(f"    ok ({time.monotonic() - started:.1f} s){': ' + text if text else ''}", flush=True)
+
+    # ------------------------------------------------------------------ up
+
+    def up(self) -> None:
+        began = time.monotonic()
+        if any(_alive(p["pid"]) for p in self.state.processes.values()) or self.state.data.get("app_id"):
+            raise AlreadyRunning(f"a demo already runs from {self.run_dir}; stop it first with "
+                            f"`deploy/local/demo down --run-dir {self.run_dir}` (or `make demo-down`)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(18)
+        # One secret for the demo: the AM's API token is also authz's gateway token, because
+        # the AM asks authz on behalf of the dashboard's user (/models) and only gateway
+        # callers may name a user. Production keeps them apart per service.
+        self.state.data = {"run_dir": str(self.run_dir), "token": token, "deployment": DEPLOYMENT,
+                           "ranger_service": RANGER_SERVICE, "users": USERS, "processes": {}}
+        self.state.save()
+        env = self._stack_up()
+        authz_url = self._authz(env, token)
+        haproxy = self._haproxy(authz_url, token)
+        self._gateway_sync(env, haproxy["socket"])
+        self._upload(env)
+        self._submit(env, authz_url, token)
+        self._wait_serving(env, haproxy)
+        self._infer(haproxy["url"])
+        self.state.data["up_s"] = round(time.monotonic() - began, 1)
+        self.state.save()
+        self._summary(time.monotonic() - began)
+
+    def _stack_up(self) -> Dict[str, str]:
+        t = self.step("local stack: Redis, ZooKeeper, HAProxy and the YARN/HDFS minicluster (stack up --hadoop)")
+        log = self.dir / "stack-up.log"
+        with open(log, "wb") as out:
+            result = subprocess.run([str(STACK), "up", "--hadoop", "--run-dir", str(self.run_dir)],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            raise DemoError(f"`stack up --hadoop` failed (exit {result.returncode})", log)
+        self.state.data["stack"] = True
+        env = parse_hadoop_env(self.run_dir / "hadoop.env", os.environ)
+        stack_env = {k: v for k, v in _read_exports(self.run_dir / "stack.env").items() if k != "PATH"}
+        env.update(stack_env)
+        env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
+        self.state.data["env"] = {k: env[k] for k in ("REDIS_URL", "ZK_HOSTS", "HADOOP_CONF_DIR", "WEBHDFS_URL",
+                                                        "HDFS_DEFAULT_FS", "YARN_RM_WEBAPP_URL") if k in env}
+        self.state.save()
+        self.done(t, f"Redis {env['REDIS_URL']}, ZooKeeper {env['ZK_HOSTS']}, "
+                     f"HDFS {env.get('HDFS_DEFAULT_FS')}, YARN {env.get('YARN_RM_WEBAPP_URL')}")
+        return env
+
+    def _authz(self, env: Dict[str, str], token: str) -> str:
+        t = self.step(f"tarn-authz on the local policies in {POLICIES.relative_to(ROOT)} "
+                      f"(alice: infer, metadata, list on every model; bob: denied)")
+        port = free_port()
+        service_env = dict(env, TARN_AUTHZ_GATEWAY_TOKEN=token, TARN_AUTHZ_REDIS_URL=env["REDIS_URL"],
+                           TARN_AUTHZ_CACHE_DIR=str(self.dir / "authz-cache"), TARN_AUTHZ_REFRESH_INTERVAL_S="2",
+                           TARN_AUTHZ_LOG_JSON="false", TARN_AUTHZ_AUDIT_LOG=str(self.dir / "authz-audit.jsonl"))
+        proc = self.state.spawn("authz", [str(VENV_BIN / "tarn-authz"), "--ranger-service", RANGER_SERVICE,
+                                          "--ranger-audit", "--policy-dir", str(POLICIES),
+                                          "--host", "127.0.0.1", "--port", str(port)], service_env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_status(f"{url}/healthz") == 200, "tarn-authz loading the demo policies", 60,
+                   self.dir / "authz.log", proc)
+        self.state.data["authz_url"] = url
+        self.state.save()
+        self.done(t, url)
+        return url
+
+    def _haproxy(self, authz_url: str, token: str) -> Dict[str, str]:
+        t = self.step("HAProxy with the authz Lua action in front of triton_backend (deploy/haproxy/haproxy-authz.cfg.tmpl)")
+        import render_authz  # deploy/haproxy, put on sys.path below
+        http_port = free_port()
+        cfg = self.dir / "haproxy-authz.cfg"
+        cfg.write_text(render_authz.render(
+            run_dir=self.dir, http_port=http_port, index_port=free_port(), authz_url=authz_url, gateway_token=token,
+            users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1"))
+        cfg.chmod(0o600)  # it holds the gateway token
+        check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise DemoError(f"haproxy rejected {cfg}:\n{check.stdout}{check.stderr}")
+        proc = self.state.spawn("haproxy-authz", ["haproxy", "-db", "-f", str(cfg)], os.environ)
+        sock = str(self.dir / "haproxy-authz.sock")
+        from tarnstack import haproxy_command
+        wait_until(lambda: "Name: HAProxy" in haproxy_command(sock, "show info"), "HAProxy (authz) starting", 30,
+                   self.dir / "haproxy-authz.log", proc)
+        haproxy = {"url": f"http://127.0.0.1:{http_port}", "socket": sock, "cfg": str(cfg)}
+        self.state.data["haproxy"] = haproxy
+        self.state.save()
+        self.done(t, f"{haproxy['url']} (users: {', '.join(USERS)})")
+        return haproxy
+
+    def _gateway_sync(self, env: Dict[str, str], socket_path: str) -> None:
+        t = self.step("tarn-gateway-sync keeping that HAProxy and ZooKeeper equal to the live instances")
+        port = free_port()
+        service_env = dict(env, TARN_GATEWAY_SYNC_ZK_HOSTS=env["ZK_HOSTS"], TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=socket_path,
+                           TARN_GATEWAY_SYNC_REDIS_URL=env["REDIS_URL"], TARN_GATEWAY_SYNC_DEPLOYMENTS=DEPLOYMENT,
+                           TARN_GATEWAY_SYNC_REPLICA_ID="demo-1", TARN_GATEWAY_SYNC_PORT=str(port),
+                           TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30")
+        proc = self.state.spawn("gateway-sync", [str(VENV_BIN / "tarn-gateway-sync")], service_env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_status(f"{url}/healthz") == 200, "tarn-gateway-sync starting", 60,
+                   self.dir / "gateway-sync.log", proc)
+        self.state.data["gateway_sync_url"] = url
+        self.state.save()
+        self.done(t, url)
+
+    def _upload(self, env: Dict[str, str]) -> None:
+        t = self.step(f"upload the demo model repository ({MODELS.relative_to(ROOT)}) to HDFS {HDFS_MODELS}")
+        if not MODELS.is_dir():
+            raise DemoError(f"{MODELS} is missing")
+        import hdfs
+        client = hdfs.InsecureClient(env["WEBHDFS_URL"], user="root")
+        files = [p for p in sorted(MODELS.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+        try:
+            client.delete(HDFS_MODELS, recursive=True)
+            for path in files:
+                client.upload(f"{HDFS_MODELS}/{path.relative_to(MODELS)}", str(path), overwrite=True)
+        except hdfs.HdfsError as exc:
+            raise DemoError(f"uploading to WebHDFS {env['WEBHDFS_URL']} failed: {exc}") from None
+        models = sorted(p.name for p in MODELS.iterdir() if (p / "config.pbtxt").exists())
+        self.done(t, f"{len(files)} files, models {', '.join(models)}")
+
+    def _submit(self, env: Dict[str, str], authz_url: str, token: str) -> None:
+        t = self.step(f"tarn submit --name {DEPLOYMENT} (tarn-am in the AM container, the node-agent and "
+                      f"tritonserver in the Triton containers)")
+        sys.path.insert(0, str(ROOT))
+        from tests.support.triton import triton_runtime  # the nvidia-pytriton tritonserver (CPU)
+        runtime = triton_runtime()
+        runtime_env = runtime.environment(base={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+        args = [
+            "submit", "--name", DEPLOYMENT, "--runtime", "process",
+            "--model-repository", f"{env['HDFS_DEFAULT_FS']}{HDFS_MODELS}",
+            "--redis-url", env["REDIS_URL"], "--zk-ensemble", env["ZK_HOSTS"], "--zk-path", ZK_PATH,
+            "--haproxy-backend", BACKEND, "--authz-url", authz_url, "--ranger-service", RANGER_SERVICE,
+            "--am-port", "0", "--address", "0.0.0.0",
+            "--port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+            "--min-instances", "1", "--max-instances", "2", "--instances", str(self.instances),
+            "--no-autoscale", "--drain-timeout", "20",
+            "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
+            "--tritonserver", str(runtime.binary), "--wait", "240",
+        ]
+        agent_env = {
+            "TARN_NODE_AGENT_TRITON_ARGS": f"--backend-directory={runtime.backend_directory}",
+            "LD_LIBRARY_PATH": runtime_env["LD_LIBRARY_PATH"], "PATH": runtime_env["PATH"],
+            "TARN_NODE_AGENT_EXIT_TIMEOUT_S": "5", "TARN_NODE_AGENT_HEARTBEAT_INTERVAL_S": "2",
+            "TARN_NODE_AGENT_DRAIN_UNROUTED_TIMEOUT_S": "5",
+        }
+        for key, value in agent_env.items():
+            args += ["--agent-env", f"{key}={value}"]
+        log = self.dir / "tarn-submit.log"
+        with open(log, "wb") as out:
+            result = subprocess.run([str(VENV_BIN / "tarn"), *args], env=dict(env, TARN_TOKEN=token),
+                                    stdout=out, stderr=subprocess.STDOUT, timeout=420)
+        lines = log.read_text(errors="replace").splitlines()
+        submitted = [line for line in lines if line.startswith("submitted ")]
+        if submitted:
+            self.state.data["app_id"] = submitted[0].split()[1]
+            self.state.save()
+        if result.returncode != 0 or not submitted:
+            raise DemoError(f"`tarn submit` failed (exit {result.returncode})", log)
+        address = next(line for line in lines if line.startswith("tarn-am at ")).split()[2]
+        self.state.data["am_address"] = address
+        self.state.save()
+        self.done(t, f"{self.state.data['app_id']}, tarn-am at {address}")
+
+    def _wait_serving(self, env: Dict[str, str], haproxy: Dict[str, str]) -> None:
+        t = self.step("wait until an instance is ready, in HAProxy's triton_backend and in ZooKeeper "
+                      "(staging from HDFS, Triton start, gateway-sync)")
+        from kazoo.client import KazooClient
+        zk = KazooClient(hosts=env["ZK_HOSTS"])
+        zk.start(timeout=15)
+        alice = _basic("alice")
+
+        def ready() -> Optional[List[str]]:
+            up = [s["srv_addr"] + ":" + s.get("srv_port", "") for s in haproxy_servers(haproxy["socket"], BACKEND)
+                  if serving(s)]
+            znodes = zk.get_children(ZK_PATH) if zk.exists(ZK_PATH) else []
+            if up and znodes and http_status(f"{haproxy['url']}/v2/health/ready", alice) == 200:
+                return znodes
+            return None
+
+        try:
+            znodes = wait_until(ready, "an instance serving through HAProxy", SERVE_TIMEOUT_S, interval_s=0.5)
+        except DemoError as exc:
+            raise DemoError(str(exc), self.dir / "gateway-sync.log", extra=self._fleet_report(env)) from None
+        finally:
+            zk.stop()
+            zk.close()
+        self.done(t, f"serving: {', '.join(znodes)} (znodes under {ZK_PATH})")
+
+    def _infer(self, haproxy_url: str) -> None:
+        t = self.step("inference through HAProxy with tritonclient: alice (allowed), then bob (denied)")
+        import numpy as np
+        import tritonclient.http as httpclient
+        from tritonclient.utils import InferenceServerException
+
+        client = httpclient.InferenceServerClient(url=haproxy_url.split("://", 1)[1])
+        data = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+        inputs = [httpclient.InferInput("INPUT0", list(data.shape), "FP32")]
+        inputs[0].set_data_from_numpy(data)
+        try:
+            result = client.infer("identity", inputs, headers=_basic("alice"))
+            output = result.as_numpy("OUTPUT0")
+            if output is None or output.tolist() != data.tolist():
+                raise DemoError(f"alice's inference answered {output!r}, expected {data.tolist()}")
+            print(f"    alice: identity({data.tolist()}) = {output.tolist()}  (allowed)", flush=True)
+            try:
+                client.infer("identity", inputs, headers=_basic("bob"))
+            except InferenceServerException as exc:
+                if exc.status() != "403":
+                    raise DemoError(f"bob's inference failed with {exc.status()}, expected 403: {exc}") from None
+                print("    bob:   identity(...) -> HTTP 403 Forbidden  (denied by tarn-authz)", flush=True)
+            else:
+                raise DemoError("bob's inference was allowed; the policies deny it")
+        except InferenceServerException as exc:
+            raise DemoError(f"alice's inference failed: {exc}", self.dir / "haproxy-authz.log") from None
+        finally:
+            client.close()
+        self.done(t)
+
+    def _summary(self, total_s: float) -> None:
+        d = self.state.data
+        address, token = d["am_address"], d["token"]
+        url = d["haproxy"]["url"]
+        print(f"""
+TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
+  dashboard   {address}/dashboard#token={token}&user=alice
+  AM API      {address}   (X-TARN-Token: {token})
+  YARN        {d['env'].get('YARN_RM_WEBAPP_URL')}/cluster/app/{d['app_id']}
+  inference   {url}   users alice:{USERS['alice']} (allowed), bob:{USERS['bob']} (denied)
+  try         curl -u alice:{USERS['alice']} {url}/v2/models/identity
+              .venv/bin/python examples/onnx_resnet50.py --url {url.split('://', 1)[1]} --user alice --password {USERS['alice']}
+              source {self.run_dir}/stack.env; TARN_TOKEN={token} .venv/bin/tarn status --name {DEPLOYMENT}
+  policies    {POLICIES}/{RANGER_SERVICE}.json (re-read when it changes)
+  stop        make demo-down""", flush=True)
+
+    def _fleet_report(self, env: Dict[str, str]) -> str:
+        """What the AM says and the tails of the containers' logs, for a failure message.
+        (The minicluster's NodeManagers have no web UI, so `tarn logs` cannot fetch running
+        containers' logs here: they are read from the NodeManagers' log folders.)"""
+        out = []
+        try:
+            result = subprocess.run([str(VENV_BIN / "tarn"), "status", "--name", DEPLOYMENT],
+                                    env=dict(env, TARN_TOKEN=self.state.data["token"]),
+                                    capture_output=True, text=True, timeout=60)
+            said = [line for line in (result.stdout + result.stderr).splitlines() if not HADOOP_LOG.match(line)]
+            out.append("--- tarn status ---\n" + "\n".join(said[-30:]))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out.append(f"--- tarn status --- {exc}")
+        app_id = self.state.data.get("app_id", "")
+        for log in sorted(self.run_dir.glob(f"hadoop/yarn/*/logs/{app_id}/*/*.log")) if app_id else []:
+            out.append(f"--- {log.relative_to(self.run_dir)} (last lines) ---\n{tail(log, 15)}")
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ down
+
+    def down(self) -> int:
+        began = time.monotonic()
+        data = self.state.data
+        if data.get("app_id") and (self.run_dir / "hadoop.env").exists():
+            print(f"==> tarn stop {data['app_id']} (drain, then shut the application down)", flush=True)
+            t = time.monotonic()
+            env = parse_hadoop_env(self.run_dir / "hadoop.env", os.environ)
+            env.update(TARN_TOKEN=data.get("token", ""), PATH=f"{VENV_BIN}:{env['PATH']}")
+            try:
+                result = subprocess.run([str(VENV_BIN / "tarn"), "stop", "--name", DEPLOYMENT, "--app-id",
+                                         data["app_id"], "--timeout", "30"], env=env, capture_output=True,
+                                        text=True, timeout=120)
+                said = [line for line in (result.stdout + result.stderr).splitlines() if not HADOOP_LOG.match(line)]
+                print("    " + "\n    ".join(said) + f" ({time.monotonic() - t:.1f} s)", flush=True)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                print(f"    tarn stop did not finish ({exc}); the minicluster's shutdown ends the application",
+                      flush=True)
+            data.pop("app_id", None)
+            self.state.save()
+        for name in ("gateway-sync", "haproxy-authz", "authz"):
+            if name in self.state.processes:
+                print(f"==> stop {name} (pid {self.state.processes[name]['pid']})", flush=True)
+                self.state.stop(name)
+        print("==> stack down (YARN/HDFS minicluster, HAProxy, ZooKeeper, Redis)", flush=True)
+        t = time.monotonic()
+        subprocess.run([str(STACK), "down", "--run-dir", str(self.run_dir)], check=False)
+        print(f"    ({time.monotonic() - t:.1f} s)", flush=True)
+        deadline = time.monotonic() + 30
+        left = leftover_processes(self.run_dir)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = leftover_processes(self.run_dir)
+        if left:
+            print("demo: these processes are still running from " + str(self.run_dir) + ":\n  " + "\n  ".join(left),
+                  file=sys.stderr)
+            return 1
+        self.state.path.unlink(missing_ok=True)
+        print(f"demo down in {time.monotonic() - began:.1f} s; no process left in {self.run_dir}", flush=True)
+        return 0
+
+    def status(self) -> int:
+        data = self.state.data
+        if not data:
+            print("the demo is not running")
+            return 1
+        ok = True
+        for name, proc in self.state.processes.items():
+            running = _alive(proc["pid"])
+            ok &= running
+            print(f"{name}: {'running' if running else 'DEAD'} (pid {proc['pid']}, log {proc['log']})")
+        subprocess.run([str(STACK), "status", "--run-dir", str(self.run_dir)], check=False)
+        if data.get("am_address"):
+            print(f"application {data.get('app_id')}: dashboard {data['am_address']}/dashboard#token={data['token']}&user=alice")
+        return 0 if ok else 1
+
+
+def _basic(user: str) -> Dict[str, str]:
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+
+
+def _alive(pid: int) -> bool:
+    from demo_support import alive
+    return alive(pid)
+
+
+def _read_exports(path: Path) -> Dict[str, str]:
+    from tarnstack import read_env_file
+    return read_env_file(path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"], nargs="?", default="up")
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
+                        help="where the stack, the minicluster and the demo keep state and logs")
+    parser.add_argument("--instances", type=int, default=1, help="Triton instances to start with (1 or 2)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "deploy" / "haproxy"))
+    demo = Demo(args.run_dir, instances=args.instances)
+    try:
+        if args.command == "up":
+            demo.up()
+            return 0
+        if args.command == "down":
+            return demo.down()
+        return demo.status()
+    except DemoError as exc:
+        print(exc.report(), file=sys.stderr)
+        if args.command == "up" and not isinstance(exc, AlreadyRunning):
+            print(f"demo: what started is left running for inspection (logs in {demo.dir}); "
+                  f"stop it with `deploy/local/demo down --run-dir {demo.run_dir}` or `make demo-down`",
+                  file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ndemo: interrupted; stop what started with `deploy/local/demo down --run-dir {demo.run_dir}`",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
