@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
@@ -31,16 +32,24 @@ log = logging.getLogger(__name__)
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 DEAD_LETTER_MAXLEN = 100_000
+READ_GRACE_S = 10.0  # how much longer than its BLOCK a read may take before Redis counts as gone
 
 Handler = Callable[[str, str, events.Event], Awaitable[None]]
 Entry = Tuple[str, Dict[bytes, bytes]]
 
 
-def connect(url: str, socket_timeout_s: float = 10.0) -> aioredis.Redis:
-    """A client whose socket timeout outlasts the consumer's blocking reads."""
+# A Redis host that vanishes without closing its sockets is found by TCP keepalive within
+# about 20 s. A per-command socket timeout would do it too, but costs a timer on every
+# call of the hot path; blocking reads carry their own deadline (StreamConsumer).
+_KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3} \
+    if hasattr(socket, "TCP_KEEPIDLE") else {}
+
+
+def connect(url: str, socket_timeout_s: Optional[float] = None, connect_timeout_s: float = 5.0) -> aioredis.Redis:
+    """``socket_timeout_s`` bounds every command; leave it unset on hot paths."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=socket_timeout_s, socket_connect_timeout=min(socket_timeout_s, 5.0),
-        health_check_interval=30,
+        url, socket_timeout=socket_timeout_s, socket_connect_timeout=connect_timeout_s, socket_keepalive=True,
+        socket_keepalive_options=_KEEPALIVE, health_check_interval=30,
     )
 
 
@@ -198,9 +207,14 @@ class StreamConsumer:
         self._had_groups = True
 
     async def _read(self, ids: Dict[str, str], block_ms: Optional[int]) -> int:
-        reply = await self._redis.xreadgroup(
-            self.config.group, self.config.consumer, ids, count=self.config.count, block=block_ms
-        )
+        read = self._redis.xreadgroup(self.config.group, self.config.consumer, ids, count=self.config.count,
+                                      block=block_ms)
+        try:
+            reply = await asyncio.wait_for(read, timeout=(block_ms or 0) / 1000 + READ_GRACE_S)
+        except asyncio.TimeoutError:
+            # Redis stopped answering without closing the connection: start afresh.
+            await self._redis.connection_pool.disconnect()
+            raise RedisTimeoutError("no answer to XREADGROUP") from None
         processed = 0
         for stream_name, entries in reply or []:
             stream = _text(stream_name)
