@@ -221,3 +221,34 @@ async def test_a_group_lost_with_redis_is_recreated_from_the_start_even_when_new
     await until(lambda: len(recorder.seen) == 1, step=consumer.run_once)
     assert recorder.seen[0].service == "svc-7"
     await client.aclose()
+
+
+async def test_a_frozen_redis_fails_a_blocking_read_after_its_deadline_and_the_loop_carries_on(
+        stack, deployment, monkeypatch):
+    import os
+
+    from tarn_shared import streams
+
+    monkeypatch.setattr(streams, "READ_GRACE_S", 1.0)
+    client = connect(stack.env["REDIS_URL"])
+    stream = ev.lifecycle_stream(deployment)
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(
+        group="g", consumer="c", block_ms=100, backoff=Backoff(initial_s=0.05, max_s=0.2)), recorder)
+    await consumer.run_once()
+    pid = stack.state["processes"]["redis"]["pid"]
+    os.kill(pid, signal.SIGSTOP)  # the process lives and keeps its sockets, but answers nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(streams.RedisTimeoutError):
+            await consumer.run_once()
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await StreamPublisher(client).publish(stream, requested(deployment, n=3), retry_for_s=10)
+    await until(lambda: len(recorder.seen) == 1)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    await client.aclose()
