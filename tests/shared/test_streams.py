@@ -252,3 +252,19 @@ async def test_a_frozen_redis_fails_a_blocking_read_after_its_deadline_and_the_l
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     await client.aclose()
+
+
+async def test_concurrent_publishes_are_pipelined_in_call_order_and_a_cancelled_caller_strands_no_one(
+        redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    publisher = StreamPublisher(client)
+    calls = [asyncio.ensure_future(publisher.publish(stream, requested(deployment, n=i))) for i in range(500)]
+    calls[10].cancel()  # its caller gives up; the others must still be answered
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    ids = [r for i, r in enumerate(results) if i != 10]
+    assert all(isinstance(i, str) for i in ids)
+    stored = [ev.decode(fields).service for _, fields in await client.xrange(stream)]
+    assert stored == [f"svc-{i}" for i in range(500) if i != 10 or "svc-10" in stored]
+    assert ids == sorted(ids, key=lambda x: tuple(map(int, x.split("-"))))
+    await client.aclose()
