@@ -82,14 +82,18 @@ def member_from_event(event: InstanceEvent, entry_id: Optional[str] = None) -> M
 
 
 def apply_member(view: MembershipView, new: Member) -> MembershipView:
-    old = view.members.get(new.instance_id)
+    members = dict(view.members)
+    return MembershipView(members) if _apply_into(members, new) else view
+
+
+def _apply_into(members: Dict[str, Member], new: Member) -> bool:
+    old = members.get(new.instance_id)
     if not supersedes(new, old):
-        return view
+        return False
     if old is not None and new.endpoints is None:
         new = replace(new, endpoints=old.endpoints, models=new.models or old.models)
-    members = dict(view.members)
     members[new.instance_id] = new
-    return MembershipView(members)
+    return True
 
 
 def apply_event(view: MembershipView, event: InstanceEvent, entry_id: Optional[str] = None) -> MembershipView:
@@ -97,22 +101,21 @@ def apply_event(view: MembershipView, event: InstanceEvent, entry_id: Optional[s
 
 
 def apply_snapshot(view: MembershipView, snapshot: MembershipSnapshot, entry_id: Optional[str] = None) -> MembershipView:
+    members = dict(view.members)  # one copy for the whole snapshot, not one per member
     for state in snapshot.members:
-        view = apply_member(view, Member(
+        _apply_into(members, Member(
             instance_id=state.instance_id, state=InstanceState(state.state), seq=state.seq,
             endpoints=state.endpoints, models=tuple(state.models), app_id=snapshot.app_id,
             entry_id=entry_id,
         ))
-    if snapshot.lifecycle_through is None:
-        return view
-    through = stream_id_key(snapshot.lifecycle_through)
-    listed = {s.instance_id for s in snapshot.members}
-    members = dict(view.members)
-    for member in view.members.values():
-        if member.instance_id in listed or member.state is InstanceState.STOPPED:
-            continue
-        if member.entry_id is not None and stream_id_key(member.entry_id) <= through:
-            members[member.instance_id] = replace(member, state=InstanceState.STOPPED, entry_id=entry_id)
+    if snapshot.lifecycle_through is not None:
+        through = stream_id_key(snapshot.lifecycle_through)
+        listed = {s.instance_id for s in snapshot.members}
+        for member in list(members.values()):
+            if member.instance_id in listed or member.state is InstanceState.STOPPED:
+                continue
+            if member.entry_id is not None and stream_id_key(member.entry_id) <= through:
+                members[member.instance_id] = replace(member, state=InstanceState.STOPPED, entry_id=entry_id)
     return MembershipView(members)
 
 
