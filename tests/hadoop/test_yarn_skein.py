@@ -183,15 +183,16 @@ def test_a_service_pinned_to_one_nodemanager_runs_there(fleet):
 
 def test_one_gpu_is_scheduled_and_more_than_a_node_has_stays_pending(fleet, hadoop_cluster):
     app_id, app, _ = fleet
+    already = _allocated_gpus(hadoop_cluster)  # the session's cluster may serve other suites' apps
     app.scale("gpu_one", 1)
     _running(app, "gpu_one")
-    assert _allocated_gpus(hadoop_cluster) == 1
+    assert _allocated_gpus(hadoop_cluster) == already + 1
 
     app.scale("gpu_too_many", 1)
     time.sleep(8)  # several NodeManager heartbeats: ample time to allocate if it could
     pending = _containers(app, "gpu_too_many")
     assert [str(c.state) for c in pending] == ["REQUESTED"]
-    assert _allocated_gpus(hadoop_cluster) == 1
+    assert _allocated_gpus(hadoop_cluster) == already + 1
     assert _containers(app, "gpu_one", "RUNNING")
 
 
