@@ -34,7 +34,7 @@ async def main(redis_url: str, deployment: str, app_id: str) -> None:
     async def control_reads() -> None:
         while not stop.is_set():
             samples = view.fresh_telemetry(time.time(), TELEMETRY_MAX_AGE_S)
-            _load = sum(s.load for s in samples) / max(1, len(samples))
+            sum(s.load for s in samples) / max(1, len(samples))  # what the control loop computes each second
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:

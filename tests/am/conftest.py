@@ -6,8 +6,6 @@ nvidia-pytriton build) in the Triton containers, serving tests/models staged fro
 """
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ import pytest
 
 from tests.hadoop.cluster import HadoopCluster
 from tests.support.ports import free_ports
-from tests.support.triton import TritonPorts, triton_runtime
+from tests.support.triton import triton_runtime
 from tests.support.triton_fixture import MODELS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,16 +129,3 @@ def wait_for(condition, timeout_s: float, message: str, interval_s: float = 0.5)
             return last_value
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {message}; last: {last!r}")
-
-
-def container_processes(yarn_container_id: str) -> list:
-    """PIDs whose working directory is the container's (plain-process runtime)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "cwd").rstrip("/").endswith(yarn_container_id):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found

@@ -13,7 +13,8 @@ import pytest
 
 from tarn_shared import events as ev
 
-from tests.am.conftest import TOKEN, Deployment, container_processes, wait_for
+from tests.am.conftest import TOKEN, Deployment, wait_for
+from tests.hadoop.cluster import container_processes, kill_container
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(600)]
 
@@ -107,13 +108,7 @@ def test_a_killed_container_is_replaced(am_deployment: Deployment):
     d = am_deployment
     d.tarn("scale", "2", "--name", d.name)
     victim = instances_json(d)[0]
-    pids = container_processes(victim["instance_id"])
-    assert pids, f"no process runs in {victim['instance_id']}'s directory"
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_container(victim["instance_id"])
     killed_at = time.monotonic()
 
     def replaced():

@@ -2,8 +2,6 @@
 payloads Ranger's own classes wrote (replay/payloads)."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 

@@ -123,17 +123,3 @@ def wait_for(condition, timeout_s: float, message: str, interval_s: float = 0.25
                 return last
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {message}; last: {last!r}")
-
-
-def container_processes(yarn_container_id: str) -> List[int]:
-    """PIDs working in the YARN container's directory (plain-process runtime): the launch
-    script, the node-agent, tritonserver and its python-backend stubs."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "cwd").rstrip("/").endswith(yarn_container_id):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found

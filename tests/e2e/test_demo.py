@@ -5,8 +5,6 @@ inference allowed and denied, the seeds' client examples, a Triton container SIG
 scale-down under load, and `demo down` leaving no process."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +19,8 @@ import tritonclient.http as httpclient
 from kazoo.client import KazooClient
 from tritonclient.utils import InferenceServerException
 
-from tests.e2e.conftest import ROOT, DemoDeployment, container_processes, demo_support, wait_for
+from tests.e2e.conftest import ROOT, DemoDeployment, demo_support, wait_for
+from tests.hadoop.cluster import kill_container
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 ZK_PATH = "/services/triton/instances"
@@ -89,13 +88,7 @@ def test_killed_triton_container_leaves_rotation_in_haproxy_and_zookeeper(demo: 
     try:
         assert server in demo.serving()
         assert victim["address"] in zk.get_children(ZK_PATH)
-        pids = container_processes(victim["instance_id"])
-        assert pids, f"no process runs in {victim['instance_id']}'s directory"
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        pids = kill_container(victim["instance_id"])
         killed_at = time.monotonic()
         out_of, how = {}, "deleted"
         deadline = killed_at + 60

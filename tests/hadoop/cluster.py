@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -186,3 +187,29 @@ def hadoop_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HadoopC
 @pytest.fixture(scope="session")
 def webhdfs(hadoop_cluster: HadoopCluster):
     return hadoop_cluster.webhdfs_client()
+
+
+def container_processes(yarn_container_id: str) -> list[int]:
+    """PIDs working in a YARN container's directory (the minicluster runs containers as plain
+    processes): its launch script, the node-agent, tritonserver and its stubs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd").rstrip("/").endswith(yarn_container_id):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_container(yarn_container_id: str) -> list[int]:
+    """SIGKILL every process of the container, as a node failure would; returns their PIDs."""
+    pids = container_processes(yarn_container_id)
+    assert pids, f"no process runs in {yarn_container_id}'s directory"
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids

@@ -4,7 +4,6 @@ in a Redis list and hangs (until SIGKILLed) in the middle of handling the event 
 import asyncio
 import sys
 
-from tarn_shared import events as ev
 from tarn_shared.streams import ConsumerConfig, StreamConsumer, connect
 
 

@@ -322,7 +322,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"==> {key} <==\n{text}")
         return 0
     app = client.connect(app_id)
-    user = report.user
     for container in app.get_containers(states=["RUNNING", "SUCCEEDED", "FAILED", "KILLED"]):
         if args.container and args.container not in (container.id, container.yarn_container_id):
             continue

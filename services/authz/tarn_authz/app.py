@@ -62,10 +62,7 @@ def create_app(settings: AuthzSettings) -> FastAPI:
                               log_path=settings.audit_log, queue_size=settings.audit_queue_size,
                               cluster_name=settings.ranger_cluster_name)
             app.state.services = Services(registry, Decider(metrics, audit), CallerCheck(settings), metrics)
-            records = None
-            if settings.serve_deployments and redis is not None:
-                async def records():  # noqa: E306 - bound to this app's client
-                    return await read_records(redis)
+            records = (lambda: read_records(redis)) if settings.serve_deployments and redis is not None else None
             await registry.refresh_all()  # serve with what we have at once: Ranger, else the disk copy
             tasks = [asyncio.create_task(registry.run(stop, settings.refresh_interval_s, records,
                                                       settings.deployments_interval_s), name="policy-refresh"),

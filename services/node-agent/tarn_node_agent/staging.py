@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from .checksums import RemoteChecksum, UnsupportedChecksum, expected_hex, verifier_for
-from .errors import ChecksumMismatch, DiskFull, LayoutError, StagingError
+from .errors import ChecksumMismatch, DiskFull, StagingError
 from .hdfs import Hdfs
 from .repository import Manifest, RemoteEntry, check_layout, checked_relative, plan_staging
 
