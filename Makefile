@@ -36,7 +36,7 @@ $(VENV310)/.installed: shared/pyproject.toml services/node-agent/pyproject.toml 
 
 # The whole suite against the real components; pytest's exit 5 (nothing collected) fails.
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 	$(PY310) -m pytest tests/shared tests/node_agent -m "not integration"
 
 # Unit tests only: no servers.

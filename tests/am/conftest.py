@@ -74,7 +74,8 @@ def agent_runtime_env() -> Dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+# Module scope: its containers hold the minicluster's GPUs and memory, so it goes when tests/am is done.
+@pytest.fixture(scope="module")
 def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Deployment]:  # noqa: F811
     name = f"am{uuid.uuid4().hex[:8]}"
     hdfs_dir = f"/tarn-test/{name}/models"

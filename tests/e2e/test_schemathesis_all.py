@@ -8,10 +8,8 @@ a real process on loopback: no input may produce a 5xx.
   runs, so the Triton collector reports it down): the agent publishes no /openapi.json (openapi_url=None), so
   the schema is the app's own ``app.openapi()``, and the full agent would first stage a
   repository and start tritonserver, which its own tests cover.
-- tarn-am: only on YARN. ``serve`` needs skein's ApplicationClient (YarnAdapter.from_current)
-  and the control loop reads skein's containers, so there is no supported way to run it
-  outside an AM container; the AM test here is marked ``hadoop`` and fuzzes the real tarn-am
-  submitted to the minicluster (the ``am_deployment`` fixture of tests/am).
+- tarn-am runs only in its AM container (``serve`` needs skein's ApplicationClient), so its
+  API is fuzzed by tests/am/test_am_on_yarn.py against the real tarn-am on the minicluster.
 """
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.am.conftest import am_deployment  # noqa: F401 (the fixture, for the hadoop-marked AM test)
 from tests.e2e.churn_support import GATEWAY_TOKEN, ROOT, AuthzProcess
 from tests.gateway_sync.support import Replica, settings_for
 from tests.support.ports import free_port
@@ -126,16 +123,4 @@ def test_node_agent_api_has_no_5xx(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert failures == []
-
-
-@pytest.mark.hadoop
-def test_am_api_has_no_5xx(request):
-    """The real tarn-am in its AM container on the minicluster (see the module docstring)."""
-    from tests.am.conftest import TOKEN as AM_TOKEN
-
-    deployment = request.getfixturevalue("am_deployment")  # imported below: tests/am's conftest defines it
-    schema = schemathesis.from_uri(f"{deployment.address}/openapi.json", base_url=deployment.address)
-    # POST /scale moves the shared deployment's target: tests/am fuzzes its bodies on their own.
-    failures = fuzz(schema, {"X-TARN-Token": AM_TOKEN}, skip={("POST", "/scale")}) + fuzz(schema, {})
     assert failures == []
