@@ -34,3 +34,11 @@ def split_url(url: str) -> List[str]:
         if url.startswith(scheme):
             return [url[len(scheme):].rstrip("/"), scheme]
     return [url, ""]
+
+
+def client(args: argparse.Namespace):
+    """The HTTP client for --url (and --ssl, or an https:// URL)."""
+    import tritonclient.http as httpclient
+
+    url, scheme = split_url(args.url)
+    return httpclient.InferenceServerClient(url=url, ssl=args.ssl or scheme == "https://")

@@ -13,13 +13,12 @@ import numpy as np
 import tritonclient.http as httpclient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import headers, parser, split_url  # noqa: E402
+from _common import client as connect, headers, parser  # noqa: E402
 
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    url, scheme = split_url(args.url)
-    client = httpclient.InferenceServerClient(url=url, ssl=args.ssl or scheme == "https://")
+    client = connect(args)
     try:
         # Prepare dummy input data (e.g., for ResNet-50)
         input_shape = (1, 3, 224, 224)

@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import headers, parser, split_url  # noqa: E402
+from _common import client as connect, headers, parser  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -22,10 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--prompt", default="A futuristic city in the style of cyberpunk")
     p.add_argument("--out", default="generated_image.png", help="where to save the image")
     args = p.parse_args(argv)
-    url, scheme = split_url(args.url)
-
     # Connect to the server (HAProxy or direct instance)
-    client = httpclient.InferenceServerClient(url=url, ssl=args.ssl or scheme == "https://")
+    client = connect(args)
     try:
         input_data = np.array([args.prompt], dtype=object)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 import httpx
+import pytest
 
 from tarn_shared import events as ev
 from tarn_shared.deployments import put_record
@@ -35,6 +36,19 @@ MODEL = "identity"
 APP_ID = "application_1700000000000_0001"
 SNAPSHOT_INTERVAL_S = 2.0  # the AM's is 5 s; shorter keeps the tests short
 UNROUTED_WAIT_S = 10.0  # the agent's bounded wait for gateway-sync's instance.unrouted
+
+
+@pytest.fixture
+async def world(stack, redis_url, deployment, zk_hosts, haproxy_backend):
+    """A simulated fleet on the test's own deployment and dynamic HAProxy backend, the
+    gateways to check, and the frontend URL that reaches that backend."""
+    backend = haproxy_backend["dyn"]
+    fleet = SimFleet(redis_url, deployment, zk_hosts, backend["name"])
+    gateways = Gateways(haproxy_backend["socket"], backend["name"], zk_hosts)
+    await fleet.start()
+    yield fleet, gateways, f"http://127.0.0.1:{backend['port']}"
+    await fleet.close()
+    gateways.close()
 
 
 def addr(port: int) -> str:

@@ -7,23 +7,12 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from tests.e2e.churn_support import (SimFleet, assert_no_event_lost, assert_routed_to_live_only, replica_group, report,
-                                     wait_converged)
-from tests.gateway_sync.support import Gateways, Replica, in_process, settings_for, until
+from tests.e2e.churn_support import world  # noqa: F401 (the fixture)
+from tests.e2e.churn_support import assert_no_event_lost, assert_routed_to_live_only, replica_group, report, wait_converged
+from tests.gateway_sync.support import Replica, in_process, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 GENEROUS_S = 20.0
-
-
-@pytest.fixture
-async def world(stack, redis_url, deployment, zk_hosts, haproxy_backend):
-    backend = haproxy_backend["dyn"]
-    fleet = SimFleet(redis_url, deployment, zk_hosts, backend["name"])
-    gateways = Gateways(haproxy_backend["socket"], backend["name"], zk_hosts)
-    await fleet.start()
-    yield fleet, gateways, f"http://127.0.0.1:{backend['port']}"
-    await fleet.close()
-    gateways.close()
 
 
 @pytest.fixture
