@@ -30,6 +30,7 @@ from tarn_shared.errors import UnavailableError
 from tarn_shared.streams import REDIS_DOWN, StreamPublisher, connect
 from tests.gateway_sync.support import ZK_PATH, Gateways, until
 from tests.support.ports import free_port, free_ports
+from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "identity"
@@ -493,13 +494,8 @@ class AuthzProcess:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 class AuthzHaproxy:
@@ -530,13 +526,7 @@ class AuthzHaproxy:
         await until(lambda: os.path.exists(self.socket), 20, "haproxy-authz's stats socket")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.log.close()
 
 

@@ -27,6 +27,7 @@ from tarn_shared import events as ev
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import StreamPublisher, connect
 from tests.support.ports import free_ports
+from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 ZK_PATH = "/services/triton/instances"
@@ -183,13 +184,7 @@ class Replica:
         self.log.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc, timeout_s=15)
         self.log.close()
 
 

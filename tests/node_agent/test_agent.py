@@ -19,6 +19,7 @@ import tritonclient.http as httpclient
 
 from tarn_shared import events as ev
 from tests.hadoop.cluster import create_jceks
+from tests.support.processes import terminate
 from tests.support.ports import free_ports
 from tests.support.triton import triton_runtime
 
@@ -79,13 +80,7 @@ class Agent:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout_s=30)
         self.log.close()
         self.redis.close()
 
