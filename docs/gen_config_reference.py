@@ -27,7 +27,7 @@ OUT = Path(__file__).resolve().parent / "configuration.md"
 SERVICES = [
     ("tarn-am", "tarn_am.settings:AmSettings",
      "`tarn submit` writes these into the application master's environment from its flags "
-     "(`tarn_am/spec.py`, `am_environment`); set them by hand only to run tarn-am outside YARN in tests.",
+     "(`tarn_am/cli/spec.py`, `am_environment`); set them by hand only to run tarn-am outside YARN in tests.",
      []),
     ("tarn-node-agent", "tarn_node_agent.settings:NodeAgentSettings",
      "`tarn submit` sets them in every Triton container (`agent_environment`); extra ones with "

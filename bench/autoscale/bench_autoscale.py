@@ -1,6 +1,6 @@
 """bench/autoscale: our autoscaling policy against the seeds' on the three kept traces.
 
-Both policies run in the same process through the same simulator (tarn_am.simulate) with
+Both policies run in the same process through the same simulator (tarn_am.cli.simulate) with
 the seeds' example flags (--scale-up 0.8 --scale-down 0.2 --min-instances 2
 --max-instances 8 --cooldown 120000), a 60 s container start-up and a 5 s telemetry
 interval; once with exact telemetry and once with 5 % measurement noise (seeded).
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tarn_am.autoscale import AutoscaleConfig
-from tarn_am.simulate import compare, load_trace, plot
+from tarn_am.cli.simulate import compare, load_trace, plot
 
 HERE = Path(__file__).resolve().parent
 TRACES = ("step", "daily_ramp", "bursts")

@@ -1,6 +1,6 @@
 """Regenerate the three traces kept in bench/autoscale/traces (deterministic: fixed seed).
 
-Format (read by tarn_am.simulate): CSV `t_s,load`, one row per change, the load holding
+Format (read by tarn_am.cli.simulate): CSV `t_s,load`, one row per change, the load holding
 until the next row, the last row ending the trace. `load` is demand in units of one
 instance's capacity at the scale-up threshold: ceil(load) instances are needed.
 """

@@ -22,7 +22,8 @@ import uuid
 import redis.asyncio as aioredis
 
 from tarn_shared import events as ev
-from tarn_shared.streams import ConsumerConfig, StreamConsumer, StreamPublisher, connect
+from tarn_shared.consumer import ConsumerConfig, StreamConsumer
+from tarn_shared.streams import StreamPublisher, connect
 
 
 def sample(deployment: str) -> ev.TelemetrySample:

@@ -1,14 +1,32 @@
 """Settings base every service extends: environment first, then a .env file, then defaults."""
 from __future__ import annotations
 
-from typing import Any, Optional, Type, TypeVar
+import json
+from typing import Annotated, Any, Callable, List, Optional, Type, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import defaults
 from .errors import ConfigError
 
 S = TypeVar("S", bound="TarnSettings")
+
+
+def _splitter(separator: str) -> Callable[[Any], Any]:
+    def split(value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(separator) if item.strip()]
+        return value
+    return split
+
+
+# Lists from the environment: a JSON array, or items separated by commas (or lines).
+CommaList = Annotated[List[str], NoDecode, BeforeValidator(_splitter(","))]
+LineList = Annotated[List[str], NoDecode, BeforeValidator(_splitter("\n"))]
 
 
 class TarnSettings(BaseSettings):
@@ -20,7 +38,7 @@ class TarnSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TARN_", extra="ignore", env_file=None)
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding TARN's streams")
+    redis_url: str = Field(defaults.REDIS_URL, description="Redis holding TARN's streams")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(True, description="Write logs as JSON lines")
     token: Optional[SecretStr] = Field(None, description="API token; unset means no token is required")

@@ -114,19 +114,3 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
                 except Exception:
                     pass
 
-
-def wait_for(condition, timeout_s: float, message: str, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except (httpx.HTTPError, KeyError) as exc:
-            last = exc
-            last_value = None
-        else:
-            last_value = last
-        if last_value:
-            return last_value
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {message}; last: {last!r}")

@@ -13,10 +13,13 @@ import pytest
 
 from tarn_shared import events as ev
 
-from tests.am.conftest import TOKEN, Deployment, wait_for
+from tests.am.conftest import TOKEN, Deployment
 from tests.hadoop.cluster import container_processes, kill_container
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(600)]
+# While polling: tarn-am restarting (no answer), or a state without the awaited key yet.
+NOT_YET = (httpx.HTTPError, KeyError)
 
 
 def ready_lines(d: Deployment) -> list:
@@ -31,7 +34,7 @@ def instances_json(d: Deployment) -> list:
 
 def test_submit_brings_an_instance_to_ready_through_the_node_agent(am_deployment: Deployment, redis_url):
     d = am_deployment
-    lines = wait_for(lambda: ready_lines(d), 240, "one ready instance")
+    lines = wait_for(lambda: ready_lines(d), 240, "one ready instance", ignore=NOT_YET)
     ready_s = time.time() - d.submitted_at
     print(f"\nsubmit -> AM address {d.submit_s:.1f} s; submit -> first instance ready {ready_s:.1f} s")
     assert len(lines) == 1 and lines[0].count(":") == 1
@@ -56,7 +59,8 @@ def test_the_api_requires_the_token_and_accepts_bearer(am_deployment: Deployment
 
 
 def test_metrics_carry_the_seed_names_and_pass_promtool(am_deployment: Deployment):
-    wait_for(lambda: instances_json(am_deployment)[0]["load"] is not None, 30, "telemetry from the agent")
+    wait_for(lambda: instances_json(am_deployment)[0]["load"] is not None, 30, "telemetry from the agent",
+             ignore=NOT_YET)
     with am_deployment.http() as http:
         text = http.get("/metrics").raise_for_status().text
     for name in ("tarn_target_containers", "tarn_running_containers", "tarn_container_load"):
@@ -94,7 +98,8 @@ def test_scale_to_three_on_two_nodes_places_one_per_node_and_blocks_the_third(am
     d = am_deployment
     out = d.tarn("scale", "3", "--name", d.name).stdout
     assert "target 1 -> 3" in out
-    lines = wait_for(lambda: (lambda ls: ls if len(ls) == 2 else None)(ready_lines(d)), 240, "two ready instances")
+    lines = wait_for(lambda: (lambda ls: ls if len(ls) == 2 else None)(ready_lines(d)), 240, "two ready instances",
+                     ignore=NOT_YET)
     hosts = {line.split(":")[0] for line in lines}
     assert len(hosts) == 2, lines
     state = d.state()
@@ -116,7 +121,7 @@ def test_a_killed_container_is_replaced(am_deployment: Deployment):
         fresh = [r for r in rows if r["instance_id"] != victim["instance_id"] and r["host"] == victim["host"]]
         return fresh if fresh and fresh[0]["ready"] else None
 
-    wait_for(replaced, 240, "a ready replacement on the same node")
+    wait_for(replaced, 240, "a ready replacement on the same node", ignore=NOT_YET)
     print(f"\nkilled container -> ready replacement {time.monotonic() - killed_at:.1f} s")
     events = [e["kind"] for e in d.state()["events"]]
     assert "container.failed" in events
@@ -136,7 +141,7 @@ def test_a_killed_tarn_am_is_restarted_and_takes_over_without_touching_container
             p = http.get("/healthz", timeout=1).json()["pid"]
         return p if p != pid else None
 
-    wait_for(new_pid, 60, "tarn-am restarted by the supervisor", interval_s=0.1)
+    wait_for(new_pid, 60, "tarn-am restarted by the supervisor", interval_s=0.1, ignore=NOT_YET)
     print(f"\ntarn-am SIGKILLed -> API answering again {time.monotonic() - killed_at:.1f} s")
     time.sleep(3)  # a few control-loop rounds
     assert sorted(r["instance_id"] for r in instances_json(d)) == before
@@ -150,7 +155,7 @@ def test_scale_down_drains_then_releases(am_deployment: Deployment, redis_url):
     before = {r["instance_id"]: r for r in instances_json(d)}
     d.tarn("scale", "1", "--name", d.name)
     wait_for(lambda: (lambda s: s if s["running"] == 1 and s["ready"] == 1 else None)(d.state()), 120,
-             "one instance left")
+             "one instance left", ignore=NOT_YET)
     gone = (set(before) - {r["instance_id"] for r in instances_json(d)}).pop()
     import redis
     client = redis.Redis.from_url(redis_url)

@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from tarn_am import seeds_policy
-from tarn_am.autoscale import (AutoscaleConfig, FleetObservation, InstanceTelemetry, PolicyState,
-                               decide)
+from tarn_am.cli import seeds_policy
+from tarn_am.autoscale import (AutoscaleConfig, Autoscaler, FleetObservation, InstanceTelemetry, PolicyState,
+                               apply_bounds, decide)
 
 CONFIG = AutoscaleConfig(scale_up=0.8, scale_down=0.2, min_instances=2, max_instances=8,
                          cooldown_s=120, stabilization_s=300, telemetry_interval_s=5, startup_s=60)
@@ -242,3 +242,17 @@ def test_seeds_policy_moves_one_instance_per_cooldown():
     assert d.action == "hold" and "cooldown" in d.reason
     d, state = seeds_policy.decide(CONFIG, 3, fleet(2.1, 2.1, 2.1, now=120), 120.0, state)
     assert d.desired_count == 4
+
+
+def test_the_am_runs_the_policy_at_most_once_per_telemetry_interval():
+    autoscaler = Autoscaler(CONFIG)
+    first, autoscaler = autoscaler.step(2, fleet(3.2, 3.2), 0.0)
+    assert first.desired_count == 8
+    again, same = autoscaler.step(2, fleet(3.2, 3.2, now=4), 4.0)
+    assert again is None and same is autoscaler
+    later, _ = autoscaler.step(8, fleet(*[0.8] * 8, now=5), 5.0)
+    assert later is not None and later.action == "hold"
+
+
+def test_bounds_clamp_both_ways():
+    assert [apply_bounds(n, 2, 8) for n in (0, 2, 5, 8, 11)] == [2, 2, 5, 8, 8]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tarn_am import autoscale, seeds_policy
+from tarn_am import autoscale
+from tarn_am.cli import seeds_policy
 from tarn_am.autoscale import AutoscaleConfig, FleetObservation, InstanceTelemetry
 
 configs = st.builds(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tarn_am import simulate
 from tarn_am.autoscale import AutoscaleConfig, QueueTimePolicy
-from tarn_am.seeds_policy import SeedsPolicy
+from tarn_am.cli import simulate
+from tarn_am.cli.seeds_policy import SeedsPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = AutoscaleConfig(min_instances=2, max_instances=8, cooldown_s=120)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 
 from tarn_shared.errors import ConfigError
+from tarn_shared.locations import parse_credential_location
 
-from tarn_am.cli import build_parser, submit_values
-from tarn_am.options import SubmitOptions
-from tarn_am.spec import NodeInfo, PythonLauncher, build_spec, eligible_nodes, launcher_for, slots_for
+from tarn_am.cli.arguments import build_parser, submit_values
+from tarn_am.cli.options import SubmitOptions
+from tarn_am.cli.spec import NodeInfo, PythonLauncher, build_spec, eligible_nodes, launcher_for, slots_for
 
 SEEDS_EXAMPLE = [
     "submit", "--model-repository", "hdfs:///user/models", "--image", "nvcr.io/nvidia/tritonserver:24.09-py3",
@@ -58,6 +59,15 @@ def test_invalid_flags_fail_with_a_message_naming_the_flag(extra, message):
 def test_docker_runtime_needs_an_image():
     with pytest.raises(ConfigError, match="--image is required"):
         options(["submit", "--model-repository", "hdfs:///m"])
+
+
+def test_a_local_secrets_path_is_refused_with_the_agents_message():
+    # The node-agent reads --secrets with the same parser: what submit accepts, every container can read.
+    with pytest.raises(ValueError) as agent:
+        parse_credential_location("/etc/tarn/hf.jceks")
+    with pytest.raises(ConfigError) as err:
+        options(["submit", "--model-repository", "hdfs:///m", "--image", "img", "--secrets", "/etc/tarn/hf.jceks"])
+    assert f"--secrets: {agent.value}" in str(err.value)
 
 
 def test_env_without_equals_is_rejected():

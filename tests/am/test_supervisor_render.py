@@ -4,7 +4,7 @@ from __future__ import annotations
 from tarn_shared.events import Endpoints, InstanceState
 from tarn_shared.membership import Member
 
-from tarn_am.fleet import ObservedContainer
+from tarn_am.containers import ObservedContainer
 from tarn_am.render import instance_views, instances_text, wants_json
 from tarn_am.supervisor import EXIT_CONFIG, SupervisorPolicy, SupervisorState, on_exit
 

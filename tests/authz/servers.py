@@ -3,11 +3,11 @@ test process, on a free loopback port."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Optional
 
 import uvicorn
 
+from tests.support.polling import wait_for
 from tests.support.ports import LOOPBACK, free_port
 
 
@@ -22,14 +22,15 @@ class ServerThread:
     def start(self, timeout_s: float = 30.0) -> "ServerThread":
         self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the server on port {self.port} exited while starting")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server on port {self.port} did not start in {timeout_s}s")
-            time.sleep(0.02)
+        wait_for(self._started, timeout_s, f"the server on port {self.port} to start", interval_s=0.02)
         return self
+
+    def _started(self) -> bool:
+        if self._server.started:
+            return True
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError(f"the server on port {self.port} exited while starting")
+        return False
 
     def stop(self) -> None:
         self._server.should_exit = True

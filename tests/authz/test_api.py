@@ -3,12 +3,12 @@ payloads Ranger's own classes wrote (replay/payloads)."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from tests.authz.support import GATEWAY, PLAIN_TOKEN, SERVICE, start_authz, write_policy_dir  # noqa: F401
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,10 @@ def authz(tmp_path, start_authz):  # noqa: F811
 
 def ask(client, headers=None, **params):
     return client.get("/authorize", params=params, headers={**GATEWAY, **(headers or {})})
+
+
+def _described(client) -> dict:
+    return client.get("/healthz").json()["services"][SERVICE]
 
 
 def test_answers_true_or_false_as_text(authz):
@@ -137,22 +141,16 @@ def test_no_policies_loaded_denies_everything_and_is_unhealthy(tmp_path, start_a
 def test_malformed_policy_file_keeps_the_last_good_policies(authz, tmp_path):
     policy_file = tmp_path / "policies" / f"{SERVICE}.json"
     policy_file.write_text('{"serviceName": "triton_prod", "policies": [')
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        described = authz.get("/healthz").json()["services"][SERVICE]
-        if described["last_error"]:
-            break
-        time.sleep(0.1)
+    described = wait_for(lambda: (d := _described(authz))["last_error"] and d, 10, "the refresh error in /healthz",
+                         interval_s=0.1)
     assert "is not JSON" in described["last_error"]
     assert described["loaded"] and described["policy_version"] == 7
     assert authz.get("/healthz").status_code == 200
     assert ask(authz, {"X-TARN-User": "alice"}, model="llama-7b", action="infer").text == "true"
     # a good file again is picked up
     write_policy_dir(tmp_path / "policies", "v2")
-    deadline = time.monotonic() + 10
-    while authz.get("/healthz").json()["services"][SERVICE]["policy_version"] != 8:
-        assert time.monotonic() < deadline, "the corrected policy file was not loaded"
-        time.sleep(0.1)
+    wait_for(lambda: _described(authz)["policy_version"] == 8, 10, "the corrected policy file to be loaded",
+             interval_s=0.1)
     assert authz.get("/healthz").json()["services"][SERVICE]["last_error"] is None
 
 

@@ -15,8 +15,12 @@ from tarn_shared.deployments import put_record
 from tarn_shared.streams import connect
 from tests.authz.audit_format import RANGER_AUDIT_FIELDS
 from tests.authz.support import GATEWAY, SERVICE, start_authz, write_policy_dir  # noqa: F401
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
+
+WAIT_S = 10.0
+POLL_S = 0.05
 
 
 def _audit_entries(redis_url: str) -> list[dict]:
@@ -25,16 +29,6 @@ def _audit_entries(redis_url: str) -> list[dict]:
         return [json.loads(fields[b"event"]) for _, fields in client.xrange(events.audit_stream())]
     finally:
         client.close()
-
-
-def _wait(check, what: str, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_audited_decisions_reach_the_stream_and_the_log4j_file(tmp_path, start_authz, redis_url):  # noqa: F811
@@ -47,13 +41,14 @@ def test_audited_decisions_reach_the_stream_and_the_log4j_file(tmp_path, start_a
             response = client.get("/authorize", params={"model": model, "action": "infer"},
                                   headers={**GATEWAY, "X-TARN-User": user})
             assert response.status_code == 200
-    entries = _wait(lambda: (lambda e: e if len(e) >= before + 2 else None)(_audit_entries(redis_url)[before:]),
-                    "two audit events on tarn:audit")
+    entries = wait_for(lambda: (lambda e: e if len(e) >= before + 2 else None)(_audit_entries(redis_url)[before:]),
+                       WAIT_S, "two audit events on tarn:audit", interval_s=POLL_S)
     decoded = [events.decode({"event": json.dumps(e)}) for e in entries]
     assert [(d.reqUser, d.result, d.policy) for d in decoded] == [("alice", 1, 1), ("bob", 0, -1)]
     assert {d.agent for d in decoded} == {"tarn-gw"}
     assert {(d.repo, d.resource, d.access, d.resType) for d in decoded} == {(SERVICE, "llama-7b", "infer", "model")}
-    lines = _wait(lambda: audit_log.exists() and audit_log.read_text().splitlines(), "the audit log")
+    lines = wait_for(lambda: audit_log.exists() and audit_log.read_text().splitlines(), WAIT_S, "the audit log",
+                     interval_s=POLL_S)
     first = json.loads(lines[0])
     # Ranger's log4j destination writes AuthzAuditEvent as Gson does: its field names, in order, no nulls.
     assert list(first) == [f for f in RANGER_AUDIT_FIELDS if f in first]
@@ -89,8 +84,8 @@ def test_services_named_by_deployment_records_are_served(tmp_path, start_authz, 
 
     asyncio.run(publish("triton_dev"))
     with httpx.Client(base_url=server.url) as client:
-        health = _wait(lambda: (lambda h: h if h["services"].get("triton_dev", {}).get("loaded") else None)(client.get("/healthz").json()),
-                       "triton_dev to be served")
+        health = wait_for(lambda: (lambda h: h if h["services"].get("triton_dev", {}).get("loaded") else None)(
+            client.get("/healthz").json()), WAIT_S, "triton_dev to be served", interval_s=POLL_S)
         assert health["services"]["triton_dev"]["deployments"] == [deployment]
         assert health["services"]["triton_dev"]["policy_version"] == 8
         by_deployment = client.get("/authorize", params={"model": "mistral-7b", "action": "infer",
@@ -100,5 +95,6 @@ def test_services_named_by_deployment_records_are_served(tmp_path, start_authz, 
                              headers={**GATEWAY, "X-TARN-User": "erin"})
         assert (by_deployment.text, default.text) == ("true", "false")
         asyncio.run(publish(None))  # the deployment no longer names a Ranger service: dropped
-        _wait(lambda: "triton_dev" not in client.get("/healthz").json()["services"], "triton_dev to be dropped")
+        wait_for(lambda: "triton_dev" not in client.get("/healthz").json()["services"], WAIT_S,
+                 "triton_dev to be dropped", interval_s=POLL_S)
         assert SERVICE in client.get("/healthz").json()["services"]

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from tarn_authz.ranger import AccessRequest, PolicyEngine, RangerRoles, ServicePolicies
 from tarn_authz.ranger import compiled as compiled_module
-from tarn_authz.ranger import matcher as matcher_module
+from tarn_authz.ranger import matcher_options as matcher_options_module
+from tarn_authz.ranger import policy_items as policy_items_module
 from tarn_authz.ranger.validity import java_time_zone
 from tests.authz.oracle import client as oracle
 from tests.authz.ranger_cases import TRITON_SERVICEDEF
@@ -414,13 +415,13 @@ def _flipped_case(self, resource_def):
 
 
 _original_sort_key = compiled_module.CompiledPolicy.sort_key
-_original_first_match = compiled_module._first_match
-_original_options_init = matcher_module.MatcherOptions.__init__
+_original_first_match = policy_items_module._first_match
+_original_options_init = matcher_options_module.MatcherOptions.__init__
 
 MUTANTS = {
     "deny-first order removed": lambda: mock.patch.object(compiled_module.CompiledPolicy, "sort_key", _no_deny_first),
-    "exceptions ignored": lambda: mock.patch.object(compiled_module, "_first_match", _ignore_exceptions),
-    "case option flipped": lambda: mock.patch.object(matcher_module.MatcherOptions, "__init__", _flipped_case),
+    "exceptions ignored": lambda: mock.patch.object(policy_items_module, "_first_match", _ignore_exceptions),
+    "case option flipped": lambda: mock.patch.object(matcher_options_module.MatcherOptions, "__init__", _flipped_case),
 }
 
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tarn_authz.ranger import AccessRequest, PolicyEngine, ServicePolicies
-from tarn_authz.ranger.compiled import CompiledPolicy
+from tarn_authz.ranger.policy_items import PolicyItems
 from tests.authz.ranger_cases import NOW, service_def
 
 USERS = ["alice", "bob", "carol"]
@@ -53,11 +53,11 @@ def test_index_and_shortcuts_never_change_a_decision(raw_policies, reqs, ignore_
         {"serviceDef": service_def(ignore_case=ignore_case), "policies": raw_policies})
     fast = PolicyEngine(payload)
     slow = ExhaustiveEngine(payload)
-    original = CompiledPolicy.may_decide_for
+    original = PolicyItems.may_decide_for
     expected = []
     try:
-        CompiledPolicy.may_decide_for = lambda self, principals: True
+        PolicyItems.may_decide_for = lambda self, principals: True
         expected = [slow.evaluate(r, NOW) for r in reqs]
     finally:
-        CompiledPolicy.may_decide_for = original
+        PolicyItems.may_decide_for = original
     assert [fast.evaluate(r, NOW) for r in reqs] == expected

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from tarn_authz.metrics import AuthzMetrics
+from tarn_authz.decision_metrics import AuthzMetrics
 from tarn_authz.ranger import AccessRequest
 from tarn_authz.ranger_admin import RangerAdminClient, plugin_id
 from tarn_authz.registry import PolicyRegistry

@@ -66,8 +66,8 @@ def test_triton_image_is_nvidias_with_the_node_agent_and_what_tarn_submit_runs()
     args = dict(a.split("=", 1) for a in dockerfile.all("ARG") if "=" in a)
     assert re.fullmatch(r"\d{2}\.\d{2}", args["TRITON_TAG"])
     # tarn submit's launch script inside the image (spec.triton_script with --runtime docker)
-    from tarn_am.options import SubmitOptions
-    from tarn_am.spec import PythonLauncher, triton_script
+    from tarn_am.cli.options import SubmitOptions
+    from tarn_am.cli.spec import PythonLauncher, triton_script
 
     options = SubmitOptions.parse({"model_repository": "hdfs:///models", "image": "tarn/triton:24.09"})
     script = triton_script(options, PythonLauncher())
@@ -77,9 +77,9 @@ def test_triton_image_is_nvidias_with_the_node_agent_and_what_tarn_submit_runs()
 
 def test_submit_gives_the_containers_only_variables_their_settings_know():
     """The AM and node-agent are configured by `tarn submit`'s spec, not by a compose file."""
-    from tarn_am.options import SubmitOptions
-    from tarn_am.spec import agent_environment, am_environment
-    from tarn_am.fleet import Slot
+    from tarn_am.cli.options import SubmitOptions
+    from tarn_am.cli.spec import agent_environment, am_environment
+    from tarn_am.containers import Slot
 
     options = SubmitOptions.parse({
         "model_repository": "hdfs:///models", "image": "tarn/triton:24.09", "token": "t", "admin_token": "a",

@@ -16,8 +16,8 @@ NOT_SETTINGS = {
     "TARN_AUTHZ_KEYTAB",  # read by tarn-authz.service's ExecStartPre (kinit), not by tarn-authz
     "TARN_SECRETS_DIR", "TARN_POLICY_DIR",  # docker-compose.yml interpolation
 }
-METRIC_SOURCES = ["services/am/tarn_am/metrics.py", "services/gateway-sync/tarn_gateway_sync/metrics.py",
-                  "services/authz/tarn_authz/metrics.py", "services/node-agent/tarn_node_agent/metrics.py"]
+METRIC_SOURCES = ["services/am/tarn_am/fleet_metrics.py", "services/gateway-sync/tarn_gateway_sync/sync_metrics.py",
+                  "services/authz/tarn_authz/decision_metrics.py", "services/node-agent/tarn_node_agent/agent_metrics.py"]
 
 
 def _generator():

@@ -50,7 +50,7 @@ def _fake_controller():
 @pytest.fixture(scope="module")
 def exported() -> Dict[str, Set[str]]:
     """Sample name -> label names, from the AM's collector rendered as Prometheus text."""
-    from tarn_am.metrics import FleetCollector
+    from tarn_am.fleet_metrics import FleetCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(_fake_controller(), clock=lambda: 1000.0))

@@ -25,10 +25,12 @@ import httpx
 import pytest
 
 from tarn_shared import events as ev
+from tarn_shared.defaults import ZK_PATH
 from tarn_shared.deployments import put_record
 from tarn_shared.errors import UnavailableError
 from tarn_shared.streams import REDIS_DOWN, StreamPublisher, connect
-from tests.gateway_sync.support import ZK_PATH, Gateways, until
+from tests.gateway_sync.support import Gateways
+from tests.support.polling import until
 from tests.support.ports import free_port, free_ports
 from tests.support.processes import terminate
 
@@ -545,7 +547,7 @@ def _text(value) -> str:
 # ------------------------------------------------------------------ gateway-sync replicas as processes
 
 def replica_group(replica_id: str) -> str:
-    """gateway-sync's consumer group of one replica (see its service._config)."""
+    """gateway-sync's consumer group of one replica (see tarn_gateway_sync.discovery.consumer_config)."""
     return f"gateway-sync.{replica_id}"
 
 

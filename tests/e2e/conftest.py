@@ -16,6 +16,8 @@ from typing import Dict, Iterator, List, Optional
 import httpx
 import pytest
 
+from tests.support import polling
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "local" / "demo"
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
@@ -111,15 +113,5 @@ def demo(tmp_path_factory) -> Iterator[DemoDeployment]:
 
 
 def wait_for(condition, timeout_s: float, message: str, interval_s: float = 0.25):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except (httpx.HTTPError, OSError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {message}; last: {last!r}")
+    """The demo's servers may not answer yet: connection errors count as "not yet"."""
+    return polling.wait_for(condition, timeout_s, message, interval_s, ignore=(httpx.HTTPError, OSError, KeyError))

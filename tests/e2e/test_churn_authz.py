@@ -10,7 +10,8 @@ import pytest
 
 from tests.e2e.churn_support import (PASSWORDS, AuthzHaproxy, AuthzProcess, SimFleet, assert_no_event_lost,
                                      assert_routed_to_live_only, replica_group, report, traffic, wait_converged)
-from tests.gateway_sync.support import Gateways, Replica, settings_for, until
+from tests.gateway_sync.support import Gateways, Replica, settings_for
+from tests.support.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 CACHE_TTL_S = 0.3  # the Lua action's decision cache

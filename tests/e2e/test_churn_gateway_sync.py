@@ -9,7 +9,8 @@ import pytest
 from tests.e2e.churn_support import world  # noqa: F401 (the fixture)
 from tests.e2e.churn_support import (assert_no_event_lost, assert_routed_to_live_only, one_leader, replica_group,
                                      report, wait_converged)
-from tests.gateway_sync.support import Replica, settings_for, until
+from tests.gateway_sync.support import Replica, settings_for
+from tests.support.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 SESSION_TIMEOUT_S = 2.0

@@ -5,11 +5,11 @@ import asyncio
 import time
 
 import pytest
-from kazoo.client import KazooClient
 
 from tests.e2e.churn_support import world  # noqa: F401 (the fixture)
 from tests.e2e.churn_support import assert_no_event_lost, assert_routed_to_live_only, replica_group, report, wait_converged
-from tests.gateway_sync.support import Replica, in_process, settings_for, until
+from tests.gateway_sync.support import Replica, in_process, settings_for
+from tests.support.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 GENEROUS_S = 20.0
@@ -69,22 +69,19 @@ async def test_an_haproxy_restart_mid_churn_gets_every_live_server_back(stack, w
     await assert_no_event_lost(fleet, replica_group("infra"))
 
 
-async def test_a_zookeeper_session_expiry_mid_churn_restores_every_znode(stack, deployment, zk_hosts, world):
-    """gateway-sync runs in this process here: expiring its session takes its session id and
-    password (kazoo's harness: a twin client on the same session, closed)."""
+async def test_a_zookeeper_session_expiry_mid_churn_restores_every_znode(stack, deployment, zk_hosts, world,
+                                                                        expire_session):
+    """gateway-sync runs in this process here, so its session can be expired for real."""
     fleet, gateways, frontend = world
     async with in_process(settings_for(stack, zk_hosts, replica="zk-expiry", deployment=deployment,
                                        zk_session_timeout_s=4.0)) as service:
         await fleet.churn_for(3.0)
         await wait_converged(gateways, fleet)
-        ensemble = service.ensembles[zk_hosts]
+        ensemble = service.ensembles.get(zk_hosts)
         old_session = ensemble.session_id
         fleet.start_churn()
         await asyncio.sleep(1.0)
-        twin = KazooClient(hosts=zk_hosts, client_id=ensemble.client.client_id)
-        await asyncio.to_thread(twin.start, 15)
-        await asyncio.to_thread(twin.stop)
-        twin.close()
+        await asyncio.to_thread(expire_session, ensemble.client)
         await until(lambda: ensemble.session_id not in (None, old_session), GENEROUS_S, "a new session")
         reconnected_at = time.monotonic()
         new_session = ensemble.session_id

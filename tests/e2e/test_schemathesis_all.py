@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from typing import Dict, List, Optional
 
@@ -28,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.e2e.churn_support import GATEWAY_TOKEN, ROOT, AuthzProcess
 from tests.gateway_sync.support import Replica, settings_for
+from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,13 @@ def fuzz(schema, headers: Dict[str, str], skip=()) -> List[str]:
 
 
 def _wait_http(url: str, timeout_s: float = 30.0, proc: Optional[subprocess.Popen] = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the server for {url} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout_s}s")
+        httpx.get(url, timeout=1.0)
+        return True
+
+    wait_for(answers, timeout_s, f"{url} to answer", interval_s=0.1, ignore=(httpx.HTTPError,))
 
 
 def test_authz_api_has_no_5xx(tmp_path):

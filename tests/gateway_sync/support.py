@@ -2,7 +2,6 @@
 events, reading HAProxy and ZooKeeper back, running replicas in or out of process."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -19,35 +18,22 @@ from kazoo.client import KazooClient
 from prometheus_client import CollectorRegistry
 
 from tarn_gateway_sync.haproxy import RuntimeApi
-from tarn_gateway_sync.metrics import Metrics
 from tarn_gateway_sync.plan import Admin
-from tarn_gateway_sync.service import GatewaySync
+from tarn_gateway_sync.replica import GatewaySync
 from tarn_gateway_sync.settings import GatewaySyncSettings
+from tarn_gateway_sync.sync_metrics import Metrics
 from tarn_shared import events as ev
+from tarn_shared.defaults import ZK_PATH
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import StreamPublisher, connect
+from tests.support.polling import until
 from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
-ZK_PATH = "/services/triton/instances"
 
 
-async def until(condition, timeout_s: float = 20.0, what: str = "condition") -> None:
-    """Await a (sync or async) condition; fail after a generous bound."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what() if callable(what) else what} not met within {timeout_s}s")
-        await asyncio.sleep(0.05)
-
-
-class Fleet:
+class EventPublisher:
     """Publishes lifecycle events as node-agents and the AM would."""
 
     def __init__(self, redis_url: str, deployment: str, app_id: str = "application_1_0001") -> None:

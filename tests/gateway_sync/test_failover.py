@@ -6,7 +6,7 @@ import pytest
 
 from tarn_shared import events as ev
 
-from .support import Fleet, Gateways, Replica, settings_for, until
+from .support import EventPublisher, Gateways, Replica, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 class Churn:
     """Instances coming up and going away, tracking what should be routed."""
 
-    def __init__(self, fleet: Fleet, first_port: int) -> None:
-        self.fleet = fleet
+    def __init__(self, publisher: EventPublisher, first_port: int) -> None:
+        self.publisher = publisher
         self.next_port = first_port
         self.live: set = set()
         self.rng = random.Random(7)
@@ -24,12 +24,12 @@ class Churn:
         if self.live and self.rng.random() < 0.35:
             port = self.rng.choice(sorted(self.live))
             self.live.discard(port)
-            await self.fleet.emit(self.rng.choice([ev.InstanceStopped, ev.InstanceUnready]), port)
+            await self.publisher.emit(self.rng.choice([ev.InstanceStopped, ev.InstanceUnready]), port)
         else:
             port = self.next_port
             self.next_port += 1
             self.live.add(port)
-            await self.fleet.emit(ev.InstanceReady, port)
+            await self.publisher.emit(ev.InstanceReady, port)
 
     async def run(self, steps: int, pause_s: float = 0.02) -> None:
         for _ in range(steps):
@@ -48,16 +48,16 @@ async def _routed_exactly(gateways: Gateways, expected: set) -> bool:
 
 async def test_killing_the_leader_mid_churn_leaves_the_standby_converged(stack, redis_url, deployment, zk_hosts,
                                                                          haproxy_backend, tmp_path):
-    fleet = Fleet(redis_url, deployment)
+    publisher = EventPublisher(redis_url, deployment)
     gateways = Gateways(haproxy_backend["socket"], haproxy_backend["dyn"]["name"], zk_hosts)
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
     replicas = {name: Replica(settings_for(stack, zk_hosts, replica=name, deployment=deployment,
                                            zk_session_timeout_s=2.0), tmp_path / f"{name}.log")
                 for name in ("a", "b")}
     try:
         await until(lambda: _one_leader(replicas), 30, "one leader elected")
         leader = await _one_leader(replicas)
-        churn = Churn(fleet, 45001)
+        churn = Churn(publisher, 45001)
         await churn.run(40)
         replicas[leader].kill()
         await churn.run(40)
@@ -71,19 +71,19 @@ async def test_killing_the_leader_mid_churn_leaves_the_standby_converged(stack, 
         for replica in replicas.values():
             replica.stop()
         gateways.close()
-        await fleet.close()
+        await publisher.close()
 
 
 async def test_a_restarted_lone_replica_converges_on_what_happened_while_it_was_down(
         stack, redis_url, deployment, zk_hosts, haproxy_backend, tmp_path):
-    fleet = Fleet(redis_url, deployment)
+    publisher = EventPublisher(redis_url, deployment)
     gateways = Gateways(haproxy_backend["socket"], haproxy_backend["dyn"]["name"], zk_hosts)
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
     settings = settings_for(stack, zk_hosts, replica="lone", deployment=deployment, zk_session_timeout_s=2.0)
     replica = Replica(settings, tmp_path / "lone-1.log")
     try:
         await until(lambda: _is(replica, "leader"), 30, "leader")
-        churn = Churn(fleet, 46001)
+        churn = Churn(publisher, 46001)
         await churn.run(30)
         await until(lambda: _routed_exactly(gateways, churn.expected()), 20, "first run converged")
         replica.kill()
@@ -94,7 +94,7 @@ async def test_a_restarted_lone_replica_converges_on_what_happened_while_it_was_
     finally:
         replica.stop()
         gateways.close()
-        await fleet.close()
+        await publisher.close()
 
 
 async def _one_leader(replicas):

@@ -2,11 +2,10 @@
 import asyncio
 
 import pytest
-from kazoo.client import KazooClient
 
 from tarn_shared import events as ev
 
-from .support import Backends, Fleet, Gateways, in_process, ports_answering, settings_for, until
+from .support import Backends, EventPublisher, Gateways, in_process, ports_answering, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -17,11 +16,11 @@ def addr(port):
 
 @pytest.fixture
 async def world(stack, redis_url, deployment, zk_hosts, haproxy_backend):
-    fleet = Fleet(redis_url, deployment)
+    publisher = EventPublisher(redis_url, deployment)
     gateways = Gateways(haproxy_backend["socket"], haproxy_backend["dyn"]["name"], zk_hosts)
-    yield fleet, gateways
+    yield publisher, gateways
     gateways.close()
-    await fleet.close()
+    await publisher.close()
 
 
 @pytest.fixture
@@ -33,22 +32,22 @@ def backends():
 
 async def test_instances_come_and_go_and_traffic_through_haproxy_follows(stack, zk_hosts, haproxy_backend, world,
                                                                          backends):
-    fleet, gateways = world
+    publisher, gateways = world
     await backends.wait_ready()
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
-    async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)):
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)):
         for port in backends.ports:
-            await fleet.emit(ev.InstanceReady, port)
+            await publisher.emit(ev.InstanceReady, port)
         everyone = {addr(p) for p in backends.ports}
         await until(lambda: gateways.routed(), 15, "routing")
         await until(lambda: _eq(gateways.routed(), everyone), 15, "all three routed")
         node = gateways.znodes()[addr(backends.ports[0])]
         assert node["url"] == f"http://{addr(backends.ports[0])}" and node["container_id"] == \
-            f"container_{backends.ports[0]}" and node["app_id"] == fleet.app_id and node["models"] == ["identity"]
+            f"container_{backends.ports[0]}" and node["app_id"] == publisher.app_id and node["models"] == ["identity"]
         assert await ports_answering(haproxy_backend["dyn"]["port"]) == set(backends.ports)
 
         gone = backends.ports[1]
-        await fleet.emit(ev.InstanceStopped, gone, exit_code=0)
+        await publisher.emit(ev.InstanceStopped, gone, exit_code=0)
         await until(lambda: _eq(gateways.anything_routed(), everyone - {addr(gone)}), 10, "stopped one removed")
         assert addr(gone) not in {f"{s.ip}:{s.port}" for s in await gateways.haproxy_all()}
         assert await ports_answering(haproxy_backend["dyn"]["port"]) == set(backends.ports) - {gone}
@@ -56,45 +55,41 @@ async def test_instances_come_and_go_and_traffic_through_haproxy_follows(stack, 
 
 async def test_the_seeds_placeholder_slots_are_filled_and_a_full_backend_is_an_error(
         stack, redis_url, deployment, zk_hosts, haproxy_backend, backends):
-    fleet = Fleet(redis_url, deployment)
+    publisher = EventPublisher(redis_url, deployment)
     gateways = Gateways(haproxy_backend["socket"], haproxy_backend["slots"]["name"], zk_hosts)
     await backends.wait_ready()
-    await fleet.record(zk_hosts, haproxy_backend["slots"]["name"])
+    await publisher.record(zk_hosts, haproxy_backend["slots"]["name"])
     try:
-        async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)) as service:
-            for port in backends.ports:
-                await fleet.emit(ev.InstanceReady, port)
-            await until(lambda: _eq(gateways.routed(), {addr(p) for p in backends.ports}), 15, "slots filled")
+        async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)) as service:
+            await _route(publisher, gateways, backends.ports, "slots filled")
             assert set((await gateways.haproxy_ready()).values()) == {"triton-1", "triton-2", "triton-3"}
             assert await ports_answering(haproxy_backend["slots"]["port"]) == set(backends.ports)
 
-            await fleet.emit(ev.InstanceStopped, backends.ports[0])
+            await publisher.emit(ev.InstanceStopped, backends.ports[0])
             await until(lambda: _lacks(gateways.haproxy_ready(), addr(backends.ports[0])), 10, "slot freed")
             extra = [40001 + i for i in range(7)]  # 2 routed + 7 more than the 8 slots hold
             for port in extra:
-                await fleet.emit(ev.InstanceReady, port)
+                await publisher.emit(ev.InstanceReady, port)
             await until(lambda: service.metrics.errors.labels("slots_exhausted")._value.get() >= 1, 10,
                         "slots exhausted reported")
             assert len(await gateways.haproxy_ready()) == 8
     finally:
         gateways.close()
-        await fleet.close()
+        await publisher.close()
 
 
 async def test_a_draining_instance_leaves_both_gateways_and_is_announced_unrouted(stack, zk_hosts, haproxy_backend,
                                                                                    world, backends):
-    fleet, gateways = world
+    publisher, gateways = world
     await backends.wait_ready()
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
-    async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)):
-        for port in backends.ports:
-            await fleet.emit(ev.InstanceReady, port)
-        await until(lambda: _eq(gateways.routed(), {addr(p) for p in backends.ports}), 15, "routed")
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)):
+        await _route(publisher, gateways, backends.ports, "routed")
         leaving = backends.ports[2]
-        draining = await fleet.emit(ev.InstanceDraining, leaving, timeout_s=30)
+        draining = await publisher.emit(ev.InstanceDraining, leaving, timeout_s=30)
 
         async def unrouted():
-            entries = await fleet.client.xrange(fleet.stream)
+            entries = await publisher.client.xrange(publisher.stream)
             found = [e for e in (ev.decode(f) for _, f in entries) if isinstance(e, ev.InstanceUnrouted)]
             return found
         await until(unrouted, 10, "instance.unrouted published")
@@ -103,56 +98,57 @@ async def test_a_draining_instance_leaves_both_gateways_and_is_announced_unroute
         assert addr(leaving) not in gateways.znodes()
         assert addr(leaving) not in await gateways.haproxy_ready()
         assert leaving not in await ports_answering(haproxy_backend["dyn"]["port"])
-        await fleet.emit(ev.InstanceStopped, leaving)
+        await publisher.emit(ev.InstanceStopped, leaving)
         await until(lambda: _lacks_any(gateways.haproxy_all(), addr(leaving)), 10, "drained server deleted")
 
 
-async def test_a_zookeeper_session_expiry_restores_every_znode(stack, zk_hosts, haproxy_backend, world):
-    fleet, gateways = world
+async def test_a_zookeeper_session_expiry_restores_every_znode(stack, zk_hosts, haproxy_backend, world,
+                                                               expire_session):
+    publisher, gateways = world
     ports = [41001 + i for i in range(20)]
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
-    async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)) as service:
-        for port in ports:
-            await fleet.emit(ev.InstanceReady, port)
-        await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports}), 15, "routed")
-        ensemble = service.ensembles[zk_hosts]
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)) as service:
+        await _route(publisher, gateways, ports, "routed")
+        ensemble = service.ensembles.get(zk_hosts)
         old_session = ensemble.session_id
-        # kazoo's harness: a second client on the same session, closed, expires it for real.
-        twin = KazooClient(hosts=zk_hosts, client_id=ensemble.client.client_id)
-        twin.start(timeout=15)
-        twin.stop()
-        twin.close()
+        await asyncio.to_thread(expire_session, ensemble.client)
         await until(lambda: ensemble.session_id not in (None, old_session), 20, "a new session")
         await until(lambda: set(gateways.owners().values()) == {ensemble.session_id}
                     and set(gateways.owners()) == {addr(p) for p in ports}, 10, "znodes restored")
 
 
 async def test_an_haproxy_restart_gets_all_servers_back(stack, zk_hosts, haproxy_backend, world):
-    fleet, gateways = world
+    publisher, gateways = world
     ports = [42001 + i for i in range(10)]
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
-    async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)) as service:
-        for port in ports:
-            await fleet.emit(ev.InstanceReady, port)
-        await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports}), 15, "routed")
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)) as service:
+        await _route(publisher, gateways, ports, "routed")
         await asyncio.to_thread(stack.restart, "haproxy")
         await until(lambda: _eq(gateways.haproxy_ready(), {addr(p) for p in ports}), 15,
-                    lambda: f"servers back (last reconcile {service.last_reconcile}, identity {service.haproxy_identity})")
+                    lambda: f"servers back (last reconcile {service.control.last_reconcile}, "
+                            f"identity {service.restarts.identity})")
         # The counter moves when that reconcile finishes, which may be just after the servers are back.
         await until(lambda: service.metrics.reconciles.labels("haproxy_restart")._value.get() >= 1, 10,
                     "the restart counted as a reconcile trigger")
 
 
 async def test_malformed_events_are_counted_and_skipped(stack, zk_hosts, haproxy_backend, world):
-    fleet, gateways = world
-    await fleet.record(zk_hosts, haproxy_backend["dyn"]["name"])
-    async with in_process(settings_for(stack, zk_hosts, deployment=fleet.deployment)) as service:
-        await fleet.client.xadd(fleet.stream, {"event": "{not json"})
-        await fleet.client.xadd(fleet.stream, {"event": '{"type": "instance.ready", "schema_version": "9.0"}'})
-        await fleet.emit(ev.InstanceReady, 43001)
+    publisher, gateways = world
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment)) as service:
+        await publisher.client.xadd(publisher.stream, {"event": "{not json"})
+        await publisher.client.xadd(publisher.stream, {"event": '{"type": "instance.ready", "schema_version": "9.0"}'})
+        await publisher.emit(ev.InstanceReady, 43001)
         await until(lambda: _eq(gateways.routed(), {addr(43001)}), 15, "the good event applied")
-        await until(lambda: service.consumers[fleet.stream].stats.dead_lettered == 2, 5, "both counted")
-        assert len(await fleet.client.xrange(ev.dead_letter_stream(fleet.stream))) == 2
+        await until(lambda: service.discovery.consumers[publisher.stream].stats.dead_lettered == 2, 5, "both counted")
+        assert len(await publisher.client.xrange(ev.dead_letter_stream(publisher.stream))) == 2
+
+
+async def _route(publisher, gateways, ports, message):
+    """Announce instances ready on ``ports``; wait until both gateways route exactly them."""
+    for port in ports:
+        await publisher.emit(ev.InstanceReady, port)
+    await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports}), 15, message)
 
 
 async def _eq(value, expected):

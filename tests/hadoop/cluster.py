@@ -10,9 +10,8 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -154,19 +153,6 @@ def create_jceks(cluster: HadoopCluster, hdfs_path: str, secrets: Mapping[str, s
             raise RuntimeError(f"credential create {alias} failed ({result.returncode}):\n"
                                f"{result.stdout}{result.stderr}")
     return provider
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float, interval_s: float = 0.25,
-               message: str = "condition") -> object:
-    """Poll until condition() is truthy; returns its value or fails the test."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {message}")
-        time.sleep(interval_s)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hadoop.cluster import HadoopCluster, wait_until
+from tests.hadoop.cluster import HadoopCluster
+from tests.support.polling import wait_for
 
 import skein
 
@@ -30,7 +31,7 @@ def _containers(app, service: str, *states: str) -> list:
 
 
 def _running(app, service: str, count: int = 1) -> list:
-    return wait_until(lambda: (lambda cs: cs if len(cs) >= count else None)(
+    return wait_for(lambda: (lambda cs: cs if len(cs) >= count else None)(
         _containers(app, service, "RUNNING")), timeout_s=90,
         message=f"{count} RUNNING container(s) of {service}")
 
@@ -40,7 +41,7 @@ def _host(container) -> str:
 
 
 def _wait_for_state(client, app_id: str, *states: str, timeout_s: float = 120):
-    return wait_until(lambda: (lambda r: r if str(r.state) in states else None)(
+    return wait_for(lambda: (lambda r: r if str(r.state) in states else None)(
         client.application_report(app_id)), timeout_s=timeout_s,
         message=f"{app_id} to reach {states}")
 
@@ -115,7 +116,7 @@ def test_submitted_application_runs_master_script_and_service(fleet, skein_clien
     assert str(report.state) == "RUNNING", report.diagnostics
     [worker] = _running(app, "worker")
     assert _host(worker) in ("tarn-nm1", "tarn-nm2")
-    master_line = wait_until(lambda: (markers / "master").exists() and (markers / "master").read_text(),
+    master_line = wait_for(lambda: (markers / "master").exists() and (markers / "master").read_text(),
                              timeout_s=30, message="the master script's marker")
     container_id, nm_host = master_line.split()
     # Container ids carry the application id without its "application_" prefix.
@@ -139,7 +140,7 @@ def test_a_container_killed_through_skein_is_reported_killed(fleet):
     app.scale("victim", 1)
     [victim] = _running(app, "victim")
     app.kill_container(victim.id)
-    [killed] = wait_until(lambda: _containers(app, "victim", "KILLED"), timeout_s=60,
+    [killed] = wait_for(lambda: _containers(app, "victim", "KILLED"), timeout_s=60,
                           message="the killed container to be reported KILLED")
     assert killed.id == victim.id
     assert not _containers(app, "victim", "RUNNING")
@@ -150,10 +151,10 @@ def test_a_container_killed_by_a_signal_is_reported_failed_and_restarted(fleet, 
     app.scale("flaky", 1)
     [first] = _running(app, "flaky")
     pid_file = markers / f"flaky.{first.yarn_container_id}"
-    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(),
                          timeout_s=30, message="the container's pid file"))
     os.kill(pid, signal.SIGKILL)
-    [failed] = wait_until(lambda: _containers(app, "flaky", "FAILED"), timeout_s=60,
+    [failed] = wait_for(lambda: _containers(app, "flaky", "FAILED"), timeout_s=60,
                           message="the SIGKILLed container to be reported FAILED")
     assert failed.id == first.id
     assert failed.exit_message  # skein says only "Container failed during execution"
@@ -224,5 +225,5 @@ def test_application_shuts_down_cleanly(skein_client, hadoop_cluster):
     report = _wait_for_state(skein_client, app_id, "FINISHED", "FAILED", "KILLED")
     assert str(report.state) == "FINISHED"
     assert str(report.final_status) == "SUCCEEDED"
-    wait_until(lambda: not _processes_in(app_id), timeout_s=30,
+    wait_for(lambda: not _processes_in(app_id), timeout_s=30,
                message="the application's container processes to exit")

@@ -19,6 +19,7 @@ import tritonclient.http as httpclient
 
 from tarn_shared import events as ev
 from tests.hadoop.cluster import create_jceks
+from tests.support.polling import wait_for
 from tests.support.processes import terminate
 from tests.support.ports import free_ports
 from tests.support.triton import triton_runtime
@@ -59,18 +60,16 @@ class Agent:
         return self.events(ev.lifecycle_stream(self.deployment))
 
     def wait_for(self, predicate, stream: str, timeout_s: float = 120.0, what: str = "event"):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for event in self.events(stream):
-                if predicate(event):
-                    return event
-            if self.process.poll() is not None and stream != ev.acks_stream(self.deployment):
-                found = [e for e in self.events(stream) if predicate(e)]
-                if found:
-                    return found[0]
+        def found():
+            exited = self.process.poll() is not None  # before reading: what it published is there
+            matching = [e for e in self.events(stream) if predicate(e)]
+            if matching:
+                return matching[0]
+            if exited and stream != ev.acks_stream(self.deployment):
                 raise AssertionError(f"agent exited ({self.process.returncode}) before {what}:\n{self.log_tail()}")
-            time.sleep(0.1)
-        raise AssertionError(f"no {what} within {timeout_s} s:\n{self.log_tail()}")
+            return None
+
+        return wait_for(found, timeout_s, message=lambda: f"{what}:\n{self.log_tail()}", interval_s=0.1)
 
     def command(self, command: ev.Command) -> None:
         self.redis.xadd(ev.commands_stream(self.deployment, CONTAINER), ev.encode(command))

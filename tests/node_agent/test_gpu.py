@@ -1,7 +1,7 @@
 """GPU readings through NVML: real numbers with a GPU, "unavailable" (never zeros) without."""
 import pytest
 
-from tarn_node_agent.metrics import AgentStatus, build_registry
+from tarn_node_agent.agent_metrics import AgentStatus, build_registry
 from tarn_node_agent.nvml import GpuReader
 
 

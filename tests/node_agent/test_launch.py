@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from tarn_shared.errors import ConfigError
-from tarn_node_agent.launch import TritonOptions, model_backend, plan_launch, with_parallelism
+from tarn_node_agent.launch import TritonOptions, TritonPorts, model_backend, plan_launch, with_parallelism
 
 REPO = Path("/staged/repo-1")
 
 
 def options(**overrides):
     values = dict(executable="/opt/tritonserver/bin/tritonserver", model_repository=REPO, bind="0.0.0.0",
-                  http_port=8000, grpc_port=8001, metrics_port=8002, model_control_mode="explicit",
+                  ports=TritonPorts(http=8000, grpc=8001, metrics=8002), model_control_mode="explicit",
                   load_models=["llm"], exit_timeout_s=30, extra_args=["--log-verbose=1"])
     values.update(overrides)
     return TritonOptions(**values)

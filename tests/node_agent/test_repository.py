@@ -1,23 +1,8 @@
-"""Pure repository rules: locations, safe paths, Triton layout, staging plans."""
+"""Pure repository rules: safe paths, Triton layout, staging plans."""
 import pytest
 
 from tarn_node_agent.errors import LayoutError, StagingError
-from tarn_node_agent.repository import (Manifest, RemoteEntry, check_layout, checked_relative, parse_location,
-                                        plan_staging)
-
-
-def test_hdfs_uris_and_absolute_paths_are_understood():
-    assert parse_location("hdfs://nn:8020/models/").hdfs_path == "/models"
-    assert parse_location("hdfs://nn:8020/models").authority == "nn:8020"
-    assert parse_location("jceks://hdfs@nn:8020/s/x.jceks").hdfs_path == "/s/x.jceks"
-    assert parse_location("/mnt/nfs/models").local_path == "/mnt/nfs/models"
-
-
-@pytest.mark.parametrize("value", ["hdfs://nn/models/../etc", "/mnt/../etc", "models", "s3://b/m", "",
-                                   "hdfs://nn/a\nb", "file:///etc"])
-def test_unsafe_or_unknown_locations_are_refused(value):
-    with pytest.raises(ValueError):
-        parse_location(value)
+from tarn_node_agent.repository import Manifest, RemoteEntry, check_layout, checked_relative, plan_staging
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../../x", "/abs", "a//b", "a/./b", "a\x00b"])

@@ -4,7 +4,8 @@ in a Redis list and hangs (until SIGKILLed) in the middle of handling the event 
 import asyncio
 import sys
 
-from tarn_shared.streams import ConsumerConfig, StreamConsumer, connect
+from tarn_shared.consumer import ConsumerConfig, StreamConsumer
+from tarn_shared.streams import connect
 
 
 async def main(redis_url: str, stream: str, group: str, consumer: str, record_key: str) -> None:

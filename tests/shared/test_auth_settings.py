@@ -6,7 +6,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tarn_shared.auth import token_dependency
 from tarn_shared.errors import ConfigError
-from tarn_shared.settings import TarnSettings
+from tarn_shared.settings import CommaList, LineList, TarnSettings
 
 
 def app_with(token, allow_query=False):
@@ -70,3 +70,31 @@ def test_invalid_settings_fail_with_one_message_naming_each_field_and_its_variab
     assert "zk_hosts (TARN_EXAMPLE_ZK_HOSTS)" in message
     assert "interval_s (TARN_EXAMPLE_INTERVAL_S)" in message
     assert "soon" not in message  # inputs are never echoed: they may be secrets
+
+
+class ListSettings(TarnSettings):
+    model_config = SettingsConfigDict(env_prefix="TARN_TEST_", extra="ignore", env_file=None)
+    hosts: CommaList = Field(default_factory=list)
+    lines: LineList = Field(default_factory=list)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("a,b", ["a", "b"]),
+    (" a , ,b ", ["a", "b"]),
+    ("", []),
+    ('["a,b", "c"]', ["a,b", "c"]),
+])
+def test_a_comma_list_comes_from_commas_or_a_json_array(monkeypatch, raw, expected):
+    monkeypatch.setenv("TARN_TEST_HOSTS", raw)
+    assert ListSettings.load().hosts == expected
+
+
+def test_a_line_list_keeps_commas_inside_items(monkeypatch):
+    monkeypatch.setenv("TARN_TEST_LINES", "A=1,2\nB=3\n")
+    assert ListSettings.load().lines == ["A=1,2", "B=3"]
+
+
+def test_a_malformed_json_list_is_a_config_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("TARN_TEST_HOSTS", "[not json")
+    with pytest.raises(ConfigError, match="TARN_TEST_HOSTS"):
+        ListSettings.load()

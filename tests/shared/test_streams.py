@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tarn_shared import events as ev
-from tarn_shared.streams import Backoff, ConsumerConfig, StreamConsumer, StreamPublisher, connect
+from tarn_shared.consumer import ConsumerConfig, StreamConsumer
+from tarn_shared.streams import Backoff, StreamPublisher, connect, read_range
+from tests.support.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,18 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def requested(deployment, reason="", n=0):
     return ev.ContainerRequested(deployment=deployment, app_id="app", service=f"svc-{n}", reason=reason)
-
-
-async def until(condition, timeout_s=20.0, step=None):
-    """Drive ``step`` (or sleep) until ``condition()`` holds; fail after a generous bound."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        if step is not None:
-            await step()
-        else:
-            await asyncio.sleep(0.05)
 
 
 class Recorder:
@@ -227,9 +217,9 @@ async def test_a_frozen_redis_fails_a_blocking_read_after_its_deadline_and_the_l
         stack, deployment, monkeypatch):
     import os
 
-    from tarn_shared import streams
+    from tarn_shared import consumer as consumer_module
 
-    monkeypatch.setattr(streams, "READ_GRACE_S", 1.0)
+    monkeypatch.setattr(consumer_module, "READ_GRACE_S", 1.0)
     client = connect(stack.env["REDIS_URL"])
     stream = ev.lifecycle_stream(deployment)
     recorder = Recorder()
@@ -240,7 +230,7 @@ async def test_a_frozen_redis_fails_a_blocking_read_after_its_deadline_and_the_l
     os.kill(pid, signal.SIGSTOP)  # the process lives and keeps its sockets, but answers nothing
     try:
         started = time.monotonic()
-        with pytest.raises(streams.RedisTimeoutError):
+        with pytest.raises(consumer_module.RedisTimeoutError):
             await consumer.run_once()
         assert time.monotonic() - started < 5
     finally:
@@ -267,4 +257,17 @@ async def test_concurrent_publishes_are_pipelined_in_call_order_and_a_cancelled_
     stored = [ev.decode(fields).service for _, fields in await client.xrange(stream)]
     assert stored == [f"svc-{i}" for i in range(500) if i != 10 or "svc-10" in stored]
     assert ids == sorted(ids, key=lambda x: tuple(map(int, x.split("-"))))
+    await client.aclose()
+
+
+async def test_read_range_pages_every_entry_in_order_both_ways_and_honours_bounds(redis_url, deployment):
+    client = connect(redis_url)
+    stream = ev.lifecycle_stream(deployment)
+    ids = [(await client.xadd(stream, {"n": str(i)})).decode() for i in range(25)]
+    forward = [entry_id async for entry_id, _ in read_range(client, stream, batch=10)]
+    backward = [entry_id async for entry_id, _ in read_range(client, stream, batch=10, newest_first=True)]
+    bounded = [f[b"n"] async for _, f in read_range(client, stream, start=ids[5], end=ids[14], batch=4)]
+    assert forward == ids and backward == ids[::-1]
+    assert bounded == [str(i).encode() for i in range(5, 15)]
+    assert [e async for e in read_range(client, f"{stream}:missing")] == []
     await client.aclose()

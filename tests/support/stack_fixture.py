@@ -67,6 +67,23 @@ def zk_hosts(stack) -> Iterator[str]:
         client.close()
 
 
+def expire_zk_session(client, hosts: str) -> None:
+    """Expire ``client``'s ZooKeeper session for real, as kazoo's harness does: a second
+    client joins the same session and closes it."""
+    from kazoo.client import KazooClient
+
+    twin = KazooClient(hosts=hosts, client_id=client.client_id)
+    twin.start(timeout=15)
+    twin.stop()
+    twin.close()
+
+
+@pytest.fixture
+def expire_session(zk_hosts):
+    """``expire_session(client)``: end a kazoo client's session on the test's chroot."""
+    return lambda client: expire_zk_session(client, zk_hosts)
+
+
 class _BackendPool:
     def __init__(self, backends: List[Dict]) -> None:
         self.free = list(backends)

@@ -8,7 +8,7 @@ import sys
 from tarn_shared.errors import ConfigError
 from tarn_shared.logs import configure_logging
 
-from .service import EXIT_CONFIG, serve
+from .runtime import EXIT_CONFIG, serve
 from .settings import AmSettings
 
 

@@ -1,4 +1,4 @@
-"""The AM's REST API: create_app(settings, runtime) wires routes to the controller's view."""
+"""The AM's REST API: create_app(settings, context) wires routes to the controller's view."""
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +20,7 @@ from tarn_shared.errors import UnavailableError
 
 from .authz import AuthzClient
 from .controller import Controller, TargetError
-from .metrics import FleetCollector
+from .fleet_metrics import FleetCollector
 from .render import InstanceView, instance_views, instances_text, wants_json
 from .settings import AmSettings
 
@@ -30,7 +30,9 @@ User = Annotated[Optional[str], Header(alias=USER_HEADER, max_length=256)]
 
 
 @dataclass
-class Runtime:
+class ApiContext:
+    """What the routes read: the control loop, the authz client, and this process's facts."""
+
     controller: Controller
     authz: AuthzClient
     started_at: float = field(default_factory=time.time)
@@ -106,23 +108,22 @@ class FleetStateView(BaseModel):
     user: Optional[str] = None
 
 
-def create_app(settings: AmSettings, runtime: Runtime) -> FastAPI:
+def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     app = FastAPI(title="tarn-am", version="0.1.0",
                   description="TARN application master: instances, scaling, metrics, models, dashboard")
     read_token = Depends(token_dependency(settings.read_secret(), settings.allow_query_token))
     admin_token = Depends(token_dependency(settings.admin_secret(), settings.allow_query_token))
-    controller = runtime.controller
+    controller = context.controller
     registry = CollectorRegistry()
     registry.register(FleetCollector(controller))
 
     def rows(allowed_model=None) -> List[InstanceView]:
-        return instance_views(controller.containers, controller.view.membership.members,
-                              controller.view.telemetry, frozenset(d.instance_id for d in controller.state.drains.values()),
-                              allowed_model)
+        return instance_views(controller.view.containers, controller.view.membership.members,
+                              controller.view.telemetry, controller.draining(), allowed_model)
 
     async def permitted(models: List[str], action: str, user: Optional[str]) -> Dict[str, bool]:
         try:
-            answers = await asyncio.gather(*(runtime.authz.allowed(m, action, user) for m in models))
+            answers = await asyncio.gather(*(context.authz.allowed(m, action, user) for m in models))
         except UnavailableError as exc:
             raise HTTPException(503, detail=str(exc)) from None
         return dict(zip(models, answers))
@@ -156,8 +157,8 @@ def create_app(settings: AmSettings, runtime: Runtime) -> FastAPI:
     async def healthz() -> Health:
         last = controller.stats.last_round_at
         return Health(status="ok", deployment=settings.deployment, app_id=controller.yarn.app_id, pid=os.getpid(),
-                      uptime_s=round(time.time() - runtime.started_at, 3), loop_rounds=controller.stats.rounds,
-                      last_round_age_s=round(time.time() - last, 3) if last else None, address=runtime.address)
+                      uptime_s=round(time.time() - context.started_at, 3), loop_rounds=controller.stats.rounds,
+                      last_round_age_s=round(time.time() - last, 3) if last else None, address=context.address)
 
     @app.get("/instances", dependencies=[read_token], responses={
         200: {"content": {"text/plain": {}, "application/json": {}},

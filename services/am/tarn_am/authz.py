@@ -16,10 +16,6 @@ class AuthzClient:
         headers = {"X-TARN-Token": token} if token else {}
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers, trust_env=False)
 
-    @property
-    def configured(self) -> bool:
-        return self.base_url is not None
-
     async def close(self) -> None:
         await self._http.aclose()
 

@@ -1,27 +1,20 @@
 """The autoscaling policy: a pure function of fleet telemetry, counts, time and its own state.
 
 ``decide(config, desired_count, observed, now_s, state) -> (ScalingDecision, PolicyState)``
-does no I/O and reads no clock (Ray Serve's ``autoscaling_policy`` shape): the AM calls it
-once per telemetry interval, acts on the decision (request containers, or drain
-``remove`` of them) and keeps the returned state for the next call.
+does no I/O and reads no clock (Ray Serve's ``autoscaling_policy`` shape). It is a pipeline
+of small steps: the hard bounds, the count the load needs, the delay gates (cooldown,
+stabilization, missing data); the reason is written once, from the step that decided.
 
-The load figure
----------------
-Every node-agent publishes ``TelemetrySample.load``, a *normalized* load: 1.0 means the
-instance is exactly at its target (the target queue time per request); the agent derives
-it from Triton's queue time per request and pending request count. The AM keeps the
-latest sample per ready instance and hands them here. ``scale_up``/``scale_down``
-(``--scale-up``/``--scale-down``) are thresholds on this figure per instance, e.g. 0.8 and
-0.2: above 0.8 the fleet adds instances, below 0.2 (for a whole stabilization window) it
-drains some. Because HAProxy spreads requests round robin, every ready instance carries
-the same share, so the fleet's total load is the mean reported load times the number of
-ready instances, and that total does not change when instances are added: the count that
-brings load per instance back under ``scale_up`` is ``ceil(total / scale_up)``.
-
-Why not GPU utilization: a busy GPU with a short queue is not overloaded, an idle GPU
-behind a long queue (a CPU-bound pre-processing step) is; queue time is what clients feel
-(seeds 004: "scale on queue time"). GPU figures only go into the reason. An unreadable
-GPU (``None``) is reported as such, never as 0 %.
+The load figure: every node-agent publishes ``TelemetrySample.load``, 1.0 meaning the
+instance is at its target: the largest of its queue time per request, pending requests and
+busiest GPU's utilization, each against its target. So queue time, what clients feel
+(seeds 004), drives the load even on an idle GPU (a CPU-bound pre-processing step). Here
+only that figure counts; the queue, pending and GPU figures go into the reason, and an
+unreadable GPU is reported as such, never as 0 %. ``scale_up``/``scale_down`` (e.g. 0.8 and
+0.2) are thresholds on it per instance: above 0.8 the fleet grows, below 0.2 for a whole
+stabilization window it drains. HAProxy spreads requests round robin, so the fleet's total
+load is the mean times the ready count, unchanged by adding instances: the count that
+brings each back under ``scale_up`` is ``ceil(total / scale_up)``.
 
 Missing telemetry is never zero load: an instance with no fresh sample is counted as
 carrying the fleet's mean (it still receives its round-robin share), scale-down waits
@@ -31,7 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence, Tuple
+from typing import Callable, ClassVar, Optional, Tuple
+
+from tarn_shared import defaults
+
+from .fleet_load import FleetLoad, FleetObservation, InstanceTelemetry, aggregate, rising_total
+
+# The policy's inputs are part of its interface (the simulator builds them).
+__all__ = ["AutoscaleConfig", "Autoscaler", "FleetObservation", "InstanceTelemetry", "PolicyState",
+           "QueueTimePolicy", "ScalingDecision", "SimulatedPolicy", "Verdict", "apply_bounds", "decide"]
 
 _EPS = 1e-9
 
@@ -40,8 +41,8 @@ _EPS = 1e-9
 class AutoscaleConfig:
     """Thresholds are on the normalized load figure per instance (1.0 = at target)."""
 
-    scale_up: float = 0.8
-    scale_down: float = 0.2
+    scale_up: float = defaults.SCALE_UP
+    scale_down: float = defaults.SCALE_DOWN
     min_instances: int = 1
     max_instances: int = 8
     cooldown_s: float = 120.0  # between opposite moves (up after down, down after up)
@@ -81,40 +82,15 @@ class AutoscaleConfig:
     def stale_after_s(self) -> float:
         return self.stale_after_intervals * self.telemetry_interval_s
 
-
-@dataclass(frozen=True)
-class InstanceTelemetry:
-    """The AM's latest sample of one ready, non-draining instance.
-
-    ``sampled_at_s`` is None when the instance never reported; ``load`` is None when its
-    sample carried no load figure (Triton down); ``gpu_utilization_pct`` is None when the
-    GPU could not be read.
-    """
-
-    instance_id: str
-    sampled_at_s: Optional[float]
-    load: Optional[float]
-    queue_time_per_request_us: Optional[float] = None
-    pending_requests: Optional[float] = None
-    gpu_utilization_pct: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class FleetObservation:
-    """One entry per ready instance (serving, not draining)."""
-
-    instances: Tuple[InstanceTelemetry, ...] = ()
-
-    @property
-    def ready_count(self) -> int:
-        return len(self.instances)
+    def bounded(self, count: int) -> int:
+        return apply_bounds(count, self.min_instances, self.max_instances)
 
 
 @dataclass(frozen=True)
 class ScalingDecision:
     desired_count: int
     add: int
-    remove: int  # how many to drain; the AM picks which (pending requests first)
+    remove: int  # how many to drain; reconcile.py picks: unallocated, then not ready, then youngest
     reason: str
     load_per_instance: Optional[float] = None
     needed_count: Optional[int] = None
@@ -132,44 +108,13 @@ class PolicyState:
     low_peak_total: float = 0.0  # highest total load seen during that run
     history: Tuple[Tuple[float, float], ...] = field(default=())  # (t, total load) for the trend
 
-
-@dataclass(frozen=True)
-class _Aggregate:
-    fresh: Tuple[InstanceTelemetry, ...]
-    missing: Tuple[str, ...]
-    mean_load: Optional[float]
-    total_load: Optional[float]
-
-    def describe(self) -> str:
-        parts = []
-        queue = [i.queue_time_per_request_us for i in self.fresh if i.queue_time_per_request_us is not None]
-        if queue:
-            parts.append(f"queue {sum(queue) / len(queue) / 1000:.1f} ms/request")
-        pending = [i.pending_requests for i in self.fresh if i.pending_requests is not None]
-        if pending:
-            parts.append(f"{sum(pending):g} pending")
-        gpu = [i.gpu_utilization_pct for i in self.fresh if i.gpu_utilization_pct is not None]
-        no_gpu = len(self.fresh) - len(gpu)
-        if gpu:
-            parts.append(f"GPU {sum(gpu) / len(gpu):.0f}%")
-        if no_gpu:
-            parts.append(f"GPU unreadable on {no_gpu}")
-        if self.missing:
-            parts.append(f"no telemetry from {len(self.missing)} ({', '.join(sorted(self.missing)[:3])}"
-                         f"{'…' if len(self.missing) > 3 else ''})")
-        return "; ".join(parts)
+    def out_of_low_run(self) -> "PolicyState":
+        return replace(self, low_since_s=None, low_peak_total=0.0)
 
 
-def aggregate(config: AutoscaleConfig, observed: FleetObservation, now_s: float) -> _Aggregate:
-    fresh, missing = [], []
-    for inst in observed.instances:
-        is_fresh = (inst.sampled_at_s is not None and inst.load is not None
-                    and now_s - inst.sampled_at_s <= config.stale_after_s)
-        (fresh if is_fresh else missing).append(inst if is_fresh else inst.instance_id)
-    if not fresh:
-        return _Aggregate((), tuple(missing), None, None)
-    mean = sum(i.load for i in fresh) / len(fresh)
-    return _Aggregate(tuple(fresh), tuple(missing), mean, mean * observed.ready_count)
+def apply_bounds(count: int, min_instances: int, max_instances: int) -> int:
+    """The count moved inside min/max-instances: bounds are hard, whatever the load says."""
+    return min(max_instances, max(min_instances, count))
 
 
 def count_for(total_load: float, per_instance: float) -> int:
@@ -177,28 +122,37 @@ def count_for(total_load: float, per_instance: float) -> int:
     return max(1, math.ceil(total_load / per_instance - _EPS))
 
 
-def _slope(points: Sequence[Tuple[float, float]]) -> float:
-    """Theil–Sen: the median of pairwise slopes, so one jump or one noisy sample is no trend."""
-    slopes = sorted((y2 - y1) / (t2 - t1) for i, (t1, y1) in enumerate(points)
-                    for t2, y2 in points[i + 1:] if t2 - t1 > _EPS)
-    if not slopes:
-        return 0.0
-    mid = len(slopes) // 2
-    return slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+def needed_count(config: AutoscaleConfig, load: float, history: Tuple[Tuple[float, float], ...]) -> int:
+    """Instances the fleet's total load (the last of ``history``) needs at ``scale_up`` each."""
+    needed_now = config.bounded(count_for(history[-1][1], config.scale_up))
+    # Above scale-up the current load already gives the exact count; the trend only serves
+    # to start instances before an in-band load crosses the threshold.
+    forecast = (rising_total(history, config.trend_window_s / 2, config.startup_s + config.telemetry_interval_s)
+                if load <= config.scale_up + _EPS else None)
+    if forecast is None:
+        return needed_now
+    # Anticipation buys one start-up's worth of headroom on a rising trend, never more.
+    return max(needed_now, config.bounded(min(needed_now + 1, count_for(forecast, config.scale_up))))
 
 
-def _forecast(config: AutoscaleConfig, history: Tuple[Tuple[float, float], ...]) -> Optional[float]:
-    """Total load one start-up ahead on the recent rising trend; None without enough data."""
-    if len(history) < 3 or history[-1][0] - history[0][0] < config.trend_window_s / 2:
-        return None
-    slope = _slope(history)
-    if slope <= 0:
-        return None
-    return history[-1][1] + slope * (config.startup_s + config.telemetry_interval_s)
+@dataclass(frozen=True)
+class Verdict:
+    """What a step concluded, before the reason is written: the new count and why."""
 
+    count: int
+    why: str
+    held_at: str = ""  # how a hold names the count, where not by the count alone
 
-def _clamp(config: AutoscaleConfig, count: int) -> int:
-    return min(config.max_instances, max(config.min_instances, count))
+    def decision(self, desired: int, load_per_instance: Optional[float], detail: str = "",
+                 needed: Optional[int] = None) -> ScalingDecision:
+        """The one place a reason is written: the move or the hold and why, then the fleet's figures."""
+        if self.count != desired:
+            head = f"{desired} → {self.count}: {self.why}"
+        else:
+            head = f"hold at {self.held_at or desired}: {self.why}"
+        return ScalingDecision(desired_count=self.count, add=max(0, self.count - desired),
+                               remove=max(0, desired - self.count), reason=f"{head}; {detail}" if detail else head,
+                               load_per_instance=load_per_instance, needed_count=needed)
 
 
 def _cooling(last_opposite_s: Optional[float], now_s: float, cooldown_s: float) -> Optional[float]:
@@ -209,110 +163,137 @@ def _cooling(last_opposite_s: Optional[float], now_s: float, cooldown_s: float) 
     return left if left > _EPS else None
 
 
-def decide(config: AutoscaleConfig, desired_count: int, observed: FleetObservation, now_s: float,
-           state: PolicyState) -> Tuple[ScalingDecision, PolicyState]:
-    agg = aggregate(config, observed, now_s)
-    detail = agg.describe()
+def _below(config: AutoscaleConfig, load: float) -> str:
+    return f"load {load:.2f}/instance below scale-down {config.scale_down:g}"
 
-    def decision(new_desired: int, why: str, needed: Optional[int] = None) -> ScalingDecision:
-        text = f"{why}; {detail}" if detail else why
-        return ScalingDecision(desired_count=new_desired, add=max(0, new_desired - desired_count),
-                               remove=max(0, desired_count - new_desired), reason=text,
-                               load_per_instance=agg.mean_load, needed_count=needed)
 
-    # Bounds are hard: they move the count whatever the telemetry or the cooldown says.
-    bounded = _clamp(config, desired_count)
-    if bounded != desired_count:
-        which = "min-instances" if bounded > desired_count else "max-instances"
-        moved = replace(state, low_since_s=None, low_peak_total=0.0,
-                        **({"last_up_s": now_s} if bounded > desired_count else {"last_down_s": now_s}))
-        return decision(bounded, f"{desired_count} → {bounded}: {which} is {bounded}"), moved
+def _bounds_step(config: AutoscaleConfig, desired: int, now_s: float,
+                 state: PolicyState) -> Optional[Tuple[Verdict, PolicyState]]:
+    """A count outside the bounds moves at once, cooldown or not; None when inside."""
+    bounded = config.bounded(desired)
+    if bounded == desired:
+        return None
+    up = bounded > desired
+    moved = replace(state.out_of_low_run(), **({"last_up_s": now_s} if up else {"last_down_s": now_s}))
+    which = "min-instances" if up else "max-instances"
+    return Verdict(bounded, f"{which} is {bounded}"), moved
 
-    if agg.total_load is None:
-        why = (f"hold at {desired_count}: no fresh telemetry from any of the "
-               f"{observed.ready_count} ready instances" if observed.ready_count
-               else f"hold at {desired_count}: no ready instance to measure load on")
-        return decision(desired_count, why), replace(state, low_since_s=None, low_peak_total=0.0)
 
-    total = agg.total_load
-    history = tuple((t, y) for t, y in state.history if now_s - t <= config.trend_window_s) + ((now_s, total),)
-    state = replace(state, history=history)
-    needed_now = _clamp(config, count_for(total, config.scale_up))
-    load = agg.mean_load
-    # Above scale-up the current load already gives the exact count; the trend only serves
-    # to start instances before an in-band load crosses the threshold.
-    forecast = _forecast(config, history) if load <= config.scale_up + _EPS else None
-    needed_ahead = needed_now
-    if forecast is not None:
-        # Anticipation buys one start-up's worth of headroom on a rising trend, never more.
-        needed_ahead = _clamp(config, min(needed_now + 1, count_for(forecast, config.scale_up)))
-    needed = max(needed_now, needed_ahead)
+def _no_data_step(desired: int, ready: int) -> Verdict:
+    return Verdict(desired, f"no fresh telemetry from any of the {ready} ready instances" if ready
+                    else "no ready instance to measure load on")
 
-    if needed > desired_count:
-        state = replace(state, low_since_s=None, low_peak_total=0.0)
+
+def _wanted(config: AutoscaleConfig, desired: int, ready: int, load: float, needed: int, now_s: float,
+            state: PolicyState) -> Tuple[Verdict, PolicyState]:
+    """The count the load asks for, before any delay; tracks the run below scale-down."""
+    if needed > desired:
         if load > config.scale_up + _EPS:
             why = f"load {load:.2f}/instance above scale-up {config.scale_up:g}: {needed} instances bring it back"
         else:
             why = (f"load {load:.2f}/instance rising toward scale-up {config.scale_up:g}: "
                    f"{needed} instances cover it {config.startup_s:g}s ahead")
+        return Verdict(needed, why), state.out_of_low_run()
+    if load > config.scale_up + _EPS:
+        if desired >= config.max_instances:
+            return (Verdict(desired, f"load {load:.2f}/instance above scale-up {config.scale_up:g}",
+                             held_at=f"max-instances {desired}"), state.out_of_low_run())
+        return (Verdict(desired, f"waiting for {desired - ready} starting instances "
+                                  f"(load {load:.2f}/instance)"), state.out_of_low_run())
+    if load >= config.scale_down - _EPS:
+        return (Verdict(desired, f"load {load:.2f}/instance within {config.scale_down:g}..{config.scale_up:g}"),
+                state.out_of_low_run())
+    # Below the band: size the drain to the peak of the run so far.
+    low_since = state.low_since_s if state.low_since_s is not None else now_s
+    peak = max(state.low_peak_total, state.history[-1][1])
+    state = replace(state, low_since_s=low_since, low_peak_total=peak)
+    target = max(config.bounded(count_for(peak, config.band_middle)), needed)
+    if target >= desired:
+        but = ", already at min-instances" if desired <= config.min_instances else ", but fewer would overshoot"
+        return Verdict(desired, _below(config, load) + but), state
+    return Verdict(target, f"{_below(config, load)} for {now_s - low_since:.0f}s; drain {desired - target} "
+                            f"(peak of the window fits {target} at {config.band_middle:.2f}/instance)"), state
+
+
+def _scale_down_gate(config: AutoscaleConfig, fleet: FleetLoad, now_s: float, state: PolicyState) -> str:
+    """Why a drain the load asks for must wait: stabilization, silent instances, cooldown."""
+    waited = now_s - state.low_since_s
+    if waited + _EPS < config.stabilization_s:
+        return f" for {waited:.0f}s of the {config.stabilization_s:g}s stabilization window"
+    if fleet.missing:
+        return f", but no scale-down while {len(fleet.missing)} instance(s) report nothing"
+    left = _cooling(state.last_up_s, now_s, config.cooldown_s)
+    return f", cooldown after the last scale-up, {left:.0f}s left" if left is not None else ""
+
+
+def _apply_delay_logic(config: AutoscaleConfig, desired: int, wanted: Verdict, fleet: FleetLoad,
+                       now_s: float, state: PolicyState) -> Tuple[Verdict, PolicyState]:
+    """Hold a wanted move until its gates open; a move made is remembered for the cooldown."""
+    if wanted.count > desired:
         left = _cooling(state.last_down_s, now_s, config.cooldown_s)
         if left is not None:
-            return decision(desired_count, f"hold at {desired_count} ({why}): cooldown after the last "
-                                           f"scale-down, {left:.0f}s left", needed), state
-        return (decision(needed, f"{desired_count} → {needed}: {why}", needed),
-                replace(state, last_up_s=now_s))
+            return (Verdict(desired, f"cooldown after the last scale-down, {left:.0f}s left",
+                             held_at=f"{desired} ({wanted.why})"), state)
+        return wanted, replace(state, last_up_s=now_s)
+    if wanted.count < desired:
+        gate = _scale_down_gate(config, fleet, now_s, state)
+        if gate:
+            return Verdict(desired, _below(config, fleet.mean_load) + gate), state
+        return wanted, replace(state.out_of_low_run(), last_down_s=now_s)
+    return wanted, state
 
-    if load > config.scale_up + _EPS:
-        state = replace(state, low_since_s=None, low_peak_total=0.0)
-        if desired_count >= config.max_instances:
-            return decision(desired_count, f"hold at max-instances {desired_count}: load {load:.2f}/instance "
-                                           f"above scale-up {config.scale_up:g}", needed), state
-        return decision(desired_count, f"hold at {desired_count}: waiting for "
-                                       f"{desired_count - observed.ready_count} starting instances "
-                                       f"(load {load:.2f}/instance)", needed), state
 
-    if load >= config.scale_down - _EPS:
-        state = replace(state, low_since_s=None, low_peak_total=0.0)
-        return decision(desired_count, f"hold at {desired_count}: load {load:.2f}/instance within "
-                                       f"{config.scale_down:g}..{config.scale_up:g}", needed), state
-
-    # Below the band: scale down only after a whole stabilization window, sized to its peak.
-    low_since = state.low_since_s if state.low_since_s is not None else now_s
-    peak = max(state.low_peak_total, total)
-    state = replace(state, low_since_s=low_since, low_peak_total=peak)
-    target = max(_clamp(config, count_for(peak, config.band_middle)), needed)
-    below = f"load {load:.2f}/instance below scale-down {config.scale_down:g}"
-    if target >= desired_count:
-        return decision(desired_count, f"hold at {desired_count}: {below}, already at min-instances"
-                        if desired_count <= config.min_instances else
-                        f"hold at {desired_count}: {below}, but fewer would overshoot", needed), state
-    waited = now_s - low_since
-    if waited + _EPS < config.stabilization_s:
-        return decision(desired_count, f"hold at {desired_count}: {below} for {waited:.0f}s of the "
-                                       f"{config.stabilization_s:g}s stabilization window", needed), state
-    if agg.missing:
-        return decision(desired_count, f"hold at {desired_count}: {below}, but no scale-down while "
-                                       f"{len(agg.missing)} instance(s) report nothing", needed), state
-    left = _cooling(state.last_up_s, now_s, config.cooldown_s)
-    if left is not None:
-        return decision(desired_count, f"hold at {desired_count}: {below}, cooldown after the last "
-                                       f"scale-up, {left:.0f}s left", needed), state
-    why = (f"{desired_count} → {target}: {below} for {waited:.0f}s; drain "
-           f"{desired_count - target} (peak of the window fits {target} at "
-           f"{config.band_middle:.2f}/instance)")
-    return decision(target, why, needed), replace(state, last_down_s=now_s, low_since_s=None, low_peak_total=0.0)
+def decide(config: AutoscaleConfig, desired_count: int, observed: FleetObservation, now_s: float,
+           state: PolicyState) -> Tuple[ScalingDecision, PolicyState]:
+    fleet = aggregate(observed, now_s, config.stale_after_s)
+    detail = fleet.describe()
+    bounds = _bounds_step(config, desired_count, now_s, state)
+    if bounds is not None:
+        return bounds[0].decision(desired_count, fleet.mean_load, detail), bounds[1]
+    if fleet.total_load is None:
+        verdict = _no_data_step(desired_count, observed.ready_count)
+        return verdict.decision(desired_count, fleet.mean_load, detail), state.out_of_low_run()
+    history = tuple((t, y) for t, y in state.history if now_s - t <= config.trend_window_s)
+    state = replace(state, history=history + ((now_s, fleet.total_load),))
+    needed = needed_count(config, fleet.mean_load, state.history)
+    wanted, state = _wanted(config, desired_count, observed.ready_count, fleet.mean_load, needed, now_s, state)
+    verdict, state = _apply_delay_logic(config, desired_count, wanted, fleet, now_s, state)
+    return verdict.decision(desired_count, fleet.mean_load, detail, needed), state
 
 
 @dataclass(frozen=True)
-class QueueTimePolicy:
-    """Our policy as an object for the simulator: the config plus the pure ``decide``."""
+class Autoscaler:
+    """The policy as tarn-am runs it: at most once per telemetry interval."""
 
     config: AutoscaleConfig
+    state: PolicyState = field(default_factory=PolicyState)
+    last_run_s: Optional[float] = None
+
+    def step(self, desired_count: int, observed: FleetObservation,
+             now_s: float) -> Tuple[Optional[ScalingDecision], "Autoscaler"]:
+        """The policy's decision when an interval has passed since its last run, else None."""
+        if self.last_run_s is not None and now_s - self.last_run_s < self.config.telemetry_interval_s:
+            return None, self
+        decision, state = decide(self.config, desired_count, observed, now_s, self.state)
+        return decision, replace(self, state=state, last_run_s=now_s)
+
+
+@dataclass(frozen=True)
+class SimulatedPolicy:
+    """A policy as an object for the simulator: the config plus a pure ``decide``."""
+
+    config: AutoscaleConfig
+    name: str = ""
+    decide_with: ClassVar[Callable] = staticmethod(decide)
+    state_type: ClassVar[type] = PolicyState
+
+    def initial_state(self):
+        return self.state_type()
+
+    def decide(self, desired_count: int, observed: FleetObservation, now_s: float, state):
+        return self.decide_with(self.config, desired_count, observed, now_s, state)
+
+
+@dataclass(frozen=True)
+class QueueTimePolicy(SimulatedPolicy):
     name: str = "tarn"
-
-    def initial_state(self) -> PolicyState:
-        return PolicyState()
-
-    def decide(self, desired_count: int, observed: FleetObservation, now_s: float,
-               state: PolicyState) -> Tuple[ScalingDecision, PolicyState]:
-        return decide(self.config, desired_count, observed, now_s, state)

@@ -6,19 +6,19 @@ import logging
 import os
 import socket
 import time
-from typing import Awaitable, Callable, List, Optional
+from typing import Callable, List, Optional
 
 import redis.asyncio as aioredis
 
 from tarn_shared import events as ev
+from tarn_shared.consumer import ConsumerConfig, StreamConsumer
 from tarn_shared.deployments import put_record
-from tarn_shared.streams import REDIS_DOWN, ConsumerConfig, StreamConsumer, StreamPublisher, connect
+from tarn_shared.streams import StreamPublisher, as_text, connect, read_range
 
 from .view import FleetView
 
 log = logging.getLogger(__name__)
 GROUP = "tarn-am"
-BOOTSTRAP_BATCH = 1000
 
 
 class RedisBus:
@@ -55,28 +55,21 @@ class RedisBus:
         raw = await self.client.get(self._desired_key())
         if not raw:
             return None
-        app_id, _, count = (raw.decode() if isinstance(raw, bytes) else raw).partition(" ")
+        app_id, _, count = as_text(raw).partition(" ")
         return int(count) if app_id == self.app_id and count.isdigit() else None
 
     # -- consuming -------------------------------------------------------------------
     async def bootstrap(self, view: FleetView, now: Callable[[], float] = time.time) -> int:
         """Rebuild the membership from the whole lifecycle stream (a restarted tarn-am knows
         nothing); the sequence rules make re-applying entries the group delivers later harmless."""
-        stream = ev.lifecycle_stream(self.deployment)
-        start, count = "-", 0
-        while True:
-            entries = await self.client.xrange(stream, min=start, max="+", count=BOOTSTRAP_BATCH)
-            for entry_id, fields in entries:
-                entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                try:
-                    view.apply_lifecycle(entry_id, ev.decode(fields), now())
-                except ev.SchemaError:
-                    continue  # the group's consumer dead-letters it
-                count += 1
-            if len(entries) < BOOTSTRAP_BATCH:
-                return count
-            last = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]
-            start = "(" + last
+        count = 0
+        async for entry_id, fields in read_range(self.client, ev.lifecycle_stream(self.deployment)):
+            try:
+                view.apply_lifecycle(entry_id, ev.decode(fields), now())
+            except ev.SchemaError:
+                continue  # the group's consumer dead-letters it
+            count += 1
+        return count
 
     def consumers_for(self, view: FleetView, now: Callable[[], float] = time.time,
                       on_change: Optional[Callable[[], None]] = None) -> List[StreamConsumer]:
@@ -106,12 +99,3 @@ class RedisBus:
 
     async def run_consumers(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(c.run(stop) for c in self.consumers))
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.client.ping())
-        except REDIS_DOWN:
-            return False
-
-
-AsyncAction = Callable[[], Awaitable[None]]

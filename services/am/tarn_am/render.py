@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from tarn_shared.events import InstanceState
 from tarn_shared.membership import Member
 
-from .fleet import ObservedContainer
+from .containers import ObservedContainer
 from .view import Telemetry
 
 

@@ -7,9 +7,15 @@ from typing import List, Optional
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tarn_shared.settings import TarnSettings
+from tarn_shared import defaults
+from tarn_shared.settings import CommaList, TarnSettings
 
-from .fleet import Policy, Slot
+from .autoscale import AutoscaleConfig
+from .containers import Slot
+from .reconcile import ReconcileTimings
+
+# The node-agents' default telemetry interval: the policy decides once per interval.
+TELEMETRY_INTERVAL_S = 2.0
 
 
 class AmSettings(TarnSettings):
@@ -17,8 +23,9 @@ class AmSettings(TarnSettings):
 
     deployment: str = Field(..., description="The deployment's stable name (--name): keys its streams")
     app_id: Optional[str] = Field(None, description="YARN application id; skein's container env gives it")
-    # "service=host,service=host": the per-node skein services (see spec.py)
-    slots: str = Field("", description="per-node skein services as service=host, comma separated")
+    # "service=host,service=host": the per-node skein services (see cli/spec.py)
+    slots: CommaList = Field(default_factory=list,
+                             description="per-node skein services as service=host, comma separated")
     address: str = Field("0.0.0.0", description="bind address of the REST API")
     port: int = Field(8888, ge=0, le=65535, description="REST API port; 0 picks one, kept across restarts")
     advertise_host: Optional[str] = Field(None, description="host in the published address (default NM_HOST)")
@@ -30,15 +37,15 @@ class AmSettings(TarnSettings):
     min_instances: int = Field(1, ge=0, description="--min-instances: the autoscaler never goes below it")
     max_instances: int = Field(1, ge=1, description="--max-instances: the autoscaler never goes above it")
     initial_instances: Optional[int] = Field(None, ge=0, description="instances to start with (default min)")
-    scale_up: float = Field(0.8, description="--scale-up: load per instance above which instances are added")
-    scale_down: float = Field(0.2, description="--scale-down: load per instance below which instances drain")
+    scale_up: float = Field(defaults.SCALE_UP, description="--scale-up: load per instance above which instances are added")
+    scale_down: float = Field(defaults.SCALE_DOWN, description="--scale-down: load per instance below which instances drain")
     cooldown_s: float = Field(120.0, ge=0, description="--cooldown (given in ms to tarn submit) between opposite moves")
     autoscale: bool = Field(True, description="let the autoscaling policy move the target")
 
     # recorded for gateway-sync and authz (DeploymentRecord)
     zk_ensemble: Optional[str] = Field(None, description="--zk-ensemble: where gateway-sync registers instances")
-    zk_path: str = Field("/services/triton/instances", description="--zk-path: parent of the instance znodes")
-    haproxy_backend: str = Field("triton_backend", description="--haproxy-backend: gateway-sync's backend")
+    zk_path: str = Field(defaults.ZK_PATH, description="--zk-path: parent of the instance znodes")
+    haproxy_backend: str = Field(defaults.HAPROXY_BACKEND, description="--haproxy-backend: gateway-sync's backend")
     ranger_service: Optional[str] = Field(None, description="--ranger-service: the Ranger service authz serves")
     ranger_app_id: Optional[str] = Field(None, description="--ranger-app-id: plugin id and audit agent")
     ranger_audit: bool = Field(False, description="--ranger-audit: authz audits this deployment's decisions")
@@ -55,18 +62,18 @@ class AmSettings(TarnSettings):
 
     @field_validator("slots")
     @classmethod
-    def _slots(cls, value: str) -> str:
-        for item in filter(None, value.split(",")):
+    def _slots(cls, items: List[str]) -> List[str]:
+        for item in items:
             service, sep, host = item.partition("=")
             if not sep or not service or not host:
                 raise ValueError(f"{item!r} is not service=host")
-        return value
+        return items
 
     def slot_list(self) -> List[Slot]:
-        return [Slot(*item.split("=", 1)) for item in filter(None, self.slots.split(","))]
+        return [Slot(*item.split("=", 1)) for item in self.slots]
 
-    def policy(self) -> Policy:
-        return Policy(
+    def reconcile_timings(self) -> ReconcileTimings:
+        return ReconcileTimings(
             restart_backoff_initial_s=self.restart_backoff_initial_s,
             restart_backoff_max_s=self.restart_backoff_max_s,
             crash_loop_failures=self.crash_loop_failures,
@@ -75,6 +82,13 @@ class AmSettings(TarnSettings):
             start_timeout_s=self.start_timeout_s,
             heartbeat_timeout_s=self.heartbeat_timeout_s,
         )
+
+    def autoscale_config(self) -> AutoscaleConfig:
+        # The policy never scales to zero: min-instances 0 means "no floor beyond one serving instance".
+        return AutoscaleConfig(
+            scale_up=self.scale_up, scale_down=self.scale_down, min_instances=max(1, self.min_instances),
+            max_instances=max(1, self.max_instances, self.min_instances), cooldown_s=self.cooldown_s,
+            telemetry_interval_s=TELEMETRY_INTERVAL_S)
 
     def admin_secret(self) -> Optional[str]:
         chosen = self.admin_token or self.token

@@ -1,16 +1,20 @@
-"""What tarn-am knows of its instances, built from the streams with the shared sequence rules.
+"""What tarn-am knows of its fleet: the containers skein reports, and the instances the
+streams announce, built with the shared sequence rules.
 
-``FleetView`` is plain data updated by ``apply`` (no I/O); the bus adapter feeds it, the
-control loop and the REST API read it.
+``FleetView`` is plain data (no I/O): the bus adapter feeds it the streams through
+``apply_*``, the control loop's observe phase sets ``containers``; the control loop and
+the REST API read it.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Set
+from dataclasses import dataclass, field, replace
+from typing import Deque, Dict, List, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.membership import Member, MembershipView, apply_event, forget_stopped, stream_id_key
+from tarn_shared.membership import Member, MembershipView, apply_event, apply_member, forget_stopped, stream_id_key
+
+from .containers import ObservedContainer
 
 RECENT_EVENTS = 200
 RECENT_DECISIONS = 100
@@ -32,7 +36,9 @@ class RecentEvent:
 
 
 @dataclass
-class ScalingDecision:
+class TargetChange:
+    """One move of the target instance count, as the dashboard lists it."""
+
     ts: float
     source: str  # "autoscale", "api", "cli", "reconcile", "start"
     previous: int
@@ -49,9 +55,10 @@ class FleetView:
     heartbeats: Dict[str, float] = field(default_factory=dict)
     acked: Set[str] = field(default_factory=set)
     recent: Deque[RecentEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
-    decisions: Deque[ScalingDecision] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    decisions: Deque[TargetChange] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
     version: int = 0  # bumps whenever membership changes: a snapshot is due
     policy_reason: Optional[str] = None  # the autoscaling policy's latest word, even when it holds
+    containers: Tuple[ObservedContainer, ...] = ()  # as skein reported them in the last round
 
     @property
     def members(self) -> Dict[str, Member]:
@@ -92,6 +99,22 @@ class FleetView:
         """Samples of live instances no older than ``max_age_s``."""
         live = {i for i, m in self.membership.members.items() if m.state is not ev.InstanceState.STOPPED}
         return [t.sample for i, t in self.telemetry.items() if i in live and now - t.received_at <= max_age_s]
+
+    def live_instances(self) -> Set[str]:
+        """Instances a container of ours still holds (waiting, requested or running)."""
+        return {c.instance_id for c in self.containers if c.active}
+
+    def running_count(self) -> int:
+        return sum(1 for c in self.containers if c.state == "running")
+
+    def container_for(self, instance_id: str) -> Optional[ObservedContainer]:
+        return next((c for c in self.containers if c.instance_id == instance_id), None)
+
+    def mark_stopped(self, member: Member) -> None:
+        """Applied at once, ahead of the stream, so the next round does not announce it again."""
+        self.membership = apply_member(self.membership, replace(member, state=ev.InstanceState.STOPPED,
+                                                                seq=member.seq + 1))
+        self.version += 1
 
     def forget_instance_data(self, keep: Set[str]) -> None:
         for table in (self.telemetry, self.heartbeats):

@@ -11,8 +11,9 @@ from skein.exceptions import ConnectionError as SkeinConnectionError
 from skein.exceptions import SkeinError
 
 from tarn_shared.errors import TarnError, UnavailableError
+from tarn_shared.streams import as_text
 
-from .fleet import ObservedContainer
+from .containers import ObservedContainer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,7 +88,7 @@ class YarnAdapter:
     @_translated
     def kv_get(self, key: str) -> Optional[str]:
         value = self._client.kv.get(key)
-        return value.decode() if isinstance(value, bytes) else value
+        return None if value is None else as_text(value)
 
     @_translated
     def kv_put(self, key: str, value: str) -> None:
@@ -102,11 +103,3 @@ class YarnAdapter:
                 return
             self._client.ui.remove_page(route)
         self._client.ui.add_page(route, target, link_name=link_name)
-
-    @_translated
-    def proxy_prefix(self) -> str:
-        return self._client.ui.proxy_prefix
-
-    @_translated
-    def shutdown(self, status: str = "SUCCEEDED", diagnostics: str = "") -> None:
-        self._client.shutdown(status, diagnostics or None)

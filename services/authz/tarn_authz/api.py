@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .decisions import SCOPE_ANY, SCOPE_SELF, Decider, UnknownAction
 from .identity import MAX_NAME, CallerCheck
-from .metrics import AuthzMetrics
+from .decision_metrics import AuthzMetrics
 from .registry import PolicyRegistry, ServiceState
 
 MAX_MODEL = 1024

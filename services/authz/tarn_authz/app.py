@@ -16,7 +16,7 @@ from .api import Services, router
 from .audit import AuditSink
 from .decisions import Decider
 from .identity import CallerCheck
-from .metrics import AuthzMetrics
+from .decision_metrics import AuthzMetrics, PolicyCollector
 from .ranger_admin import RangerAdminClient
 from .registry import PolicyRegistry, Source
 from .settings import AuthzSettings
@@ -57,6 +57,7 @@ def create_app(settings: AuthzSettings) -> FastAPI:
                 make_source=source_factory(settings, http), disk_cache=DiskCache(settings.cache_dir,
                                                                                   settings.ranger_app_id),
                 metrics=metrics)
+            metrics.registry.register(PolicyCollector(lambda: registry.states))
             audit = AuditSink(app_id=settings.ranger_app_id, metrics=metrics,
                               publisher=StreamPublisher(redis) if redis is not None else None,
                               log_path=settings.audit_log, queue_size=settings.audit_queue_size,

@@ -23,7 +23,7 @@ from typing import Deque, List, Optional
 from tarn_shared.events import AuditDecision, audit_stream
 from tarn_shared.streams import StreamPublisher
 
-from .metrics import AuthzMetrics
+from .decision_metrics import AuthzMetrics
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 from .audit import AuditSink
 from .identity import Identity
-from .metrics import AuthzMetrics
+from .decision_metrics import AuthzMetrics
 from .ranger import AccessRequest
 from .registry import ServiceState
 

@@ -20,9 +20,8 @@ from typing import Awaitable, Callable, Dict, Mapping, Optional, Protocol
 from tarn_shared.errors import TarnError
 from tarn_shared.events import DeploymentRecord
 
-from .metrics import AuthzMetrics
-from .ranger import DecisionCache, PolicyEngine
-from .ranger.matcher import UnsupportedPolicyFeature
+from .decision_metrics import AuthzMetrics
+from .ranger import DecisionCache, PolicyEngine, UnsupportedPolicyFeature
 from .ranger_admin import MalformedPolicies
 from .sources import DiskCache, PolicyBundle
 
@@ -58,6 +57,10 @@ class ServiceState:
     def loaded(self) -> bool:
         return self.engine is not None
 
+    @property
+    def policy_count(self) -> int:
+        return self.engine.policy_count if self.engine else 0
+
     def groups_of(self, user: Optional[str]) -> frozenset:
         return self.groups_by_user.get(user, frozenset()) if user else frozenset()
 
@@ -69,7 +72,7 @@ class ServiceState:
             "policy_version": bundle.policy_version if bundle else None,
             "role_version": bundle.role_version if bundle else None,
             "user_store_version": bundle.user_store_version if bundle else None,
-            "policies": self.engine.policy_count if self.engine else 0,
+            "policies": self.policy_count,
             "audit": self.audit,
             "deployments": sorted(self.deployments),
             "last_error": self.last_error,
@@ -124,7 +127,6 @@ class PolicyRegistry:
         if state is None:
             state = ServiceState(name=service, source=self._make_source(service), audit=audit)
             self.states[service] = state
-            self._metrics.watch(state)
         return state
 
     def apply_records(self, records: Mapping[str, DeploymentRecord]) -> list[ServiceState]:
@@ -146,7 +148,7 @@ class PolicyRegistry:
         for service in list(self.states):
             if service not in wanted and service != self.default_service:
                 log.info("no deployment names the Ranger service any more; dropping it", extra={"service": service})
-                self._metrics.unwatch(self.states.pop(service))
+                del self.states[service]
             elif service not in wanted:
                 self.states[service].deployments = set()
         return added

@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from tarn_shared.auth import token_dependency
 
-from .metrics import Metrics
-from .service import GatewaySync
+from .replica import GatewaySync
 from .settings import GatewaySyncSettings
+from .sync_metrics import Metrics
 
 
 class DeploymentHealth(BaseModel):

@@ -23,11 +23,9 @@ class Layout(str, Enum):
     SLOTS = "slots"
 
 
-@dataclass(frozen=True)
-class Target:
-    """A desired server: ``address`` is the instance's ``host:port``, ``ip`` its resolution."""
+class _AtEndpoint:
+    """Servers and the targets meant for them are matched by ``(ip, port)``."""
 
-    address: str
     ip: str
     port: int
 
@@ -37,7 +35,16 @@ class Target:
 
 
 @dataclass(frozen=True)
-class ServerState:
+class Target(_AtEndpoint):
+    """A desired server: ``address`` is the instance's ``host:port``, ``ip`` its resolution."""
+
+    address: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServerState(_AtEndpoint):
     """One line of ``show servers state`` (plus current sessions from ``show stat``)."""
 
     name: str
@@ -47,43 +54,42 @@ class ServerState:
     operational_up: bool
     sessions: int = 0
 
-    @property
-    def endpoint(self) -> Tuple[str, int]:
-        return (self.ip, self.port)
+
+@dataclass(frozen=True)
+class ServerAction:
+    """A Runtime API change to the server ``name``; the class says which change."""
+
+    name: str
 
 
 @dataclass(frozen=True)
-class AddServer:
-    name: str
+class PlaceServer(ServerAction):
     ip: str
     port: int
 
 
-@dataclass(frozen=True)
-class FillSlot:
-    name: str
-    ip: str
-    port: int
+class AddServer(PlaceServer):
+    """A new dynamic server."""
 
 
-@dataclass(frozen=True)
-class ReadyServer:
-    name: str
+class FillSlot(PlaceServer):
+    """A free placeholder slot pointed at an instance."""
 
 
-@dataclass(frozen=True)
-class DrainServer:
-    name: str
+class ReadyServer(ServerAction):
+    """Back in rotation."""
 
 
-@dataclass(frozen=True)
-class RemoveServer:
-    name: str
+class DrainServer(ServerAction):
+    """No new sessions; current ones finish."""
 
 
-@dataclass(frozen=True)
-class ClearSlot:
-    name: str
+class RemoveServer(ServerAction):
+    """Out now: the dynamic server is deleted."""
+
+
+class ClearSlot(ServerAction):
+    """Out now: the slot is emptied for the next instance."""
 
 
 @dataclass(frozen=True)
@@ -227,25 +233,27 @@ class ObservedZnode:
 
 
 @dataclass(frozen=True)
-class CreateZnode:
+class ZnodeAction:
+    """A change to the znode ``name``; the class says which change."""
+
     name: str
-    data: bytes
 
 
 @dataclass(frozen=True)
-class ReplaceZnode:
+class WriteZnode(ZnodeAction):
+    data: bytes
+
+
+class CreateZnode(WriteZnode):
+    """A new ephemeral node."""
+
+
+class ReplaceZnode(WriteZnode):
     """Delete and create: the data changed, or the node belongs to another session."""
 
-    name: str
-    data: bytes
 
-
-@dataclass(frozen=True)
-class DeleteZnode:
-    name: str
-
-
-ZnodeAction = Union[CreateZnode, ReplaceZnode, DeleteZnode]
+class DeleteZnode(ZnodeAction):
+    """The instance is no longer routable."""
 
 
 def plan_znodes(

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated, List, Literal, Optional
+from typing import List, Literal, Optional
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from tarn_shared.settings import TarnSettings
-
-CsvList = Annotated[List[str], NoDecode]
+from tarn_shared.settings import CommaList, TarnSettings
 
 
 class GatewaySyncSettings(TarnSettings):
@@ -17,11 +15,11 @@ class GatewaySyncSettings(TarnSettings):
 
     zk_hosts: str = Field(..., description="ZooKeeper ensemble for the leader election, and for deployments "
                                             "whose record names none (host:port,...[/chroot])")
-    haproxy_sockets: CsvList = Field(..., description="HAProxy Runtime API addresses, comma separated: "
+    haproxy_sockets: CommaList = Field(..., description="HAProxy Runtime API addresses, comma separated: "
                                                       "unix socket paths or tcp:host:port")
     replica_id: str = Field(default_factory=socket.gethostname,
                             description="Stable name of this replica: its consumer groups and election id")
-    deployments: CsvList = Field(default_factory=list,
+    deployments: CommaList = Field(default_factory=list,
                                  description="Serve only these deployments, comma separated; empty = every "
                                              "deployment recorded in Redis")
     election_path: str = Field("/tarn/gateway-sync/leader", description="Lock path of the leader election")
@@ -30,7 +28,7 @@ class GatewaySyncSettings(TarnSettings):
     zk_sasl_mechanism: Optional[str] = Field(None, description="e.g. DIGEST-MD5 or GSSAPI (kazoo sasl_options)")
     zk_sasl_username: Optional[str] = None
     zk_sasl_password: Optional[SecretStr] = None
-    zk_acl: CsvList = Field(default_factory=list,
+    zk_acl: CommaList = Field(default_factory=list,
                             description="ACLs for created znodes, scheme:id:perms, comma separated; empty = open")
     haproxy_layout: Literal["auto", "dynamic", "slots"] = Field(
         "auto", description="auto: a backend with servers named <slot prefix>N uses the seeds' slots")
@@ -43,13 +41,6 @@ class GatewaySyncSettings(TarnSettings):
     reconcile_interval_s: float = Field(30.0, gt=0)
     host: str = Field("127.0.0.1", description="Address of the health and metrics API")
     port: int = Field(8095, ge=0, le=65535)
-
-    @field_validator("haproxy_sockets", "zk_acl", "deployments", mode="before")
-    @classmethod
-    def _split(cls, value):
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("haproxy_sockets")
     @classmethod

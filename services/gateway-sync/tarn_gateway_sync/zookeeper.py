@@ -162,6 +162,35 @@ class Ensemble:
             raise UnavailableError(f"ZooKeeper at {self.hosts}: {type(exc).__name__} {exc}") from None
 
 
+class Ensembles:
+    """One Ensemble per connection string, opened on first use and kept."""
+
+    def __init__(self, *, session_timeout_s: float, auth: Optional[Sequence[tuple]] = None,
+                 sasl_options: Optional[Dict[str, str]] = None, acl: Optional[List[ACL]] = None,
+                 on_new_session: Callable[[Ensemble], None] = lambda e: None) -> None:
+        self._options = dict(session_timeout_s=session_timeout_s, auth=auth, sasl_options=sasl_options, acl=acl,
+                             on_new_session=on_new_session)
+        self._open: Dict[str, Ensemble] = {}
+
+    def get(self, hosts: str) -> Optional[Ensemble]:
+        return self._open.get(hosts)
+
+    async def open(self, hosts: str) -> Ensemble:
+        ensemble = self._open.get(hosts)
+        if ensemble is None:
+            ensemble = Ensemble(hosts, loop=asyncio.get_running_loop(), **self._options)
+            await ensemble.start()
+            self._open[hosts] = ensemble
+        return ensemble
+
+    def states(self) -> Dict[str, str]:
+        return {hosts: e.client.state for hosts, e in self._open.items()}
+
+    async def stop(self) -> None:
+        for ensemble in self._open.values():
+            await ensemble.stop()
+
+
 class Leadership:
     """kazoo's Lock recipe: the holder is the leader; only it writes. Runs in its own
     thread because acquiring blocks; a lost session ends the term and it queues again."""

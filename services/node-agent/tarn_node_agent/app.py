@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from .metrics import AgentStatus, build_registry
+from .agent_metrics import AgentStatus, build_registry
 from .settings import NodeAgentSettings
 
 

@@ -28,13 +28,18 @@ _BACKEND_LINE = re.compile(r'^\s*backend\s*:\s*"([^"]+)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
+class TritonPorts:
+    http: int
+    grpc: int
+    metrics: int
+
+
+@dataclass(frozen=True)
 class TritonOptions:
     executable: str
     model_repository: Path
     bind: str
-    http_port: int
-    grpc_port: int
-    metrics_port: int
+    ports: TritonPorts
     model_control_mode: str
     load_models: Sequence[str]
     exit_timeout_s: int
@@ -86,12 +91,12 @@ def _server_args(options: TritonOptions, *, rank: Optional[int] = None,
         options.executable,
         f"--model-repository={options.model_repository}",
         f"--http-address={options.bind}",
-        f"--http-port={options.http_port}",
+        f"--http-port={options.ports.http}",
         f"--grpc-address={options.bind}",
-        f"--grpc-port={options.grpc_port}",
+        f"--grpc-port={options.ports.grpc}",
         "--allow-metrics=true",
         f"--metrics-address={options.bind}",
-        f"--metrics-port={options.metrics_port}",
+        f"--metrics-port={options.ports.metrics}",
         f"--exit-timeout-secs={options.exit_timeout_s}",
     ]
     if explicit_models is not None:

@@ -10,6 +10,7 @@ import threading
 from typing import List, Optional, Tuple
 
 from tarn_shared.events import GpuSample
+from tarn_shared.streams import as_text
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class GpuReader:
                     utilization = pynvml.nvmlDeviceGetUtilizationRates(handle)
                     memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
                     samples.append(GpuSample(
-                        index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
-                        name=_text(pynvml.nvmlDeviceGetName(handle)),
+                        index=index, uuid=as_text(pynvml.nvmlDeviceGetUUID(handle)),
+                        name=as_text(pynvml.nvmlDeviceGetName(handle)),
                         utilization_pct=float(utilization.gpu),
                         memory_used_bytes=int(memory.used), memory_total_bytes=int(memory.total),
                     ))
@@ -62,7 +63,3 @@ class GpuReader:
                 except Exception:  # noqa: BLE001 - shutting down anyway
                     pass
                 self._initialized = False
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

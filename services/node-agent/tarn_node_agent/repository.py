@@ -1,60 +1,24 @@
-"""Pure rules about model repositories: where one is, which paths are safe, what a Triton
-layout is, and whether a staged copy is still current. No I/O here."""
+"""Pure rules about model repositories: which listed paths are safe to stage, what a Triton
+layout is, and whether a staged copy is still current (where one is: tarn_shared.locations).
+No I/O here."""
 from __future__ import annotations
 
 import posixpath
 import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
-from urllib.parse import urlsplit
+
+from tarn_shared.locations import FORBIDDEN_CHARS
 
 from .errors import LayoutError, StagingError
 
 # Triton ignores version directories that are not a number or that start with 0.
 VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
-_FORBIDDEN_CHARS = ("\0", "\n", "\r")
-
-
-@dataclass(frozen=True)
-class RepositoryLocation:
-    """An ``hdfs://`` URI (``authority`` may be empty: the default file system) or a local path."""
-
-    uri: str
-    hdfs_path: Optional[str] = None
-    authority: str = ""
-    local_path: Optional[str] = None
-
-
-def parse_location(value: str) -> RepositoryLocation:
-    """``hdfs://[authority]/path``, ``jceks://hdfs@authority/path`` (Hadoop's provider form)
-    or an absolute local path. Raises ValueError naming the problem."""
-    if not value or any(c in value for c in _FORBIDDEN_CHARS):
-        raise ValueError("empty, or holds control characters")
-    if value.startswith("/"):
-        return RepositoryLocation(uri=value, local_path=checked_absolute(value))
-    parts = urlsplit(value)
-    if parts.scheme == "hdfs":
-        return RepositoryLocation(uri=value, hdfs_path=checked_absolute(parts.path or "/"), authority=parts.netloc)
-    if parts.scheme == "jceks" and parts.netloc.startswith("hdfs@"):
-        return RepositoryLocation(uri=value, hdfs_path=checked_absolute(parts.path),
-                                  authority=parts.netloc[len("hdfs@"):])
-    raise ValueError("expected an hdfs:// URI or an absolute path")
-
-
-def checked_absolute(path: str) -> str:
-    """An absolute POSIX path with no '.', '..' or empty components (trailing '/' allowed)."""
-    if not path.startswith("/"):
-        raise ValueError(f"path {path!r} is not absolute")
-    components = path.strip("/").split("/") if path.strip("/") else []
-    for component in components:
-        if component in ("", ".", ".."):
-            raise ValueError(f"path {path!r} has a '{component or '//'}' component")
-    return "/" + "/".join(components)
 
 
 def checked_relative(path: str) -> str:
     """A relative path from a listing, safe to join under the staging directory."""
-    if not path or path.startswith("/") or any(c in path for c in _FORBIDDEN_CHARS):
+    if not path or path.startswith("/") or any(c in path for c in FORBIDDEN_CHARS):
         raise StagingError(f"unsafe path in the repository listing: {path!r}")
     for component in path.split("/"):
         if component in ("", ".", ".."):

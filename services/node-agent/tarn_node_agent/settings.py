@@ -13,10 +13,10 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Sequence
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from tarn_shared import defaults
 from tarn_shared.errors import ConfigError
-from tarn_shared.settings import TarnSettings
-
-from .repository import RepositoryLocation, parse_location
+from tarn_shared.locations import CredentialLocationStr, Location, LocationStr, parse_credential_location, parse_location
+from tarn_shared.settings import CommaList, LineList, TarnSettings
 
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -25,27 +25,17 @@ CONTAINER_ID = re.compile(r"^container_(?:e\d+_)?(\d+)_(\d+)_\d+_\d+$")
 STREAM_NAME = re.compile(r"^[^:\s]+$")
 
 
-def _split_list(value: Any, separator: str) -> Any:
-    """Lists from the environment: a JSON array, or items separated by ``separator``."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [item.strip() for item in text.split(separator) if item.strip()]
-    return value
-
-
 class NodeAgentSettings(TarnSettings):
     model_config = SettingsConfigDict(env_prefix="TARN_NODE_AGENT_", extra="ignore", env_file=None)
 
     # -- identity
-    deployment: str = Field("triton", description="the deployment's stable name (keys its Redis streams)")
+    deployment: str = Field(defaults.DEPLOYMENT, description="the deployment's stable name (keys its Redis streams)")
     container_id: Optional[str] = Field(None, description="YARN container id; default: $CONTAINER_ID")
     app_id: Optional[str] = Field(None, description="YARN application id; default: from the container id")
     advertise_host: Optional[str] = Field(None, description="host name announced to the gateways; default: FQDN")
 
     # -- model repository and staging
-    model_repository: str = Field(..., description="hdfs:// URI, or an absolute path used in place")
+    model_repository: LocationStr = Field(..., description="hdfs:// URI, or an absolute path used in place")
     staging_dir: Path = Field(Path("tarn-models"), description="local directory the repository is staged into")
     webhdfs_url: Optional[str] = Field(
         None, description="http(s)://namenode:port of WebHDFS; default: from $HADOOP_CONF_DIR/hdfs-site.xml")
@@ -55,7 +45,7 @@ class NodeAgentSettings(TarnSettings):
                             "when a ticket cache is configured, else simple")
     staging_parallelism: int = Field(4, ge=1, le=64, description="files downloaded at once")
     verify_checksums: bool = Field(True, description="compare each file with HDFS's own checksum")
-    secrets: Optional[str] = Field(None, description="JCEKS credential file: hdfs://... or jceks://hdfs@host:port/...")
+    secrets: Optional[CredentialLocationStr] = Field(None, description="JCEKS credential file: hdfs://... or jceks://hdfs@host:port/...")
 
     # -- tritonserver
     tritonserver: str = Field("tritonserver", description="tritonserver executable (path or name on PATH)")
@@ -70,10 +60,10 @@ class NodeAgentSettings(TarnSettings):
     parallel_backend: Literal["auto", "tensorrtllm", "vllm"] = Field(
         "auto", description="how tp x pp > 1 is launched; auto: from the models' backend")
     mpirun: str = Field("mpirun", description="MPI launcher for the TensorRT-LLM multi-process launch")
-    env: Annotated[List[str], NoDecode] = Field(
+    env: LineList = Field(
         default_factory=list, description="KEY=VALUE for Triton's environment (environment: one per line)")
     model_control_mode: Literal["none", "poll", "explicit"] = Field("none")
-    load_models: Annotated[List[str], NoDecode] = Field(
+    load_models: CommaList = Field(
         default_factory=list, description="models loaded at start (explicit mode; environment: comma separated)")
     exit_timeout_s: int = Field(30, ge=0, description="tritonserver --exit-timeout-secs")
 
@@ -98,16 +88,6 @@ class NodeAgentSettings(TarnSettings):
         if isinstance(value, str):
             return json.loads(value) if value.strip().startswith("[") else shlex.split(value)
         return value
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_lines(cls, value: Any) -> Any:
-        return _split_list(value, "\n")
-
-    @field_validator("load_models", mode="before")
-    @classmethod
-    def _models(cls, value: Any) -> Any:
-        return _split_list(value, ",")
 
     @field_validator("env")
     @classmethod
@@ -134,20 +114,10 @@ class NodeAgentSettings(TarnSettings):
             raise ValueError("must be non-empty without ':' or whitespace")
         return value
 
-    @field_validator("model_repository")
+    @field_validator("secrets", mode="before")
     @classmethod
-    def _repository(cls, value: str) -> str:
-        parse_location(value)  # raises ValueError with the reason
-        return value
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, value: Optional[str]) -> Optional[str]:
-        if value:
-            location = parse_location(value)
-            if location.local_path is not None:
-                raise ValueError("the credential file must be on HDFS (hdfs://... or jceks://hdfs@...)")
-        return value or None
+    def _no_secrets(cls, value: Optional[str]) -> Optional[str]:
+        return value or None  # an empty variable means no credential file
 
     @field_validator("webhdfs_url")
     @classmethod
@@ -183,12 +153,12 @@ class NodeAgentSettings(TarnSettings):
 
     # -- derived
     @property
-    def repository(self) -> RepositoryLocation:
+    def repository(self) -> Location:
         return parse_location(self.model_repository)
 
     @property
-    def secrets_location(self) -> Optional[RepositoryLocation]:
-        return parse_location(self.secrets) if self.secrets else None
+    def secrets_location(self) -> Optional[Location]:
+        return parse_credential_location(self.secrets) if self.secrets else None
 
     @property
     def world_size(self) -> int:

@@ -5,8 +5,7 @@ by `models`; `PolicyEngine` compiles them once and answers `evaluate(request, no
 `DecisionCache` memoises answers for one engine."""
 from .cache import DecisionCache
 from .evaluator import AccessRequest, Decision, PolicyEngine
-from .matcher import UnsupportedPolicyFeature
-from .models import RangerRoles, RangerServiceDef, RangerUserStore, ServicePolicies
+from .models import RangerRoles, RangerServiceDef, RangerUserStore, ServicePolicies, UnsupportedPolicyFeature
 
 __all__ = [
     "AccessRequest", "Decision", "DecisionCache", "PolicyEngine", "RangerRoles", "RangerServiceDef",

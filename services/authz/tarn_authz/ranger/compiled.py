@@ -5,72 +5,18 @@ from __future__ import annotations
 from fractions import Fraction
 from math import floor
 
-from .javacompat import fold_case
-from .matcher import PolicyResourceMatcher, ServiceDefHelper, UnsupportedPolicyFeature
-from .models import RangerPolicy, RangerPolicyItem, RangerServiceDef
+from .models import RangerPolicy, RangerPolicyItem, RangerServiceDef, UnsupportedPolicyFeature
+from .policy_items import USER_CURRENT, PolicyItems
+from .resource_matcher import PolicyResourceMatcher, ServiceDefHelper
 from .roles import GROUP_PUBLIC
 from .validity import ValidityWindow
 
-USER_CURRENT = "{USER}"
-
-
-class _Item:
-    """A policy item, its implied grants already expanded (RangerDefaultPolicyItemEvaluator)."""
-    __slots__ = ("users", "groups", "roles", "any_user", "public", "accesses")
-
-    def __init__(self, item: RangerPolicyItem, implied: list[tuple[str, list[str]]]):
-        self.users = frozenset(item.users)
-        self.groups = frozenset(item.groups)
-        self.roles = frozenset(item.roles)
-        self.any_user = USER_CURRENT in self.users
-        self.public = GROUP_PUBLIC in self.groups
-        accesses = [[a.type, a.is_allowed] for a in item.accesses]
-        if accesses:
-            # one round of expansion, in the order Java's HashMap hands out the implying types
-            for implying, grants in implied:
-                source = _find_access(accesses, implying)
-                if source is None:
-                    continue
-                for grant in grants:
-                    target = _find_access(accesses, grant)
-                    if target is None:
-                        accesses.append([grant, source[1]])
-                    elif not target[1]:
-                        target[1] = source[1]
-        self.accesses = frozenset(fold_case(t) for t, allowed in accesses if allowed)
-
-    def matches(self, user: str | None, groups: frozenset[str], roles: frozenset[str], access: str) -> bool:
-        if access not in self.accesses:
-            return False
-        if user is not None and (self.any_user or user in self.users):
-            return True
-        if self.public or not self.groups.isdisjoint(groups):
-            return True
-        return bool(roles) and not self.roles.isdisjoint(roles)
-
-
-def _find_access(accesses: list[list], access_type: str) -> list | None:
-    wanted = fold_case(access_type)
-    for access in accesses:
-        if fold_case(access[0]) == wanted:
-            return access
-    return None
-
-
-def _first_match(items: tuple[_Item, ...], exceptions: tuple[_Item, ...], user, groups, roles, access) -> bool:
-    for item in items:
-        if item.matches(user, groups, roles, access):
-            for exception in exceptions:
-                if exception.matches(user, groups, roles, access):
-                    return False
-            return True
-    return False
-
 
 class CompiledPolicy:
-    __slots__ = ("id", "name", "priority", "has_deny", "has_allow", "deny_all_else", "audit_enabled",
-                 "eval_order", "resources", "windows", "allow", "deny", "allow_exceptions", "deny_exceptions",
-                 "index_order", "principals", "any_principal")
+    """Where the policy applies (resource matchers, validity windows), whom it grants or denies
+    (its items), and what orders it among the others."""
+    __slots__ = ("id", "name", "priority", "has_deny", "deny_all_else", "audit_enabled", "eval_order",
+                 "index_order", "resources", "windows", "items")
 
     def __init__(self, policy: RangerPolicy, helper: ServiceDefHelper, implied: list[tuple[str, list[str]]],
                  deny_enabled: bool, index_order: int):
@@ -81,7 +27,6 @@ class CompiledPolicy:
         self.priority = policy.policy_priority if policy.policy_priority is not None else 0
         self.deny_all_else = policy.is_deny_all_else
         self.has_deny = policy.is_deny_all_else or bool(policy.deny_policy_items)
-        self.has_allow = bool(policy.policy_items)
         self.audit_enabled = policy.is_audit_enabled
         condition_types = {c.name for c in sd.policy_conditions}
         for cond in policy.conditions + [c for it in _all_items(policy) for c in it.conditions]:
@@ -92,23 +37,8 @@ class CompiledPolicy:
         for extra in policy.additional_resources:
             self.resources.append(PolicyResourceMatcher(helper, extra))
         self.windows = tuple(ValidityWindow(s) for s in policy.validity_schedules)
-        self.allow = tuple(_Item(i, implied) for i in policy.policy_items)
-        if deny_enabled:
-            self.deny = tuple(_Item(i, implied) for i in policy.deny_policy_items)
-            self.allow_exceptions = tuple(_Item(i, implied) for i in policy.allow_exceptions)
-            self.deny_exceptions = tuple(_Item(i, implied) for i in policy.deny_exceptions)
-        else:
-            self.deny = self.allow_exceptions = self.deny_exceptions = ()
+        self.items = PolicyItems(policy, implied, deny_enabled)
         self.eval_order = _eval_order(policy, sd, any(r.needs_dynamic_eval for r in self.resources))
-        # who could be matched by any item: lets evaluation skip policies that cannot decide
-        items = self.allow + self.deny
-        self.any_principal = self.deny_all_else or any(i.any_user or i.public for i in items)
-        self.principals = frozenset().union(*(("u:" + u for u in i.users) for i in items),
-                                            *(("g:" + g for g in i.groups) for i in items),
-                                            *(("r:" + r for r in i.roles) for i in items))
-
-    def may_decide_for(self, principals: frozenset[str]) -> bool:
-        return self.any_principal or not self.principals.isdisjoint(principals)
 
     def sort_key(self) -> tuple:
         # RangerPolicyEvaluator.PolicyEvalOrderComparator; list position breaks remaining ties
@@ -119,14 +49,6 @@ class CompiledPolicy:
         if not self.windows:
             return True
         return any(w.contains(now_ms) for w in self.windows)
-
-    def determining_item(self, user, groups, roles, access) -> bool | None:
-        """True: an allow item decides; False: a deny item decides; None: no item applies."""
-        if self.deny and _first_match(self.deny, self.deny_exceptions, user, groups, roles, access):
-            return False
-        if self.allow and _first_match(self.allow, self.allow_exceptions, user, groups, roles, access):
-            return True
-        return None
 
 
 def _all_items(policy: RangerPolicy) -> list[RangerPolicyItem]:

@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from .candidate_index import CandidateIndex
 from .compiled import CompiledPolicy
 from .javacompat import fold_case, java_hash_order
-from .matcher import (
-    ENDS, EQ, M_DESCENDANT, M_SELF, M_SELF_AND_ALL_DESCENDANTS, SCOPE_SELF_OR_PREFIX, WILD,
-    ServiceDefHelper, UnsupportedPolicyFeature,
-)
-from .models import POLICY_TYPE_ACCESS, RangerRoles, ServicePolicies
+from .models import POLICY_TYPE_ACCESS, RangerRoles, ServicePolicies, UnsupportedPolicyFeature
+from .resource_matcher import M_DESCENDANT, M_SELF, M_SELF_AND_ALL_DESCENDANTS, ServiceDefHelper
 from .roles import RoleResolver
 from .validity import to_epoch_ms
 
@@ -63,7 +61,7 @@ class PolicyEngine:
         self.service_def = sd
         self.service_name = service_policies.service_name
         self.policy_version = service_policies.policy_version if service_policies.policy_version is not None else -1
-        self.helper = ServiceDefHelper(sd)
+        helper = ServiceDefHelper(sd)
         self.roles = RoleResolver(roles)
         self.role_version = self.roles.version
         self.all_access_types = tuple(java_hash_order(a.name for a in sd.access_types))
@@ -84,71 +82,25 @@ class PolicyEngine:
         else:
             self._initial_audit = (False, False)
         compiled = [
-            CompiledPolicy(p, self.helper, implied, deny_enabled, i)
+            CompiledPolicy(p, helper, implied, deny_enabled, i)
             for i, p in enumerate(service_policies.policies)
             if p.is_enabled and (p.policy_type is None or p.policy_type == POLICY_TYPE_ACCESS)
         ]
         compiled.sort(key=CompiledPolicy.sort_key)
         self.policies: tuple[CompiledPolicy, ...] = tuple(compiled)
         self.policy_count = len(compiled)
-        self._build_index()
+        self._index = CandidateIndex(self.policies, helper.options)
         bounds = sorted({b for p in compiled for w in p.windows for b in w.boundaries()})
         self.time_boundaries_ms: tuple[int, ...] = tuple(bounds)
-
-    # -- candidate index (the role RangerResourceTrie plays in Ranger) --------------------------
-    def _build_index(self) -> None:
-        self._all_ranks = tuple(range(self.policy_count))
-        self._by_key: dict[str, tuple[int, ...]] = {}
-        self._exact: dict[str, dict[str, list[int]]] = {}
-        self._prefix: dict[str, dict[str, list[int]]] = {}
-        self._always: dict[str, list[int]] = {}
-        self._prefix_lengths: dict[str, tuple[int, ...]] = {}
-        by_key: dict[str, set[int]] = {}
-        for rank, policy in enumerate(self.policies):
-            for prm in policy.resources:
-                for name, element in prm.elements.items():
-                    by_key.setdefault(name, set()).add(rank)
-                    exact = self._exact.setdefault(name, {})
-                    prefix = self._prefix.setdefault(name, {})
-                    always = self._always.setdefault(name, [])
-                    if element.is_match_any or element.is_excludes or prm.broken:
-                        always.append(rank)
-                        continue
-                    for m in element.matchers:
-                        if m.dynamic or (m.opts.ignore_case and m.opts.quoted_case_sensitive) or m.kind == ENDS:
-                            always.append(rank)
-                            continue
-                        literal = m.literal
-                        if m.kind == WILD:  # a value can only match if it starts with the literal head
-                            literal = literal[:min(i for i in (literal.find("*"), literal.find("?"), len(literal)) if i >= 0)]
-                        key = fold_case(literal) if m.opts.ignore_case else literal
-                        (exact if m.kind == EQ else prefix).setdefault(key, []).append(rank)
-        self._by_key = {k: tuple(sorted(v)) for k, v in by_key.items()}
-        for name, prefix in self._prefix.items():
-            self._prefix_lengths[name] = tuple(sorted({len(k) for k in prefix}))
-
-    def _candidates_for_key(self, name: str, value: str, scope: str | None) -> tuple[int, ...] | set[int]:
-        if scope == SCOPE_SELF_OR_PREFIX or value in ("", "*") or name not in self._exact:
-            return self._by_key.get(name, ())
-        opts = self.helper.options.get(name)
-        probe = fold_case(value) if opts is not None and opts.ignore_case else value
-        found = set(self._always.get(name, ()))
-        found.update(self._exact[name].get(probe, ()))
-        prefix = self._prefix[name]
-        if prefix:
-            for length in self._prefix_lengths[name]:
-                if length > len(probe):
-                    break
-                found.update(prefix.get(probe[:length], ()))
-        return found
 
     def candidates(self, request: AccessRequest) -> list[CompiledPolicy]:
         if not request.resource:
             return list(self.policies)
         best = None
         scopes = request.resource_element_matching_scopes
+        index = self._index
         for name, value in request.resource.items():
-            ranks = self._candidates_for_key(name, value, scopes.get(name))
+            ranks = index.for_key(name, value, scopes.get(name))
             if best is None or len(ranks) < len(best):
                 best = ranks
                 if not best:
@@ -185,7 +137,7 @@ class PolicyEngine:
                 continue
             if result.allowed and result.priority > policy.priority:
                 result.determined = True  # an allow by a higher priority is final
-            may_decide = policy.may_decide_for(principals)
+            may_decide = policy.items.may_decide_for(principals)
             for prm in policy.resources:
                 if (result.determined or not may_decide) and audit_determined:
                     break  # this policy can change neither the audit flag nor the access
@@ -212,8 +164,9 @@ class PolicyEngine:
                         result: _Outcome) -> None:
         """RangerDefaultPolicyEvaluator.evaluatePolicyItems, one access type at a time."""
         priority = policy.priority
+        items = policy.items
         for access in requested:
-            decided = policy.determining_item(user, groups, roles, folded[access])
+            decided = items.determining_item(user, groups, roles, folded[access])
             if decided is None and policy.deny_all_else:
                 decided = False
             one = None

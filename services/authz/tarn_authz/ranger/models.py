@@ -1,5 +1,6 @@
 """Ranger's own JSON formats (ServicePolicies, RangerServiceDef, RangerRoles, RangerUserStore)
-as pydantic models, unchanged: field names are Ranger's camelCase on the wire."""
+as pydantic models, unchanged: field names are Ranger's camelCase on the wire; and the error
+for what in them this evaluator cannot reproduce."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +11,10 @@ from pydantic.alias_generators import to_camel
 POLICY_TYPE_ACCESS = 0
 POLICY_PRIORITY_NORMAL = 0
 POLICY_PRIORITY_OVERRIDE = 1
+
+
+class UnsupportedPolicyFeature(ValueError):
+    """A policy or service definition uses something this evaluator cannot reproduce exactly."""
 
 
 class RangerModel(BaseModel):

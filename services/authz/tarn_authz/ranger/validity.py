@@ -6,8 +6,7 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .matcher import UnsupportedPolicyFeature
-from .models import RangerValiditySchedule
+from .models import RangerValiditySchedule, UnsupportedPolicyFeature
 
 _DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
 _CUSTOM_ZONE = re.compile(r"^GMT([+-])(\d{1,2}):?(\d{2})?$")

@@ -1,15 +1,30 @@
-"""Prometheus metrics on a registry the caller passes in (a private one in tests)."""
+"""What a replica measures: its Prometheus metrics on a registry the caller passes in (a
+private one in tests), the error count every part reports to, and the clock they all read."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from tarn_shared.streams import ConsumerStats
+from tarn_shared.consumer import ConsumerStats
 
+log = logging.getLogger(__name__)
+ERROR_LOG_EVERY_S = 30.0
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Injected so tests set the time: ``monotonic`` for durations and deadlines, ``wall``
+    to compare with events' timestamps."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
 
 
 class Metrics:
@@ -46,3 +61,22 @@ class ConsumerCollector(Collector):
             family.add_metric([stream, "failed"], stats.failed)
             family.add_metric([stream, "dead_lettered"], stats.dead_lettered)
         yield family
+
+
+class ErrorLog:
+    """Counts every error by kind; logs each distinct one at most once per ``every_s``
+    (retries repeat the same failure every second)."""
+
+    def __init__(self, errors: Counter, clock: Clock = Clock(), every_s: float = ERROR_LOG_EVERY_S) -> None:
+        self._errors = errors
+        self._clock = clock
+        self._every_s = every_s
+        self._logged: Dict[str, float] = {}
+
+    def __call__(self, kind: str, exc: BaseException, **fields) -> None:
+        self._errors.labels(kind).inc()
+        message = f"{kind}: {exc}"
+        now = self._clock.monotonic()
+        if now - self._logged.get(message, -self._every_s) >= self._every_s:
+            self._logged[message] = now
+            log.error(message, extra={"kind": kind, **fields})

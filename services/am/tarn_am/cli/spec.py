@@ -39,7 +39,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import skein
 
-from .fleet import Slot
+from ..containers import Slot
 from .options import SubmitOptions
 
 PYENV_DIR = "pyenv"

@@ -7,20 +7,32 @@ from typing import Callable, Dict, Iterator, Optional
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from tarn_shared import events as ev
+
 from .nvml import GpuReader
 from .staging import StagingProgress
 
 
+def _not_started() -> ev.InstanceState:
+    return ev.InstanceState.STARTING
+
+
 @dataclass
 class AgentStatus:
-    """What the agent's loops report; read by the collectors and /healthz."""
+    """What the agent's loops report; read by the collectors and /healthz. The instance's
+    state is read from its lifecycle (``instance_state``), never kept a second time here."""
 
-    state: str = "starting"
+    instance_state: Callable[[], ev.InstanceState] = _not_started
+    start_failed: bool = False  # stopped before Triton ran: /healthz says "failed", not "stopped"
     triton_up: bool = False
     staging: StagingProgress = field(default_factory=StagingProgress)
     telemetry_errors: Dict[str, int] = field(default_factory=dict)
     last_load: Optional[float] = None
     commands_handled: int = 0
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.start_failed else self.instance_state().value
 
     def count_error(self, source: str) -> None:
         self.telemetry_errors[source] = self.telemetry_errors.get(source, 0) + 1

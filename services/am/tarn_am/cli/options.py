@@ -10,7 +10,10 @@ from typing import Dict, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from tarn_shared import defaults
 from tarn_shared.errors import ConfigError
+from tarn_shared.locations import CredentialLocationStr, LocationStr
+from tarn_shared.settings import CommaList
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,7 +47,7 @@ class SubmitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # the seeds' flags
-    model_repository: str
+    model_repository: LocationStr
     image: Optional[str] = None
     port: int = Field(8000, ge=1, le=65535)
     grpc_port: int = Field(8001, ge=1, le=65535)
@@ -54,26 +57,26 @@ class SubmitOptions(BaseModel):
     token: Optional[SecretStr] = None
     tp: int = Field(1, ge=1, le=64)
     pp: int = Field(1, ge=1, le=64)
-    secrets: Optional[str] = None
+    secrets: Optional[CredentialLocationStr] = None  # on HDFS: every container on every node reads it
     placement_tag: str = "nvidia"
-    scale_up: float = Field(0.8, gt=0)
-    scale_down: float = Field(0.2, ge=0)
+    scale_up: float = Field(defaults.SCALE_UP, gt=0)
+    scale_down: float = Field(defaults.SCALE_DOWN, ge=0)
     min_instances: int = Field(1, ge=0)
     max_instances: int = Field(1, ge=1)
     cooldown_ms: int = Field(120_000, ge=0)
     env: Dict[str, str] = Field(default_factory=dict)
     zk_ensemble: Optional[str] = None
-    zk_path: str = "/services/triton/instances"
+    zk_path: str = defaults.ZK_PATH
     ranger_service: Optional[str] = None
     ranger_app_id: str = "tarn"
     ranger_audit: bool = False
     # ours
-    name: str = "triton"
+    name: str = defaults.DEPLOYMENT
     queue: str = "default"
     node_label: str = ""
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = defaults.REDIS_URL
     authz_url: Optional[str] = None
-    haproxy_backend: str = "triton_backend"
+    haproxy_backend: str = defaults.HAPROXY_BACKEND
     runtime: Literal["docker", "process"] = "docker"
     docker_network: str = "host"
     docker_mounts: List[str] = Field(default_factory=list)
@@ -82,7 +85,7 @@ class SubmitOptions(BaseModel):
     container_memory_mb: int = Field(8192, ge=32)
     container_vcores: int = Field(2, ge=1)
     am_memory_mb: int = Field(768, ge=256)
-    nodes: List[str] = Field(default_factory=list)
+    nodes: CommaList = Field(default_factory=list)  # --nodes a,b
     instances: Optional[int] = Field(None, ge=0)
     drain_timeout_s: float = Field(60.0, gt=0)
     tritonserver: Optional[str] = None
@@ -103,21 +106,6 @@ class SubmitOptions(BaseModel):
     def initial_instances(self) -> int:
         return self.min_instances if self.instances is None else self.instances
 
-    @field_validator("model_repository")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        if not (value.startswith("hdfs://") or value.startswith("/")):
-            raise ValueError("must be an hdfs:// URI or an absolute path (an NFS-gateway mount)")
-        return value
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not (value.startswith("hdfs://") or value.startswith("/")
-                                      or value.startswith("jceks://")):
-            raise ValueError("must be an hdfs:// (or jceks://) URI or an absolute path to a JCEKS file")
-        return value
-
     @field_validator("name", "placement_tag", "haproxy_backend")
     @classmethod
     def _simple_name(cls, value: str) -> str:
@@ -129,15 +117,13 @@ class SubmitOptions(BaseModel):
     @classmethod
     def _zk_path(cls, value: str) -> str:
         if not value.startswith("/") or value.endswith("/") or "//" in value:
-            raise ValueError("must be an absolute ZooKeeper path such as /services/triton/instances")
+            raise ValueError(f"must be an absolute ZooKeeper path such as {defaults.ZK_PATH}")
         return value
 
     @field_validator("zk_ensemble")
     @classmethod
     def _zk_ensemble(cls, value: Optional[str]) -> Optional[str]:
-        if value is None:
-            return value
-        hosts = value.split("/", 1)[0].split(",")
+        hosts = [] if value is None else value.split("/", 1)[0].split(",")  # host:port,...[/chroot]
         for host in hosts:
             name, _, port = host.rpartition(":")
             if not name or not port.isdigit():

@@ -1,7 +1,7 @@
 """The desired set, built from lifecycle events with the shared sequence rules."""
 import json
 
-from tarn_gateway_sync.fleet import Fleet, apply_lifecycle, changed_addresses, due_unrouted, znode_data
+from tarn_gateway_sync.routing import Fleet, apply_lifecycle, changed_addresses, due_unrouted, znode_data
 from tarn_shared import events as ev
 
 

@@ -1,12 +1,13 @@
 """Resource matching as Ranger's RangerDefaultResourceMatcher and RangerDefaultPolicyResourceMatcher
-do it, compiled once per policy. Driven by the service definition's resource defs and their
-matcherOptions (wildCard, ignoreCase, quotedCaseSensitive, quoteChars, replaceTokens, ...)."""
+do it, compiled once per policy: one matcher per resource element, and the policy-level match
+type along the service definition's resource hierarchies."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .javacompat import fold_case, split_wildcard_tokens, wildcard_prefix_match, wildcard_regex
-from .models import RangerPolicyResource, RangerResourceDef, RangerServiceDef
+from .matcher_options import MatcherOptions
+from .models import RangerPolicyResource, RangerResourceDef, RangerServiceDef, UnsupportedPolicyFeature
+from .value_matcher import ValueMatcher, build_value_matcher
 
 # element match types (ResourceElementMatchType)
 NONE, SELF, PREFIX = 0, 1, 2
@@ -15,191 +16,6 @@ M_NONE, M_SELF, M_SELF_AND_ALL_DESCENDANTS, M_DESCENDANT, M_ANCESTOR = 0, 1, 2, 
 
 SCOPE_SELF = "SELF"
 SCOPE_SELF_OR_PREFIX = "SELF_OR_PREFIX"
-
-DEFAULT_MATCHER = "org.apache.ranger.plugin.resourcematcher.RangerDefaultResourceMatcher"
-
-
-class UnsupportedPolicyFeature(ValueError):
-    """A policy or service definition uses something this evaluator cannot reproduce exactly."""
-
-
-def _bool_option(options: Mapping[str, str], name: str, default: bool) -> bool:
-    value = options.get(name)
-    return default if value is None else value.lower() == "true"
-
-
-def _char_option(options: Mapping[str, str], name: str, default: str) -> str:
-    value = options.get(name)
-    return value[0] if value else default
-
-
-class MatcherOptions:
-    __slots__ = ("ignore_case", "quoted_case_sensitive", "quote_chars", "wildcard", "replace_tokens",
-                 "token_start", "token_end", "token_escape", "token_prefix", "replace_req_expressions")
-
-    def __init__(self, resource_def: RangerResourceDef):
-        options = resource_def.matcher_options
-        if resource_def.matcher not in (None, "", DEFAULT_MATCHER):
-            raise UnsupportedPolicyFeature(f"resource {resource_def.name!r}: matcher {resource_def.matcher} is not supported")
-        self.ignore_case = _bool_option(options, "ignoreCase", True)
-        self.quoted_case_sensitive = _bool_option(options, "quotedCaseSensitive", False)
-        self.quote_chars = options.get("quoteChars", '"')
-        self.wildcard = _bool_option(options, "wildCard", True)
-        self.replace_tokens = _bool_option(options, "replaceTokens", True)
-        self.token_start = _char_option(options, "tokenDelimiterStart", "{")
-        self.token_end = _char_option(options, "tokenDelimiterEnd", "}")
-        self.token_escape = _char_option(options, "tokenDelimiterEscape", "\\")
-        self.token_prefix = options.get("tokenDelimiterPrefix", "")
-        if self.replace_tokens and (
-            self.token_escape in (self.token_start, self.token_end)
-            or any(c in self.token_prefix for c in (self.token_escape, self.token_start, self.token_end))
-        ):
-            self.replace_tokens = False  # Ranger disables token replacement on inconsistent delimiters
-        self.replace_req_expressions = _bool_option(options, "replaceReqExpressions", True)
-
-    def has_token(self, value: str) -> bool:
-        return self.replace_tokens and (
-            self.token_escape in value or (self.token_start in value and self.token_end in value))
-
-    def replace(self, value: str, tokens: Mapping[str, str | None]) -> str:
-        """StringTokenReplacer.replaceTokens: '{USER}' → the user; unknown tokens stay as written."""
-        out: list[str] = []
-        token: list[str] | None = None
-        i = 0
-        start, end, esc = self.token_start, self.token_end, self.token_escape
-        while i < len(value):
-            c = value[i]
-            if c == esc:
-                i += 1
-                if i < len(value):
-                    c = value[i]
-                    if token is not None:
-                        if c not in (esc, end):
-                            token.append(esc)
-                        token.append(c)
-                    else:
-                        if c not in (esc, start):
-                            out.append(esc)
-                        out.append(c)
-                else:
-                    (token if token is not None else out).append(esc)
-                i += 1
-                continue
-            if token is None:
-                if c == start:
-                    token = []
-                else:
-                    out.append(c)
-            elif c == end:
-                raw = "".join(token)
-                replaced = None
-                if not self.token_prefix or raw.startswith(self.token_prefix):
-                    replaced = tokens.get(raw[len(self.token_prefix):])
-                out.append(replaced if replaced is not None else start + raw + end)
-                token = None
-            else:
-                token.append(c)
-            i += 1
-        if token is not None:
-            out.append(start + "".join(token))
-        return "".join(out)
-
-
-EQ, STARTS, ENDS, WILD = "eq", "starts", "ends", "wild"
-
-
-class ValueMatcher:
-    """One policy value ('finance', 'fin*', '*-prod', 'm?del*', 'home-{USER}')."""
-    __slots__ = ("kind", "literal", "opts", "dynamic", "_regex", "_regex_folded", "_tokens", "_tokens_folded", "_folded")
-
-    def __init__(self, kind: str, literal: str, opts: MatcherOptions):
-        self.kind = kind
-        self.literal = literal
-        self.opts = opts
-        self.dynamic = opts.has_token(literal)
-        self._folded = fold_case(literal)
-        if kind == WILD and not self.dynamic:
-            self._regex = wildcard_regex(literal, False)
-            self._regex_folded = wildcard_regex(literal, True)
-            self._tokens = split_wildcard_tokens(literal)
-            self._tokens_folded = split_wildcard_tokens(self._folded)
-
-    @property
-    def is_match_any(self) -> bool:
-        return self.literal == ""
-
-    def case_insensitive_for(self, value: str) -> bool:
-        if not self.opts.ignore_case:
-            return False
-        return not (self.opts.quoted_case_sensitive and value and value[0] in self.opts.quote_chars)
-
-    def _pattern(self, tokens: Mapping[str, str | None]) -> str:
-        return self.opts.replace(self.literal, tokens) if self.dynamic else self.literal
-
-    def is_match(self, value: str, tokens: Mapping[str, str | None]) -> bool:
-        ci = self.case_insensitive_for(value)
-        kind = self.kind
-        if self.dynamic:
-            pattern = self._pattern(tokens)
-            if ci:
-                pattern, value = fold_case(pattern), fold_case(value)
-            if kind == WILD:
-                return wildcard_regex(pattern, False).fullmatch(value) is not None
-        else:
-            if ci:
-                value = fold_case(value)
-                pattern = self._folded
-                if kind == WILD:
-                    return self._regex_folded.fullmatch(value) is not None
-            else:
-                pattern = self.literal
-                if kind == WILD:
-                    return self._regex.fullmatch(value) is not None
-        if kind == EQ:
-            return value == pattern
-        if kind == STARTS:
-            return value.startswith(pattern)
-        return value.endswith(pattern)
-
-    def is_prefix_match(self, value: str, tokens: Mapping[str, str | None]) -> bool:
-        kind = self.kind
-        if kind == ENDS:
-            return True
-        ci = self.case_insensitive_for(value)
-        pattern = self._pattern(tokens)
-        if ci:
-            pattern, value = fold_case(pattern), fold_case(value)
-        if kind == WILD:
-            return wildcard_prefix_match(value, split_wildcard_tokens(pattern))
-        return pattern.startswith(value)
-
-
-def build_value_matcher(policy_value: str, opts: MatcherOptions) -> ValueMatcher:
-    """RangerAbstractResourceMatcher.getMatcher: pick equals / startsWith / endsWith / wildcard."""
-    start_idx = end_idx = -1
-    need_wildcard = False
-    if opts.wildcard:
-        for i, c in enumerate(policy_value):
-            if c == "?":
-                need_wildcard = True
-                break
-            if c == "*":
-                if end_idx == -1 or end_idx == i - 1:
-                    end_idx = i
-                    if start_idx == -1:
-                        start_idx = i
-                else:
-                    need_wildcard = True
-                    break
-    if need_wildcard:
-        return ValueMatcher(WILD, policy_value, opts)
-    if start_idx == -1:
-        return ValueMatcher(EQ, policy_value, opts)
-    if start_idx == 0:
-        return ValueMatcher(ENDS, policy_value[end_idx + 1:], opts)
-    if end_idx != len(policy_value) - 1:
-        return ValueMatcher(WILD, policy_value, opts)
-    return ValueMatcher(STARTS, policy_value[:start_idx], opts)
 
 
 class ResourceElementMatcher:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from tarn_am.autoscale import AutoscaleConfig, FleetObservation, InstanceTelemetry, QueueTimePolicy, ScalingDecision
-from tarn_am.seeds_policy import SeedsPolicy
+from ..autoscale import AutoscaleConfig, FleetObservation, InstanceTelemetry, QueueTimePolicy, ScalingDecision
+from .seeds_policy import SeedsPolicy
 
 _EPS = 1e-9
 

@@ -1,4 +1,5 @@
-"""Wiring tarn-am: adapters, the view, the control loop, the REST API, the published address."""
+"""tarn-am at run time: wires the adapters, the view, the control loop and the REST API,
+publishes the address and the deployment record, and runs them until a signal or a failure."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ import uvicorn
 from tarn_shared import events as ev
 from tarn_shared.errors import ConfigError, TarnError
 
-from .app import Runtime, create_app
+from .app import ApiContext, create_app
 from .authz import AuthzClient
 from .bus import RedisBus
 from .controller import Controller
@@ -100,12 +101,12 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
     controller = Controller(settings, yarn, bus, view)
     await controller.take_over()
     authz = AuthzClient(settings.authz_url, settings.authz_timeout_s, settings.read_secret())
-    runtime = Runtime(controller=controller, authz=authz)
-    app = create_app(settings, runtime)
+    context = ApiContext(controller=controller, authz=authz)
+    app = create_app(settings, context)
 
     sock = bind_socket(settings)
     address = advertised_address(settings, sock)
-    runtime.address = address
+    context.address = address
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ events, calls ``decide``, and hands the returned actions to the adapters. Everyt
 decision remembers between rounds (restart backoff, crash loops, drains in progress,
 completions already handled) lives in the returned ``FleetState``.
 
-Placement: one skein service per eligible node ("slot", see spec.py), each with at most
+Placement: one skein service per eligible node ("slot", see cli/spec.py), each with at most
 one container, so "at most one Triton container per node" holds by construction and
 an instance that cannot be placed is reported as blocked by anti-affinity.
 """
@@ -17,45 +17,14 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 from tarn_shared.events import InstanceState
 from tarn_shared.membership import Member
 
-ACTIVE_STATES = frozenset({"waiting", "requested", "running"})
-FINISHED_STATES = frozenset({"succeeded", "failed", "killed"})
+from .containers import (FINISHED_STATES, Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain,
+                         Slot, StartContainer)
 
 
 # ---------------------------------------------------------------- inputs
 
 @dataclass(frozen=True)
-class Slot:
-    """One per-node skein service: at most one Triton container on ``host``."""
-
-    service: str
-    host: str
-
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    """A skein container as ``get_containers`` reports it (all states)."""
-
-    skein_id: str  # "<service>_<instance>": what kill_container takes
-    service: str
-    state: str  # lower-case skein ContainerState
-    yarn_container_id: str = ""  # empty while only requested
-    host: str = ""
-    started_at: Optional[float] = None
-    finished_at: Optional[float] = None
-    exit_message: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def instance_id(self) -> str:
-        """Node-agents name their instance by YARN's container id; skein's before allocation."""
-        return self.yarn_container_id or self.skein_id
-
-
-@dataclass(frozen=True)
-class Policy:
+class ReconcileTimings:
     """Timing knobs of the reconcile decision (seconds)."""
 
     restart_backoff_initial_s: float = 2.0
@@ -106,76 +75,35 @@ def takeover_state(containers: Sequence[ObservedContainer]) -> FleetState:
     return FleetState(handled=frozenset(c.skein_id for c in containers if c.state in FINISHED_STATES))
 
 
-# ---------------------------------------------------------------- outputs
-
-@dataclass(frozen=True)
-class StartContainer:
-    service: str
-    host: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class SendDrain:
-    skein_id: str
-    instance_id: str
-    command_id: str
-    timeout_s: float
-    first: bool
-
-
-@dataclass(frozen=True)
-class ReleaseContainer:
-    skein_id: str
-    instance_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ContainerLost:
-    """A container ended (or was given up on) without being asked to: announce it."""
-
-    skein_id: str
-    instance_id: str
-    service: str
-    host: str
-    exit_message: str
-    failures_in_window: int
-    crash_looping: bool
-
-
 @dataclass(frozen=True)
 class Blocked:
     count: int
     reason: str
 
 
-Action = object  # StartContainer | SendDrain | ReleaseContainer | ContainerLost | Blocked
-
-
 # ---------------------------------------------------------------- restart policy
 
-def restart_delay_s(failures_in_window: int, policy: Policy) -> float:
+def restart_delay_s(failures_in_window: int, timings: ReconcileTimings) -> float:
     """Exponential backoff: 0 before the first failure, then initial, 2x, 4x ... capped."""
     if failures_in_window <= 0:
         return 0.0
-    return min(policy.restart_backoff_max_s, policy.restart_backoff_initial_s * 2 ** (failures_in_window - 1))
+    return min(timings.restart_backoff_max_s, timings.restart_backoff_initial_s * 2 ** (failures_in_window - 1))
 
 
-def recent_failures(times: Sequence[float], now: float, policy: Policy) -> Tuple[float, ...]:
-    return tuple(t for t in times if now - t < policy.crash_loop_window_s)
+def recent_failures(times: Sequence[float], now: float, timings: ReconcileTimings) -> Tuple[float, ...]:
+    return tuple(t for t in times if now - t < timings.crash_loop_window_s)
 
 
-def is_crash_looping(times: Sequence[float], now: float, policy: Policy) -> bool:
-    return len(recent_failures(times, now, policy)) >= policy.crash_loop_failures
+def is_crash_looping(times: Sequence[float], now: float, timings: ReconcileTimings) -> bool:
+    return len(recent_failures(times, now, timings)) >= timings.crash_loop_failures
 
 
-def record_failure(state: FleetState, service: str, now: float, policy: Policy) -> FleetState:
-    times = recent_failures(state.failures.get(service, ()), now, policy) + (now,)
+def record_failure(state: FleetState, service: str, now: float, timings: ReconcileTimings) -> FleetState:
+    times = recent_failures(state.failures.get(service, ()), now, timings) + (now,)
     failures = dict(state.failures)
     failures[service] = times
     next_start = dict(state.next_start_at)
-    next_start[service] = now + restart_delay_s(len(times), policy)
+    next_start[service] = now + restart_delay_s(len(times), timings)
     return replace(state, failures=failures, next_start_at=next_start)
 
 
@@ -197,12 +125,9 @@ def decide(
     observed: Observation,
     now: float,
     state: FleetState,
-    policy: Policy = Policy(),
+    timings: ReconcileTimings = ReconcileTimings(),
 ) -> Tuple[Decision, FleetState]:
     actions: List[Action] = []
-    by_service: Dict[str, List[ObservedContainer]] = {}
-    for container in observed.containers:
-        by_service.setdefault(container.service, []).append(container)
 
     # 1. Completions: each finished container is accounted for once.
     for container in observed.containers:
@@ -212,19 +137,19 @@ def decide(
                         drains=_without(state.drains, container.skein_id))
         if container.skein_id in state.released:
             continue
-        state = record_failure(state, container.service, now, policy)
-        actions.append(_lost(container, container.exit_message or container.state, state, now, policy))
+        state = record_failure(state, container.service, now, timings)
+        actions.append(_lost(container, container.exit_message or container.state, state, now, timings))
 
     # 2. Containers YARN still runs that we no longer trust: never ready in time, or silent.
     for container in observed.containers:
         if container.state != "running" or container.skein_id in state.drains or container.skein_id in state.released:
             continue
-        why = _distrust(container, observed, now, policy)
+        why = _distrust(container, observed, now, timings)
         if why:
             state = replace(state, released=state.released | {container.skein_id})
-            state = record_failure(state, container.service, now, policy)
+            state = record_failure(state, container.service, now, timings)
             actions.append(ReleaseContainer(container.skein_id, container.instance_id, why))
-            actions.append(_lost(container, why, state, now, policy))
+            actions.append(_lost(container, why, state, now, timings))
 
     # 3. Drains in progress: re-send until acked, release once stopped or timed out.
     active = {c.skein_id: c for c in observed.containers if c.active and c.skein_id not in state.released}
@@ -235,16 +160,16 @@ def decide(
             continue
         member = observed.members.get(drain.instance_id)
         stopped = member is not None and member.state is InstanceState.STOPPED
-        overdue = now - drain.started_at >= policy.drain_timeout_s + policy.drain_grace_s
+        overdue = now - drain.started_at >= timings.drain_timeout_s + timings.drain_grace_s
         if stopped or overdue:
             state = replace(state, drains=_without(state.drains, skein_id), released=state.released | {skein_id})
             actions.append(ReleaseContainer(skein_id, drain.instance_id,
                                             "drained" if stopped else "drain timed out"))
-        elif drain.command_id not in observed.acked_commands and now - drain.last_sent_at >= policy.command_resend_s:
+        elif drain.command_id not in observed.acked_commands and now - drain.last_sent_at >= timings.command_resend_s:
             drains = dict(state.drains)
             drains[skein_id] = replace(drain, last_sent_at=now)
             state = replace(state, drains=drains)
-            actions.append(SendDrain(skein_id, drain.instance_id, drain.command_id, policy.drain_timeout_s, False))
+            actions.append(SendDrain(skein_id, drain.instance_id, drain.command_id, timings.drain_timeout_s, False))
 
     # 4. Count what serves (or will serve) and move it toward ``desired``.
     serving = [c for c in observed.containers
@@ -253,7 +178,7 @@ def decide(
     serving = [c for c in serving if c.skein_id not in released_now]
     occupied = {c.service for c in observed.containers if c.active and c.skein_id not in released_now}
     looping = tuple(sorted(s.service for s in slots
-                           if is_crash_looping(state.failures.get(s.service, ()), now, policy)))
+                           if is_crash_looping(state.failures.get(s.service, ()), now, timings)))
     blocked: Optional[Blocked] = None
 
     if len(serving) < desired:
@@ -262,7 +187,7 @@ def decide(
         startable = [s for s in free if s.service not in looping
                      and state.next_start_at.get(s.service, 0.0) <= now]
         # Prefer nodes with the fewest recent failures, then a stable order.
-        startable.sort(key=lambda s: (len(recent_failures(state.failures.get(s.service, ()), now, policy)), s.host))
+        startable.sort(key=lambda s: (len(recent_failures(state.failures.get(s.service, ()), now, timings)), s.host))
         for slot in startable[:missing]:
             replacing = bool(state.failures.get(slot.service))
             actions.append(StartContainer(slot.service, slot.host,
@@ -285,7 +210,7 @@ def decide(
             drains = dict(state.drains)
             drains[victim.skein_id] = Drain(victim.skein_id, victim.instance_id, command_id, now, now, "scale down")
             state = replace(state, drains=drains)
-            actions.append(SendDrain(victim.skein_id, victim.instance_id, command_id, policy.drain_timeout_s, True))
+            actions.append(SendDrain(victim.skein_id, victim.instance_id, command_id, timings.drain_timeout_s, True))
 
     # Bound the memory of handled/released ids to containers skein still reports.
     known = {c.skein_id for c in observed.containers}
@@ -293,23 +218,24 @@ def decide(
     return Decision(tuple(actions), blocked, looping), state
 
 
-def _lost(container: ObservedContainer, why: str, state: FleetState, now: float, policy: Policy) -> ContainerLost:
+def _lost(container: ObservedContainer, why: str, state: FleetState, now: float,
+          timings: ReconcileTimings) -> ContainerLost:
     times = state.failures.get(container.service, ())
     return ContainerLost(container.skein_id, container.instance_id, container.service, container.host, why,
-                         len(recent_failures(times, now, policy)), is_crash_looping(times, now, policy))
+                         len(recent_failures(times, now, timings)), is_crash_looping(times, now, timings))
 
 
-def _distrust(container: ObservedContainer, observed: Observation, now: float, policy: Policy) -> str:
+def _distrust(container: ObservedContainer, observed: Observation, now: float, timings: ReconcileTimings) -> str:
     member = observed.members.get(container.instance_id)
     if member is not None and member.state is InstanceState.STOPPED:
         return "instance stopped while its container runs"
     started = container.started_at if container.started_at is not None else now
     ever_ready = member is not None and member.state is not InstanceState.REQUESTED and \
         member.state is not InstanceState.STARTING
-    if not ever_ready and now - started > policy.start_timeout_s:
-        return f"not ready {policy.start_timeout_s:.0f} s after start"
+    if not ever_ready and now - started > timings.start_timeout_s:
+        return f"not ready {timings.start_timeout_s:.0f} s after start"
     beat = observed.last_heartbeat.get(container.instance_id)
-    if ever_ready and beat is not None and now - beat > policy.heartbeat_timeout_s:
+    if ever_ready and beat is not None and now - beat > timings.heartbeat_timeout_s:
         return f"no heartbeat for {now - beat:.0f} s"
     return ""
 

@@ -1,25 +1,39 @@
 """authz's Prometheus metrics, on a registry of the app's own.
 
 Counters and the latency histogram are updated on the request path; what describes the
-loaded policies (versions, counts, loaded or not) is read from the service states on every
-scrape by `PolicyCollector`, so it can never be stale."""
+loaded policies (versions, counts, loaded or not) is read on every scrape by
+`PolicyCollector` from a callable handing it the served states, so it can never be stale."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable
+from typing import Callable, Dict, Iterable, Mapping, Optional, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .registry import ServiceState
+from .sources import PolicyBundle
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+class LoadedPolicies(Protocol):
+    """What the collector reads of one served Ranger service."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def policy_count(self) -> int: ...
+
+    @property
+    def bundle(self) -> Optional[PolicyBundle]: ...
+
+
 class PolicyCollector(Collector):
-    def __init__(self) -> None:
-        self.states: Dict[str, "ServiceState"] = {}
+    """The loaded policies of every served service, by service name, read on every scrape."""
+
+    def __init__(self, services: Callable[[], Mapping[str, LoadedPolicies]]) -> None:
+        self._services = services
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         loaded = GaugeMetricFamily("tarn_authz_policies_loaded", "1 when the service has policies loaded, "
@@ -29,9 +43,9 @@ class PolicyCollector(Collector):
         versions = {kind: GaugeMetricFamily(f"tarn_authz_{kind}_version", f"Loaded Ranger {kind} version "
                                             f"(-1: none)", labels=["service", "origin"])
                     for kind in ("policy", "role", "user_store")}
-        for name, state in list(self.states.items()):
+        for name, state in list(self._services().items()):
             loaded.add_metric([name], 1.0 if state.loaded else 0.0)
-            count.add_metric([name], float(state.engine.policy_count if state.engine else 0))
+            count.add_metric([name], float(state.policy_count))
             bundle = state.bundle
             if bundle is not None:
                 versions["policy"].add_metric([name, bundle.origin], float(bundle.policy_version))
@@ -57,15 +71,7 @@ class AuthzMetrics:
                                       "Failed reads of the deployment records", registry=self.registry)
         self.audit_events = Counter("tarn_authz_audit_events_total", "Audit events by destination and outcome",
                                     ["destination", "outcome"], registry=self.registry)
-        self.policies = PolicyCollector()
-        self.registry.register(self.policies)
         self._decision_children: Dict[tuple, object] = {}
-
-    def watch(self, state: "ServiceState") -> None:
-        self.policies.states[state.name] = state
-
-    def unwatch(self, state: "ServiceState") -> None:
-        self.policies.states.pop(state.name, None)
 
     def decided(self, service: str, allowed: bool, seconds: float) -> None:
         key = (service, allowed)

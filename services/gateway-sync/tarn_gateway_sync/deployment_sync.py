@@ -1,0 +1,93 @@
+"""One deployment made routable everywhere: its Fleet turned into a routing intent, every
+HAProxy and its ZooKeeper path synced, and, once all of them took a draining instance
+out, that instance announced unrouted (the node-agent waits for it to stop Triton)."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Set
+
+from tarn_shared import events as ev
+from tarn_shared.errors import UnavailableError
+from tarn_shared.membership import Member
+from tarn_shared.streams import StreamPublisher
+
+from .discovery import Discovery
+from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
+from .pending import PendingWork
+from .plan import RoutingIntent
+from .routing import Fleet, due_unrouted
+from .sync_metrics import Clock, ErrorLog, Metrics
+
+log = logging.getLogger(__name__)
+
+
+class UnroutedAnnouncer:
+    """Publishes instance-unrouted once per draining sequence of an instance."""
+
+    def __init__(self, publisher: StreamPublisher, errors: ErrorLog, retry_soon: Callable[[], None]) -> None:
+        self._publisher = publisher
+        self._errors = errors
+        self._retry_soon = retry_soon
+        self._sent: Dict[str, int] = {}  # instance id -> the draining seq announced
+
+    async def announce_due(self, record: ev.DeploymentRecord, fleet: Fleet, scope: Optional[Set[str]]) -> None:
+        for member in due_unrouted(fleet, scope, self._sent).values():
+            await self._announce(record, member)
+
+    async def _announce(self, record: ev.DeploymentRecord, member: Member) -> None:
+        assert member.endpoints is not None
+        name = record.deployment
+        event = ev.InstanceUnrouted(deployment=name, app_id=member.app_id or record.app_id,
+                                    instance_id=member.instance_id, seq=member.seq, endpoints=member.endpoints,
+                                    models=list(member.models))
+        try:
+            await self._publisher.publish(ev.lifecycle_stream(name), event, retry_for_s=2.0)
+        except UnavailableError as exc:
+            self._errors("redis", exc, deployment=name, container_id=member.instance_id)
+            self._retry_soon()
+            return
+        self._sent[member.instance_id] = member.seq
+        log.info("instance unrouted", extra={"deployment": name, "container_id": member.instance_id,
+                                             "address": member.endpoints.address})
+
+
+class DeploymentSync:
+    def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
+                 resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
+                 clock: Clock = Clock()) -> None:
+        self._discovery = discovery
+        self._haproxies = list(haproxies)
+        self._zookeeper = zookeeper
+        self._resolver = resolver
+        self._work = work
+        self._announcer = announcer
+        self._metrics = metrics
+        self._clock = clock
+
+    def deployments(self) -> List[str]:
+        return list(self._discovery.records)
+
+    async def sync(self, name: str, scope: Optional[Set[str]]) -> bool:
+        """Make every gateway match the fleet for ``scope`` (None: everything). True when all
+        of them did; then due instance-unrouted events are announced."""
+        record, fleet = self._discovery.records[name], self._discovery.fleets[name]
+        routable, draining, gone_addresses = fleet.routable(), fleet.draining(), fleet.gone()
+        gone = {m.endpoints.address: m for m in fleet.view.members.values()
+                if m.endpoints and m.endpoints.address in gone_addresses}
+        targets = self._resolver.targets
+        intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
+                               gone=await targets(gone), authoritative=fleet.authoritative)
+        ok = True
+        for haproxy in self._haproxies:
+            ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
+        ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
+        self._metrics.routed.labels(name).set(len(routable))
+        self._work.watch_draining(name, set(draining))
+        if not ok:
+            return False
+        now = self._clock.wall()
+        for address, since in self._work.settled(name, scope).items():
+            change = "add" if address in routable else "remove"
+            self._metrics.propagation.labels(change).observe(max(0.0, now - since))
+        await self._announcer.announce_due(record, fleet, scope)
+        return True

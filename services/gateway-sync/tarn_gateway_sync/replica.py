@@ -1,0 +1,83 @@
+"""One gateway-sync replica: its parts wired together, their loops started and stopped,
+and its health. Every replica consumes every deployment's lifecycle into a Fleet
+(discovery); while it leads, the control loop makes HAProxy and ZooKeeper match them."""
+from __future__ import annotations
+
+import asyncio
+from typing import List
+
+from tarn_shared.streams import StreamPublisher, connect
+
+from .deployment_sync import DeploymentSync, UnroutedAnnouncer
+from .discovery import Discovery
+from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
+from .haproxy import RuntimeApi
+from .pending import PendingWork
+from .settings import GatewaySyncSettings
+from .sync_loops import ControlLoop, Election
+from .sync_metrics import Clock, ErrorLog, Metrics
+from .zookeeper import Ensembles, parse_acl
+
+
+class GatewaySync:
+    def __init__(self, settings: GatewaySyncSettings, metrics: Metrics, clock: Clock = Clock()) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        errors = ErrorLog(metrics.errors, clock)
+        self.work = work = PendingWork()
+        self._redis = connect(settings.redis_url)
+        self.ensembles = Ensembles(session_timeout_s=settings.zk_session_timeout_s, auth=settings.zk_auth(),
+                                   sasl_options=settings.zk_sasl_options(), acl=parse_acl(settings.zk_acl),
+                                   on_new_session=lambda e: work.request_reconcile("zk_session"))
+        self.election = Election(self.ensembles, settings, self._on_leadership, errors)
+        self.discovery = Discovery(self._redis, settings.replica_id, settings.deployments, work, errors,
+                                   poll_s=settings.reconcile_interval_s)
+        apis = [RuntimeApi(a, settings.haproxy_timeout_s, settings.haproxy_check) for a in settings.haproxy_sockets]
+        is_leader = lambda: self.election.is_leader  # noqa: E731
+        sync = DeploymentSync(
+            self.discovery, [HaproxyGateway(api, settings, errors, is_leader, clock) for api in apis],
+            ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader), Resolver(errors, clock),
+            work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics, clock)
+        self.control = ControlLoop(sync, work, is_leader, metrics, errors,
+                                   reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
+        self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),
+                                     settings.haproxy_watch_interval_s)
+        self._stop = asyncio.Event()
+        self._tasks: List[asyncio.Task] = []
+        metrics.watch_consumers(lambda: {s: c.stats for s, c in self.discovery.consumers.items()})
+
+    async def start(self) -> None:
+        for name, loop in (("election", self.election.run), ("discovery", self.discovery.run),
+                           ("apply", self.control.run_apply), ("reconcile", self.control.run_reconcile),
+                           ("haproxy-watch", self.restarts.run)):
+            self._tasks.append(asyncio.create_task(loop(self._stop), name=name))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.election.stop()
+        await self.ensembles.stop()
+        await self._redis.aclose()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader
+
+    def health(self) -> dict:
+        return {
+            "role": "leader" if self.is_leader else "standby",
+            "replica": self.settings.replica_id,
+            "last_reconcile": self.control.last_reconcile,
+            "deployments": {name: {"routable": len(f.routable()), "draining": len(f.draining()),
+                                   "authoritative": f.authoritative}
+                            for name, f in sorted(self.discovery.fleets.items())},
+            "zookeeper": self.ensembles.states(),
+            "haproxy": {a: i or "unreachable" for a, i in self.restarts.identity.items()},
+        }
+
+    def _on_leadership(self, elected: bool) -> None:
+        self.metrics.leader.set(1 if elected else 0)
+        if elected:
+            self.work.request_reconcile("elected")

@@ -1,0 +1,85 @@
+"""Before Triton starts: the secrets, the staged model repository and the launch plan. Each
+is read through its adapter (HDFS) and decided by a pure function elsewhere (secrets,
+repository, launch). Every call here blocks: the agent runs ``prepare`` in a worker thread."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional
+
+from tarn_shared.errors import ConfigError
+
+from .hdfs import Hdfs, read_hadoop_conf, webhdfs_urls_from_conf
+from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch
+from .secrets import decode_keystore, map_to_environment, store_password
+from .settings import NodeAgentSettings
+from .staging import StagedRepository, Stager, StagingProgress, use_in_place
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    staged: StagedRepository
+    plan: LaunchPlan
+    secret_names: List[str]  # the values are in plan.env only
+
+
+def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress) -> Prepared:
+    """Raises ConfigError for a setting that cannot work, the agent's own errors (staging,
+    secrets) or UnavailableError for what HDFS refused."""
+    secret_env = read_secrets(settings, environ)
+    staged = stage(settings, environ, progress)
+    plan = plan_for(settings, staged, {**environ, **settings.extra_env(), **secret_env})
+    return Prepared(staged, plan, sorted(secret_env))
+
+
+def hdfs_client(settings: NodeAgentSettings, environ: Mapping[str, str], authority: str) -> Hdfs:
+    url = settings.webhdfs_url or webhdfs_urls_from_conf(read_hadoop_conf(environ.get("HADOOP_CONF_DIR")),
+                                                         authority)
+    if not url:
+        raise ConfigError("webhdfs_url is not set and $HADOOP_CONF_DIR/hdfs-site.xml names no "
+                          "dfs.namenode.http-address")
+    return Hdfs.connect(url, auth=settings.hdfs_auth, user=settings.hdfs_user, authority=authority,
+                        environ=environ, pool_size=settings.staging_parallelism)
+
+
+def read_secrets(settings: NodeAgentSettings, environ: Mapping[str, str]) -> Dict[str, str]:
+    location = settings.secrets_location
+    if location is None:
+        return {}
+    data = hdfs_client(settings, environ, location.authority).read_bytes(location.hdfs_path)
+    mapped = map_to_environment(decode_keystore(data, store_password(environ), location.hdfs_path))
+    log.info("secrets read", extra={"variables": mapped.names, "ignored_aliases": mapped.ignored_aliases})
+    return mapped.values
+
+
+def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress) -> StagedRepository:
+    location = settings.repository
+    if location.local_path is not None:
+        return use_in_place(location.local_path)
+    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir,
+                    parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress)
+    return stager.stage(location.uri, location.hdfs_path)
+
+
+def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[str, str]) -> LaunchPlan:
+    """The launch plan for the staged models; writes the engine arguments it rewrites."""
+    s = settings
+    backends: Dict[str, Optional[str]] = {}
+    engine_args: Dict[str, str] = {}
+    for model in staged.models:
+        config = staged.path / model / "config.pbtxt"
+        backends[model] = model_backend(config.read_text(errors="replace")) if config.is_file() else None
+        engine = staged.path / model / "1" / "model.json"
+        if engine.is_file():
+            engine_args[model] = engine.read_text()
+    options = TritonOptions(
+        executable=s.tritonserver, model_repository=staged.path, bind=s.triton_bind,
+        ports=TritonPorts(http=s.http_port, grpc=s.grpc_port, metrics=s.metrics_port),
+        model_control_mode=s.model_control_mode, load_models=s.load_models, exit_timeout_s=s.exit_timeout_s,
+        extra_args=s.triton_args, tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
+    plan = plan_launch(options, backends, engine_args, env)
+    for path, text in plan.rewrites.items():
+        path.write_text(text)
+    return plan

@@ -1,0 +1,82 @@
+"""What the agent reports on the deployment's telemetry stream while Triton runs: a heartbeat
+(the instance's state) and a telemetry sample (per-model rates, the GPUs, the normalized
+load, computed by telemetry.py). A report Redis refuses is counted, not retried."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+from tarn_shared import events as ev
+from tarn_shared.errors import UnavailableError
+from tarn_shared.streams import StreamPublisher
+
+from .agent_metrics import AgentStatus
+from .errors import TritonError
+from .lifecycle import Lifecycle
+from .nvml import GpuReader
+from .settings import NodeAgentSettings
+from .telemetry import MetricsParseError, Snapshot, model_samples, normalized_load, parse_triton_metrics
+from .triton import TritonApi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Reporter:
+    settings: NodeAgentSettings
+    api: TritonApi
+    gpu: GpuReader
+    publisher: StreamPublisher
+    lifecycle: Lifecycle
+    status: AgentStatus
+
+    async def heartbeats(self) -> None:
+        while True:
+            await self._publish(self.lifecycle.heartbeat())
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def telemetry(self) -> None:
+        previous: Optional[Snapshot] = None
+        try:  # the baseline: requests served before the first interval are not this interval's
+            previous = parse_triton_metrics(await self.api.metrics_text())
+        except (TritonError, MetricsParseError):
+            pass
+        previous_at = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.telemetry_interval_s)
+            now = time.monotonic()
+            interval = max(now - previous_at, 1e-3)
+            triton_up = True
+            models: List[ev.ModelSample] = []
+            try:
+                snapshot = parse_triton_metrics(await self.api.metrics_text())
+                models = model_samples(previous, snapshot, interval)
+                previous, previous_at = snapshot, now
+            except (TritonError, MetricsParseError) as exc:
+                triton_up = False
+                self.status.count_error("triton")
+                log.warning("cannot read Triton's metrics", extra={"error": str(exc)})
+            await self._publish(await self._sample(interval, triton_up, models))
+
+    async def _sample(self, interval_s: float, triton_up: bool,
+                      models: List[ev.ModelSample]) -> ev.TelemetrySample:
+        s = self.settings
+        gpus, gpu_error = await asyncio.to_thread(self.gpu.read)
+        if gpu_error:
+            self.status.count_error("gpu")
+        load = normalized_load(models, gpus, target_queue_time_us=s.target_queue_time_us,
+                               target_pending_requests=s.target_pending_requests,
+                               target_gpu_utilization_pct=s.target_gpu_utilization_pct)
+        self.status.last_load = load
+        return ev.TelemetrySample(deployment=s.deployment, app_id=s.app_id, instance_id=s.container_id,
+                                  interval_s=interval_s, triton_up=triton_up, load=load, models=models,
+                                  gpus=gpus, gpu_error=gpu_error)
+
+    async def _publish(self, event: ev.Event) -> None:
+        try:
+            await self.publisher.publish(ev.telemetry_stream(self.settings.deployment), event, maxlen=ev.TELEMETRY_MAXLEN)
+        except UnavailableError:
+            self.status.count_error("redis")
