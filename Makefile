@@ -50,7 +50,8 @@ demo-down:
 	@deploy/local/demo down
 
 bench: install
-	@for b in bench/*/run; do echo "== $$b"; $$b || exit 1; done
+	@# exit 77: the bench cannot run on this machine (bench/gpu without a GPU): said, and skipped
+	@for b in bench/*/run; do echo "== $$b"; $$b || [ $$? -eq 77 ] || exit 1; done
 
 stack-up: install
 	@deploy/local/stack up

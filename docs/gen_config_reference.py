@@ -16,10 +16,12 @@ import typing
 from pathlib import Path
 from typing import List, Optional, Type
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
+
+from tarn_shared.cli_help import setting_variables
 
 OUT = Path(__file__).resolve().parent / "configuration.md"
 
@@ -57,13 +59,7 @@ def settings_class(path: str) -> Type[BaseSettings]:
 
 
 def variables(cls: Type[BaseSettings], name: str, field: FieldInfo) -> List[str]:
-    alias = field.validation_alias or field.alias
-    if alias is None:
-        return [(cls.model_config.get("env_prefix", "") + name).upper()]
-    if isinstance(alias, str):
-        return [alias.upper()]
-    assert isinstance(alias, AliasChoices)
-    return list(dict.fromkeys(c.upper() for c in alias.choices if isinstance(c, str)))
+    return list(setting_variables(cls, name, field))  # the same names the services' --help shows
 
 
 def type_name(annotation) -> str:
@@ -120,6 +116,7 @@ def render() -> str:
         "the service at start with one line naming each problem and its variable (exit code 2;",
         "tarn-am: 78, which its supervisor does not restart). Secrets (`secret`) are never logged.",
         "Durations carry their unit in the name (`_s` seconds, `_us` microseconds).",
+        "Each service's `--help` prints this list too, with no configuration needed ([cli.md](cli.md)).",
         "",
         "Common to every service (each with its own prefix): `REDIS_URL`, `LOG_LEVEL`, `LOG_JSON`,",
         "`TOKEN` (the API token; unset = no token required) and `ALLOW_QUERY_TOKEN` (accept `?token=`,",

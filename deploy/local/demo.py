@@ -28,6 +28,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from demo_support import (DemoError, DemoState, free_port, haproxy_servers, http_status,  # noqa: E402
                           leftover_processes, parse_hadoop_env, serving, tail, wait_until)
+from demo_prometheus import start_prometheus  # noqa: E402
 
 DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
 MODELS = ROOT / "deploy" / "demo" / "models"
@@ -55,7 +56,7 @@ class Demo:
         self.state = DemoState(self.dir)
         self.instances = instances
         self.step_no = 0
-        self.steps = 8
+        self.steps = 9
 
     # ------------------------------------------------------------------ output
 
@@ -91,6 +92,7 @@ class Demo:
         self._submit(env, authz_url, token)
         self._wait_serving(env, haproxy)
         self._infer(haproxy["url"])
+        self._prometheus(token)
         self.state.data["up_s"] = round(time.monotonic() - began, 1)
         self.state.save()
         self._summary(time.monotonic() - began)
@@ -286,6 +288,14 @@ class Demo:
             client.close()
         self.done(t)
 
+    def _prometheus(self, token: str) -> None:
+        t = self.step("Prometheus scraping tarn-am, the node-agent and Triton, found through tarn-am's "
+                      "service discovery (deploy/prometheus)")
+        started = start_prometheus(self.state, self.state.data["am_address"], token)
+        self.state.data["prometheus_url"] = started["url"]
+        self.state.save()
+        self.done(t, f"{started['url']}, targets up by job: {started['jobs']}")
+
     def _summary(self, total_s: float) -> None:
         d = self.state.data
         address, token = d["am_address"], d["token"]
@@ -295,6 +305,7 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
   dashboard   {address}/dashboard#token={token}&user=alice
   AM API      {address}   (X-TARN-Token: {token})
   YARN        {d['env'].get('YARN_RM_WEBAPP_URL')}/cluster/app/{d['app_id']}
+  prometheus  {d['prometheus_url']}   (scrapes tarn-am, node-agents, Triton; try deployment:tarn_container_load:avg)
   inference   {url}   users alice:{USERS['alice']} (allowed), bob:{USERS['bob']} (denied)
   try         curl -u alice:{USERS['alice']} {url}/v2/models/identity
               .venv/bin/python examples/onnx_resnet50.py --url {url.split('://', 1)[1]} --user alice --password {USERS['alice']}
@@ -341,7 +352,7 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
                       flush=True)
             data.pop("app_id", None)
             self.state.save()
-        for name in ("gateway-sync", "haproxy-authz", "authz"):
+        for name in ("prometheus", "gateway-sync", "haproxy-authz", "authz"):
             if name in self.state.processes:
                 print(f"==> stop {name} (pid {self.state.processes[name]['pid']})", flush=True)
                 self.state.stop(name)
@@ -375,6 +386,8 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
         subprocess.run([str(STACK), "status", "--run-dir", str(self.run_dir)], check=False)
         if data.get("am_address"):
             print(f"application {data.get('app_id')}: dashboard {data['am_address']}/dashboard#token={data['token']}&user=alice")
+        if data.get("prometheus_url"):
+            print(f"prometheus: {data['prometheus_url']}")
         return 0 if ok else 1
 
 

@@ -132,6 +132,8 @@ class Endpoints(BaseModel):
     http_port: int = Field(ge=1, le=65535)
     grpc_port: Optional[int] = Field(None, ge=1, le=65535)
     metrics_port: Optional[int] = Field(None, ge=1, le=65535)
+    # The node-agent's own /healthz and /metrics (picked at start), for Prometheus to discover.
+    agent_port: Optional[int] = Field(None, ge=1, le=65535)
 
     @property
     def address(self) -> str:
@@ -291,6 +293,30 @@ class GpuSample(BaseModel):
     memory_total_bytes: int = Field(ge=0)
 
 
+class MigDeviceSample(BaseModel):
+    """One MIG device of a MIG-enabled GPU: NVML reads its memory, not its utilization."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    gpu_index: int
+    mig_index: int
+    uuid: Optional[str] = None
+    gpu_uuid: Optional[str] = None
+    memory_used_bytes: int = Field(ge=0)
+    memory_total_bytes: int = Field(ge=0)
+
+
+class GpuUnreadable(BaseModel):
+    """An allocated GPU (or MIG device) NVML could not read this interval, and why."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    index: int
+    mig_index: Optional[int] = None
+    uuid: Optional[str] = None
+    error: str
+
+
 class ModelSample(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -303,8 +329,9 @@ class ModelSample(BaseModel):
 
 
 class TelemetrySample(Event):
-    """One interval of an instance's load. ``gpus`` is None when the GPU could not be
-    read (``gpu_error`` says why): unavailable is never reported as zeros."""
+    """One interval of an instance's load. ``gpus`` is None when no allocated GPU could be
+    read (``gpu_error`` says why): unavailable is never reported as zeros. One failing GPU
+    is listed in ``gpus_unreadable`` while the others are still read."""
 
     type: Literal["telemetry.sample"] = "telemetry.sample"
     app_id: str
@@ -315,6 +342,9 @@ class TelemetrySample(Event):
     models: List[ModelSample] = Field(default_factory=list)
     gpus: Optional[List[GpuSample]] = None
     gpu_error: Optional[str] = None
+    # Additive: the allocated MIG devices, and devices that failed while the others were read.
+    mig_devices: Optional[List[MigDeviceSample]] = None
+    gpus_unreadable: Optional[List[GpuUnreadable]] = None
 
 
 # ---------------------------------------------------------------- commands

@@ -13,7 +13,7 @@ import pytest
 
 from tarn_shared import events as ev
 
-from tests.am.conftest import TOKEN, Deployment
+from tests.am.conftest import TARN, TOKEN, Deployment
 from tests.hadoop.cluster import container_processes, kill_container
 from tests.support.polling import wait_for
 
@@ -58,6 +58,25 @@ def test_the_api_requires_the_token_and_accepts_bearer(am_deployment: Deployment
         assert http.get("/healthz").status_code == 200
 
 
+def test_tarn_status_prints_only_its_own_lines_and_json_and_watch_serve_scripts(am_deployment: Deployment):
+    d = am_deployment
+    status = d.tarn("status", "--name", d.name)
+    # Hadoop's client lines (NativeCodeLoader, ResourceUtils...) go to the command's log, not here.
+    assert status.stderr == "" and status.stdout.endswith("\n") and status.stdout.startswith(f"{d.name} {d.app_id}")
+    document = json.loads(d.tarn("status", "--name", d.name, "--json").stdout)
+    assert (document["app_id"], document["am_address"], document["deployment"]) == (d.app_id, d.address, d.name)
+    absent = d.tarn("status", "--name", "no-such-deployment", check=False)
+    assert absent.returncode == 1 and absent.stderr == (
+        "tarn status: no running application named tarn-no-such-deployment; give --app-id\n")
+    watching = subprocess.Popen([TARN, "status", "--name", d.name, "--watch", "--json", "--interval", "0.5"],
+                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frames = [watching.stdout.readline(), watching.stdout.readline()]
+    watching.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = watching.communicate(timeout=60)
+    assert watching.returncode == 0 and err == "", err
+    assert [json.loads(f)["app_id"] for f in frames] == [d.app_id, d.app_id]
+
+
 def test_metrics_carry_the_seed_names_and_pass_promtool(am_deployment: Deployment):
     wait_for(lambda: instances_json(am_deployment)[0]["load"] is not None, 30, "telemetry from the agent",
              ignore=NOT_YET)
@@ -87,9 +106,15 @@ def test_the_dashboard_in_chromium_shows_the_instances(am_deployment: Deployment
             page.wait_for_selector(f"#instances tbody tr[data-instance='{expected}']", timeout=20_000)
             assert page.inner_text("#desired") == "1"
             assert "identity" in page.inner_text("#models")
-            # It refreshes itself: the token left the address bar, the data keeps coming.
+            # It refreshes itself: the token left the address bar, and completed refreshes keep
+            # counting up (a refresh that fails does not count and shows its error).
             assert "token" not in page.url
-            page.wait_for_function("document.querySelector('#error').textContent === ''", timeout=10_000)
+            page.wait_for_function("Number(document.querySelector('#updated').dataset.refreshes) >= 1",
+                                   timeout=10_000)
+            counted = int(page.get_attribute("#updated", "data-refreshes"))
+            page.wait_for_function(f"Number(document.querySelector('#updated').dataset.refreshes) > {counted}",
+                                   timeout=10_000)
+            assert page.inner_text("#error") == ""
         finally:
             browser.close()
 

@@ -42,6 +42,8 @@ def test_demo_up_serves_alice_and_denies_bob_through_haproxy(demo: DemoDeploymen
     assert "alice: identity([1.0, 2.0, 3.0]) = [1.0, 2.0, 3.0]  (allowed)" in demo.up_output
     assert "HTTP 403 Forbidden" in demo.up_output
     assert f"{demo.state['am_address']}/dashboard#token={demo.token}" in demo.up_output
+    # Prometheus scrapes tarn-am, the node-agent and Triton (its step waited for all three), and the demo says where.
+    assert f"prometheus  {demo.state['prometheus_url']}" in demo.up_output
     client = httpclient.InferenceServerClient(url=demo.haproxy_url.split("://", 1)[1])
     try:
         assert identity_request(client, demo.auth("alice")).tolist() == [0.0, 1.0, 2.0, 3.0]

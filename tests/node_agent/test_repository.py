@@ -1,35 +1,23 @@
-"""Pure repository rules: safe paths, Triton layout, staging plans."""
+"""Pure staging rules: manifests and staging plans (the layout rule is tarn_shared's:
+tests/shared/test_repository_layout.py)."""
 import pytest
 
 from tarn_node_agent.errors import LayoutError, StagingError
-from tarn_node_agent.repository import Manifest, RemoteEntry, check_layout, checked_relative, plan_staging
-
-
-@pytest.mark.parametrize("path", ["../x", "a/../../x", "/abs", "a//b", "a/./b", "a\x00b"])
-def test_listing_paths_that_could_escape_the_staging_dir_are_refused(path):
-    with pytest.raises(StagingError):
-        checked_relative(path)
+from tarn_node_agent.repository import Manifest, RemoteEntry, check_layout, plan_staging
 
 
 def entries(*specs):
     return [RemoteEntry(p.rstrip("/"), p.endswith("/"), 10 if not p.endswith("/") else 0, 1) for p in specs]
 
 
-def test_a_valid_layout_lists_its_models():
-    listing = entries("a/", "a/config.pbtxt", "a/1/", "a/1/model.py", "b/", "b/3/", ".hidden")
-    assert check_layout(listing, "repo") == ["a", "b"]
-
-
-@pytest.mark.parametrize("listing,problem", [
-    (entries("a/", "a/config.pbtxt"), "model 'a' has no numeric version directory"),
-    (entries("a/", "a/v1/", "a/v1/model.py"), "model 'a' has no numeric version directory"),
-    (entries("a/", "a/01/"), "model 'a' has no numeric version directory"),
-    (entries("README.md", "a/", "a/1/"), "'README.md' is a file"),
-    ([], "holds no model directory"),
-])
-def test_a_bad_layout_names_the_problem(listing, problem):
-    with pytest.raises(LayoutError, match=problem):
-        check_layout(listing, "hdfs://nn/repo")
+def test_the_shared_rules_raise_staging_errors_the_agent_catches():
+    # staging.py ignores a manifest naming an unsafe path by catching StagingError.
+    with pytest.raises(StagingError, match="unsafe path"):
+        Manifest.from_json({"source": "s", "directory": "d",
+                            "entries": [{"path": "../x", "dir": False, "size": 1, "mtime_ms": 1}]})
+    with pytest.raises(StagingError):
+        check_layout(entries("a/", "a/config.pbtxt"), "hdfs://nn/repo")
+    assert issubclass(LayoutError, StagingError)
 
 
 def test_an_identical_listing_is_unchanged_and_a_changed_file_alone_is_downloaded():

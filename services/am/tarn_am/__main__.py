@@ -4,15 +4,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import List, Optional
 
+from tarn_shared.cli_help import settings_parser
 from tarn_shared.errors import ConfigError
 from tarn_shared.logs import configure_logging
 
 from .runtime import EXIT_CONFIG, serve
 from .settings import AmSettings
 
+NOTES = """\
+`tarn submit` sets these in the application master's environment; tarn-am runs under
+`python -m tarn_am.supervisor`, which restarts it unless it exits 78 (configuration error)."""
 
-def main() -> int:
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = settings_parser("tarn-am", "TARN's application master: keeps a Triton fleet on YARN at its "
+                                        "target and scales it with load.", AmSettings, NOTES)
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or an argument it does not take: restarting cannot fix that
+        return 0 if exc.code == 0 else EXIT_CONFIG
     try:
         settings = AmSettings.load()
     except ConfigError as exc:

@@ -19,10 +19,15 @@ from tarn_shared.auth import token_dependency
 from tarn_shared.errors import UnavailableError
 
 from .authz import AuthzClient
+from .container_facts import container_facts
 from .controller import Controller, TargetError
 from .fleet_metrics import FleetCollector
+from .history import History
+from .history_api import history_router, mount_static
+from .prometheus_sd import prometheus_router
 from .render import InstanceView, instance_views, instances_text, wants_json
-from .settings import AmSettings
+from .settings import TELEMETRY_INTERVAL_S, AmSettings
+from .slot_views import SlotView
 
 USER_HEADER = "X-TARN-User"
 # Who is asking: set by the gateway in front (Knox) or the dashboard; authz decides on it.
@@ -37,6 +42,7 @@ class ApiContext:
     authz: AuthzClient
     started_at: float = field(default_factory=time.time)
     address: Optional[str] = None
+    history: Optional[History] = None  # runtime.py's (history_keeper.py); None: no charts yet
 
 
 class Action(str, Enum):
@@ -106,6 +112,7 @@ class FleetStateView(BaseModel):
     decisions: List[DecisionView]
     policy_reason: Optional[str] = None
     user: Optional[str] = None
+    slots: List[SlotView] = []  # one per eligible node, with its last failure and why
 
 
 def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
@@ -116,10 +123,13 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     controller = context.controller
     registry = CollectorRegistry()
     registry.register(FleetCollector(controller))
+    # YARN sets the container's user in its environment: the logs links name it.
+    logs_user = os.environ.get("USER") or os.environ.get("LOGNAME")
 
     def rows(allowed_model=None) -> List[InstanceView]:
         return instance_views(controller.view.containers, controller.view.membership.members,
-                              controller.view.telemetry, controller.draining(), allowed_model)
+                              controller.view.telemetry, controller.draining(), allowed_model,
+                              container_facts(controller.view.containers, time.time(), logs_user))
 
     async def permitted(models: List[str], action: str, user: Optional[str]) -> Dict[str, bool]:
         try:
@@ -221,10 +231,16 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             decisions=[DecisionView(**d.__dict__) for d in reversed(controller.view.decisions)][:50],
             policy_reason=controller.view.policy_reason,
             user=x_tarn_user,
+            slots=controller.slot_views(time.time()),
         )
 
     @app.get("/dashboard", response_class=HTMLResponse)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(resources.files("tarn_am").joinpath("dashboard.html").read_text())
 
+    app.include_router(prometheus_router(settings.deployment, lambda: controller.view.membership.members,
+                                         lambda: context.address, read_token))
+    app.include_router(history_router(lambda: context.history or History(1, TELEMETRY_INTERVAL_S), read_token,
+                                      lambda names, user: permitted(names, "list", user)))
+    mount_static(app)
     return app

@@ -58,6 +58,17 @@ class RedisBus:
         app_id, _, count = as_text(raw).partition(" ")
         return int(count) if app_id == self.app_id and count.isdigit() else None
 
+    # -- the dashboard's history (history.py), so a restarted tarn-am keeps its charts
+    def _history_key(self) -> str:
+        return f"tarn:{self.deployment}:history"
+
+    async def put_history(self, text: str, ttl_s: int) -> None:
+        await self.client.set(self._history_key(), text, ex=ttl_s)
+
+    async def get_history(self) -> Optional[str]:
+        raw = await self.client.get(self._history_key())
+        return as_text(raw) if raw else None
+
     # -- consuming -------------------------------------------------------------------
     async def bootstrap(self, view: FleetView, now: Callable[[], float] = time.time) -> int:
         """Rebuild the membership from the whole lifecycle stream (a restarted tarn-am knows

@@ -29,6 +29,7 @@ class ObservedContainer:
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
     exit_message: str = ""
+    node_http_address: str = ""  # the NodeManager's web address (host:port), for the logs link
 
     @property
     def active(self) -> bool:

@@ -23,6 +23,7 @@ from .bus import RedisBus
 from .containers import Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain, Slot, StartContainer
 from .fleet_load import observation
 from .settings import AmSettings
+from .slot_views import SlotInputs, SlotView, slot_views
 from .view import FleetView, TargetChange
 from .yarn import KV_DESIRED, YarnAdapter
 
@@ -249,3 +250,10 @@ class Controller:
 
     def container_for(self, instance_id: str) -> Optional[ObservedContainer]:
         return self.view.container_for(instance_id)
+
+    def slot_views(self, now: float) -> List[SlotView]:
+        decision = self.decision
+        inputs = SlotInputs(self.slots, self.view.containers, self.view.membership.members,
+                            decision.crash_looping if decision else (), bool(decision and decision.blocked),
+                            self.state.next_start_at)
+        return slot_views(inputs, self.view.failures, now)

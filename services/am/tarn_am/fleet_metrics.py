@@ -90,8 +90,9 @@ class FleetCollector(Collector):
             phase.add_metric([name], seconds)
         yield phase
         errors = CounterMetricFamily("tarn_am_loop_phase_errors", "Control loop phases that failed", labels=["phase"])
-        for name, count in sorted(c.stats.phase_errors.items()):
-            errors.add_metric([name], count)
+        # Zero for every phase that ran, so rate() and increase() see the first error too.
+        for name in sorted(set(c.stats.phase_seconds) | set(c.stats.phase_errors)):
+            errors.add_metric([name], c.stats.phase_errors.get(name, 0))
         yield errors
 
     def _host_of(self, instance_id: str) -> str:

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from tarn_shared.events import InstanceState
 from tarn_shared.membership import Member
 
+from .container_facts import ContainerFacts
 from .containers import ObservedContainer
 from .view import Telemetry
 
@@ -34,11 +35,16 @@ class InstanceView(BaseModel):
     load: Optional[float] = None
     gpus: Optional[List[GpuView]] = None
     gpu_error: Optional[str] = None
+    started_at: Optional[float] = None  # the container's start (skein), epoch seconds
+    uptime_s: Optional[float] = None
+    restarts: Optional[int] = None  # failed containers of the same node's slot before this one
+    logs_url: Optional[str] = None  # the container's logs on its NodeManager
 
 
 def instance_views(containers: Sequence[ObservedContainer], members: Mapping[str, Member],
                    telemetry: Mapping[str, Telemetry], draining: frozenset,
-                   allowed_model: Optional[callable] = None) -> List[InstanceView]:
+                   allowed_model: Optional[callable] = None,
+                   facts: Mapping[str, ContainerFacts] = {}) -> List[InstanceView]:
     """One row per active container (with what its agent said), plus agent-known instances
     that skein does not list (yet); stopped ones are left out."""
     rows: Dict[str, InstanceView] = {}
@@ -47,7 +53,8 @@ def instance_views(containers: Sequence[ObservedContainer], members: Mapping[str
             continue
         member = members.get(container.instance_id)
         rows[container.instance_id] = _row(container.instance_id, container, member,
-                                           telemetry.get(container.instance_id), draining, allowed_model)
+                                           telemetry.get(container.instance_id), draining, allowed_model,
+                                           facts.get(container.instance_id))
     for instance_id, member in members.items():
         if instance_id in rows or member.state is InstanceState.STOPPED:
             continue
@@ -56,7 +63,8 @@ def instance_views(containers: Sequence[ObservedContainer], members: Mapping[str
 
 
 def _row(instance_id: str, container: Optional[ObservedContainer], member: Optional[Member],
-         telemetry: Optional[Telemetry], draining: frozenset, allowed_model) -> InstanceView:
+         telemetry: Optional[Telemetry], draining: frozenset, allowed_model,
+         facts: Optional[ContainerFacts] = None) -> InstanceView:
     endpoints = member.endpoints if member else None
     sample = telemetry.sample if telemetry else None
     models = list(member.models) if member else []
@@ -81,6 +89,10 @@ def _row(instance_id: str, container: Optional[ObservedContainer], member: Optio
                       memory_total_bytes=g.memory_total_bytes) for g in sample.gpus]
         if sample and sample.gpus is not None else None,
         gpu_error=sample.gpu_error if sample else None,
+        started_at=facts.started_at if facts else None,
+        uptime_s=facts.uptime_s if facts else None,
+        restarts=facts.restarts if facts else None,
+        logs_url=facts.logs_url if facts else None,
     )
 
 

@@ -19,6 +19,7 @@ from .app import ApiContext, create_app
 from .authz import AuthzClient
 from .bus import RedisBus
 from .controller import Controller
+from .history_keeper import keep_history, restore, take_point
 from .settings import AmSettings
 from .view import FleetView
 from .yarn import KV_AM_ADDRESS, YarnAdapter
@@ -98,10 +99,11 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
     except Exception as exc:  # Redis down: the consumer groups catch up when it is back
         replayed = 0
         log.warning("could not replay the lifecycle stream", extra={"error": repr(exc)})
+    history = await restore(bus, settings, view, time.time())  # before take_over: its decision comes last
     controller = Controller(settings, yarn, bus, view)
     await controller.take_over()
     authz = AuthzClient(settings.authz_url, settings.authz_timeout_s, settings.read_secret())
-    context = ApiContext(controller=controller, authz=authz)
+    context = ApiContext(controller=controller, authz=authz, history=history)
     app = create_app(settings, context)
 
     sock = bind_socket(settings)
@@ -119,6 +121,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
         asyncio.create_task(bus.run_consumers(stop), name="consumers"),
         asyncio.create_task(controller.run(stop), name="control-loop"),
         asyncio.create_task(keep_record(bus, deployment_record(settings, app_id, address), stop), name="record"),
+        asyncio.create_task(keep_history(lambda now: take_point(controller, history, now), history, bus, settings,
+                                         stop), name="history"),
     ]
     await publish_address(yarn, bus, settings, address)
     log.info("tarn-am serving", extra={"app_id": app_id, "address": address, "replayed_entries": replayed,

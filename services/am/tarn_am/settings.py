@@ -59,6 +59,9 @@ class AmSettings(TarnSettings):
     restart_backoff_max_s: float = Field(60.0, ge=0, description="ceiling of the restart backoff")
     crash_loop_failures: int = Field(5, ge=1, description="failures within the window that pause a node")
     crash_loop_window_s: float = Field(300.0, gt=0, description="window of the crash-loop detection")
+    history_window_s: float = Field(3600.0, ge=60, le=86400,
+                                    description="span of the dashboard's charts, one point per telemetry interval")
+    history_persist_s: float = Field(30.0, ge=1, description="how often the charts' history is stored in Redis")
 
     @field_validator("slots")
     @classmethod

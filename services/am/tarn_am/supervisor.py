@@ -106,6 +106,10 @@ def run(command: Sequence[str], policy: SupervisorPolicy = SupervisorPolicy()) -
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):
+        print(f"usage: python -m tarn_am.supervisor [COMMAND...]  (default: {sys.executable} -m tarn_am)\n\n"
+              f"{__doc__.strip()}\n\ntarn-am's settings: tarn-am --help")
+        return 0
     command = argv or [sys.executable, "-m", "tarn_am"]
     return run(command)
 

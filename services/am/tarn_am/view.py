@@ -15,6 +15,7 @@ from tarn_shared import events as ev
 from tarn_shared.membership import Member, MembershipView, apply_event, apply_member, forget_stopped, stream_id_key
 
 from .containers import ObservedContainer
+from .slot_views import FailureNotes
 
 RECENT_EVENTS = 200
 RECENT_DECISIONS = 100
@@ -59,6 +60,7 @@ class FleetView:
     version: int = 0  # bumps whenever membership changes: a snapshot is due
     policy_reason: Optional[str] = None  # the autoscaling policy's latest word, even when it holds
     containers: Tuple[ObservedContainer, ...] = ()  # as skein reported them in the last round
+    failures: FailureNotes = field(default_factory=FailureNotes)  # each slot's last failure and why
 
     @property
     def members(self) -> Dict[str, Member]:
@@ -72,11 +74,13 @@ class FleetView:
             self.membership = forget_stopped(apply_event(self.membership, event, entry_id))
             if self.membership is not before:
                 self.version += 1
+                self.failures.apply(event)  # a stale stop is no news of why it stopped
                 self.recent.append(RecentEvent(event.ts, event.type, event.instance_id,
                                                _describe_instance(event)))
             if isinstance(event, ev.InstanceReady):
                 self.heartbeats[event.instance_id] = now
         elif isinstance(event, (ev.ContainerRunning, ev.ContainerCompleted, ev.ContainerFailed)):
+            self.failures.apply(event)
             self.recent.append(RecentEvent(event.ts, event.type, event.container_id, _describe_container(event)))
         elif isinstance(event, ev.ContainerRequested):
             self.recent.append(RecentEvent(event.ts, event.type, event.service,

@@ -50,6 +50,7 @@ def to_observed(container: "skein.model.Container") -> ObservedContainer:
         started_at=_epoch(container.start_time),
         finished_at=_epoch(container.finish_time),
         exit_message=(container.exit_message or "").strip()[:2000],
+        node_http_address=container.yarn_node_http_address or "",
     )
 
 

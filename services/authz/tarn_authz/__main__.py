@@ -4,12 +4,12 @@ The seeds' flags --ranger-service/-rs, --ranger-app-id/-ra and --ranger-audit/-r
 override TARN_AUTHZ_RANGER_* and RANGER_SERVICE / RANGER_APP_ID / RANGER_AUDIT."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
 import uvicorn
 
+from tarn_shared.cli_help import settings_parser
 from tarn_shared.errors import ConfigError
 from tarn_shared.logs import configure_logging
 
@@ -18,7 +18,8 @@ from .settings import AuthzSettings
 
 
 def parse_flags(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(prog="tarn-authz", description="Ranger policy decision point for Triton models")
+    parser = settings_parser("tarn-authz", "Ranger policy decision point for Triton models.", AuthzSettings,
+                             "A flag beats the environment; a TARN_AUTHZ_ variable beats the seeds' one.")
     parser.add_argument("--ranger-service", "-rs", dest="ranger_service", help="Ranger service instance")
     parser.add_argument("--ranger-app-id", "-ra", dest="ranger_app_id", help="Ranger application id (default tarn)")
     parser.add_argument("--ranger-audit", "-raudit", dest="ranger_audit", action="store_true", default=None,

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import sys
+from typing import List, Optional
 
 import uvicorn
 
+from tarn_shared.cli_help import settings_parser
 from tarn_shared.errors import ConfigError
 from tarn_shared.logs import configure_logging
 
@@ -12,7 +14,9 @@ from .app import create_app
 from .settings import GatewaySyncSettings
 
 
-def main() -> int:
+def main(argv: Optional[List[str]] = None) -> int:
+    settings_parser("tarn-gateway-sync", "Keeps HAProxy and ZooKeeper (which Knox discovers) equal to the live "
+                                         "Triton instances of every deployment.", GatewaySyncSettings).parse_args(argv)
     try:
         settings = GatewaySyncSettings.load()
     except ConfigError as exc:

@@ -66,7 +66,7 @@ class NodeAgent:
             loop.add_signal_handler(signum, shutdown.on_terminate)
         try:
             try:
-                prepared = await asyncio.to_thread(prepare, s, self.environ, self.status.staging)
+                prepared = await asyncio.to_thread(prepare, s, self.environ, self.status.staging, self.gpu)
             except ConfigError as exc:
                 return await shutdown.failed_before_start(f"configuration: {exc}", EXIT_CONFIG)
             except (StagingError, SecretsError, UnavailableError, TarnError) as exc:
@@ -110,6 +110,8 @@ class NodeAgent:
         if task.done():
             task.result()
         self.agent_port = server.servers[0].sockets[0].getsockname()[1]
+        # Announced with the instance so Prometheus finds the agent's /metrics through the AM.
+        self.lifecycle.endpoints = self.lifecycle.endpoints.model_copy(update={"agent_port": self.agent_port})
         log.info("agent endpoint listening", extra={"port": self.agent_port})
         return server, task
 

@@ -9,6 +9,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from tarn_shared import events as ev
 
+from .gpu_devices import GpuReading
 from .nvml import GpuReader
 from .staging import StagingProgress
 
@@ -73,24 +74,44 @@ class AgentCollector(Collector):
 
 
 class GpuCollector(Collector):
-    """GPU readings at scrape time; unavailable GPUs yield tarn_node_agent_gpu_available 0, no zeros."""
+    """The allocated GPUs at scrape time. Unreadable GPUs are listed as such, never as zeros;
+    tarn_node_agent_gpu_available is 0 when no allocated GPU could be read."""
 
     def __init__(self, read: Callable = None) -> None:
         self._read = read or GpuReader().read
 
     def collect(self) -> Iterator:
-        samples, _error = self._read()
-        yield GaugeMetricFamily("tarn_node_agent_gpu_available", "1 when NVML could read the GPUs",
-                                value=1.0 if samples else 0.0)
-        if not samples:
-            return
+        reading: GpuReading = self._read()
+        yield GaugeMetricFamily("tarn_node_agent_gpu_available", "1 when NVML could read an allocated GPU",
+                                value=1.0 if reading.available else 0.0)
+        devices = GaugeMetricFamily("tarn_node_agent_gpu_devices", "Allocated devices by how they were read",
+                                    labels=["kind"])
+        devices.add_metric(["gpu"], len(reading.gpus or ()))
+        devices.add_metric(["mig"], len(reading.mig_devices))
+        devices.add_metric(["unreadable"], len(reading.unreadable))
+        yield devices
+        failures = CounterMetricFamily("tarn_node_agent_gpu_read_failures", "Failed reads of one allocated device",
+                                       labels=["gpu"])
+        for label, count in sorted(reading.failures_total.items()):
+            failures.add_metric([label], count)
+        yield failures
+        unreadable = GaugeMetricFamily("tarn_node_agent_gpu_unreadable", "1 for an allocated device NVML could "
+                                       "not read", labels=["gpu"])
+        for device in reading.unreadable:
+            unreadable.add_metric([str(device.index) if device.mig_index is None
+                                   else f"{device.index}:{device.mig_index}"], 1.0)
+        yield unreadable
         util = GaugeMetricFamily("tarn_node_agent_gpu_utilization_percent", "GPU utilization", labels=["gpu"])
-        used = GaugeMetricFamily("tarn_node_agent_gpu_memory_used_bytes", "GPU memory used", labels=["gpu"])
+        used = GaugeMetricFamily("tarn_node_agent_gpu_memory_used_bytes", "GPU memory used (a MIG device's: "
+                                 "gpu is <gpu>:<mig>)", labels=["gpu"])
         total = GaugeMetricFamily("tarn_node_agent_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
-        for gpu in samples:
+        for gpu in reading.gpus or ():
             util.add_metric([str(gpu.index)], gpu.utilization_pct)
             used.add_metric([str(gpu.index)], gpu.memory_used_bytes)
             total.add_metric([str(gpu.index)], gpu.memory_total_bytes)
+        for mig in reading.mig_devices:
+            used.add_metric([f"{mig.gpu_index}:{mig.mig_index}"], mig.memory_used_bytes)
+            total.add_metric([f"{mig.gpu_index}:{mig.mig_index}"], mig.memory_total_bytes)
         yield util
         yield used
         yield total

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from tarn_shared.errors import TarnError, UnavailableError  # noqa: F401 (re-exported)
+from tarn_shared.jceks import CredentialFileError
+from tarn_shared.repository_layout import LayoutError, RepositoryError  # noqa: F401 (re-exported)
 
-
-class StagingError(TarnError):
-    """The model repository could not be staged; the message says why and where."""
+# The repository and credential-file rules live in tarn_shared (`tarn submit` checks with
+# them too) and raise these types: staging failures are of the same family.
+StagingError = RepositoryError
+SecretsError = CredentialFileError
 
 
 class RepositoryNotFound(StagingError):
@@ -22,14 +25,6 @@ class DiskFull(StagingError):
 
 class ChecksumMismatch(StagingError):
     pass
-
-
-class LayoutError(StagingError):
-    """The repository is not a Triton model repository."""
-
-
-class SecretsError(TarnError):
-    """The credential file cannot be read; never carries a secret value."""
 
 
 class TritonError(TarnError):

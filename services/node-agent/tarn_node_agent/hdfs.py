@@ -11,7 +11,6 @@ import getpass
 import logging
 import os
 import posixpath
-import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
@@ -22,6 +21,8 @@ from hdfs.client import Client
 from hdfs.util import HdfsError
 
 from tarn_shared.errors import ConfigError
+from tarn_shared.hadoop_conf import read_hadoop_conf, webhdfs_urls_from_conf  # noqa: F401 (re-exported)
+from tarn_shared.repository_layout import entry_from_status
 
 from .checksums import RemoteChecksum
 from .errors import (RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError,
@@ -33,46 +34,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_CHUNK_BYTES = 4 << 20
 TIMEOUT_S = (10.0, 120.0)  # connect, read
-
-
-def webhdfs_urls_from_conf(conf: Mapping[str, str], authority: str) -> Optional[str]:
-    """WebHDFS URL(s) for an hdfs:// authority from hdfs-site.xml properties (HA: every
-    NameNode of the nameservice, ';'-separated, as HdfsCLI takes them)."""
-    scheme = "https" if conf.get("dfs.http.policy", "HTTP_ONLY") == "HTTPS_ONLY" else "http"
-    key = "dfs.namenode.https-address" if scheme == "https" else "dfs.namenode.http-address"
-    nameservice = authority.split(":")[0] if authority else conf.get("dfs.nameservices", "").split(",")[0]
-    namenodes = [n.strip() for n in conf.get(f"dfs.ha.namenodes.{nameservice}", "").split(",") if n.strip()]
-    if namenodes:
-        urls = [conf.get(f"{key}.{nameservice}.{nn}") for nn in namenodes]
-        if all(urls):
-            return ";".join(f"{scheme}://{u}" for u in urls)
-    address = conf.get(f"{key}.{nameservice}") or conf.get(key)
-    if not address:
-        return None
-    host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", "") and authority:
-        host = authority.split(":")[0]
-    return f"{scheme}://{host}:{port}"
-
-
-def read_hadoop_conf(conf_dir: Optional[str]) -> Dict[str, str]:
-    conf: Dict[str, str] = {}
-    if not conf_dir:
-        return conf
-    for name in ("core-site.xml", "hdfs-site.xml"):
-        path = Path(conf_dir) / name
-        if not path.is_file():
-            continue
-        try:
-            root = ElementTree.parse(path).getroot()
-        except ElementTree.ParseError as exc:
-            log.warning("unreadable Hadoop configuration file", extra={"path": str(path), "error": str(exc)})
-            continue
-        for prop in root.iter("property"):
-            key, value = prop.findtext("name"), prop.findtext("value")
-            if key and value is not None:
-                conf[key.strip()] = value.strip()
-    return conf
 
 
 class Hdfs:
@@ -139,13 +100,10 @@ class Hdfs:
                 "listing", directory, lambda d=directory: self._client.list(d, status=True))
             for name, item in listing:
                 full = posixpath.join(directory, name)
-                rel = relative_to(root, full)
-                if item["type"] == "DIRECTORY":
-                    entries.append(RemoteEntry(rel, True, 0, int(item["modificationTime"])))
+                entry = entry_from_status(relative_to(root, full), item)
+                entries.append(entry)
+                if entry.is_dir:
                     pending.append(full)
-                else:
-                    entries.append(RemoteEntry(rel, False, int(item["length"]), int(item["modificationTime"]),
-                                               int(item.get("blockSize") or 0)))
         return entries
 
     def checksum(self, path: str) -> RemoteChecksum:

@@ -65,11 +65,17 @@ def model_backend(config_text: str) -> Optional[str]:
 
 
 def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],
-                vllm_engine_args: Mapping[str, str], base_env: Mapping[str, str]) -> LaunchPlan:
+                vllm_engine_args: Mapping[str, str], base_env: Mapping[str, str],
+                gpu_count: Optional[int] = None) -> LaunchPlan:
     """``backends``: model -> backend from its config.pbtxt; ``vllm_engine_args``: model ->
-    text of its ``1/model.json``. ``base_env`` is the environment Triton inherits (with secrets)."""
+    text of its ``1/model.json``. ``base_env`` is the environment Triton inherits (with secrets
+    and, for the process runtime, CUDA_VISIBLE_DEVICES from gpu_allocation.py); ``gpu_count``:
+    the GPUs allocated to the container, when known."""
     env = dict(base_env)
     world = options.tp * options.pp
+    if world > 1 and gpu_count is not None and gpu_count < world:
+        raise ConfigError(f"tp x pp = {world} needs {world} GPUs, but {gpu_count} "
+                          f"{'is' if gpu_count == 1 else 'are'} allocated to this container")
     if world == 1:
         return LaunchPlan(_server_args(options), env)
     chosen = options.parallel_backend

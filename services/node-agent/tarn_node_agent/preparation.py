@@ -1,6 +1,7 @@
-"""Before Triton starts: the secrets, the staged model repository and the launch plan. Each
-is read through its adapter (HDFS) and decided by a pure function elsewhere (secrets,
-repository, launch). Every call here blocks: the agent runs ``prepare`` in a worker thread."""
+"""Before Triton starts: its GPUs, the secrets, the staged model repository and the launch
+plan. Each is read through its adapter (NVML, HDFS) and decided by a pure function elsewhere
+(gpu_allocation, secrets, repository, launch). Every call here blocks: the agent runs
+``prepare`` in a worker thread."""
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,10 @@ from typing import Dict, List, Mapping, Optional
 
 from tarn_shared.errors import ConfigError
 
+from .gpu_allocation import CUDA, Selection, triton_environment
 from .hdfs import Hdfs, read_hadoop_conf, webhdfs_urls_from_conf
 from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch
+from .nvml import GpuReader
 from .secrets import decode_keystore, map_to_environment, store_password
 from .settings import NodeAgentSettings
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
@@ -25,13 +28,26 @@ class Prepared:
     secret_names: List[str]  # the values are in plan.env only
 
 
-def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress) -> Prepared:
-    """Raises ConfigError for a setting that cannot work, the agent's own errors (staging,
-    secrets) or UnavailableError for what HDFS refused."""
+def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress,
+            gpu: Optional[GpuReader] = None) -> Prepared:
+    """Raises ConfigError for a setting that cannot work (GPUs named that are not this
+    container's too), the agent's own errors (staging, secrets) or UnavailableError for what
+    HDFS refused. With ``gpu``, Triton's GPUs are chosen first (before minutes of staging)."""
+    selection = choose_gpus(gpu, {**environ, **settings.extra_env()}) if gpu is not None else None
     secret_env = read_secrets(settings, environ)
     staged = stage(settings, environ, progress)
-    plan = plan_for(settings, staged, {**environ, **settings.extra_env(), **secret_env})
+    env = {**environ, **settings.extra_env(), **secret_env}
+    if selection is not None:
+        env = triton_environment(selection, env)
+    plan = plan_for(settings, staged, env, selection.gpu_count if selection else None)
     return Prepared(staged, plan, sorted(secret_env))
+
+
+def choose_gpus(gpu: GpuReader, environ: Mapping[str, str]) -> Selection:
+    selection = gpu.select(environ)
+    log.info("GPUs chosen", extra={"gpus": selection.describe(),
+                                   "cuda_visible_devices": triton_environment(selection, environ).get(CUDA)})
+    return selection
 
 
 def hdfs_client(settings: NodeAgentSettings, environ: Mapping[str, str], authority: str) -> Hdfs:
@@ -63,7 +79,8 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
     return stager.stage(location.uri, location.hdfs_path)
 
 
-def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[str, str]) -> LaunchPlan:
+def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[str, str],
+             gpu_count: Optional[int] = None) -> LaunchPlan:
     """The launch plan for the staged models; writes the engine arguments it rewrites."""
     s = settings
     backends: Dict[str, Optional[str]] = {}
@@ -79,7 +96,7 @@ def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[st
         ports=TritonPorts(http=s.http_port, grpc=s.grpc_port, metrics=s.metrics_port),
         model_control_mode=s.model_control_mode, load_models=s.load_models, exit_timeout_s=s.exit_timeout_s,
         extra_args=s.triton_args, tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
-    plan = plan_launch(options, backends, engine_args, env)
+    plan = plan_launch(options, backends, engine_args, env, gpu_count=gpu_count)
     for path, text in plan.rewrites.items():
         path.write_text(text)
     return plan

@@ -1,6 +1,7 @@
 """What the agent reports on the deployment's telemetry stream while Triton runs: a heartbeat
-(the instance's state) and a telemetry sample (per-model rates, the GPUs, the normalized
-load, computed by telemetry.py). A report Redis refuses is counted, not retried."""
+(the instance's state) and a telemetry sample (per-model rates, the allocated GPUs, each
+readable or listed unreadable, the normalized load, computed by telemetry.py). A report Redis
+refuses is counted, not retried."""
 from __future__ import annotations
 
 import asyncio
@@ -64,16 +65,17 @@ class Reporter:
     async def _sample(self, interval_s: float, triton_up: bool,
                       models: List[ev.ModelSample]) -> ev.TelemetrySample:
         s = self.settings
-        gpus, gpu_error = await asyncio.to_thread(self.gpu.read)
-        if gpu_error:
+        reading = await asyncio.to_thread(self.gpu.read)
+        if reading.failed:  # a container without a GPU is not an error
             self.status.count_error("gpu")
-        load = normalized_load(models, gpus, target_queue_time_us=s.target_queue_time_us,
+        load = normalized_load(models, reading.gpus, target_queue_time_us=s.target_queue_time_us,
                                target_pending_requests=s.target_pending_requests,
                                target_gpu_utilization_pct=s.target_gpu_utilization_pct)
         self.status.last_load = load
         return ev.TelemetrySample(deployment=s.deployment, app_id=s.app_id, instance_id=s.container_id,
                                   interval_s=interval_s, triton_up=triton_up, load=load, models=models,
-                                  gpus=gpus, gpu_error=gpu_error)
+                                  gpus=reading.gpus, gpu_error=reading.error, mig_devices=reading.mig_devices or None,
+                                  gpus_unreadable=reading.unreadable or None)
 
     async def _publish(self, event: ev.Event) -> None:
         try:

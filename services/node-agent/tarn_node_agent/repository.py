@@ -1,46 +1,16 @@
-"""Pure rules about model repositories: which listed paths are safe to stage, what a Triton
-layout is, and whether a staged copy is still current (where one is: tarn_shared.locations).
-No I/O here."""
+"""Pure rules about staged copies of a model repository: the manifest of what was staged and
+whether it is still current (where a copy is: tarn_shared.locations). The layout rule and
+the listing entries are tarn_shared.repository_layout's, shared with `tarn submit`. No I/O."""
 from __future__ import annotations
 
-import posixpath
-import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
-from tarn_shared.locations import FORBIDDEN_CHARS
-
-from .errors import LayoutError, StagingError
-
-# Triton ignores version directories that are not a number or that start with 0.
-VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
+from tarn_shared.repository_layout import (RemoteEntry, check_layout, checked_relative,  # noqa: F401 (re-exported)
+                                           relative_to)
 
 
-def checked_relative(path: str) -> str:
-    """A relative path from a listing, safe to join under the staging directory."""
-    if not path or path.startswith("/") or any(c in path for c in FORBIDDEN_CHARS):
-        raise StagingError(f"unsafe path in the repository listing: {path!r}")
-    for component in path.split("/"):
-        if component in ("", ".", ".."):
-            raise StagingError(f"unsafe path in the repository listing: {path!r}")
-    return path
-
-
-# ---------------------------------------------------------------- listing and manifest
-
-@dataclass(frozen=True)
-class RemoteEntry:
-    """One file or directory of the repository, ``path`` relative to its root."""
-
-    path: str
-    is_dir: bool
-    size: int = 0
-    mtime_ms: int = 0
-    block_size: int = 0
-
-    def key(self) -> Tuple:
-        return (self.path, self.is_dir, self.size, self.mtime_ms)
-
+# ---------------------------------------------------------------- manifest and plan
 
 @dataclass(frozen=True)
 class Manifest:
@@ -97,40 +67,3 @@ def plan_staging(source: str, listing: Iterable[RemoteEntry], previous: Optional
     reuse = tuple(f for f in files if known.get(f.path) == f.key() and f.path in previous.checksums)
     reused = {f.path for f in reuse}
     return StagingPlan(False, tuple(f for f in files if f.path not in reused), reuse, directories)
-
-
-# ---------------------------------------------------------------- Triton layout
-
-def check_layout(entries: Iterable[RemoteEntry], where: str) -> List[str]:
-    """The model names of a valid Triton repository, or LayoutError naming every problem:
-    each top-level entry must be a model directory with at least one numeric version directory."""
-    entries = list(entries)
-    tops: Dict[str, bool] = {}
-    versions: Dict[str, List[str]] = {}
-    for entry in entries:
-        head, _, rest = entry.path.partition("/")
-        if head.startswith("."):
-            continue  # hidden entries (.crc files, editors' leftovers) are not models
-        if not rest:
-            tops[head] = entry.is_dir
-            continue
-        child, _, below = rest.partition("/")
-        if not below and entry.is_dir and VERSION_DIR.match(child):
-            versions.setdefault(head, []).append(child)
-    problems = []
-    if not tops:
-        problems.append("it holds no model directory")
-    for name, is_dir in sorted(tops.items()):
-        if not is_dir:
-            problems.append(f"{name!r} is a file; each top-level entry must be a model directory")
-        elif name not in versions:
-            problems.append(f"model {name!r} has no numeric version directory (e.g. {name}/1/)")
-    if problems:
-        raise LayoutError(f"invalid Triton model repository {where}: " + "; ".join(problems))
-    return sorted(tops)
-
-
-def relative_to(root: str, path: str) -> str:
-    """``path`` below ``root`` as a relative POSIX path."""
-    rel = posixpath.relpath(path, root)
-    return checked_relative(rel)

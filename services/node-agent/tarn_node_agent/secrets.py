@@ -8,14 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping
 
-import jks
-
-from .errors import SecretsError
+# The file's decoding and the password rule are shared with `tarn submit`'s check.
+from tarn_shared.jceks import DEFAULT_STORE_PASSWORD, PASSWORD_ENV, decode_keystore, store_password  # noqa: F401
 
 log = logging.getLogger(__name__)
-# Hadoop's default keystore password (JavaKeyStoreProvider), unless the environment sets one.
-DEFAULT_STORE_PASSWORD = "none"
-PASSWORD_ENV = "HADOOP_CREDSTORE_PASSWORD"
 ENV_PREFIX = "tarn.env."
 FIXED_ALIASES = {"huggingface.token": "HUGGING_FACE_HUB_TOKEN"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -29,37 +25,6 @@ class SecretEnvironment:
     @property
     def names(self) -> List[str]:
         return sorted(self.values)
-
-
-def store_password(environ: Mapping[str, str]) -> str:
-    value = environ.get(PASSWORD_ENV)
-    return value if value else DEFAULT_STORE_PASSWORD
-
-
-def decode_keystore(data: bytes, password: str, where: str) -> Dict[str, str]:
-    """alias -> value of every secret key entry; SecretsError on a wrong password or a corrupt file."""
-    try:
-        store = jks.KeyStore.loads(data, password, try_decrypt_keys=True)
-    except jks.KeystoreSignatureException:
-        raise SecretsError(f"cannot open credential file {where}: wrong store password "
-                           f"(set {PASSWORD_ENV}) or a damaged file") from None
-    except (jks.KeystoreException, ValueError, IndexError, KeyError, TypeError) as exc:
-        raise SecretsError(f"credential file {where} is not a readable JCEKS keystore "
-                           f"({type(exc).__name__})") from None
-    except Exception as exc:  # pyjks raises plain errors (struct.error, ...) on truncated input
-        raise SecretsError(f"credential file {where} is not a readable JCEKS keystore "
-                           f"({type(exc).__name__})") from None
-    if store.store_type != "jceks":
-        raise SecretsError(f"credential file {where} is a {store.store_type} keystore, not JCEKS")
-    values = {}
-    for alias, entry in store.secret_keys.items():
-        try:
-            if not entry.is_decrypted():
-                entry.decrypt(password)
-            values[alias] = bytes(entry.key).decode("utf-8")
-        except Exception as exc:  # noqa: BLE001 - the message must not carry key material
-            raise SecretsError(f"cannot decrypt alias {alias!r} of {where} ({type(exc).__name__})") from None
-    return values
 
 
 def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:

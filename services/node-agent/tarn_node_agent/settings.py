@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tarn_shared import defaults
+from tarn_shared.cli_help import settings_help
 from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, Location, LocationStr, parse_credential_location, parse_location
 from tarn_shared.settings import CommaList, LineList, TarnSettings
@@ -169,18 +170,26 @@ class NodeAgentSettings(TarnSettings):
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    """``--field-name VALUE`` for every setting; list settings repeat (``--env K=V --env K2=V2``)."""
-    parser = argparse.ArgumentParser(prog="tarn-node-agent", description=__doc__,
-                                     argument_default=argparse.SUPPRESS)
-    for name, field in NodeAgentSettings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        helptext = field.description or ""
-        annotation = str(field.annotation)
-        if "List" in annotation or "list" in annotation:
-            parser.add_argument(flag, dest=name, action="append", help=helptext)
+    """``--field-name VALUE`` for every setting; list settings repeat (``--env K=V --env K2=V2``).
+    Each flag's help names its environment variable and default, so --help needs no configuration."""
+    parser = argparse.ArgumentParser(
+        prog="tarn-node-agent", argument_default=argparse.SUPPRESS,
+        description="The entry point of every Triton container: stage the model repository, start "
+                    "tritonserver, report to the AM. Each setting is a flag or an environment variable; "
+                    "a flag beats the environment.")
+    for item in settings_help(NodeAgentSettings):
+        flag = "--" + item.field.replace("_", "-")
+        # argparse %-formats help strings
+        helptext = f"{item.description} [{item.variables[0]}; {_default_words(item.default)}]".replace("%", "%%")
+        if item.type == "list":
+            parser.add_argument(flag, dest=item.field, action="append", help=helptext)
         else:
-            parser.add_argument(flag, dest=name, help=helptext)
+            parser.add_argument(flag, dest=item.field, help=helptext)
     return parser
+
+
+def _default_words(default: str) -> str:
+    return "required" if default == "required" else f"default {default}"
 
 
 def load_settings(argv: Optional[Sequence[str]] = None) -> NodeAgentSettings:

@@ -8,7 +8,8 @@ Load (1.0 = at target, what the AM's autoscaler compares against its thresholds)
                max_gpu_utilization_pct   / target_gpu_utilization_pct)
 
 queue time per request is the request-weighted mean over models in the interval; pending
-requests are summed over models; the GPU term is left out when the GPUs cannot be read.
+requests are summed over models; the GPU term is the busiest readable whole GPU, left out
+when none can be read (MIG devices have no utilization in NVML: their memory is reported).
 The max, not a mean: whichever resource saturates first is what needs more instances.
 """
 from __future__ import annotations

@@ -1,28 +1,40 @@
-"""`tarn`: parse the command line, run the sub-command, turn TARN's errors into exit codes."""
+"""`tarn`: parse the command line, run the sub-command, turn every failure into one line on
+stderr and an exit code (exits.py); skein's and Hadoop's output go to the command's log."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional, Sequence
 
-from tarn_shared.errors import ConfigError, TarnError
-
+from .am_client import Yarn
 from .arguments import build_parser
+from .command_log import CommandLog
+from .exits import EXIT_FAILED, classify
 from .subcommands import COMMANDS
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command not in COMMANDS and hasattr(args, "func"):
-        return args.func(args)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    log = CommandLog.for_command(args.command, verbose=getattr(args, "verbose", False))
+    args.yarn = Yarn(log)
+    run = COMMANDS.get(args.command) or args.func
     try:
-        return COMMANDS[args.command](args)
-    except ConfigError as exc:
-        print(f"tarn {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except TarnError as exc:
-        print(f"tarn {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return run(args)
+    except BrokenPipeError:  # `tarn logs | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except (Exception, KeyboardInterrupt) as exc:
+        code, message, unexpected = classify(exc)
+        if unexpected:
+            message += f" (traceback in {log.record_exception(exc)})"
+        print(f"tarn {args.command}: {message}", file=sys.stderr)
+        return code
+    finally:
+        try:
+            args.yarn.close()
+        except Exception as exc:  # the driver died already: nothing left to stop
+            log.record_exception(exc)
+        log.close()
 
 
 if __name__ == "__main__":

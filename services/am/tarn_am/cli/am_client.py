@@ -2,23 +2,67 @@
 tarn-am's address, and HTTP to it with refusals turned into one-line errors."""
 from __future__ import annotations
 
+import shutil
 import time
+from functools import lru_cache
 from typing import Optional
 
 from tarn_shared.errors import TarnError
 from tarn_shared.streams import as_text
+
+from .command_log import CommandLog
 
 
 class CliError(TarnError):
     """A failure to report in one line and exit 1."""
 
 
-def skein_client():
+class Yarn:
+    """skein's client for one command: its Java driver starts on first use, with everything it
+    prints in the command's log, and stops when the command ends (``close``, called by main)."""
+
+    def __init__(self, log: CommandLog) -> None:
+        self.log = log
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            self._client = skein_client(self.log)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@lru_cache(maxsize=None)
+def _client_class():
     import skein  # loaded only by the commands that reach YARN
+
+    class QuietClient(skein.Client):
+        __slots__ = ()
+
+        def __del__(self) -> None:
+            # skein.Client.__del__ fails (a traceback at exit) on an instance whose constructor
+            # raised before starting a driver (no `yarn`, no Java): there is nothing to close.
+            if hasattr(self, "_proc"):
+                super().__del__()
+
+    return QuietClient
+
+
+def skein_client(log: CommandLog):
+    if shutil.which("yarn") is None:
+        raise CliError("`yarn` is not on PATH: tarn reaches YARN through skein's driver, which needs "
+                       "Hadoop's client (`yarn classpath --glob`) and HADOOP_CONF_DIR")
+    client_class = _client_class()
     try:
-        return skein.Client(log_level="warn")
-    except Exception as exc:  # the Java driver would not start: missing Hadoop, JAVA_HOME...
-        raise CliError(f"cannot start skein's driver (is HADOOP_CONF_DIR set and `yarn` on PATH?): {exc}") from None
+        with log.capturing_output():
+            return client_class(log=None, log_level="debug" if log.verbose else "info")
+    except Exception as exc:  # the Java driver would not start: Hadoop's configuration, JAVA_HOME...
+        raise CliError(f"cannot start skein's driver (is HADOOP_CONF_DIR set?): {str(exc).rstrip('.')}; "
+                       f"its output is in {log.path}") from None
 
 
 def find_app_id(client, name: str, app_id: Optional[str]) -> str:

@@ -27,12 +27,38 @@ Secrets: prefer TARN_TOKEN in the environment to --token (command lines are visi
 other users). --cooldown is in milliseconds, as in the seeds.
 """
 
+TARN_EPILOG = """\
+environment:
+  TARN_TOKEN, TARN_ADMIN_TOKEN     the API token and the /scale token (instead of --token / --admin-token)
+  RANGER_SERVICE, RANGER_APP_ID, RANGER_AUDIT   defaults of submit's -rs, -ra, -raudit
+  PATH (with `yarn`), HADOOP_CONF_DIR, JAVA_HOME   Hadoop's client, which skein's driver needs
+
+skein's driver and Hadoop's client log to a file per command in $XDG_CACHE_HOME/tarn (default
+~/.cache/tarn), never to the terminal; --verbose names it.
+exit codes: 0 ok, 1 operational error (YARN, tarn-am), 2 usage or configuration error, 130 interrupted.
+"""
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tarn", description="Run NVIDIA Triton fleets on Hadoop YARN.")
+    parser = argparse.ArgumentParser(prog="tarn", description="Run NVIDIA Triton fleets on Hadoop YARN.",
+                                     epilog=TARN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="say which file skein's driver and Hadoop's client log to (and log more there)")
 
     s = sub.add_parser("submit", help="submit a deployment to YARN", epilog=SUBMIT_EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     seeds = s.add_argument_group("the seeds' flags")
     seeds.add_argument("--model-repository", required=True, help="hdfs:// URI, or an absolute path (NFS gateway)")
     seeds.add_argument("--image", help="Triton image for YARN's Docker runtime")
@@ -91,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--agent-env", action="append", metavar="KEY=VALUE",
                       help="extra environment for the node-agent itself (repeatable)")
     ours.add_argument("--no-autoscale", action="store_true", help="keep the count where tarn scale puts it")
-    ours.add_argument("--dry-run", action="store_true", help="print the skein spec (secrets hidden) and stop")
+    ours.add_argument("--dry-run", action="store_true",
+                      help="print the skein spec (secrets hidden) and stop; reads no cluster (name the hosts "
+                           "with --nodes, else the spec shows placeholders)")
     ours.add_argument("--wait", type=float, default=120.0, metavar="S",
                       help="wait this long for the AM to publish its address (0: don't)")
 
@@ -100,18 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--app-id", help="YARN application id (default: the running one named tarn-NAME)")
         p.add_argument("--token", help="API token (or TARN_TOKEN)")
 
-    st = sub.add_parser("status", help="show a deployment's instances and scaling state")
+    st = sub.add_parser("status", help="show a deployment's instances and scaling state", parents=[common])
     target(st)
-    st.add_argument("--json", action="store_true")
-    sc = sub.add_parser("scale", help="set the target instance count")
+    st.add_argument("--json", action="store_true",
+                    help="print tarn-am's /api/state with the app id and the AM's address as JSON (with --watch: "
+                         "one document per line)")
+    st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    st.add_argument("--interval", type=positive_seconds, default=2.0, dest="interval_s", metavar="S",
+                    help="seconds between refreshes with --watch (default 2)")
+    sc = sub.add_parser("scale", help="set the target instance count", parents=[common])
     target(sc)
     sc.add_argument("count", type=int)
     sc.add_argument("--reason", default="tarn scale")
-    sp = sub.add_parser("stop", help="drain every instance, then end the application")
+    sp = sub.add_parser("stop", help="drain every instance, then end the application", parents=[common])
     target(sp)
     sp.add_argument("--now", action="store_true", help="skip the drain")
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the drain")
-    lg = sub.add_parser("logs", help="print container logs (running: from the NodeManagers; finished: YARN's)")
+    lg = sub.add_parser("logs", help="print container logs (running: from the NodeManagers; finished: YARN's)",
+                        parents=[common])
     target(lg)
     lg.add_argument("--container", help="a YARN or skein container id (default: all)")
     lg.add_argument("--file", help="only this log file, e.g. application.master.log (default: every file)")
@@ -122,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 def submit_values(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str, object]:
     """argparse's namespace into SubmitOptions' fields, with the seeds' environment fallbacks."""
     values = {k: v for k, v in vars(args).items()
-              if k not in ("command", "no_autoscale", "dry_run", "wait", "func") and v is not None}
+              if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn")
+              and v is not None}
     values["env"] = parse_env_pairs(args.env)
     values["agent_env"] = parse_env_pairs(args.agent_env, "--agent-env")
     values.setdefault("token", environ.get("TARN_TOKEN") or None)

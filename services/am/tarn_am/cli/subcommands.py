@@ -8,20 +8,25 @@ import sys
 import time
 from typing import Dict, List
 
-from .am_client import CliError, am_address, am_http, checked, find_app_id, skein_client
+from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
 from .options import SubmitOptions
+from .status_slots import slot_lines
+from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from .preflight import check_before_submit
     from .spec import NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
-    client = None if (options.nodes and args.dry_run) else skein_client()
-    if options.nodes:
+    if not args.dry_run:
+        check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
+    client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
+    if options.nodes or client is None:
         nodes: List[NodeInfo] = []
     else:
         nodes = [NodeInfo(host=n.host, labels=frozenset(n.labels), gpus=getattr(n.total_resources, "gpus", None),
                           running=str(n.state) == "RUNNING") for n in client.get_nodes(states=["RUNNING"])]
-    hosts = eligible_nodes(nodes, options)
+    hosts = eligible_nodes(nodes, options) if client or options.nodes else dry_run_hosts(options)
     if not hosts:
         raise CliError("no eligible node: none RUNNING with label "
                        f"{options.node_label or '(any)'} and {options.gpus} GPU(s); see `yarn node -list`")
@@ -44,21 +49,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def dry_run_hosts(options: SubmitOptions) -> List[str]:
+    hosts = [f"dry-run-node-{n}" for n in range(1, options.max_instances + 1)]
+    shown = hosts[0] if len(hosts) == 1 else f"{hosts[0]}..{hosts[-1]}"
+    print(f"tarn submit: a dry run without --nodes reads no cluster: the spec shows placeholder hosts {shown} "
+          "(one per --max-instances); give --nodes to see the real slots", file=sys.stderr)
+    return hosts
+
+
 def _target(args: argparse.Namespace):
-    client = skein_client()
+    client = args.yarn.client()
     app_id = find_app_id(client, args.name, args.app_id)
     return client, app_id, am_address(client, app_id), args.token or os.environ.get("TARN_TOKEN")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    with am_http(token) as http:
-        state = checked(http.get(f"{address}/api/state")).json()
-    if args.json:
-        print(json.dumps(state, indent=2))
-        return 0
-    print(render_status(state, address))
-    return 0
+    return show_status(args, app_id, address, token, render_status)
 
 
 def render_status(state: Dict, address: str) -> str:
@@ -67,8 +74,7 @@ def render_status(state: Dict, address: str) -> str:
              f"{'' if state['autoscale'] else ', manual'}), running {state['running']}, ready {state['ready']}"]
     if state.get("blocked"):
         lines.append(f"blocked {state['blocked']}: {state['blocked_reason']}")
-    if state.get("crash_looping"):
-        lines.append(f"crash loop on: {', '.join(state['crash_looping'])}")
+    lines.extend(slot_lines(state))  # each blocked or crash-looping node, with its last failure
     lines.append(f"{'INSTANCE':<40} {'HOST':<16} {'ADDRESS':<22} {'STATE':<10} LOAD")
     for i in state["instances"]:
         load = "" if i["load"] is None else f"{i['load']:.2f}"
@@ -109,7 +115,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     import httpx
-    client = skein_client()
+    client = args.yarn.client()
     app_id = find_app_id(client, args.name, args.app_id)
     report = client.application_report(app_id)
     if str(report.state) in ("FINISHED", "FAILED", "KILLED"):
