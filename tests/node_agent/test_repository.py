@@ -2,8 +2,9 @@
 tests/shared/test_repository_layout.py)."""
 import pytest
 
-from tarn_node_agent.errors import LayoutError, StagingError
-from tarn_node_agent.repository import Manifest, RemoteEntry, check_layout, plan_staging
+from tarn_node_agent.errors import StagingError
+from tarn_node_agent.repository import Manifest, plan_staging
+from tarn_shared.repository_layout import LayoutError, RemoteEntry, check_layout
 
 
 def entries(*specs):

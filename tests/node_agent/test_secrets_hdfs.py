@@ -7,7 +7,8 @@ import pytest
 
 from tarn_node_agent.errors import SecretsError
 from tarn_node_agent.hdfs import Hdfs
-from tarn_node_agent.secrets import decode_keystore, map_to_environment
+from tarn_node_agent.secrets import map_to_environment
+from tarn_shared.jceks import decode_keystore
 from tests.hadoop.cluster import create_jceks
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop]

@@ -1,7 +1,8 @@
 """Credential aliases to Triton's environment; values never reach a log."""
 import logging
 
-from tarn_node_agent.secrets import DEFAULT_STORE_PASSWORD, map_to_environment, store_password
+from tarn_node_agent.secrets import map_to_environment
+from tarn_shared.jceks import DEFAULT_STORE_PASSWORD, store_password
 
 
 def test_aliases_map_to_variables_and_others_are_ignored_with_a_warning_naming_the_alias(caplog):

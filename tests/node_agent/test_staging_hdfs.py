@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tarn_node_agent.errors import DiskFull, LayoutError, RepositoryNotFound, RepositoryPermissionDenied
+from tarn_node_agent.errors import DiskFull, RepositoryNotFound, RepositoryPermissionDenied
+from tarn_shared.repository_layout import LayoutError
 from tarn_node_agent.hdfs import Hdfs
 from tarn_node_agent.staging import CURRENT, Stager, use_in_place
 

@@ -1,9 +1,9 @@
 """The node-agent's own error types; each adapter translates library errors into these once."""
 from __future__ import annotations
 
-from tarn_shared.errors import TarnError, UnavailableError  # noqa: F401 (re-exported)
+from tarn_shared.errors import TarnError
 from tarn_shared.jceks import CredentialFileError
-from tarn_shared.repository_layout import LayoutError, RepositoryError  # noqa: F401 (re-exported)
+from tarn_shared.repository_layout import RepositoryError
 
 # The repository and credential-file rules live in tarn_shared (`tarn submit` checks with
 # them too) and raise these types: staging failures are of the same family.

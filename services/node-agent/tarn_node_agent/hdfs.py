@@ -21,13 +21,11 @@ from hdfs.client import Client
 from hdfs.util import HdfsError
 
 from tarn_shared.errors import ConfigError
-from tarn_shared.hadoop_conf import read_hadoop_conf, webhdfs_urls_from_conf  # noqa: F401 (re-exported)
-from tarn_shared.repository_layout import entry_from_status
+from tarn_shared.errors import UnavailableError
+from tarn_shared.repository_layout import RemoteEntry, entry_from_status, relative_to
 
 from .checksums import RemoteChecksum
-from .errors import (RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError,
-                     UnavailableError)
-from .repository import RemoteEntry, relative_to
+from .errors import RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError
 from .tokens import parse_token_storage, select_hdfs_token
 
 log = logging.getLogger(__name__)

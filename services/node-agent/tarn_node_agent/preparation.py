@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
 from tarn_shared.errors import ConfigError
+from tarn_shared.hadoop_conf import read_hadoop_conf, webhdfs_urls_from_conf
+from tarn_shared.jceks import decode_keystore, store_password
 
 from .gpu_allocation import CUDA, Selection, triton_environment
-from .hdfs import Hdfs, read_hadoop_conf, webhdfs_urls_from_conf
+from .hdfs import Hdfs
 from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch
 from .nvml import GpuReader
-from .secrets import decode_keystore, map_to_environment, store_password
+from .secrets import map_to_environment
 from .settings import NodeAgentSettings
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
 

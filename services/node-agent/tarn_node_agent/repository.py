@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
 
-from tarn_shared.repository_layout import (RemoteEntry, check_layout, checked_relative,  # noqa: F401 (re-exported)
-                                           relative_to)
+from tarn_shared.repository_layout import RemoteEntry, checked_relative
 
 
 # ---------------------------------------------------------------- manifest and plan

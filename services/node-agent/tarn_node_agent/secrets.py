@@ -8,9 +8,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping
 
-# The file's decoding and the password rule are shared with `tarn submit`'s check.
-from tarn_shared.jceks import DEFAULT_STORE_PASSWORD, PASSWORD_ENV, decode_keystore, store_password  # noqa: F401
-
 log = logging.getLogger(__name__)
 ENV_PREFIX = "tarn.env."
 FIXED_ALIASES = {"huggingface.token": "HUGGING_FACE_HUB_TOKEN"}

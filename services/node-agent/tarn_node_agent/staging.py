@@ -22,7 +22,9 @@ from typing import Callable, Dict, List, Optional
 from .checksums import RemoteChecksum, UnsupportedChecksum, expected_hex, verifier_for
 from .errors import ChecksumMismatch, DiskFull, StagingError
 from .hdfs import Hdfs
-from .repository import Manifest, RemoteEntry, check_layout, checked_relative, plan_staging
+from tarn_shared.repository_layout import RemoteEntry, check_layout, checked_relative
+
+from .repository import Manifest, plan_staging
 
 log = logging.getLogger(__name__)
 CURRENT = "current"
