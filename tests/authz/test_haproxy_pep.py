@@ -4,7 +4,6 @@ models (add_sub, identity) behind it. Users authenticate to HAProxy with basic a
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import time
@@ -17,6 +16,7 @@ from tarn_authz.app import create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.support.ports import free_port
+from tests.support.scripts import load_script
 from tests.support.stack_fixture import tarnstack
 
 pytestmark = pytest.mark.integration
@@ -27,10 +27,7 @@ CACHE_TTL_S = 1.0
 
 
 def _render_module():
-    spec = importlib.util.spec_from_file_location("render_authz", ROOT / "deploy" / "haproxy" / "render_authz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("deploy/haproxy/render_authz.py")
 
 
 def _policy(pid, models, users, accesses):

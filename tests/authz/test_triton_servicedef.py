@@ -2,13 +2,13 @@
 script sends with the apache-ranger client (Ranger Admin itself cannot run here)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 from apache_ranger.model.ranger_service_def import RangerServiceDef as ClientServiceDef
 
 from tarn_authz.ranger import RangerServiceDef
 from tests.authz.ranger_cases import REPO, TRITON_SERVICEDEF, ask, engine, item, policy
+from tests.support.scripts import load_script
 
 DEFINITION_PATH = REPO / "deploy" / "ranger" / "triton-servicedef.json"
 
@@ -43,8 +43,6 @@ def test_model_names_are_case_sensitive_under_the_shipped_definition():
 
 
 def test_registration_script_loads_and_parses_arguments():
-    spec = importlib.util.spec_from_file_location("register_triton", REPO / "deploy" / "ranger" / "register_triton.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("deploy/ranger/register_triton.py")
     args = module.parse_args(["--ranger-url", "http://ranger:6080", "--service", "triton-prod"])
     assert args.service == "triton-prod" and args.servicedef == DEFINITION_PATH

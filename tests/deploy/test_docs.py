@@ -2,12 +2,12 @@
 classes today, and the operator docs name only variables, metrics and entry points that exist."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 
 from tests.deploy.support import ROOT, SERVICES, console_scripts, env_names
+from tests.support.scripts import load_script
 
 DOCS = ROOT / "docs"
 # Variables the docs may name that are not settings fields, and whose they are.
@@ -21,10 +21,7 @@ METRIC_SOURCES = ["services/am/tarn_am/fleet_metrics.py", "services/gateway-sync
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_config_reference", DOCS / "gen_config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/gen_config_reference.py")
 
 
 def test_configuration_reference_is_up_to_date():

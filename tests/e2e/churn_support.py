@@ -33,6 +33,7 @@ from tests.gateway_sync.support import Gateways
 from tests.support.polling import until
 from tests.support.ports import free_port, free_ports
 from tests.support.processes import terminate
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "identity"
@@ -533,11 +534,7 @@ class AuthzHaproxy:
 
 
 def _load_render_authz():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("render_authz", ROOT / "deploy" / "haproxy" / "render_authz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("deploy/haproxy/render_authz.py")
 
 
 def _text(value) -> str:

@@ -3,7 +3,6 @@ installs it) on 127.0.0.1 with a free port and a private data directory, configu
 deploy/prometheus/render.py, and asked through its HTTP API."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -17,17 +16,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tests.support.ports import LOOPBACK, free_port
 from tests.support.processes import terminate
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 _START_ATTEMPTS = 3
 
 
 def load_render():
-    """deploy/prometheus/render.py as a module (deploy/ is no package)."""
-    spec = importlib.util.spec_from_file_location("prometheus_render", ROOT / "deploy" / "prometheus" / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """deploy/prometheus/render.py as a module."""
+    return load_script("deploy/prometheus/render.py")
 
 
 class PrometheusNotInstalled(RuntimeError):

@@ -6,22 +6,20 @@ own deployment name (so its own streams), ZooKeeper chroot and HAProxy backend.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
+from tests.support.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 TEST_BACKENDS = 6
 
 
 def _load_tarnstack():
-    spec = importlib.util.spec_from_file_location("tarnstack", ROOT / "deploy" / "local" / "tarnstack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("deploy/local/tarnstack.py")
 
 
 tarnstack = _load_tarnstack()

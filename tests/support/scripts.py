@@ -1,0 +1,17 @@
+"""The project's scripts under deploy/ and docs/ are no packages: tests load them by path."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """The script at ``relative_path`` (from the repository root) as a module."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
