@@ -58,6 +58,22 @@ class ConsumerStats:
     groups_created: int = 0
 
 
+@dataclass
+class ConsumerHealth:
+    """For callers that must tell their own loss of Redis from silence upstream (wall-clock times).
+
+    ``healthy`` once a pass succeeded and the last read came back short of a full batch
+    (caught up); false while Redis is unreachable, the groups are being recreated, or the
+    consumer is behind. ``healthy_since``: when it last became healthy; ``last_ok``: the last
+    good pass (a Redis that stops answering keeps a read blocked for up to READ_GRACE_S).
+    """
+
+    healthy: bool = False
+    healthy_since: Optional[float] = None
+    last_ok: Optional[float] = None
+    behind: bool = False
+
+
 class StreamConsumer:
     """Consumes ``streams`` through one consumer group and calls ``handler`` per event."""
 
@@ -82,6 +98,7 @@ class StreamConsumer:
         self._own_pending_checked = False
         self._next_reclaim = 0.0
         self._had_groups = False
+        self.health = ConsumerHealth()
 
     async def run(self, stop: Optional[asyncio.Event] = None) -> None:
         """Loop until ``stop`` is set; never returns early because of Redis or a handler."""
@@ -91,8 +108,10 @@ class StreamConsumer:
             try:
                 await self.run_once()
                 failures = 0
+                self._note_pass()
             except REDIS_DOWN as exc:
                 self._groups_ready = False
+                self._note_down()
                 self.stats.reconnects += 1
                 delay = self.config.backoff.delay(failures)
                 failures += 1
@@ -123,9 +142,21 @@ class StreamConsumer:
                 raise
             # Redis restarted without persistence, or someone deleted the stream.
             log.warning("consumer group missing, recreating", extra={"group": self.config.group})
+            self._note_down()
             self._groups_ready = False
             self._own_pending_checked = False
         return processed
+
+    def _note_pass(self) -> None:
+        health = self.health
+        health.last_ok = time.time()
+        if health.behind or not self._groups_ready:
+            self._note_down()
+        elif not health.healthy:
+            health.healthy, health.healthy_since = True, health.last_ok
+
+    def _note_down(self) -> None:
+        self.health.healthy, self.health.healthy_since = False, None
 
     async def ensure_groups(self) -> None:
         start_id = "0" if self._had_groups else self.config.start_id
@@ -149,6 +180,8 @@ class StreamConsumer:
             await self._redis.connection_pool.disconnect()
             raise RedisTimeoutError("no answer to XREADGROUP") from None
         processed = 0
+        if block_ms is not None:
+            self.health.behind = any(len(entries) >= self.config.count for _, entries in reply or [])
         for stream_name, entries in reply or []:
             stream = as_text(stream_name)
             done = []

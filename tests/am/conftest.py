@@ -77,6 +77,11 @@ def agent_runtime_env() -> Dict[str, str]:
 # Module scope: its containers hold the minicluster's GPUs and memory, so it goes when tests/am is done.
 @pytest.fixture(scope="module")
 def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Deployment]:  # noqa: F811
+    yield from submitted(hadoop_cluster, webhdfs, stack)
+
+
+def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1) -> Iterator[Deployment]:
+    """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards."""
     name = f"am{uuid.uuid4().hex[:8]}"
     hdfs_dir = f"/tarn-test/{name}/models"
     upload_models(webhdfs, hdfs_dir)
@@ -88,7 +93,7 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
         "--model-repository", f"{hadoop_cluster.default_fs}{hdfs_dir}",
         "--redis-url", stack.env["REDIS_URL"], "--am-port", "0", "--address", "0.0.0.0",
         "--port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-        "--min-instances", "1", "--max-instances", "3", "--no-autoscale", "--drain-timeout", "20",
+        "--min-instances", str(instances), "--max-instances", "3", "--no-autoscale", "--drain-timeout", "20",
         "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
         "--tritonserver", str(triton_runtime().binary), "--wait", "180",
     ]

@@ -15,6 +15,7 @@ from tarn_shared.consumer import ConsumerConfig, StreamConsumer
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import StreamPublisher, as_text, connect, read_range
 
+from .bus_health import BusHealth, bus_health
 from .view import FleetView
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class RedisBus:
         self.publisher = StreamPublisher(self.client)
         self.consumers: List[StreamConsumer] = []
         self._consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+        self._last_bad_at: Optional[float] = None  # the last time health() found the bus unhealthy
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -107,6 +109,13 @@ class RedisBus:
             StreamConsumer(self.client, [ev.acks_stream(self.deployment)], config(), acks),
         ]
         return self.consumers
+
+    def health(self, now: float) -> BusHealth:
+        """Our consumers' view of Redis; before they run (or with none) the bus is not healthy."""
+        health = bus_health([c.health for c in self.consumers], now, self._last_bad_at)
+        if not health.healthy:
+            self._last_bad_at = now
+        return health
 
     async def run_consumers(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(c.run(stop) for c in self.consumers))

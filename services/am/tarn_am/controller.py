@@ -169,6 +169,7 @@ class Controller:
             members=self.view.membership.members,
             last_heartbeat=dict(self.view.heartbeats),
             acked_commands=frozenset(self.view.acked),
+            bus=self.bus.health(now),
         )
         self.decision, self.state = reconcile.decide(self.desired, self.slots, observed, now, self.state,
                                                      self.settings.reconcile_timings())
@@ -222,7 +223,10 @@ class Controller:
         for member, stop in self.announcer.orphans(self.view.containers, self.view.membership.members):
             await self.bus.publish_lifecycle(stop)
             self.view.mark_stopped(member)
-        if self.announcer.snapshot_due(bool(changed), self.view.version, now):
+        # Redis may have come back empty: the first snapshot after the bus recovered re-seeds it.
+        since = self.bus.health(now).since
+        recovered = since is not None and self.announcer.snapshot_at < since
+        if self.announcer.snapshot_due(bool(changed) or recovered, self.view.version, now):
             await self._snapshot(now)
 
     async def _snapshot(self, now: float) -> None:

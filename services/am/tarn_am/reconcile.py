@@ -17,6 +17,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 from tarn_shared.events import InstanceState
 from tarn_shared.membership import Member
 
+from .bus_health import BusHealth, silent_since
 from .containers import (FINISHED_STATES, Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain,
                          Slot, StartContainer)
 
@@ -44,6 +45,9 @@ class Observation:
     members: Mapping[str, Member] = field(default_factory=dict)  # by instance id
     last_heartbeat: Mapping[str, float] = field(default_factory=dict)  # by instance id
     acked_commands: FrozenSet[str] = frozenset()
+    # Our own bus: heartbeats and readiness reach us only through it, so silence measured
+    # while it was down, reconnecting or behind says nothing of an instance (bus_health.py).
+    bus: BusHealth = BusHealth(True)
 
 
 # ---------------------------------------------------------------- remembered state
@@ -229,13 +233,15 @@ def _distrust(container: ObservedContainer, observed: Observation, now: float, t
     member = observed.members.get(container.instance_id)
     if member is not None and member.state is InstanceState.STOPPED:
         return "instance stopped while its container runs"
+    if not observed.bus.healthy:
+        return ""  # the silence is ours: only YARN's word (step 1) or a stop event counts now
     started = container.started_at if container.started_at is not None else now
     ever_ready = member is not None and member.state is not InstanceState.REQUESTED and \
         member.state is not InstanceState.STARTING
-    if not ever_ready and now - started > timings.start_timeout_s:
+    if not ever_ready and now - silent_since(started, observed.bus) > timings.start_timeout_s:
         return f"not ready {timings.start_timeout_s:.0f} s after start"
     beat = observed.last_heartbeat.get(container.instance_id)
-    if ever_ready and beat is not None and now - beat > timings.heartbeat_timeout_s:
+    if ever_ready and beat is not None and now - silent_since(beat, observed.bus) > timings.heartbeat_timeout_s:
         return f"no heartbeat for {now - beat:.0f} s"
     return ""
 
