@@ -2,7 +2,7 @@
 lifecycle stream from its newest snapshot, and what a lifecycle event hands the loops."""
 import pytest
 
-from tarn_gateway_sync.discovery import CHANGED, NEW, Discovery, record_change, replay
+from tarn_gateway_sync.discovery import CHANGED, NEW, REMOVED, Discovery, record_change, replay
 from tarn_gateway_sync.pending import PendingWork
 from tarn_gateway_sync.routing import Fleet
 from tarn_shared import events as ev
@@ -82,6 +82,24 @@ async def test_the_replay_pages_through_a_long_stream_without_a_snapshot():
     assert len(fleet.routable()) == 1200 and not fleet.authoritative
     assert [r[0] for r in stream.reads] == ["rev"] * 3 + ["fwd"] * 2  # by 500 newest first, by 1000 oldest first
     assert stream.reads[1] == ("rev", "-", "(701-0") and stream.reads[4] == ("fwd", "(1000-0", "+")
+
+
+def test_a_removed_record_stops_a_served_deployment_and_never_starts_one():
+    known = record()
+    assert record_change(known, known.model_copy(update={"removed": True}), only=[]) == REMOVED
+    assert record_change(None, record(removed=True), only=[]) is None
+
+
+async def test_a_removed_deployment_is_forgotten_and_a_read_from_before_its_removal_stays_out():
+    work = PendingWork()
+    discovery = Discovery(None, "r1", [], work, errors=None, poll_s=1.0)
+    live = record()
+    discovery.records["d"], discovery.fleets["d"] = live, Fleet()
+    await discovery.add(live.model_copy(update={"removed": True}))
+    assert discovery.records == {} and discovery.fleets == {}
+    assert await work.next_reconcile(interval_s=0.01) == {"deployment"}  # the reconcile cleans its places
+    await discovery.add(live)  # the hash read before the removal: the same record, the same ts
+    assert discovery.records == {}
 
 
 async def test_a_lifecycle_event_hands_its_addresses_to_the_apply_loop():

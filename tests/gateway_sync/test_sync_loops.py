@@ -34,6 +34,12 @@ class ScriptedSync:
     def deployments(self):
         return list(self.script)
 
+    def refresh_claims(self):
+        pass
+
+    async def clean_released(self):
+        return True
+
     async def sync(self, name, scope):
         self.calls.append((name, scope))
         self.ticks.now += self.takes_s

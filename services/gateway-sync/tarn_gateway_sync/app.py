@@ -19,6 +19,7 @@ class DeploymentHealth(BaseModel):
     routable: int
     draining: int
     authoritative: bool
+    refused: List[str] = []  # backends and ZooKeeper paths another deployment owns
 
 
 class LastReconcile(BaseModel):

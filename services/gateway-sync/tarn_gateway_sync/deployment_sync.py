@@ -1,18 +1,21 @@
 """One deployment made routable everywhere: its Fleet turned into a routing intent, every
-HAProxy and its ZooKeeper path synced, and, once all of them took a draining instance
-out, that instance announced unrouted (the node-agent waits for it to stop Triton)."""
+HAProxy and its ZooKeeper path synced (only the places it owns: ownership.Claims), and,
+once all of them took a draining instance out, that instance announced unrouted (the
+node-agent waits for it to stop Triton). Places nobody owns any more are cleaned here."""
 from __future__ import annotations
 
 import logging
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from tarn_shared import events as ev
+from tarn_shared.claims import HAPROXY, places_of
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 from tarn_shared.streams import StreamPublisher
 
 from .discovery import Discovery
 from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
+from .ownership import Claims
 from .pending import PendingWork
 from .plan import RoutingIntent
 from .routing import Fleet, due_unrouted
@@ -54,7 +57,7 @@ class UnroutedAnnouncer:
 class DeploymentSync:
     def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
                  resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
-                 clock: Clock = Clock()) -> None:
+                 claims: Claims, clock: Clock = Clock()) -> None:
         self._discovery = discovery
         self._haproxies = list(haproxies)
         self._zookeeper = zookeeper
@@ -62,25 +65,49 @@ class DeploymentSync:
         self._work = work
         self._announcer = announcer
         self._metrics = metrics
+        self.claims = claims
         self._clock = clock
 
     def deployments(self) -> List[str]:
         return list(self._discovery.records)
 
+    def refresh_claims(self) -> None:
+        self.claims.refresh(self._discovery.records)
+
+    async def clean_released(self) -> bool:
+        """Empty every place nobody owns any more; True when all of them were."""
+        ok = True
+        for place in sorted(self.claims.to_clean):
+            if place.kind == HAPROXY:
+                cleaned = all([await haproxy.clean(place.name) for haproxy in self._haproxies])
+            else:
+                cleaned = await self._zookeeper.clean(place)
+            if cleaned:
+                self.claims.cleaned(place)
+            ok = ok and cleaned
+        return ok
+
     async def sync(self, name: str, scope: Optional[Set[str]]) -> bool:
         """Make every gateway match the fleet for ``scope`` (None: everything). True when all
         of them did; then due instance-unrouted events are announced."""
-        record, fleet = self._discovery.records[name], self._discovery.fleets[name]
+        record, fleet = self._discovery.records.get(name), self._discovery.fleets.get(name)
+        if record is None or fleet is None:
+            return True  # removed since the loop listed it: the reconcile cleans its places
         routable, draining, gone_addresses = fleet.routable(), fleet.draining(), fleet.gone()
         gone = {m.endpoints.address: m for m in fleet.view.members.values()
                 if m.endpoints and m.endpoints.address in gone_addresses}
         targets = self._resolver.targets
         intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
                                gone=await targets(gone), authoritative=fleet.authoritative)
-        ok = True
-        for haproxy in self._haproxies:
+        # Only what it owns as of the last refresh: a record new or moved since owns nothing
+        # yet, and is not synced (False) until a refresh decides its places.
+        backend, znodes = places_of(record, self.claims.default_ensemble)
+        refused = self.claims.refused(name)
+        ok = all(self.claims.owns(name, place) or place in refused for place in (backend, znodes))
+        for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
-        ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
+        if self.claims.owns(name, znodes):
+            ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
         self._metrics.routed.labels(name).set(len(routable))
         self._work.watch_draining(name, set(draining))
         if not ok:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from tarn_shared import events as ev
 from tarn_shared.consumer import ConsumerConfig, StreamConsumer
@@ -19,7 +19,7 @@ from .routing import Fleet, apply_lifecycle, changed_addresses
 from .sync_metrics import ErrorLog
 
 log = logging.getLogger(__name__)
-NEW, CHANGED = "new", "changed"
+NEW, CHANGED, REMOVED = "new", "changed", "removed"
 NOTHING_SERVED_POLL_S = 1.0
 
 
@@ -32,9 +32,11 @@ def consumer_config(replica_id: str) -> ConsumerConfig:
 def record_change(known: Optional[ev.DeploymentRecord], record: ev.DeploymentRecord,
                   only: Sequence[str]) -> Optional[str]:
     """NEW: start serving this deployment; CHANGED: its settings changed (a full reconcile
-    applies them); None: not ours, or nothing new."""
+    applies them); REMOVED: stop serving it; None: not ours, or nothing new."""
     if only and record.deployment not in only:
         return None
+    if record.removed:
+        return REMOVED if known is not None else None
     if known is None:
         return NEW
     return CHANGED if _settings_of(known) != _settings_of(record) else None
@@ -72,7 +74,8 @@ class Discovery:
         self._errors = errors
         self._poll_s = poll_s
         self._lock = asyncio.Lock()
-        self._tasks: List[asyncio.Task] = []
+        self._tasks: Dict[str, asyncio.Task] = {}  # by stream
+        self._removed: Dict[str, float] = {}  # deployment -> ts of the record removed: older reads stay out
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the deployments stream, and read every record again each ``poll_s``."""
@@ -89,15 +92,19 @@ class Discovery:
                     self._errors("deployment", exc)
                 await pause(stop, self._poll_s if self.records else NOTHING_SERVED_POLL_S)
         finally:  # the consumers run until cancelled: they end with this loop
-            for task in self._tasks:
+            for task in self._tasks.values():
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def add(self, record: ev.DeploymentRecord) -> None:
         async with self._lock:
+            if record.ts <= self._removed.get(record.deployment, float("-inf")):
+                return  # read before its removal was announced
             change = record_change(self.records.get(record.deployment), record, self._only)
             if change == NEW:
                 await self._serve(record)
+            elif change == REMOVED:
+                await self._forget(record)
             elif change == CHANGED:
                 self.records[record.deployment] = record
             if change is not None:
@@ -127,9 +134,23 @@ class Discovery:
         log.info("serving deployment", extra={"deployment": name, "app_id": record.app_id,
                                               "zk_path": record.zk_path, "haproxy_backend": record.haproxy_backend})
 
+    async def _forget(self, record: ev.DeploymentRecord) -> None:
+        """Stop serving: the control loop cleans the places it owned (ownership.Claims)."""
+        name = record.deployment
+        self._removed[name] = record.ts
+        stream = ev.lifecycle_stream(name)
+        task = self._tasks.pop(stream, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.consumers.pop(stream, None)
+        self.records.pop(name, None)
+        self.fleets.pop(name, None)
+        log.info("deployment removed; no longer served", extra={"deployment": name, "app_id": record.app_id})
+
     def _consume(self, stream: str, consumer: StreamConsumer) -> None:
         self.consumers[stream] = consumer
-        self._tasks.append(asyncio.create_task(consumer.run(), name=f"consume-{stream}"))
+        self._tasks[stream] = asyncio.create_task(consumer.run(), name=f"consume-{stream}")
 
     async def _on_record(self, stream: str, entry_id: str, event: ev.Event) -> None:
         if isinstance(event, ev.DeploymentRecord):

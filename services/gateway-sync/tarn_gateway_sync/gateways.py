@@ -9,12 +9,14 @@ import socket
 from typing import Callable, Dict, Optional, Sequence, Set, Tuple
 
 from tarn_shared import events as ev
+from tarn_shared.claims import Place
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .pending import pause
-from .plan import DrainClock, Layout, RoutingIntent, Target, detect_layout, plan_haproxy, plan_znodes
+from .plan import (DeleteZnode, DrainClock, Layout, RoutingIntent, Target, detect_layout, plan_haproxy,
+                   plan_znodes)
 from .routing import Fleet, znode_data
 from .settings import GatewaySyncSettings
 from .sync_metrics import Clock, ErrorLog
@@ -22,6 +24,7 @@ from .zookeeper import Ensembles
 
 log = logging.getLogger(__name__)
 RESOLVE_TTL_S = 60.0
+NOTHING = RoutingIntent(desired={}, draining={}, gone={}, authoritative=True)  # a place nobody owns
 
 
 class Resolver:
@@ -86,6 +89,8 @@ class HaproxyGateway:
                 slot_prefix=settings.haproxy_slot_prefix, scope=scope)
             if actions and self._may_write():
                 await self.api.apply(backend, actions)
+            if intent is NOTHING:
+                self._drains.pop(backend, None)
             return True
         except SlotsExhaustedError as exc:
             self._errors("slots_exhausted", exc, haproxy=self.api.address, backend=backend)
@@ -94,6 +99,11 @@ class HaproxyGateway:
         except UnavailableError as exc:
             self._errors("haproxy_unavailable", exc, haproxy=self.api.address, backend=backend)
         return False
+
+    async def clean(self, backend: str) -> bool:
+        """Every server gateway-sync placed in ``backend`` out (its deployment left it);
+        False until this replica, leading, did it."""
+        return await self.sync(backend, NOTHING, None) and self._may_write()
 
 
 class ZookeeperGateway:
@@ -124,6 +134,21 @@ class ZookeeperGateway:
             return True
         except UnavailableError as exc:
             self._errors("zookeeper", exc, deployment=name)
+        return False
+
+    async def clean(self, place: Place) -> bool:
+        """Every ephemeral znode under the place's path deleted (persistent ones, such as
+        another deployment's path inside it, are not ours)."""
+        try:
+            ensemble = await self._ensembles.open(place.ensemble or self._default_hosts)
+            observed = await ensemble.observe(place.name)
+            actions = [DeleteZnode(n) for n, node in sorted(observed.items()) if node.ephemeral_owner]
+            if actions and not self._may_write():
+                return False
+            await ensemble.apply(place.name, actions)
+            return True
+        except UnavailableError as exc:
+            self._errors("zookeeper", exc, zk_path=place.name)
         return False
 
 

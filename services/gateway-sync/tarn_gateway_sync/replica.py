@@ -12,6 +12,7 @@ from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
 from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
 from .haproxy import RuntimeApi
+from .ownership import Claims
 from .pending import PendingWork
 from .settings import GatewaySyncSettings
 from .sync_loops import ControlLoop, Election
@@ -34,10 +35,13 @@ class GatewaySync:
                                    poll_s=settings.reconcile_interval_s)
         apis = [RuntimeApi(a, settings.haproxy_timeout_s, settings.haproxy_check) for a in settings.haproxy_sockets]
         is_leader = lambda: self.election.is_leader  # noqa: E731
+        self.claims = Claims(settings.zk_hosts,
+                             lambda name, place: metrics.claims_refused.labels(name, place.kind).inc())
         sync = DeploymentSync(
             self.discovery, [HaproxyGateway(api, settings, errors, is_leader, clock) for api in apis],
             ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader), Resolver(errors, clock),
-            work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics, clock)
+            work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics,
+            self.claims, clock)
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
         self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),
@@ -71,7 +75,8 @@ class GatewaySync:
             "replica": self.settings.replica_id,
             "last_reconcile": self.control.last_reconcile,
             "deployments": {name: {"routable": len(f.routable()), "draining": len(f.draining()),
-                                   "authoritative": f.authoritative}
+                                   "authoritative": f.authoritative,
+                                   "refused": sorted(p.describe() for p in self.claims.refused(name))}
                             for name, f in sorted(self.discovery.fleets.items())},
             "zookeeper": self.ensembles.states(),
             "haproxy": {a: i or "unreachable" for a, i in self.restarts.identity.items()},

@@ -3,12 +3,13 @@
 Each phase has its own error handling, is timed into a metric and never ends its loop
 (Ray Serve's run_control_loop): apply (an event's addresses at once) and reconcile
 (everything: at start, on election, on a new ZooKeeper session, after an HAProxy restart
-or reload, after a failed sync, periodically). Only the leader runs them; standbys wait.
+or reload, after a failed sync, periodically). Only the leader runs them; standbys wait,
+keeping the ownership of places current (so a new leader keeps who owns what).
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Dict, Optional, Set
+from typing import Awaitable, Callable, Dict, Optional, Set
 
 from tarn_shared.errors import UnavailableError
 
@@ -83,6 +84,7 @@ class ControlLoop:
             return
         started = self._clock.monotonic()
         async with self._write_lock:
+            self._sync.refresh_claims()  # a deployment new since the last reconcile writes only what it owns
             served = self._sync.deployments()
             for name, scope in changed.items():
                 if name in served and scope and not await self._guarded_sync(name, scope):
@@ -90,12 +92,16 @@ class ControlLoop:
         self._metrics.phase_seconds.labels("apply").observe(self._clock.monotonic() - started)
 
     async def reconcile(self, triggers: Set[str]) -> None:
-        """Sync every deployment entirely; ``last_reconcile`` says how it went."""
+        """Sync every deployment entirely and clean the places nobody owns any more;
+        ``last_reconcile`` says how it went."""
         if not self._is_leader():
+            self._sync.refresh_claims()
             return
         started = self._clock.monotonic()
         ok = True
         async with self._write_lock:
+            self._sync.refresh_claims()
+            ok = await self._guarded(self._sync.clean_released(), "cleaning")
             for name in self._sync.deployments():
                 ok = await self._guarded_sync(name, None) and ok
         duration_s = self._clock.monotonic() - started
@@ -108,8 +114,11 @@ class ControlLoop:
             self._work.retry_soon()
 
     async def _guarded_sync(self, name: str, scope: Optional[Set[str]]) -> bool:
+        return await self._guarded(self._sync.sync(name, scope), name)
+
+    async def _guarded(self, step: Awaitable[bool], deployment: str) -> bool:
         try:
-            return await self._sync.sync(name, scope)
+            return await step
         except Exception as exc:  # a bug must not end the loop
-            self._errors("internal", exc, deployment=name)
+            self._errors("internal", exc, deployment=deployment)
             return False

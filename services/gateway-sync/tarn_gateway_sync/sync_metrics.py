@@ -40,6 +40,9 @@ class Metrics:
                                        buckets=LATENCY_BUCKETS_S, registry=registry)
         self.errors = Counter("tarn_gateway_sync_errors", "Errors by kind", ["kind"], registry=registry)
         self.leader = Gauge("tarn_gateway_sync_leader", "1 while this replica is the leader", registry=registry)
+        self.claims_refused = Counter(
+            "tarn_gateway_sync_claims_refused", "A deployment refused a backend or ZooKeeper path another owns",
+            ["deployment", "place"], registry=registry)
         self.routed = Gauge("tarn_gateway_sync_routed_instances", "Ready instances to route", ["deployment"],
                             registry=registry)
 

@@ -15,12 +15,15 @@ from .status_slots import slot_lines
 from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from .owners import check_owners
     from .preflight import check_before_submit
     from .spec import NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
     if not args.dry_run:
         check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
     client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
+    if client is not None:
+        check_owners(options, client)  # a backend or ZooKeeper path another live deployment owns
     if options.nodes or client is None:
         nodes: List[NodeInfo] = []
     else:
