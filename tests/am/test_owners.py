@@ -85,28 +85,30 @@ def test_submit_refuses_a_place_a_live_deployment_owns_in_the_real_redis(redis_u
     ended = record(f"end{uuid.uuid4().hex[:6]}", app_id="application_9_0002", haproxy_backend=f"{backend}x",
                    zk_path=f"/{backend}")
     run(_write(redis_url, owner, ended))
+    # Earlier tests' deployments in this session's Redis hold the default ZooKeeper path: keep off it.
+    mine = {"redis_url": redis_url, "zk_path": f"/t-{backend}/instances"}
     yarn = Yarn({"application_9_0001": "RUNNING", "application_9_0002": "FINISHED"})
     try:
         with pytest.raises(PreflightError) as refused:
-            check_owners(options(redis_url=redis_url, haproxy_backend=backend), yarn, warn=pytest.fail)
+            check_owners(options(**mine, haproxy_backend=backend), yarn, warn=pytest.fail)
         assert str(refused.value) == (f"--haproxy-backend: HAProxy backend {backend} is owned by deployment "
                                       f"{owner.deployment} (application_9_0001); give --name new its own "
                                       f"--haproxy-backend, or stop {owner.deployment} first")
         with pytest.raises(PreflightError, match="--zk-path: ZooKeeper path /side/services/triton/instances"):
             check_owners(options(redis_url=redis_url, zk_ensemble="127.0.0.1:2181", zk_path=f"/side{ZK_PATH}",
                                  haproxy_backend=f"{backend}y"), yarn, warn=pytest.fail)
-        check_owners(options(owner.deployment, redis_url=redis_url, haproxy_backend=backend), yarn,
+        check_owners(options(owner.deployment, **mine, haproxy_backend=backend), yarn,
                      warn=pytest.fail)  # a resubmit of the owner itself
         yarn.states["application_9_0001"] = RuntimeError("the ResourceManager did not answer")  # counts as live
         with pytest.raises(PreflightError):
-            check_owners(options(redis_url=redis_url, haproxy_backend=backend), yarn, warn=pytest.fail)
+            check_owners(options(**mine, haproxy_backend=backend), yarn, warn=pytest.fail)
 
         warnings = []  # an ended application's record on the place: released, and the submit goes on
-        check_owners(options(redis_url=redis_url, haproxy_backend=f"{backend}x"), yarn, warn=warnings.append)
+        check_owners(options(**mine, haproxy_backend=f"{backend}x"), yarn, warn=warnings.append)
         assert warnings == [f"tarn submit: released the record of deployment {ended.deployment} "
                             f"(application_9_0002, finished in YARN) that still claimed this deployment's places"]
         yarn.states["application_9_0001"] = ValueError("Unknown ApplicationId 'application_9_0001'")
-        check_owners(options(redis_url=redis_url, haproxy_backend=backend), yarn, warn=warnings.append)
+        check_owners(options(**mine, haproxy_backend=backend), yarn, warn=warnings.append)
         assert len(warnings) == 2 and owner.deployment in warnings[1]
         left = run(_records(redis_url))
         assert owner.deployment not in left and ended.deployment not in left
