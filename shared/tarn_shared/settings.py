@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Callable, List, Optional, Type, TypeVar
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
@@ -11,6 +12,9 @@ from . import defaults
 from .errors import ConfigError
 
 S = TypeVar("S", bound="TarnSettings")
+
+# A variable name `tarn submit --env` and the node-agent accept (POSIX shells' rule).
+ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would let "A\n" through
 
 
 def _splitter(separator: str) -> Callable[[Any], Any]:

@@ -6,7 +6,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tarn_shared.auth import token_dependency
 from tarn_shared.errors import ConfigError
-from tarn_shared.settings import CommaList, LineList, TarnSettings
+from tarn_shared.settings import ENV_NAME, CommaList, LineList, TarnSettings
 
 
 def app_with(token, allow_query=False):
@@ -98,3 +98,10 @@ def test_a_malformed_json_list_is_a_config_error_naming_the_variable(monkeypatch
     monkeypatch.setenv("TARN_TEST_HOSTS", "[not json")
     with pytest.raises(ConfigError, match="TARN_TEST_HOSTS"):
         ListSettings.load()
+
+
+@pytest.mark.parametrize("name, valid", [("HF_TOKEN", True), ("_x1", True), ("1A", False), ("A-B", False),
+                                         ("A B", False), ("A=B", False), ("", False), ("A\nB", False),
+                                         ("A\n", False)])
+def test_an_environment_variable_name_follows_the_shells_rule(name, valid):
+    assert bool(ENV_NAME.match(name)) is valid

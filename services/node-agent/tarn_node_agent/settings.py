@@ -17,9 +17,8 @@ from tarn_shared import defaults
 from tarn_shared.cli_help import settings_help
 from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, Location, LocationStr, parse_credential_location, parse_location
-from tarn_shared.settings import CommaList, LineList, TarnSettings
+from tarn_shared.settings import ENV_NAME, CommaList, LineList, TarnSettings
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 # YARN names containers container_[e<epoch>_]<cluster ts>_<app>_<attempt>_<container>.
 CONTAINER_ID = re.compile(r"^container_(?:e\d+_)?(\d+)_(\d+)_\d+_\d+$")
@@ -95,7 +94,7 @@ class NodeAgentSettings(TarnSettings):
     def _env_pairs(cls, value: List[str]) -> List[str]:
         for item in value:
             key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY.match(key):
+            if not sep or not ENV_NAME.match(key):
                 # Name the key only: the value may be a secret.
                 raise ValueError(f"expected KEY=VALUE with KEY a variable name, got key {key[:64]!r}")
         return value

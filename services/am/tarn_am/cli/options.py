@@ -13,10 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from tarn_shared import defaults
 from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, LocationStr
-from tarn_shared.settings import CommaList
+from tarn_shared.settings import ENV_NAME, CommaList
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Environment the AM itself sets for the agent; --env must not override it.
 RESERVED_ENV_PREFIXES = ("TARN_", "YARN_CONTAINER_RUNTIME_")
 
@@ -148,7 +147,7 @@ class SubmitOptions(BaseModel):
     @classmethod
     def _env(cls, value: Dict[str, str], info) -> Dict[str, str]:
         for key in value:
-            if not ENV_KEY_RE.match(key):
+            if not ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             # --agent-env exists to reach the agent's own settings; --env is Triton's.
             if info.field_name == "env" and key.startswith(RESERVED_ENV_PREFIXES):
