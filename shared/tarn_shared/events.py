@@ -58,6 +58,11 @@ def deployments_key() -> str:
     return "tarn:deployments"
 
 
+def gateway_places_key(group: str) -> str:
+    """The places one gateway-sync replica group owns (hash: place -> deployment)."""
+    return f"tarn:gateway-sync:{group}:places"
+
+
 def deployments_stream() -> str:
     return "tarn:deployments:events"
 

@@ -1,7 +1,7 @@
 """Who owns each backend and ZooKeeper path among live deployment records; what a refused
 or moved or removed deployment leaves to clean. Pure (ownership.decide_ownership) and the
 small state around it (ownership.Claims)."""
-from tarn_gateway_sync.ownership import Claims, Ownership, decide_ownership
+from tarn_gateway_sync.ownership import Claims, Ownership, decide_ownership, place_from_key, place_key
 from tarn_shared import events as ev
 from tarn_shared.claims import haproxy_place, zookeeper_place
 
@@ -89,3 +89,24 @@ def test_a_record_the_last_refresh_did_not_see_owns_nothing():
     claims.refresh({"a": record("a", 1, "ba", "/a")})
     assert claims.owns("a", haproxy_place("ba")) and claims.owns("a", zookeeper_place(ZK, "/a"))
     assert not claims.owns("b", haproxy_place("bb")) and claims.refused("b") == frozenset()
+
+
+def test_a_restored_ownership_keeps_live_owners_and_cleans_what_moved_or_left_while_no_replica_ran():
+    earlier = Claims(ZK)
+    earlier.refresh({"a": record("a", 1, "ba", "/a"), "b": record("b", 2, "bb", "/b"), "c": record("c", 3, "bc", "/c")})
+    earlier.refresh({"a": record("a", 1, "ba", "/a"), "b": record("b", 2, "bb", "/b")})  # c left, not cleaned yet
+    later = Claims(ZK)
+    later.restore(earlier.saved())
+    # a stayed; b moved; d, earlier than a, now claims a's backend (a keeps it: sticky)
+    later.refresh({"a": record("a", 5, "ba", "/a"), "b": record("b", 2, "bnew", "/bnew"),
+                   "d": record("d", 0, "ba", "/d")})
+    assert later.owns("a", haproxy_place("ba")) and later.refused("d") == {haproxy_place("ba")}
+    assert later.to_clean == {haproxy_place("bb"), zookeeper_place(ZK, "/b"),
+                              haproxy_place("bc"), zookeeper_place(ZK, "/c")}
+
+
+def test_place_keys_round_trip_and_unknown_fields_are_left_alone():
+    for place in (haproxy_place("triton_backend"), zookeeper_place("h1:2181,h2:2181/chroot", "/services/x")):
+        assert place_from_key(place_key(place)) == place
+    for junk in ("", "not json", "[1, 2]", '["haproxy", "", ""]', '["ftp", "", "x"]', '{"kind": "haproxy"}'):
+        assert place_from_key(junk) is None

@@ -183,3 +183,27 @@ async def test_a_deployment_that_moves_leaves_its_old_backend_and_path_empty(
             assert await places.holds(mover, slots, "/services/triton/new")
     finally:
         await close(mover)
+
+
+@pytest.mark.parametrize("change", ["moved", "stopped"])
+async def test_a_deployment_that_changes_while_no_replica_runs_has_its_old_backend_cleaned_by_the_next(
+        stack, redis_url, zk_hosts, haproxy_backend, places, change):
+    """HAProxy keeps its servers while gateway-sync is down, and the record's old version
+    is gone: only the ownership kept in Redis says whom that backend's servers were for."""
+    dyn, slots = haproxy_backend["dyn"]["name"], haproxy_backend["slots"]["name"]
+    (side,) = sides(redis_url, zk_hosts, (dyn, "/services/triton/before", 2))
+    try:
+        async with in_process(settings(stack, zk_hosts, side)):
+            await side.start()
+            await until(lambda: places.holds(side, dyn, "/services/triton/before"), 15, "routed")
+        assert set(await places.servers(dyn)) == side.addresses  # left in HAProxy by the stopped replica
+        if change == "moved":
+            await side.move(slots, "/services/triton/after")
+        else:
+            await side.stop()
+        async with in_process(settings(stack, zk_hosts, side)):
+            await until(lambda: places.empty(dyn, "/services/triton/before"), 15, "the old backend cleaned")
+            if change == "moved":
+                await until(lambda: places.holds(side, slots, "/services/triton/after"), 15, "routed at the new place")
+    finally:
+        await close(side)

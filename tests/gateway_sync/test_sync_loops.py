@@ -34,7 +34,7 @@ class ScriptedSync:
     def deployments(self):
         return list(self.script)
 
-    def refresh_claims(self):
+    async def refresh_claims(self, leader):
         pass
 
     async def clean_released(self):

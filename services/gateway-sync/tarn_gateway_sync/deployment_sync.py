@@ -17,6 +17,7 @@ from .discovery import Discovery
 from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
 from .ownership import Claims
 from .pending import PendingWork
+from .place_store import PlaceStore
 from .plan import RoutingIntent
 from .routing import Fleet, due_unrouted
 from .sync_metrics import Clock, ErrorLog, Metrics
@@ -57,7 +58,7 @@ class UnroutedAnnouncer:
 class DeploymentSync:
     def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
                  resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
-                 claims: Claims, clock: Clock = Clock()) -> None:
+                 claims: Claims, places: PlaceStore, clock: Clock = Clock()) -> None:
         self._discovery = discovery
         self._haproxies = list(haproxies)
         self._zookeeper = zookeeper
@@ -66,13 +67,17 @@ class DeploymentSync:
         self._announcer = announcer
         self._metrics = metrics
         self.claims = claims
+        self._places = places
         self._clock = clock
 
     def deployments(self) -> List[str]:
         return list(self._discovery.records)
 
-    def refresh_claims(self) -> None:
+    async def refresh_claims(self, leader: bool) -> None:
+        await self._places.restore(self.claims)  # once: what a group that ran before owned
         self.claims.refresh(self._discovery.records)
+        if leader:
+            await self._places.save(self.claims)
 
     async def clean_released(self) -> bool:
         """Empty every place nobody owns any more; True when all of them were."""

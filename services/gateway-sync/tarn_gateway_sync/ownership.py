@@ -9,12 +9,13 @@ that place: nothing is written there for it, and it is counted and logged, once.
 decision is ``decide_ownership``, pure; ``Claims`` keeps its result between calls."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.claims import Place, claim_order, overlaps, places_of
+from tarn_shared.claims import HAPROXY, ZOOKEEPER, Place, claim_order, overlaps, places_of
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,28 @@ class Claims:
 
     def cleaned(self, place: Place) -> None:
         self.to_clean.discard(place)
+
+    def saved(self) -> Dict[Place, str]:
+        """What a replica started later needs: every owned place and its owner, and the
+        places still to clean (owner "")."""
+        return {**{place: "" for place in self.to_clean}, **self.ownership.owners}
+
+    def restore(self, saved: Mapping[Place, str]) -> None:
+        """Take ``saved`` as the previous ownership: owners keep their places, and what
+        nobody claims any more (moved or removed while no replica ran) is cleaned."""
+        self.ownership = Ownership({**saved, **self.ownership.owners}, self.ownership.refused)
+
+
+def place_key(place: Place) -> str:
+    return json.dumps([place.kind, place.ensemble, place.name])
+
+
+def place_from_key(key: str) -> Optional[Place]:
+    """None for a field this version does not understand (it is left alone, never cleaned)."""
+    try:
+        kind, ensemble, name = json.loads(key)
+    except (ValueError, TypeError):
+        return None
+    if kind not in (HAPROXY, ZOOKEEPER) or not all(isinstance(v, str) for v in (ensemble, name)) or not name:
+        return None
+    return Place(kind, ensemble, name)

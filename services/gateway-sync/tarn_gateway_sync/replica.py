@@ -14,6 +14,7 @@ from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
 from .haproxy import RuntimeApi
 from .ownership import Claims
 from .pending import PendingWork
+from .place_store import PlaceStore
 from .settings import GatewaySyncSettings
 from .sync_loops import ControlLoop, Election
 from .sync_metrics import Clock, ErrorLog, Metrics
@@ -41,7 +42,7 @@ class GatewaySync:
             self.discovery, [HaproxyGateway(api, settings, errors, is_leader, clock) for api in apis],
             ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader), Resolver(errors, clock),
             work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics,
-            self.claims, clock)
+            self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors), clock)
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
         self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),

@@ -84,7 +84,7 @@ class ControlLoop:
             return
         started = self._clock.monotonic()
         async with self._write_lock:
-            self._sync.refresh_claims()  # a deployment new since the last reconcile writes only what it owns
+            await self._sync.refresh_claims(leader=True)  # a deployment new since the last reconcile writes only what it owns
             served = self._sync.deployments()
             for name, scope in changed.items():
                 if name in served and scope and not await self._guarded_sync(name, scope):
@@ -95,12 +95,12 @@ class ControlLoop:
         """Sync every deployment entirely and clean the places nobody owns any more;
         ``last_reconcile`` says how it went."""
         if not self._is_leader():
-            self._sync.refresh_claims()
+            await self._sync.refresh_claims(leader=False)
             return
         started = self._clock.monotonic()
         ok = True
         async with self._write_lock:
-            self._sync.refresh_claims()
+            await self._sync.refresh_claims(leader=True)
             ok = await self._guarded(self._sync.clean_released(), "cleaning")
             for name in self._sync.deployments():
                 ok = await self._guarded_sync(name, None) and ok
