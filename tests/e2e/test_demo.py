@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Dict, List
 
 import httpx
 import numpy as np
@@ -21,6 +22,8 @@ from tritonclient.utils import InferenceServerException
 
 from tests.e2e.conftest import ROOT, DemoDeployment, demo_support, wait_for
 from tests.hadoop.cluster import kill_container
+
+import tarnstack  # noqa: E402  (deploy/local, put on sys.path by tests.e2e.conftest)
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 ZK_PATH = "/services/triton/instances"
@@ -117,30 +120,93 @@ def test_killed_triton_container_leaves_rotation_in_haproxy_and_zookeeper(demo: 
     wait_for(lambda: [s for s in demo.serving() if s != server] or None, 240, "a replacement serving in HAProxy")
 
 
+class HaproxyLoad:
+    """Two threads of identity inferences through HAProxy as alice, counting each outcome."""
+    PAYLOAD = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
+
+    def __init__(self, demo: DemoDeployment, threads: int = 2) -> None:
+        self.demo, self.outcomes, self.stop = demo, Counter(), threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        sent = self.PAYLOAD["inputs"][0]["data"]
+        with httpx.Client(base_url=self.demo.haproxy_url, headers=self.demo.auth("alice"), timeout=30,
+                          trust_env=False) as http:
+            while not self.stop.is_set():
+                try:
+                    response = http.post("/v2/models/identity/infer", json=self.PAYLOAD)
+                    ok = response.status_code == 200 and response.json()["outputs"][0]["data"] == sent
+                    self.outcomes["ok" if ok else f"http {response.status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    self.outcomes[type(exc).__name__] += 1
+
+    @property
+    def failed(self) -> Dict[str, int]:
+        return {k: v for k, v in self.outcomes.items() if k != "ok"}
+
+    def __enter__(self) -> "HaproxyLoad":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def zk_children(demo: DemoDeployment) -> List[str]:
+    zk = KazooClient(hosts=demo.state["env"]["ZK_HOSTS"])
+    zk.start(timeout=15)
+    try:
+        return sorted(zk.get_children(ZK_PATH))
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_redis_down_60_s_and_back_empty_drops_no_request_through_haproxy(demo: DemoDeployment):
+    """Issue 17 item 1 through the whole path: while Redis is gone, gateway-sync's input is
+    quiet and tarn-am hears no heartbeat; neither may take that silence for dead instances."""
+    demo.tarn("scale", "2")
+    wait_for(lambda: len(demo.serving()) == 2, 240, "two instances serving in HAProxy", interval_s=0.5)
+    containers = sorted((i["instance_id"], i["address"]) for i in demo.instances())
+    servers, znodes = demo.serving(), zk_children(demo)
+    assert len(containers) == 2 and len(znodes) == 2, (containers, znodes)
+    stack = tarnstack.Stack(demo.run_dir)
+    with HaproxyLoad(demo) as load:
+        time.sleep(3)
+        stack.kill("redis")
+        time.sleep(60)
+        stack.start("redis")  # no persistence: back empty, on the same port
+        back_at = time.monotonic()
+
+        def whole() -> bool:
+            with demo.am() as http:
+                state = http.get("/api/state").raise_for_status().json()
+            return state["ready"] == 2 and state["running"] == 2
+
+        wait_for(whole, 60, "tarn-am's view whole again", interval_s=0.1)
+        converged_s = time.monotonic() - back_at
+        time.sleep(30)  # past the 20 s heartbeat timeout, measured from Redis' return
+    after = sorted((i["instance_id"], i["address"]) for i in demo.instances())
+    print(f"\nRedis down 60 s, back empty, under load through HAProxy: {load.outcomes['ok']} ok, "
+          f"{sum(load.failed.values())} failed {load.failed}; tarn-am's view whole {converged_s:.2f} s after; "
+          f"containers kept {after == containers}")
+    assert not load.failed, load.outcomes
+    assert load.outcomes["ok"] > 0
+    assert after == containers, "a container was lost or replaced"
+    assert demo.serving() == servers and zk_children(demo) == znodes
+    assert converged_s < 30
+
+
 def test_scale_down_under_load_through_haproxy_drops_no_request(demo: DemoDeployment):
     demo.tarn("scale", "2")
     wait_for(lambda: len(demo.serving()) == 2, 240, "two instances serving in HAProxy", interval_s=0.5)
-    outcomes: Counter = Counter()
-    stop = threading.Event()
-    payload = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
-
-    def load() -> None:
-        with httpx.Client(base_url=demo.haproxy_url, headers=demo.auth("alice"), timeout=30, trust_env=False) as http:
-            while not stop.is_set():
-                try:
-                    response = http.post("/v2/models/identity/infer", json=payload)
-                    ok = response.status_code == 200 and response.json()["outputs"][0]["data"] == payload["inputs"][0]["data"]
-                    outcomes["ok" if ok else f"http {response.status_code}"] += 1
-                except httpx.HTTPError as exc:
-                    outcomes[type(exc).__name__] += 1
-
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
+    with HaproxyLoad(demo) as load:
         time.sleep(2)
-        before = outcomes["ok"]
-        assert before > 0, outcomes
+        before = load.outcomes["ok"]
+        assert before > 0, load.outcomes
         started = time.monotonic()
         demo.tarn("scale", "1")
 
@@ -152,15 +218,10 @@ def test_scale_down_under_load_through_haproxy_drops_no_request(demo: DemoDeploy
         wait_for(released, 180, "the drained container released and its server deleted", interval_s=0.5)
         drained_s = time.monotonic() - started
         time.sleep(2)  # keep sending to the survivor
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    failed = {k: v for k, v in outcomes.items() if k != "ok"}
-    print(f"\nscale 2 -> 1 under load: {outcomes['ok']} requests ok, {sum(failed.values())} failed {failed}; "
-          f"drained and released in {drained_s:.1f} s")
-    assert not failed, outcomes
-    assert outcomes["ok"] > before
+    print(f"\nscale 2 -> 1 under load: {load.outcomes['ok']} requests ok, {sum(load.failed.values())} failed "
+          f"{load.failed}; drained and released in {drained_s:.1f} s")
+    assert not load.failed, load.outcomes
+    assert load.outcomes["ok"] > before
     assert len(demo.serving()) == 1
 
 
