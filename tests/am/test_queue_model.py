@@ -2,6 +2,7 @@
 against known values, the queue's growth and drain, and the telemetry it feeds the policy."""
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from fractions import Fraction
@@ -161,3 +162,49 @@ def test_a_queue_trace_is_deterministic_with_noise():
 def test_bad_queue_parameters_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         QueueParams(**kwargs)
+
+
+def _fifo_starts(arrivals, servers, service_rate, rng):
+    """A sample path of FIFO M/M/c: each arrival starts on the first server to free up."""
+    free, starts = [0.0] * servers, []
+    for a in arrivals:
+        start = max(a, heapq.heappop(free))
+        starts.append(start)
+        heapq.heappush(free, start + rng.expovariate(service_rate))
+    return starts
+
+
+def _poisson(rate_at, until, rng):
+    t, out = 0.0, []
+    while (t := t + rng.expovariate(rate_at(t))) < until:
+        out.append(t)
+    return out
+
+
+def test_a_discrete_event_simulation_agrees_with_the_stationary_queue():
+    rng = random.Random(1)
+    arrivals = _poisson(lambda t: 28.8, 3000, rng)
+    waits = [s - a for a, s in zip(arrivals, _fifo_starts(arrivals, 2, 20.0, rng))][5000:]
+    assert sum(waits) / len(waits) == pytest.approx(stationary(2, 28.8, 20.0).wait_s, rel=0.05)
+
+
+def test_a_discrete_event_simulation_agrees_with_the_backlog_and_drains_later():
+    """10 s at 60/s on 40/s of capacity, then 30/s: the backlog and its queue time match a
+    sample-path simulation; the fluid drain ends sooner than the simulated one (a known limit)."""
+    rng = random.Random(2)
+    at_peak, waits, after_drain = [], [], []
+    for _ in range(60):
+        arrivals = _poisson(lambda t: 20.0 if t < 100 else 60.0 if t < 110 else 30.0, 131, rng)
+        starts = _fifo_starts(arrivals, 2, 20.0, rng)
+        at_peak.append(sum(1 for a, s in zip(arrivals, starts) if a <= 110 < s))
+        after_drain.append(sum(1 for a, s in zip(arrivals, starts) if a <= 130 < s))
+        waits += [s - a for a, s in zip(arrivals, starts) if 109.5 <= a < 110.5]
+    q = InstanceQueue("i0").settled(PARAMS, 20.0)
+    for _ in range(10):
+        q = q.advance(PARAMS, 60.0, 1.0)
+    assert q.queued == pytest.approx(sum(at_peak) / len(at_peak), rel=0.05)
+    assert q.readings(PARAMS)[0] == pytest.approx(sum(waits) / len(waits), rel=0.05)
+    for _ in range(20):
+        q = q.advance(PARAMS, 30.0, 1.0)
+    assert q.queued == pytest.approx(stationary(2, 30.0, 20.0).queue_length)
+    assert q.queued < sum(after_drain) / len(after_drain) < 40

@@ -17,9 +17,10 @@ starts with an empty queue; a drained one leaves with its queue (the real drain 
 Trace loads keep their meaning: one unit is the arrival rate at which one instance
 reports exactly ``scale_up``, so ``ceil(load)`` instances are still what the load needs.
 
-Approximations: a stationary queue forms at once (it takes a while near saturation); the
-fluid overload ignores the randomness that makes a queue near ``ρ = 1`` grow faster; the
-queue time of a backlog is its length over the capacity, not what finished requests waited.
+Approximations, checked against a sample-path simulation in tests/am/test_queue_model.py:
+a stationary queue forms at once (it takes a while near saturation); a backlog grows and
+drains as a fluid, which matches its growth but ends its drain sooner than a real queue
+(randomness keeps a tail); the queue time of a backlog is its length over the capacity.
 """
 from __future__ import annotations
 
