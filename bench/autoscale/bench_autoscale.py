@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tarn_am.autoscale import AutoscaleConfig
-from tarn_am.cli.queue_model import QueueModel, QueueParams
+from tarn_am.cli.queue_model import QueueModel
 from tarn_am.cli.sim_plot import PlotError, plot
 from tarn_am.cli.sim_trace import load_trace
 from tarn_am.cli.simulate import LinearModel, compare, plot_title
@@ -81,7 +81,7 @@ def main() -> int:
     args = parser.parse_args()
     config = AutoscaleConfig.from_seed_flags(scale_up=0.8, scale_down=0.2, min_instances=2, max_instances=8,
                                              cooldown_ms=120000, startup_s=args.startup_s)
-    models = (LinearModel(), QueueModel(QueueParams()))
+    models = (LinearModel(), QueueModel())
     print(f"# bench/autoscale: ours (tarn) vs the seeds' policy, start-up {args.startup_s:g} s, "
           f"telemetry every {config.telemetry_interval_s:g} s, stabilization {config.stabilization_s:g} s")
     for model in models:

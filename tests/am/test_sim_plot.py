@@ -66,3 +66,13 @@ def test_tarn_simulate_reports_an_unwritable_plot_before_simulating(tmp_path, ca
     assert simulate.run(parser.parse_args(["simulate", "--trace", str(trace), "--plot", str(tmp_path / "x.png")])) == 2
     err = capsys.readouterr().err
     assert err.startswith("tarn simulate: --plot needs matplotlib") and err.count("\n") == 1
+
+
+def test_tarn_simulate_reports_a_plot_it_could_not_write_after_simulating(tmp_path, capsys):
+    trace = tmp_path / "step.csv"
+    trace.write_text("t_s,load\n0,1.8\n603,7.2\n1200,7.2\n")
+    (tmp_path / "taken.png").mkdir()
+    parser = argparse.ArgumentParser(prog="tarn")
+    simulate.register(parser.add_subparsers(dest="command"))
+    assert simulate.run(parser.parse_args(["simulate", "--trace", str(trace), "--plot", str(tmp_path / "taken.png")])) == 2
+    assert capsys.readouterr().err == f"tarn simulate: cannot write plot {tmp_path / 'taken.png'}: Is a directory\n"

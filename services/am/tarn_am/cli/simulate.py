@@ -242,13 +242,17 @@ def run(args: argparse.Namespace) -> int:
         trace = load_trace(args.trace)
         if args.plot is not None:
             check_target(args.plot)
-        results = compare(config, trace, startup_s=args.startup_s, noise=args.noise, seed=args.seed, model=model)
-        if args.plot is not None:
-            plot(results, args.plot, title=plot_title(trace, config, model, args.startup_s),
-                 scale_up=config.scale_up, scale_down=config.scale_down, max_instances=config.max_instances)
     except (TraceError, PlotError, ValueError) as e:
         print(f"tarn simulate: {e}", file=sys.stderr)
         return 2
+    results = compare(config, trace, startup_s=args.startup_s, noise=args.noise, seed=args.seed, model=model)
+    if args.plot is not None:
+        try:
+            plot(results, args.plot, title=plot_title(trace, config, model, args.startup_s),
+                 scale_up=config.scale_up, scale_down=config.scale_down, max_instances=config.max_instances)
+        except PlotError as e:
+            print(f"tarn simulate: {e}", file=sys.stderr)
+            return 2
     print(f"trace {trace.name}: {trace.duration_s:g} s, start-up {args.startup_s:g} s; {model.describe(config)}")
     print(format_results(results))
     print("request s / serve s: worst delay from falling short of the needed count to requesting / serving it")
