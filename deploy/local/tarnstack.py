@@ -235,7 +235,7 @@ class Stack:
 
     def _render_haproxy(self, test_backends: int, slots: int) -> None:
         self.state["ports"].update({"haproxy_http": free_port(), "haproxy_slots_http": free_port(),
-                                    "haproxy_stats": free_port(), "haproxy_runtime_tcp": free_port()})
+                                    "haproxy_stats": free_port()})
         extra = []
         for i in range(test_backends):
             for kind in ("dyn", "slots"):
@@ -251,7 +251,6 @@ class Stack:
             RUN_DIR=str(self.run_dir), HTTP_PORT=self.state["ports"]["haproxy_http"],
             SLOTS_HTTP_PORT=self.state["ports"]["haproxy_slots_http"],
             STATS_PORT=self.state["ports"]["haproxy_stats"],
-            RUNTIME_TCP_PORT=self.state["ports"]["haproxy_runtime_tcp"],
             SLOT_SERVERS="\n".join(f"    server triton-{n} 0.0.0.0:8000 check disabled" for n in range(1, slots + 1)),
             EXTRA="\n".join(extra),
         )
@@ -268,7 +267,7 @@ class Stack:
                    self.run_dir / "haproxy.log", proc)
         ports = self.state["ports"]
         self.state["env"].update({
-            "HAPROXY_SOCKET": sock, "HAPROXY_RUNTIME_TCP": f"127.0.0.1:{ports['haproxy_runtime_tcp']}",
+            "HAPROXY_SOCKET": sock,
             "HAPROXY_HTTP_PORT": str(ports["haproxy_http"]), "HAPROXY_SLOTS_HTTP_PORT": str(ports["haproxy_slots_http"]),
             "HAPROXY_STATS_URL": f"http://127.0.0.1:{ports['haproxy_stats']}/stats", "HAPROXY_CFG": str(cfg),
         })

@@ -88,3 +88,11 @@ def test_stack_up_with_hadoop_adds_the_cluster_env_and_down_stops_it_too(tmp_pat
     assert down.returncode == 0 and "hadoop" in down.stdout
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def test_haproxys_only_runtime_api_socket_is_the_unix_socket(stack):
+    """An admin Runtime API on TCP would let anyone who reaches the port add servers that then
+    receive authenticated users' requests (issue 14): HAProxy itself lists its CLI sockets."""
+    listed = tarnstack.haproxy_command(stack.env["HAPROXY_SOCKET"], "show cli sockets").splitlines()
+    sockets = [line.split()[0] for line in listed if line and not line.startswith("#")]
+    assert sockets == [f"unix@{stack.env['HAPROXY_SOCKET']}"], listed
