@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Sequence
 
 import httpx
 import pytest
@@ -80,8 +80,10 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
     yield from submitted(hadoop_cluster, webhdfs, stack)
 
 
-def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1) -> Iterator[Deployment]:
-    """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards."""
+def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
+              extra: Sequence[str] = ()) -> Iterator[Deployment]:
+    """Submit one deployment of ``instances`` (also its minimum) with the ``extra`` submit
+    arguments, yield it, kill it afterwards."""
     name = f"am{uuid.uuid4().hex[:8]}"
     hdfs_dir = f"/tarn-test/{name}/models"
     upload_models(webhdfs, hdfs_dir)
@@ -99,6 +101,7 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1)
     ]
     for key, value in agent_runtime_env().items():
         args += ["--agent-env", f"{key}={value}"]
+    args += list(extra)
     started = time.monotonic()
     submitted_at = time.time()
     result = subprocess.run([TARN, *args], env=env, capture_output=True, text=True, timeout=300)

@@ -102,6 +102,7 @@ def test_spec_emulates_anti_affinity_with_one_pinned_service_per_node():
         assert service.instances == 0 and service.max_restarts == 0 and service.allow_failures is True
         assert service.resources.gpus == 2 and service.node_label == "GPU"
     assert spec.queue == "gpu"
+    assert spec.node_label == ""  # the AM container is not held to the label (tests/am/test_node_labels.py)
 
 
 def test_spec_sets_yarns_docker_runtime_environment():

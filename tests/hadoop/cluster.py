@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -119,9 +119,11 @@ def running_cluster(env_file: Path = SHARED_ENV_FILE) -> HadoopCluster | None:
     return cluster
 
 
-def start_cluster(run_dir: Path, timeout_s: float = START_TIMEOUT_S) -> HadoopCluster:
+def start_cluster(run_dir: Path, timeout_s: float = START_TIMEOUT_S, node_labels: Sequence[str] = ()) -> HadoopCluster:
+    """``node_labels``: ``HOST=LABEL`` items (YARN node labels on, those NodeManagers labelled)."""
+    labels = [arg for item in node_labels for arg in ("--node-label", item)]
     result = subprocess.run([str(MINICLUSTER), "up", "--run-dir", str(run_dir),
-                             "--timeout", str(timeout_s)],
+                             "--timeout", str(timeout_s), *labels],
                             capture_output=True, text=True, timeout=timeout_s + 120)
     if result.returncode != 0:
         raise RuntimeError(f"minicluster up failed ({result.returncode}):\n{result.stdout}{result.stderr}")

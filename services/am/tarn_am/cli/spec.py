@@ -238,7 +238,9 @@ def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLau
     return skein.ApplicationSpec(
         name=f"tarn-{options.name}",
         queue=options.queue,
-        node_label=options.node_label,
+        # No application-level label: skein would give it to the AM container too, which
+        # needs no GPU node (and would hold one in an exclusive partition). The Triton
+        # services carry it themselves.
         tags={APP_TYPE_TAG, f"tarn-deployment:{options.name}", f"placement:{options.placement_tag}"},
         master=master,
         services=services,

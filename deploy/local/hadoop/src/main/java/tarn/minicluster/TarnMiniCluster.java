@@ -10,6 +10,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -28,10 +30,13 @@ import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.protocol.HdfsConstants.SafeModeAction;
 import org.apache.hadoop.metrics2.lib.DefaultMetricsSystem;
 import org.apache.hadoop.service.Service;
+import org.apache.hadoop.yarn.api.records.NodeId;
+import org.apache.hadoop.yarn.api.records.NodeLabel;
 import org.apache.hadoop.yarn.api.records.NodeState;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
 import org.apache.hadoop.yarn.server.resourcemanager.ResourceManager;
+import org.apache.hadoop.yarn.server.resourcemanager.nodelabels.RMNodeLabelsManager;
 import org.apache.hadoop.yarn.server.resourcemanager.rmnode.RMNode;
 import org.apache.hadoop.yarn.util.resource.ResourceUtils;
 
@@ -47,6 +52,9 @@ import org.apache.hadoop.yarn.util.resource.ResourceUtils;
  *
  * Usage: TarnMiniCluster --run-dir DIR --conf-dir DIR --base-conf FILE
  *          --nodemanager HOST=IP [--nodemanager HOST=IP ...] [-D key=value ...]
+ * With -D tarn.minicluster.node-labels=HOST=LABEL[,HOST=LABEL...], node labels are on
+ * (centralized, exclusive partitions) and those NodeManagers carry them; the default
+ * queue may use every label.
  * Writes DIR/cluster.properties and then DIR/ready once the cluster is usable; stops
  * everything on SIGTERM.
  */
@@ -144,6 +152,10 @@ public final class TarnMiniCluster {
     conf.set("yarn.application.classpath", String.join(",",
         confDir.getPath(), conf.get("tarn.minicluster.lib-dir") + "/*"));
 
+    Map<String, String> labels = nodeLabels(conf.get("tarn.minicluster.node-labels", ""));
+    if (!labels.isEmpty()) {
+      enableNodeLabels(new TreeMap<>(labels).values(), yarnHome);
+    }
     startDfs();
     startResourceManager();
     int index = 0;
@@ -151,6 +163,9 @@ public final class TarnMiniCluster {
       startNodeManager(index++, nm.getKey(), nm.getValue());
     }
     waitForRunningNodes(nodeManagerAddresses.size(), 120_000);
+    if (!labels.isEmpty()) {
+      labelNodes(labels);
+    }
     writeClientConf();
     writeClusterProperties(System.nanoTime() - startedNs);
     // The marker the start script waits for; written last.
@@ -220,6 +235,54 @@ public final class TarnMiniCluster {
       }
       conf.set(key, bound);
     }
+  }
+
+  private static Map<String, String> nodeLabels(String spec) {
+    Map<String, String> labels = new LinkedHashMap<>();
+    for (String item : spec.split(",")) {
+      if (!item.isBlank()) {
+        String[] hostLabel = item.trim().split("=", 2);
+        labels.put(hostLabel[0], hostLabel[1]);
+      }
+    }
+    return labels;
+  }
+
+  private void enableNodeLabels(Iterable<String> labels, String yarnHome) {
+    conf.setBoolean(YarnConfiguration.NODE_LABELS_ENABLED, true);
+    conf.set(YarnConfiguration.FS_NODE_LABELS_STORE_ROOT_DIR,
+        new File(yarnHome, "node-labels").toURI().toString());
+    List<String> names = new ArrayList<>();
+    labels.forEach(label -> { if (!names.contains(label)) names.add(label); });
+    String all = String.join(",", names);
+    for (String queue : new String[] {"root", "root.default"}) {
+      String prefix = "yarn.scheduler.capacity." + queue + ".accessible-node-labels";
+      conf.set(prefix, all);
+      for (String label : names) {
+        conf.set(prefix + "." + label + ".capacity", "100");
+        conf.set(prefix + "." + label + ".maximum-capacity", "100");
+      }
+    }
+  }
+
+  private void labelNodes(Map<String, String> labels) throws IOException {
+    RMNodeLabelsManager manager = resourceManager.getRMContext().getNodeLabelManager();
+    List<NodeLabel> cluster = new ArrayList<>();
+    for (String label : new java.util.TreeSet<>(labels.values())) {
+      cluster.add(NodeLabel.newInstance(label, true));
+    }
+    manager.addToCluserNodeLabels(cluster);
+    Map<NodeId, java.util.Set<String>> onNodes = new HashMap<>();
+    for (RMNode node : resourceManager.getRMContext().getRMNodes().values()) {
+      String label = labels.get(node.getNodeID().getHost());
+      if (label != null) {
+        onNodes.put(node.getNodeID(), Collections.singleton(label));
+      }
+    }
+    if (onNodes.size() != labels.size()) {
+      throw new IOException("node labels name unknown NodeManagers: " + labels.keySet());
+    }
+    manager.replaceLabelsOnNode(onNodes);
   }
 
   private void startNodeManager(int index, String hostName, String ip) throws IOException {
