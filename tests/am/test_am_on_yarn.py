@@ -137,7 +137,9 @@ def test_scale_to_three_on_two_nodes_places_one_per_node_and_blocks_the_third(am
 def test_a_killed_container_is_replaced(am_deployment: Deployment):
     d = am_deployment
     d.tarn("scale", "2", "--name", d.name)
-    victim = instances_json(d)[0]
+    # A ready one: right after the scale, the new slot's row has no container yet.
+    victim = wait_for(lambda: next((r for r in instances_json(d) if r["ready"]), None), 240, "a ready instance",
+                      ignore=NOT_YET)
     kill_container(victim["instance_id"])
     killed_at = time.monotonic()
 
