@@ -14,10 +14,10 @@ from tarn_shared.membership import Member
 from tarn_shared.streams import StreamPublisher
 
 from .discovery import Discovery
+from .drain_counts import total_open_requests
 from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
 from .ownership import Claims
 from .pending import PendingWork
-from .drain_counts import total_open_requests
 from .plan import RoutingIntent
 from .routing import Fleet, due_unrouted
 from .sync_metrics import Clock, ErrorLog, Metrics

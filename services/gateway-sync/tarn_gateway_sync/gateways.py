@@ -13,9 +13,9 @@ from tarn_shared.claims import Place
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 
+from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .pending import pause
-from .drain_counts import open_requests
 from .plan import (DeleteZnode, DrainClock, Layout, RoutingIntent, Target, detect_layout, plan_haproxy,
                    plan_znodes)
 from .routing import Fleet, znode_data
@@ -68,7 +68,7 @@ class Resolver:
 
 class HaproxyGateway:
     """One HAProxy process; remembers since when each of its servers drains, and what the
-    last sync of each backend saw still open for the leaving addresses (plan.open_requests)."""
+    last sync of each backend saw still open for the leaving addresses (drain_counts.open_requests)."""
 
     def __init__(self, api: RuntimeApi, settings: GatewaySyncSettings, errors: ErrorLog,
                  may_write: Callable[[], bool], clock: Clock = Clock()) -> None:
