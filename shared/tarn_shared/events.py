@@ -232,10 +232,15 @@ class InstanceDraining(InstanceEvent):
 
 
 class InstanceUnrouted(InstanceEvent):
-    """Published by gateway-sync once the draining instance is out of HAProxy and ZooKeeper."""
+    """Published by gateway-sync once the draining instance is out of HAProxy and ZooKeeper
+    (no new requests reach it), and again, at the same ``seq``, whenever ``open_requests``
+    changes: the requests HAProxy still holds for it (its server's ``scur`` + ``qcur``, summed
+    over every HAProxy; 0 once the server is gone; None: not counted). The node-agent waits
+    for 0 before it stops Triton."""
 
     type: Literal["instance.unrouted"] = "instance.unrouted"
     state: Literal[InstanceState.UNROUTED] = InstanceState.UNROUTED
+    open_requests: Optional[int] = Field(None, ge=0)
 
 
 class InstanceStopped(InstanceEvent):

@@ -6,18 +6,18 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 log = logging.getLogger(__name__)
 CONF_FILES = ("core-site.xml", "hdfs-site.xml")
 
 
-def read_hadoop_conf(conf_dir: Optional[str]) -> Dict[str, str]:
-    """name -> value of every property in ``conf_dir``'s core-site.xml and hdfs-site.xml."""
+def read_hadoop_conf(conf_dir: Optional[str], files: Sequence[str] = CONF_FILES) -> Dict[str, str]:
+    """name -> value of every property in ``conf_dir``'s ``files`` (core-site.xml and hdfs-site.xml)."""
     conf: Dict[str, str] = {}
     if not conf_dir:
         return conf
-    for name in CONF_FILES:
+    for name in files:
         path = Path(conf_dir) / name
         if not path.is_file():
             continue

@@ -123,3 +123,4 @@ def test_an_unknown_znode_survives_until_the_view_is_authoritative():
     observed = {"z:1": ObservedZnode("z:1", b"{}", 7)}
     assert plan_znodes({}, set(), observed, session_id=7, authoritative=False) == []
     assert plan_znodes({}, set(), observed, session_id=7, authoritative=True) == [DeleteZnode("z:1")]
+

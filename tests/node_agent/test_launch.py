@@ -8,6 +8,7 @@ from tarn_shared.errors import ConfigError
 from tarn_node_agent.launch import TritonOptions, TritonPorts, model_backend, plan_launch, with_parallelism
 
 REPO = Path("/staged/repo-1")
+OVERLAY = Path("/container/tarn-overlay/container_1")
 
 
 def options(**overrides):
@@ -47,10 +48,11 @@ def test_tensorrt_llm_runs_one_rank_per_gpu_under_mpi():
 
 def test_vllm_gets_tensor_and_pipeline_parallel_sizes_in_its_engine_arguments():
     engine = json.dumps({"model": "facebook/opt-125m", "gpu_memory_utilization": 0.5})
-    plan = plan_launch(options(tp=4, pp=2), {"llm": "vllm"}, {"llm": engine}, {})
+    plan = plan_launch(options(tp=4, pp=2), {"llm": "vllm"}, {"llm": engine}, {}, overlay=OVERLAY)
 
-    assert plan.argv[0] == "/opt/tritonserver/bin/tritonserver"
-    rewritten = json.loads(plan.rewrites[REPO / "llm" / "1" / "model.json"])
+    assert plan.argv[:2] == ["/opt/tritonserver/bin/tritonserver", f"--model-repository={OVERLAY}"]
+    assert list(plan.rewrites) == [Path("llm/1/model.json")]  # inside the repository, written to the overlay
+    rewritten = json.loads(plan.rewrites[Path("llm/1/model.json")])
     assert rewritten == {"model": "facebook/opt-125m", "gpu_memory_utilization": 0.5,
                          "tensor_parallel_size": 4, "pipeline_parallel_size": 2}
 
@@ -66,7 +68,7 @@ def test_parallelism_without_a_single_parallel_backend_is_a_clear_error(backends
 
 def test_vllm_without_engine_arguments_is_a_clear_error():
     with pytest.raises(ConfigError, match="no 1/model.json"):
-        plan_launch(options(tp=2, parallel_backend="vllm"), {"llm": "vllm"}, {}, {})
+        plan_launch(options(tp=2, parallel_backend="vllm"), {"llm": "vllm"}, {}, {}, overlay=OVERLAY)
     with pytest.raises(ConfigError, match="not JSON"):
         with_parallelism("{nope", 2, 1)
 

@@ -10,6 +10,7 @@ from tarn_shared import events as ev
 from tarn_node_agent.agent_metrics import AgentStatus
 from tarn_node_agent.announcer import Announcer
 from tarn_node_agent.commands import Acks
+from tarn_node_agent.drainer import Drainer
 from tarn_node_agent.lifecycle import Lifecycle
 from tarn_node_agent.settings import NodeAgentSettings
 from tarn_node_agent.shutdown import Shutdown
@@ -76,7 +77,7 @@ class Redis:
         return reply
 
 
-def parts(process: Process, unrouted: bool = False):
+def parts(process: Process, unrouted: bool = False, terminate_timeout_s: float = 0.0):
     settings = NodeAgentSettings(model_repository="/nonexistent/models", container_id=CID, tritonserver=sys.executable,
                                  drain_unrouted_timeout_s=5.0)
     endpoints = ev.Endpoints(host="h", http_port=8000, grpc_port=8001, metrics_port=8002)
@@ -84,9 +85,11 @@ def parts(process: Process, unrouted: bool = False):
     status = AgentStatus(instance_state=lambda: lifecycle.state)
     publisher = Publisher()
     gone = ev.InstanceUnrouted(deployment=settings.deployment, app_id=settings.app_id, instance_id=CID, seq=1,
-                               endpoints=endpoints) if unrouted else None
-    shutdown = Shutdown(settings, process, Api(), Announcer(lifecycle, publisher, settings.deployment), status,
-                        Redis(gone), Acks(settings, publisher).send)
+                               endpoints=endpoints, open_requests=0) if unrouted else None
+    announcer = Announcer(lifecycle, publisher, settings.deployment)
+    drainer = Drainer(settings, Api(), process, announcer, Redis(gone))
+    shutdown = Shutdown(settings, process, announcer, status, drainer, Acks(settings, publisher).send,
+                        terminate_timeout_s)
     return shutdown, publisher, status
 
 
@@ -131,7 +134,7 @@ def test_a_drain_stops_triton_once_unrouted_and_idle_then_acknowledges():
     shutdown, publisher, status, command = asyncio.run(scenario())
     draining, stopped, ack = publisher.events()
     assert isinstance(draining, ev.InstanceDraining) and draining.command_id == command.command_id
-    assert isinstance(stopped, ev.InstanceStopped) and stopped.reason == "drained: unrouted, no request in flight"
+    assert isinstance(stopped, ev.InstanceStopped) and stopped.reason == "drained: unrouted, 0 requests open at the gateways, no request in Triton"
     assert isinstance(ack, ev.CommandAck) and ack.status == ev.AckStatus.DONE and ack.command_id == command.command_id
     assert shutdown.exit_code == 0 and status.state == "stopped"
 
@@ -148,3 +151,18 @@ def test_sigterm_announces_draining_then_stopped_and_exits_zero():
     draining, stopped = publisher.events()
     assert isinstance(draining, ev.InstanceDraining) and draining.command_id is None
     assert stopped.reason == "SIGTERM" and stopped.exit_code == 0 and shutdown.exit_code == 0
+
+
+def test_sigterm_with_time_left_by_the_kill_delay_runs_the_same_drain():
+    async def scenario():
+        shutdown, publisher, status = parts(Process(), unrouted=True, terminate_timeout_s=20.0)
+        shutdown.on_terminate()
+        await asyncio.wait_for(shutdown.ended.wait(), 10)
+        await shutdown.drained()
+        return shutdown, publisher
+
+    shutdown, publisher = asyncio.run(scenario())
+    draining, stopped = publisher.events()
+    assert isinstance(draining, ev.InstanceDraining) and draining.command_id is None and draining.timeout_s == 20.0
+    assert stopped.reason == "SIGTERM, drained: unrouted, 0 requests open at the gateways, no request in Triton"
+    assert shutdown.exit_code == 0

@@ -5,7 +5,7 @@ node-agent waits for it to stop Triton). Places nobody owns any more are cleaned
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.claims import HAPROXY, places_of
@@ -14,6 +14,7 @@ from tarn_shared.membership import Member
 from tarn_shared.streams import StreamPublisher
 
 from .discovery import Discovery
+from .drain_counts import total_open_requests
 from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
 from .ownership import Claims
 from .pending import PendingWork
@@ -26,33 +27,37 @@ log = logging.getLogger(__name__)
 
 
 class UnroutedAnnouncer:
-    """Publishes instance-unrouted once per draining sequence of an instance."""
+    """Publishes instance-unrouted once per draining sequence of an instance, and again
+    whenever the count of requests the gateways still hold for it changes."""
 
     def __init__(self, publisher: StreamPublisher, errors: ErrorLog, retry_soon: Callable[[], None]) -> None:
         self._publisher = publisher
         self._errors = errors
         self._retry_soon = retry_soon
-        self._sent: Dict[str, int] = {}  # instance id -> the draining seq announced
+        self._sent: Dict[str, Tuple[int, Optional[int]]] = {}  # instance id -> (draining seq, open requests)
 
-    async def announce_due(self, record: ev.DeploymentRecord, fleet: Fleet, scope: Optional[Set[str]]) -> None:
-        for member in due_unrouted(fleet, scope, self._sent).values():
-            await self._announce(record, member)
+    async def announce_due(self, record: ev.DeploymentRecord, fleet: Fleet, scope: Optional[Set[str]],
+                           open_requests: Mapping[str, Optional[int]]) -> None:
+        for member, count in due_unrouted(fleet, scope, self._sent, open_requests).values():
+            await self._announce(record, member, count)
 
-    async def _announce(self, record: ev.DeploymentRecord, member: Member) -> None:
+    async def _announce(self, record: ev.DeploymentRecord, member: Member, count: Optional[int]) -> None:
         assert member.endpoints is not None
         name = record.deployment
         event = ev.InstanceUnrouted(deployment=name, app_id=member.app_id or record.app_id,
                                     instance_id=member.instance_id, seq=member.seq, endpoints=member.endpoints,
-                                    models=list(member.models))
+                                    models=list(member.models), open_requests=count)
         try:
             await self._publisher.publish(ev.lifecycle_stream(name), event, retry_for_s=2.0)
         except UnavailableError as exc:
             self._errors("redis", exc, deployment=name, container_id=member.instance_id)
             self._retry_soon()
             return
-        self._sent[member.instance_id] = member.seq
-        log.info("instance unrouted", extra={"deployment": name, "container_id": member.instance_id,
-                                             "address": member.endpoints.address})
+        first = self._sent.get(member.instance_id, (-1, None))[0] < member.seq
+        self._sent[member.instance_id] = (member.seq, count)
+        if first:
+            log.info("instance unrouted", extra={"deployment": name, "container_id": member.instance_id,
+                                                 "address": member.endpoints.address, "open_requests": count})
 
 
 class DeploymentSync:
@@ -109,8 +114,10 @@ class DeploymentSync:
         backend, znodes = places_of(record, self.claims.default_ensemble)
         refused = self.claims.refused(name)
         ok = all(self.claims.owns(name, place) or place in refused for place in (backend, znodes))
+        counted = []
         for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
+            counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
         self._metrics.routed.labels(name).set(len(routable))
@@ -121,5 +128,5 @@ class DeploymentSync:
         for address, since in self._work.settled(name, scope).items():
             change = "add" if address in routable else "remove"
             self._metrics.propagation.labels(change).observe(max(0.0, now - since))
-        await self._announcer.announce_due(record, fleet, scope)
+        await self._announcer.announce_due(record, fleet, scope, total_open_requests(counted))
         return True

@@ -13,6 +13,7 @@ from tarn_shared.claims import Place
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 
+from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .pending import pause
 from .plan import (DeleteZnode, DrainClock, Layout, RoutingIntent, Target, detect_layout, plan_haproxy,
@@ -66,7 +67,8 @@ class Resolver:
 
 
 class HaproxyGateway:
-    """One HAProxy process; remembers since when each of its servers drains."""
+    """One HAProxy process; remembers since when each of its servers drains, and what the
+    last sync of each backend saw still open for the leaving addresses (drain_counts.open_requests)."""
 
     def __init__(self, api: RuntimeApi, settings: GatewaySyncSettings, errors: ErrorLog,
                  may_write: Callable[[], bool], clock: Clock = Clock()) -> None:
@@ -76,6 +78,7 @@ class HaproxyGateway:
         self._may_write = may_write
         self._clock = clock
         self._drains: Dict[str, DrainClock] = {}  # by backend
+        self.open_requests: Dict[str, Dict[str, Optional[int]]] = {}  # by backend, then address
 
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
@@ -89,8 +92,10 @@ class HaproxyGateway:
                 slot_prefix=settings.haproxy_slot_prefix, scope=scope)
             if actions and self._may_write():
                 await self.api.apply(backend, actions)
+            self.open_requests[backend] = open_requests(intent.draining, observed)
             if intent is NOTHING:
                 self._drains.pop(backend, None)
+                self.open_requests.pop(backend, None)
             return True
         except SlotsExhaustedError as exc:
             self._errors("slots_exhausted", exc, haproxy=self.api.address, backend=backend)

@@ -146,7 +146,8 @@ def parse_servers_state(answer: str) -> List[ServerState]:
 
 
 def parse_sessions(answer: str) -> Dict[str, int]:
+    """Open requests per server: current sessions (``scur``) plus those queued for it (``qcur``)."""
     text = answer.lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
-    return {row["svname"]: int(row.get("scur") or 0) for row in rows
+    return {row["svname"]: int(row.get("scur") or 0) + int(row.get("qcur") or 0) for row in rows
             if row.get("svname") not in (None, "BACKEND", "FRONTEND")}

@@ -45,7 +45,8 @@ class Target(_AtEndpoint):
 
 @dataclass(frozen=True)
 class ServerState(_AtEndpoint):
-    """One line of ``show servers state`` (plus current sessions from ``show stat``)."""
+    """One line of ``show servers state``; ``sessions``: its open requests from ``show stat``
+    (``scur`` + ``qcur``), read only while some server of the backend is in drain."""
 
     name: str
     ip: str

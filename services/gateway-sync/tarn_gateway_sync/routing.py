@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Mapping, Optional, Set
+from typing import Dict, FrozenSet, Mapping, Optional, Set, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.membership import Member, MembershipView, apply_event, apply_snapshot, forget_stopped
 
 DRAINING_STATES = frozenset({ev.InstanceState.DRAINING, ev.InstanceState.UNROUTED})
+# Unready is alive but failing its probes (slow, not dead): taken out as gently as a drain,
+# no new traffic and its open requests finish; never `shutdown sessions`.
+LEAVING_STATES = DRAINING_STATES | {ev.InstanceState.UNREADY}
 
 
 @dataclass(frozen=True)
@@ -25,17 +28,18 @@ class Fleet:
         return self.view.routable()
 
     def draining(self) -> Dict[str, Member]:
-        """Draining or unrouted instances whose address no ready instance has taken over."""
+        """Draining, unrouted or unready instances whose address no ready instance has taken
+        over: out gently (drain, removed once empty)."""
         routable = self.routable()
         return {m.endpoints.address: m for m in self.view.members.values()
-                if m.state in DRAINING_STATES and m.endpoints and m.endpoints.address not in routable}
+                if m.state in LEAVING_STATES and m.endpoints and m.endpoints.address not in routable}
 
     def gone(self) -> FrozenSet[str]:
-        """Addresses known to be stopped or unready, and not taken over by another instance."""
+        """Addresses known to be stopped, and not taken over by another instance."""
         keep = set(self.routable()) | set(self.draining())
         return frozenset(m.endpoints.address for m in self.view.members.values()
                          if m.endpoints and m.endpoints.address not in keep
-                         and m.state not in DRAINING_STATES and not m.routable)
+                         and m.state not in LEAVING_STATES and not m.routable)
 
     def addresses(self) -> Set[str]:
         return {m.endpoints.address for m in self.view.members.values() if m.endpoints}
@@ -81,9 +85,25 @@ def znode_data(deployment: str, member: Member) -> bytes:
     }, sort_keys=True, separators=(",", ":")).encode()
 
 
-def due_unrouted(fleet: Fleet, scope: Optional[Set[str]], already_sent: Mapping[str, int]) -> Dict[str, Member]:
-    """Draining members (in scope) whose instance-unrouted has not been announced yet; the
+SentUnrouted = Mapping[str, Tuple[int, Optional[int]]]  # instance id -> (draining seq, open requests sent)
+
+
+def due_unrouted(fleet: Fleet, scope: Optional[Set[str]], sent: SentUnrouted,
+                 open_requests: Mapping[str, Optional[int]]) -> Dict[str, Tuple[Member, Optional[int]]]:
+    """Draining members (in scope) to announce unrouted, with the requests still open at the
+    gateways (``open_requests`` by address; None: not counted this time): once per draining
+    sequence, then again whenever that count changes, so the node-agent waits for zero. The
     caller announces them only after both gateways took them out."""
-    return {address: m for address, m in fleet.draining().items()
-            if m.state is ev.InstanceState.DRAINING and (scope is None or address in scope)
-            and already_sent.get(m.instance_id, -1) < m.seq}
+    due: Dict[str, Tuple[Member, Optional[int]]] = {}
+    for address, m in fleet.draining().items():
+        if m.state not in DRAINING_STATES or (scope is not None and address not in scope):
+            continue
+        count = open_requests.get(address)
+        sent_seq, sent_count = sent.get(m.instance_id, (-1, None))
+        if sent_seq > m.seq:
+            continue
+        fresh = sent_seq < m.seq
+        # An unrouted one seen fresh was announced by an earlier replica: only counts follow.
+        if (fresh and m.state is ev.InstanceState.DRAINING) or (count is not None and (fresh or count != sent_count)):
+            due[address] = (m, count)
+    return due

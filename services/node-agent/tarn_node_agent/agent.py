@@ -15,12 +15,15 @@ import uvicorn
 
 from tarn_shared import events as ev
 from tarn_shared.errors import ConfigError, TarnError, UnavailableError
+from tarn_shared.hadoop_conf import read_hadoop_conf
 from tarn_shared.streams import StreamPublisher, connect
 
 from .agent_metrics import AgentStatus
 from .announcer import Announcer
 from .app import create_app
 from .commands import Acks, Commands
+from .drain import terminate_timeout_s
+from .drainer import Drainer
 from .errors import SecretsError, StagingError, TritonError
 from .lifecycle import Lifecycle
 from .nvml import GpuReader
@@ -59,7 +62,10 @@ class NodeAgent:
         publisher = StreamPublisher(redis)
         announcer = Announcer(self.lifecycle, publisher, s.deployment)
         acks = Acks(s, publisher)
-        shutdown = Shutdown(s, self.process, self.api, announcer, self.status, redis, acks.send)
+        drainer = Drainer(s, self.api, self.process, announcer, redis)
+        terminate_s = terminate_timeout_s(s.terminate_drain_timeout_s, nodemanager_kill_delay_ms(self.environ))
+        log.info("a SIGTERM drains for at most this long", extra={"terminate_drain_timeout_s": terminate_s})
+        shutdown = Shutdown(s, self.process, announcer, self.status, drainer, acks.send, terminate_s)
         server, server_task = await self._start_http()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -114,6 +120,18 @@ class NodeAgent:
         self.lifecycle.endpoints = self.lifecycle.endpoints.model_copy(update={"agent_port": self.agent_port})
         log.info("agent endpoint listening", extra={"port": self.agent_port})
         return server, task
+
+
+def nodemanager_kill_delay_ms(environ: Dict[str, str]) -> Optional[float]:
+    """How long after SIGTERM the NodeManager sends SIGKILL, from its yarn-site.xml (a
+    container sees the NodeManager's $HADOOP_CONF_DIR); None when unset or unreadable."""
+    value = read_hadoop_conf(environ.get("HADOOP_CONF_DIR"), ("yarn-site.xml",)).get(
+        "yarn.nodemanager.sleep-delay-before-sigkill.ms")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        log.warning("unreadable yarn.nodemanager.sleep-delay-before-sigkill.ms", extra={"value": value})
+        return None
 
 
 async def _supervise(shutdown: Shutdown, loops) -> None:

@@ -10,7 +10,10 @@ tritonserver has no tensor or pipeline parallel flags. For tp x pp > 1:
   that tp and pp.
 - vLLM backend: one tritonserver; the engine arguments in ``<model>/1/model.json`` carry
   ``tensor_parallel_size`` and ``pipeline_parallel_size`` (triton-inference-server/vllm_backend
-  README, "Using multiple GPU cards"; vLLM's engine arguments of those names).
+  README, "Using multiple GPU cards"; vLLM's engine arguments of those names). The agent never
+  writes into the model repository (on NFS it is every instance's source; it may be mounted
+  read-only): the rewritten files go to a per-container overlay (overlay.py) and Triton serves
+  that instead.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ class TritonOptions:
 class LaunchPlan:
     argv: List[str]
     env: Dict[str, str]
-    # Files to rewrite in the staged repository before starting (vLLM engine arguments).
+    # Files rewritten (vLLM engine arguments), by path inside the repository: they go to the
+    # overlay plan_launch was given, which the argv then names.
     rewrites: Dict[Path, str] = field(default_factory=dict)
     parallelism: str = "single"
 
@@ -66,11 +70,12 @@ def model_backend(config_text: str) -> Optional[str]:
 
 def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],
                 vllm_engine_args: Mapping[str, str], base_env: Mapping[str, str],
-                gpu_count: Optional[int] = None) -> LaunchPlan:
+                gpu_count: Optional[int] = None, overlay: Optional[Path] = None) -> LaunchPlan:
     """``backends``: model -> backend from its config.pbtxt; ``vllm_engine_args``: model ->
     text of its ``1/model.json``. ``base_env`` is the environment Triton inherits (with secrets
     and, for the process runtime, CUDA_VISIBLE_DEVICES from gpu_allocation.py); ``gpu_count``:
-    the GPUs allocated to the container, when known."""
+    the GPUs allocated to the container, when known; ``overlay``: the repository Triton is
+    given instead when files are rewritten."""
     env = dict(base_env)
     world = options.tp * options.pp
     if world > 1 and gpu_count is not None and gpu_count < world:
@@ -88,14 +93,14 @@ def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],
         chosen = present.pop()
     if chosen == TENSORRT_LLM:
         return _tensorrt_llm(options, backends, env)
-    return _vllm(options, backends, vllm_engine_args, env)
+    return _vllm(options, backends, vllm_engine_args, env, overlay)
 
 
 def _server_args(options: TritonOptions, *, rank: Optional[int] = None,
-                 explicit_models: Optional[Sequence[str]] = None) -> List[str]:
+                 explicit_models: Optional[Sequence[str]] = None, repository: Optional[Path] = None) -> List[str]:
     argv = [
         options.executable,
-        f"--model-repository={options.model_repository}",
+        f"--model-repository={repository or options.model_repository}",
         f"--http-address={options.bind}",
         f"--http-port={options.ports.http}",
         f"--grpc-address={options.bind}",
@@ -129,18 +134,19 @@ def _tensorrt_llm(options: TritonOptions, backends: Mapping[str, Optional[str]],
 
 
 def _vllm(options: TritonOptions, backends: Mapping[str, Optional[str]], engine_args: Mapping[str, str],
-          env: Dict[str, str]) -> LaunchPlan:
+          env: Dict[str, str], overlay: Optional[Path]) -> LaunchPlan:
     models = sorted(m for m, b in backends.items() if b == VLLM)
     if not models:
         raise ConfigError("parallel_backend is vllm but no model uses backend \"vllm\"")
+    if overlay is None:
+        raise ConfigError("tp x pp > 1 with vLLM rewrites model.json, which needs an overlay directory")
     rewrites = {}
     for model in models:
         text = engine_args.get(model)
         if text is None:
             raise ConfigError(f"vLLM model {model!r} has no 1/model.json with its engine arguments")
-        rewrites[options.model_repository / model / "1" / "model.json"] = with_parallelism(text, options.tp, options.pp,
-                                                                                          model)
-    return LaunchPlan(_server_args(options), env, rewrites,
+        rewrites[Path(model) / "1" / "model.json"] = with_parallelism(text, options.tp, options.pp, model)
+    return LaunchPlan(_server_args(options, repository=overlay), env, rewrites,
                       parallelism=f"{VLLM} tensor_parallel_size={options.tp} pipeline_parallel_size={options.pp}")
 
 

@@ -16,6 +16,7 @@ from .gpu_allocation import CUDA, Selection, triton_environment
 from .hdfs import Hdfs
 from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch
 from .nvml import GpuReader
+from .overlay import build_overlay
 from .secrets import map_to_environment
 from .settings import NodeAgentSettings
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
@@ -83,7 +84,8 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
 
 def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[str, str],
              gpu_count: Optional[int] = None) -> LaunchPlan:
-    """The launch plan for the staged models; writes the engine arguments it rewrites."""
+    """The launch plan for the staged models; the files it rewrites go to this container's
+    overlay, never into the repository."""
     s = settings
     backends: Dict[str, Optional[str]] = {}
     engine_args: Dict[str, str] = {}
@@ -98,7 +100,8 @@ def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[st
         ports=TritonPorts(http=s.http_port, grpc=s.grpc_port, metrics=s.metrics_port),
         model_control_mode=s.model_control_mode, load_models=s.load_models, exit_timeout_s=s.exit_timeout_s,
         extra_args=s.triton_args, tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
-    plan = plan_launch(options, backends, engine_args, env, gpu_count=gpu_count)
-    for path, text in plan.rewrites.items():
-        path.write_text(text)
+    overlay = s.overlay_dir / (s.container_id or "container")
+    plan = plan_launch(options, backends, engine_args, env, gpu_count=gpu_count, overlay=overlay)
+    if plan.rewrites:
+        build_overlay(staged.path, overlay, plan.rewrites)
     return plan

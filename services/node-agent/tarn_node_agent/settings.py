@@ -45,6 +45,8 @@ class NodeAgentSettings(TarnSettings):
                             "when a ticket cache is configured, else simple")
     staging_parallelism: int = Field(4, ge=1, le=64, description="files downloaded at once")
     verify_checksums: bool = Field(True, description="compare each file with HDFS's own checksum")
+    overlay_dir: Path = Field(Path("tarn-overlay"), description="this container's copies of the model files "
+                                                               "the agent rewrites (the repository is never written)")
     secrets: Optional[CredentialLocationStr] = Field(None, description="JCEKS credential file: hdfs://... or jceks://hdfs@host:port/...")
 
     # -- tritonserver
@@ -74,6 +76,10 @@ class NodeAgentSettings(TarnSettings):
     health_interval_s: float = Field(2.0, gt=0, description="readiness probe period once started")
     probe_timeout_s: float = Field(5.0, gt=0, description="one readiness probe; longer counts as a hang")
     drain_unrouted_timeout_s: float = Field(15.0, gt=0, description="how long a drain waits for gateway-sync")
+    terminate_drain_timeout_s: Optional[float] = Field(
+        None, ge=0, description="how long the drain on SIGTERM may take; default: the NodeManager's "
+                                "yarn.nodemanager.sleep-delay-before-sigkill.ms ($HADOOP_CONF_DIR/yarn-site.xml) "
+                                "less 10 s for stopping Triton")
     target_queue_time_us: float = Field(100_000.0, gt=0, description="queue time per request at load 1.0")
     target_pending_requests: float = Field(8.0, gt=0, description="pending requests at load 1.0")
     target_gpu_utilization_pct: float = Field(90.0, gt=0, le=100, description="GPU utilization at load 1.0")
@@ -145,6 +151,8 @@ class NodeAgentSettings(TarnSettings):
             raise ValueError("http_port, grpc_port and metrics_port must differ")
         if not self.staging_dir.is_absolute():
             self.staging_dir = Path.cwd() / self.staging_dir
+        if not self.overlay_dir.is_absolute():
+            self.overlay_dir = Path.cwd() / self.overlay_dir
         if os.sep not in self.tritonserver and shutil.which(self.tritonserver) is None:
             raise ValueError(f"tritonserver executable {self.tritonserver!r} is not on PATH")
         if os.sep in self.tritonserver and not os.access(self.tritonserver, os.X_OK):
