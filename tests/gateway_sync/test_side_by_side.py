@@ -12,6 +12,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from tarn_gateway_sync.haproxy import RuntimeApi
 from tarn_shared import events as ev
@@ -74,7 +75,10 @@ class Places:
             return {}
         found = {}
         for child in self.zk.get_children(path):
-            data, stat = self.zk.get(f"{path}/{child}")
+            try:
+                data, stat = self.zk.get(f"{path}/{child}")
+            except NoNodeError:  # deleted between the listing and the read
+                continue
             found[child] = (json.loads(data)["deployment"], stat.ephemeralOwner)
         return found
 
