@@ -7,7 +7,15 @@ from typing import List, Literal, Optional
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tarn_shared.settings import CommaList, TarnSettings
+from tarn_shared import defaults
+from tarn_shared.settings import CommaList, SpaceList, TarnSettings
+
+from .strict_names import backend_problem, parse_ensemble, zk_path_problem
+
+# The backends of deploy/haproxy's configurations: dynamic servers, and the seeds' slots.
+DEFAULT_BACKENDS = [defaults.HAPROXY_BACKEND, "triton_slots"]
+# The seeds' Knox namespace; deployments' paths (default /services/triton/instances) lie under it.
+DEFAULT_ZK_PATHS = ["/services/triton"]
 
 
 class GatewaySyncSettings(TarnSettings):
@@ -39,6 +47,18 @@ class GatewaySyncSettings(TarnSettings):
     haproxy_watch_interval_s: float = Field(1.0, gt=0, description="How often a restart or reload is looked for")
     drain_timeout_s: float = Field(60.0, gt=0, description="Longest a server stays in drain before removal")
     reconcile_interval_s: float = Field(30.0, gt=0)
+    allowed_backends: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_BACKENDS),
+        description="HAProxy backends a deployment record may name, comma separated; a record naming another is "
+                    "refused (Redis is not a trust root)")
+    allowed_zk_paths: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_ZK_PATHS),
+        description="ZooKeeper paths a deployment record may name, comma separated: each one and what lies under "
+                    "it, within the ensemble's chroot")
+    allowed_zk_ensembles: SpaceList = Field(
+        default_factory=list,
+        description="ZooKeeper ensembles a deployment record may name besides zk_hosts, separated by spaces "
+                    "(host:port,...[/chroot]); gateway-sync connects to them with its own credentials")
     host: str = Field("127.0.0.1", description="Address of the health and metrics API")
     port: int = Field(8095, ge=0, le=65535)
 
@@ -48,6 +68,30 @@ class GatewaySyncSettings(TarnSettings):
         if not value:
             raise ValueError("name at least one HAProxy Runtime API address")
         return value
+
+    @field_validator("allowed_backends")
+    @classmethod
+    def _backends(cls, value: List[str]) -> List[str]:
+        return _each(value, backend_problem)
+
+    @field_validator("allowed_zk_paths")
+    @classmethod
+    def _zk_paths(cls, value: List[str]) -> List[str]:
+        return _each(value, zk_path_problem)
+
+    @field_validator("zk_hosts")
+    @classmethod
+    def _zk_hosts(cls, value: str) -> str:
+        return _each([value], lambda v: parse_ensemble(v)[1])[0]
+
+    @field_validator("allowed_zk_ensembles")
+    @classmethod
+    def _zk_ensembles(cls, value: List[str]) -> List[str]:
+        return _each(value, lambda v: parse_ensemble(v)[1])
+
+    def allowed_ensembles(self) -> List[str]:
+        """Every ensemble a record may name: zk_hosts first."""
+        return [self.zk_hosts] + [e for e in self.allowed_zk_ensembles if e != self.zk_hosts]
 
     def zk_auth(self) -> List[tuple]:
         return [("digest", self.zk_digest.get_secret_value())] if self.zk_digest else []
@@ -61,3 +105,11 @@ class GatewaySyncSettings(TarnSettings):
         if self.zk_sasl_password:
             options["password"] = self.zk_sasl_password.get_secret_value()
         return options
+
+
+def _each(values: List[str], problem_of) -> List[str]:
+    for value in values:
+        problem = problem_of(value)
+        if problem:
+            raise ValueError(problem)
+    return values
