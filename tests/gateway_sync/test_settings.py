@@ -63,3 +63,15 @@ def test_a_badly_shaped_allowance_is_a_config_error_naming_its_variable(field, v
     with pytest.raises(ConfigError) as failure:
         GatewaySyncSettings.load(**values)
     assert f"TARN_GATEWAY_SYNC_{field.upper()}" in str(failure.value)
+
+
+@pytest.mark.parametrize("url, ok", [("redis://tarn-gateway-sync:pw@redis:6379/0", True),
+                                     ("rediss://u:pw@redis:6380/0?ssl_ca_certs=/etc/tarn/ca.pem", True),
+                                     ("unix:///run/redis.sock", True), ("http://redis:6379", False)])
+def test_the_redis_url_takes_an_acl_user_and_tls_and_nothing_but_redis(url, ok):
+    values = {"zk_hosts": "zk1:2181", "haproxy_sockets": ["/run/haproxy/a.sock"], "redis_url": url}
+    if ok:
+        assert GatewaySyncSettings.load(**values).redis_url == url
+    else:
+        with pytest.raises(ConfigError, match="TARN_GATEWAY_SYNC_REDIS_URL"):
+            GatewaySyncSettings.load(**values)

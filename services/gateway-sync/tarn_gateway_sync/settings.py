@@ -21,6 +21,11 @@ DEFAULT_ZK_PATHS = ["/services/triton"]
 class GatewaySyncSettings(TarnSettings):
     model_config = SettingsConfigDict(env_prefix="TARN_GATEWAY_SYNC_", extra="ignore", env_file=None)
 
+    redis_url: str = Field(
+        defaults.REDIS_URL,
+        description="Redis holding TARN's streams: redis://[user:password@]host:port/db with gateway-sync's own "
+                    "Redis 7 ACL user (deploy/redis/gateway-sync.conf), or rediss://...?ssl_ca_certs=/path/ca.pem "
+                    "for TLS (ssl_certfile= and ssl_keyfile= add a client certificate)")
     zk_hosts: str = Field(..., description="ZooKeeper ensemble for the leader election, and for deployments "
                                             "whose record names none (host:port,...[/chroot])")
     haproxy_sockets: CommaList = Field(..., description="HAProxy Runtime API addresses, comma separated: "
@@ -67,6 +72,13 @@ class GatewaySyncSettings(TarnSettings):
     def _at_least_one(cls, value: List[str]) -> List[str]:
         if not value:
             raise ValueError("name at least one HAProxy Runtime API address")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
         return value
 
     @field_validator("allowed_backends")
