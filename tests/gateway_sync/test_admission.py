@@ -28,7 +28,7 @@ def reason(**fields):
 
 
 def test_a_record_within_the_settings_is_admitted():
-    assert reason() is None  # its own ensemble (the default), the default path and backend
+    assert reason() is None and reason(zk_ensemble="") is None  # its own ensemble, the default path and backend
     assert reason(zk_ensemble="ZK2:2181,zk1:2181/tarn", zk_path="/services/triton/a") is None  # same ensemble
     assert reason(zk_ensemble="zk1:2181,zk2:2181", zk_path="/tarn/services/triton/a") is None  # the chroot folded in
     assert reason(zk_ensemble=OTHER, haproxy_backend="triton_slots") is None  # listed

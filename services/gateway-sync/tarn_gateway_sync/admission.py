@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Hashable, Optional, Sequence, Tuple
+from typing import FrozenSet, Hashable, Optional, Sequence, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.claims import HAPROXY, Place, zookeeper_place
@@ -40,7 +40,7 @@ class Allowlist:
     """``zk_paths``: prefixes within an ensemble's chroot; a path is allowed when it is one
     of them or lies under one."""
 
-    backends: frozenset
+    backends: FrozenSet[str]
     ensembles: Tuple[AllowedEnsemble, ...]
     zk_paths: Tuple[str, ...]
 
@@ -77,7 +77,7 @@ def record_refusal(record: ev.DeploymentRecord, allowed: Allowlist, default_ense
     if record.haproxy_backend not in allowed.backends:
         return Refusal("backend_not_allowed", f"backend {record.haproxy_backend} is not in "
                                               f"TARN_GATEWAY_SYNC_ALLOWED_BACKENDS")
-    if record.zk_ensemble is not None:
+    if record.zk_ensemble:  # None or "": gateway-sync's own
         _, problem = parse_ensemble(record.zk_ensemble)
         if problem:
             return Refusal("zk_ensemble", problem)
