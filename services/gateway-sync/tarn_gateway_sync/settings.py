@@ -94,7 +94,8 @@ class GatewaySyncSettings(TarnSettings):
     @field_validator("zk_hosts")
     @classmethod
     def _zk_hosts(cls, value: str) -> str:
-        return _each([value], lambda v: parse_ensemble(v)[1])[0]
+        _each([value], lambda v: parse_ensemble(v)[1])
+        return value
 
     @field_validator("allowed_zk_ensembles")
     @classmethod
