@@ -123,6 +123,7 @@ def replica(args, name: str, port: int, zk_root: str) -> subprocess.Popen:
     env = dict(os.environ, TARN_GATEWAY_SYNC_REDIS_URL=args.redis_url, TARN_GATEWAY_SYNC_ZK_HOSTS=args.zk_hosts,
                TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=args.haproxy_socket, TARN_GATEWAY_SYNC_REPLICA_ID=name,
                TARN_GATEWAY_SYNC_ELECTION_PATH=f"{zk_root}/leader", TARN_GATEWAY_SYNC_PORT=str(port),
+               TARN_GATEWAY_SYNC_ALLOWED_ZK_PATHS=zk_root,  # the bench's own path, not the default namespace
                TARN_GATEWAY_SYNC_ZK_SESSION_TIMEOUT_S=str(args.session_timeout_s),
                TARN_GATEWAY_SYNC_LOG_LEVEL="WARNING")
     log = open(Path(args.run_dir) / f"gateway-sync-{name}.log", "ab")

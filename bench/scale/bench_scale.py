@@ -98,6 +98,7 @@ class Services:
                    TARN_GATEWAY_SYNC_ZK_HOSTS=args.zk_hosts, TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=args.haproxy_socket,
                    TARN_GATEWAY_SYNC_REPLICA_ID=self.replica, TARN_GATEWAY_SYNC_PORT=str(_free_port()),
                    TARN_GATEWAY_SYNC_ELECTION_PATH=f"/tarn-bench-election-{self.replica}/leader",
+                   TARN_GATEWAY_SYNC_ALLOWED_ZK_PATHS=zk_path,  # the bench's own path, not the default namespace
                    TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_LOG_LEVEL="WARNING")
         run = Path(args.run_dir)
         self.logs = [open(run / f"gateway-sync-{deployment}.log", "ab"), open(run / f"am-{deployment}.log", "ab")]

@@ -17,7 +17,7 @@ S = TypeVar("S", bound="TarnSettings")
 ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would let "A\n" through
 
 
-def _splitter(separator: str) -> Callable[[Any], Any]:
+def _splitter(separator: Optional[str]) -> Callable[[Any], Any]:
     def split(value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
@@ -28,9 +28,10 @@ def _splitter(separator: str) -> Callable[[Any], Any]:
     return split
 
 
-# Lists from the environment: a JSON array, or items separated by commas (or lines).
+# Lists from the environment: a JSON array, or items separated by commas (or lines, or white space).
 CommaList = Annotated[List[str], NoDecode, BeforeValidator(_splitter(","))]
 LineList = Annotated[List[str], NoDecode, BeforeValidator(_splitter("\n"))]
+SpaceList = Annotated[List[str], NoDecode, BeforeValidator(_splitter(None))]  # items that hold commas
 
 
 class TarnSettings(BaseSettings):

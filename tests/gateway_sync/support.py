@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tarn_gateway_sync.haproxy import RuntimeApi
 from tarn_gateway_sync.plan import Admin
 from tarn_gateway_sync.replica import GatewaySync
-from tarn_gateway_sync.settings import GatewaySyncSettings
+from tarn_gateway_sync.settings import DEFAULT_BACKENDS, GatewaySyncSettings
 from tarn_gateway_sync.sync_metrics import Metrics
 from tarn_shared import events as ev
 from tarn_shared.defaults import ZK_PATH
@@ -119,6 +119,8 @@ def settings_for(stack, zk_hosts: str, replica: str = "r1", deployment: Optional
     values = dict(deployments=[deployment] if deployment else [], redis_url=stack.env["REDIS_URL"], zk_hosts=zk_hosts, haproxy_sockets=[stack.env["HAPROXY_SOCKET"]],
                   replica_id=replica, zk_session_timeout_s=4.0, haproxy_watch_interval_s=0.2,
                   reconcile_interval_s=10.0, drain_timeout_s=5.0, log_json=False)
+    # The test stack's own backends besides the defaults (the demo's and the seeds').
+    values["allowed_backends"] = DEFAULT_BACKENDS + [b["name"] for b in stack.state["test_backends"]]
     values.update(overrides)
     return GatewaySyncSettings.load(**values)
 
@@ -145,7 +147,7 @@ class Replica:
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            text = ",".join(value) if isinstance(value, list) else str(value)
+            text = json.dumps(value) if isinstance(value, list) else str(value)  # lists may hold commas
             env[f"TARN_GATEWAY_SYNC_{key.upper()}"] = text
         env["TARN_GATEWAY_SYNC_PORT"] = str(self.port)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -1,13 +1,22 @@
 """Discovery without servers: which deployment records are served, the replay of a
 lifecycle stream from its newest snapshot, and what a lifecycle event hands the loops."""
 import pytest
+from prometheus_client import CollectorRegistry
 
+from tarn_gateway_sync.admission import Allowlist, Gate
 from tarn_gateway_sync.discovery import CHANGED, NEW, REMOVED, Discovery, record_change, replay
 from tarn_gateway_sync.pending import PendingWork
 from tarn_gateway_sync.routing import Fleet
+from tarn_gateway_sync.sync_metrics import Metrics
 from tarn_shared import events as ev
 
 pytestmark = pytest.mark.anyio
+ADMIT_ALL = lambda event: event  # noqa: E731
+
+
+def gate() -> Gate:
+    allowed = Allowlist.of(["triton_backend"], ["zk:2181"], ["/services/triton"])
+    return Gate(allowed, "zk:2181", Metrics(CollectorRegistry()).refused)
 
 
 def record(name="d", **fields):
@@ -71,14 +80,14 @@ def test_a_republished_record_changes_nothing_unless_its_settings_do():
 async def test_the_replay_starts_at_the_newest_snapshot_and_skips_malformed_entries():
     stream = FakeStreams([ev.encode(ready(1)), ev.encode(snapshot([1], "1-0")), ev.encode(ready(2)),
                           {"event": "{not json"}, ev.encode(snapshot([1, 2], "3-0")), ev.encode(ready(3))])
-    fleet = await replay(stream, "s", Fleet())
+    fleet = await replay(stream, "s", Fleet(), ADMIT_ALL)
     assert set(fleet.routable()) == {"h:1", "h:2", "h:3"} and fleet.authoritative
     assert [r for r in stream.reads if r[0] == "fwd"] == [("fwd", "3-0", "+")]
 
 
 async def test_the_replay_pages_through_a_long_stream_without_a_snapshot():
     stream = FakeStreams([ev.encode(ready(port)) for port in range(1, 1201)])
-    fleet = await replay(stream, "s", Fleet())
+    fleet = await replay(stream, "s", Fleet(), ADMIT_ALL)
     assert len(fleet.routable()) == 1200 and not fleet.authoritative
     assert [r[0] for r in stream.reads] == ["rev"] * 3 + ["fwd"] * 2  # by 500 newest first, by 1000 oldest first
     assert stream.reads[1] == ("rev", "-", "(701-0") and stream.reads[4] == ("fwd", "(1000-0", "+")
@@ -92,7 +101,7 @@ def test_a_removed_record_stops_a_served_deployment_and_never_starts_one():
 
 async def test_a_removed_deployment_is_forgotten_and_a_read_from_before_its_removal_stays_out():
     work = PendingWork()
-    discovery = Discovery(None, "r1", [], work, errors=None, poll_s=1.0)
+    discovery = Discovery(None, "r1", work, errors=None, poll_s=1.0, gate=gate())
     live = record()
     discovery.records["d"], discovery.fleets["d"] = live, Fleet()
     await discovery.add(live.model_copy(update={"removed": True}))
@@ -104,7 +113,7 @@ async def test_a_removed_deployment_is_forgotten_and_a_read_from_before_its_remo
 
 async def test_a_lifecycle_event_hands_its_addresses_to_the_apply_loop():
     work = PendingWork()
-    discovery = Discovery(None, "r1", [], work, errors=None, poll_s=1.0)
+    discovery = Discovery(None, "r1", work, errors=None, poll_s=1.0, gate=gate())
     first, repeat = ready(1), ready(1)
     await discovery.on_lifecycle("d", "1-0", first)
     await discovery.on_lifecycle("d", "2-0", repeat)  # the same sequence again changes nothing
@@ -115,7 +124,7 @@ async def test_a_lifecycle_event_hands_its_addresses_to_the_apply_loop():
 
 async def test_the_first_authoritative_snapshot_asks_for_a_full_reconcile():
     work = PendingWork()
-    discovery = Discovery(None, "r1", [], work, errors=None, poll_s=1.0)
+    discovery = Discovery(None, "r1", work, errors=None, poll_s=1.0, gate=gate())
     await discovery.on_lifecycle("d", "1-0", snapshot([1], None))
     assert await work.next_reconcile(interval_s=0.01) == {"periodic"}
     await discovery.on_lifecycle("d", "2-0", snapshot([1], "1-0"))

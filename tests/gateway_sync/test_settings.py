@@ -43,3 +43,35 @@ def test_servers_state_is_read_with_drain_and_maintenance_told_apart():
     assert servers["s2"].admin is Admin.DRAIN
     assert servers["triton-1"].admin is Admin.MAINT
     assert servers["triton-2"].admin is Admin.READY  # a slot brought up keeps its config-maint bit
+
+
+def test_allowed_ensembles_come_space_separated_and_zk_hosts_is_always_one(monkeypatch):
+    monkeypatch.setenv("TARN_GATEWAY_SYNC_ZK_HOSTS", "zk1:2181,zk2:2181/tarn")
+    monkeypatch.setenv("TARN_GATEWAY_SYNC_HAPROXY_SOCKETS", "/run/haproxy/a.sock")
+    monkeypatch.setenv("TARN_GATEWAY_SYNC_ALLOWED_ZK_ENSEMBLES", "zk7:2181,zk8:2181 zk9:2181/other")
+    settings = GatewaySyncSettings.load()
+    assert settings.allowed_ensembles() == ["zk1:2181,zk2:2181/tarn", "zk7:2181,zk8:2181", "zk9:2181/other"]
+    assert settings.allowed_backends == ["triton_backend", "triton_slots"]
+    assert settings.allowed_zk_paths == ["/services/triton"]
+
+
+@pytest.mark.parametrize("field, value", [("allowed_backends", ["ok", "x; del server"]),
+                                          ("allowed_zk_paths", ["/services/../x"]),
+                                          ("allowed_zk_ensembles", ["zk1:2181;zk2"]), ("zk_hosts", "zk1")])
+def test_a_badly_shaped_allowance_is_a_config_error_naming_its_variable(field, value):
+    values = {"zk_hosts": "zk1:2181", "haproxy_sockets": ["/run/haproxy/a.sock"], field: value}
+    with pytest.raises(ConfigError) as failure:
+        GatewaySyncSettings.load(**values)
+    assert f"TARN_GATEWAY_SYNC_{field.upper()}" in str(failure.value)
+
+
+@pytest.mark.parametrize("url, ok", [("redis://tarn-gateway-sync:pw@redis:6379/0", True),
+                                     ("rediss://u:pw@redis:6380/0?ssl_ca_certs=/etc/tarn/ca.pem", True),
+                                     ("unix:///run/redis.sock", True), ("http://redis:6379", False)])
+def test_the_redis_url_takes_an_acl_user_and_tls_and_nothing_but_redis(url, ok):
+    values = {"zk_hosts": "zk1:2181", "haproxy_sockets": ["/run/haproxy/a.sock"], "redis_url": url}
+    if ok:
+        assert GatewaySyncSettings.load(**values).redis_url == url
+    else:
+        with pytest.raises(ConfigError, match="TARN_GATEWAY_SYNC_REDIS_URL"):
+            GatewaySyncSettings.load(**values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from tarn_shared import events as ev
 from tarn_shared.consumer import ConsumerConfig, StreamConsumer
@@ -14,6 +14,7 @@ from tarn_shared.deployments import read_records
 from tarn_shared.errors import SchemaError, TarnError
 from tarn_shared.streams import REDIS_DOWN, read_range
 
+from .admission import Gate
 from .pending import PendingWork, pause
 from .routing import Fleet, apply_lifecycle, changed_addresses
 from .sync_metrics import ErrorLog
@@ -42,9 +43,9 @@ def record_change(known: Optional[ev.DeploymentRecord], record: ev.DeploymentRec
     return CHANGED if _settings_of(known) != _settings_of(record) else None
 
 
-async def replay(client, stream: str, fleet: Fleet) -> Fleet:
+async def replay(client, stream: str, fleet: Fleet, admit: Callable[[ev.Event], Optional[ev.Event]]) -> Fleet:
     """``fleet`` after the stream's entries from the newest snapshot's ``lifecycle_through``
-    on (everything before it is in that snapshot)."""
+    on (everything before it is in that snapshot), each as ``admit`` lets it through."""
     start = "-"
     async with aclosing(read_range(client, stream, batch=500, newest_first=True)) as newest_first:
         async for _, fields in newest_first:
@@ -54,6 +55,7 @@ async def replay(client, stream: str, fleet: Fleet) -> Fleet:
                 break
     async for entry_id, fields in read_range(client, stream, start=start, batch=1000):
         event = _decoded(fields)
+        event = admit(event) if event is not None else None
         if event is not None:
             fleet = apply_lifecycle(fleet, event, entry_id)
     return fleet
@@ -62,17 +64,17 @@ async def replay(client, stream: str, fleet: Fleet) -> Fleet:
 class Discovery:
     """``records`` and ``fleets`` of the served deployments; what changes goes to ``work``."""
 
-    def __init__(self, redis, replica_id: str, only: Sequence[str], work: PendingWork, errors: ErrorLog,
-                 poll_s: float) -> None:
+    def __init__(self, redis, replica_id: str, work: PendingWork, errors: ErrorLog, poll_s: float,
+                 gate: Gate) -> None:
         self.records: Dict[str, ev.DeploymentRecord] = {}
         self.fleets: Dict[str, Fleet] = {}
         self.consumers: Dict[str, StreamConsumer] = {}
         self._redis = redis
         self._config = consumer_config(replica_id)
-        self._only = list(only)
         self._work = work
         self._errors = errors
         self._poll_s = poll_s
+        self._gate = gate
         self._lock = asyncio.Lock()
         self._tasks: Dict[str, asyncio.Task] = {}  # by stream
         self._removed: Dict[str, float] = {}  # deployment -> ts of the record removed: older reads stay out
@@ -100,7 +102,9 @@ class Discovery:
         async with self._lock:
             if record.ts <= self._removed.get(record.deployment, float("-inf")):
                 return  # read before its removal was announced
-            change = record_change(self.records.get(record.deployment), record, self._only)
+            if not record.removed and self._gate.refuses_record(record):
+                return  # as if never published: a version served before stays served
+            change = record_change(self.records.get(record.deployment), record, self._gate.only)
             if change == NEW:
                 await self._serve(record)
             elif change == REMOVED:
@@ -113,6 +117,10 @@ class Discovery:
     async def on_lifecycle(self, name: str, entry_id: str, event: ev.Event) -> None:
         if getattr(event, "deployment", name) != name:
             return
+        admitted = self._gate.admitted_event(name, event)
+        if admitted is None:
+            return
+        event = admitted
         old = self.fleets.get(name, Fleet())
         new = apply_lifecycle(old, event, entry_id)
         if new == old:
@@ -128,7 +136,8 @@ class Discovery:
         consumer = StreamConsumer(self._redis, [stream], self._config,
                                   lambda s, i, e: self.on_lifecycle(name, i, e))
         await consumer.ensure_groups()  # before the replay: no entry falls between the two
-        self.fleets[name] = await replay(self._redis, stream, self.fleets.get(name, Fleet()))
+        self.fleets[name] = await replay(self._redis, stream, self.fleets.get(name, Fleet()),
+                                         lambda event: self._gate.admitted_event(name, event))
         self._consume(stream, consumer)
         self.records[name] = record
         log.info("serving deployment", extra={"deployment": name, "app_id": record.app_id,

@@ -9,10 +9,11 @@ import socket
 from typing import Callable, Dict, Optional, Sequence, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.claims import Place
+from tarn_shared.claims import Place, zookeeper_place
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 
+from .admission import Allowlist
 from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .pending import pause
@@ -71,8 +72,9 @@ class HaproxyGateway:
     last sync of each backend saw still open for the leaving addresses (drain_counts.open_requests)."""
 
     def __init__(self, api: RuntimeApi, settings: GatewaySyncSettings, errors: ErrorLog,
-                 may_write: Callable[[], bool], clock: Clock = Clock()) -> None:
+                 may_write: Callable[[], bool], allowed: Allowlist, clock: Clock = Clock()) -> None:
         self.api = api
+        self._allowed = allowed
         self._settings = settings
         self._errors = errors
         self._may_write = may_write
@@ -82,6 +84,9 @@ class HaproxyGateway:
 
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
+        if backend not in self._allowed.backends:  # admission refused it already: never reached
+            self._errors("refused", ValueError(f"backend {backend!r} is not allowed"), backend=backend)
+            return False
         try:
             observed = await self.api.servers(backend)
             layout = Layout(settings.haproxy_layout) if settings.haproxy_layout != "auto" \
@@ -112,12 +117,14 @@ class HaproxyGateway:
 
 
 class ZookeeperGateway:
-    """The znodes of every deployment, on the ensemble its record names (or the default)."""
+    """The znodes of every deployment, on the ensemble its record names (or the default),
+    reached through the allowed ensemble's configured connection string only."""
 
     def __init__(self, ensembles: Ensembles, default_hosts: str, errors: ErrorLog,
-                 may_write: Callable[[], bool]) -> None:
+                 may_write: Callable[[], bool], allowed: Allowlist) -> None:
         self._ensembles = ensembles
         self._default_hosts = default_hosts
+        self._allowed = allowed
         self._errors = errors
         self._may_write = may_write
 
@@ -125,8 +132,8 @@ class ZookeeperGateway:
                    leaving: Set[str], scope: Optional[Set[str]]) -> bool:
         name = record.deployment
         try:
-            ensemble = await self._ensembles.open(record.zk_ensemble or self._default_hosts)
-            path = record.zk_path.rstrip("/")
+            ensemble, path = await self._open(zookeeper_place(record.zk_ensemble or self._default_hosts,
+                                                              record.zk_path))
             observed = await ensemble.observe(path, sorted(scope) if scope is not None else None)
             session = ensemble.session_id
             if session is None:
@@ -145,16 +152,25 @@ class ZookeeperGateway:
         """Every ephemeral znode under the place's path deleted (persistent ones, such as
         another deployment's path inside it, are not ours)."""
         try:
-            ensemble = await self._ensembles.open(place.ensemble or self._default_hosts)
-            observed = await ensemble.observe(place.name)
+            ensemble, path = await self._open(place)
+            observed = await ensemble.observe(path)
             actions = [DeleteZnode(n) for n, node in sorted(observed.items()) if node.ephemeral_owner]
             if actions and not self._may_write():
                 return False
-            await ensemble.apply(place.name, actions)
+            await ensemble.apply(path, actions)
             return True
         except UnavailableError as exc:
             self._errors("zookeeper", exc, zk_path=place.name)
         return False
+
+    async def _open(self, place: Place):
+        """The allowed ensemble holding ``place``, and the path within it; admission refused
+        any other place already, so this raises only for a bug."""
+        where = self._allowed.locate(place)
+        if where is None:
+            raise UnavailableError(f"{place.describe()} is not allowed; not connecting")
+        connection, path = where
+        return await self._ensembles.open(connection), path
 
 
 class RestartWatch:

@@ -22,6 +22,7 @@ _DRAIN_BITS = 0x08 | 0x10
 _SRV_RUNNING = 2
 _ERROR = re.compile(r"No such|Require|not in maintenance|Unknown command|Already exists|[Ee]rror|[Ff]ailed|"
                     r"[Ii]nvalid|[Cc]an't|[Cc]annot|Permission denied|still has|not found|Unexpected")
+_SEPARATORS = re.compile(r"[;\n\r\x00]")  # `;` and a line end start another Runtime API command
 
 
 class HaproxyCommandError(TarnError):
@@ -51,6 +52,8 @@ class RuntimeApi:
 
     async def command(self, line: str) -> str:
         """Send one command on a fresh connection (HAProxy closes it after answering)."""
+        if _SEPARATORS.search(line):  # the last net: names are checked before they get here (admission)
+            raise HaproxyCommandError(f"refused to send {line!r} to HAProxy at {self.address}: it holds a separator")
         try:
             return await asyncio.wait_for(self._exchange(line), timeout=self.timeout_s)
         except (OSError, asyncio.TimeoutError, EOFError) as exc:

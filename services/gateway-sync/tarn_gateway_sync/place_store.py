@@ -4,7 +4,7 @@ keeps its servers across gateway-sync restarts, and the record's old version is 
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from tarn_shared import events as ev
 from tarn_shared.claims import Place
@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 
 class PlaceStore:
-    def __init__(self, redis, group: str, errors: ErrorLog) -> None:
+    def __init__(self, redis, group: str, errors: ErrorLog, admits: Callable[[Place], bool]) -> None:
         self._redis = redis
         self._errors = errors
+        self._admits = admits  # whoever writes Redis may have put any place here
         self._key = ev.gateway_places_key(group)
         self._written: Optional[Dict[Place, str]] = None  # None: not restored yet, write nothing
 
@@ -39,7 +40,7 @@ class PlaceStore:
         saved: Dict[Place, str] = {}
         for key, owner in stored.items():
             place = place_from_key(as_text(key))
-            if place is not None:
+            if place is not None and self._admits(place):
                 saved[place] = as_text(owner)
         claims.restore(saved)
         self._written = saved

@@ -8,6 +8,7 @@ from typing import List
 
 from tarn_shared.streams import StreamPublisher, connect
 
+from .admission import Allowlist, Gate
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
 from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
@@ -27,22 +28,25 @@ class GatewaySync:
         self.metrics = metrics
         errors = ErrorLog(metrics.errors, clock)
         self.work = work = PendingWork()
+        allowed = Allowlist.of(settings.allowed_backends, settings.allowed_ensembles(), settings.allowed_zk_paths)
+        gate = Gate(allowed, settings.zk_hosts, metrics.refused, settings.deployments)
         self._redis = connect(settings.redis_url)
         self.ensembles = Ensembles(session_timeout_s=settings.zk_session_timeout_s, auth=settings.zk_auth(),
                                    sasl_options=settings.zk_sasl_options(), acl=parse_acl(settings.zk_acl),
                                    on_new_session=lambda e: work.request_reconcile("zk_session"))
         self.election = Election(self.ensembles, settings, self._on_leadership, errors)
-        self.discovery = Discovery(self._redis, settings.replica_id, settings.deployments, work, errors,
-                                   poll_s=settings.reconcile_interval_s)
+        self.discovery = Discovery(self._redis, settings.replica_id, work, errors,
+                                   poll_s=settings.reconcile_interval_s, gate=gate)
         apis = [RuntimeApi(a, settings.haproxy_timeout_s, settings.haproxy_check) for a in settings.haproxy_sockets]
         is_leader = lambda: self.election.is_leader  # noqa: E731
         self.claims = Claims(settings.zk_hosts,
                              lambda name, place: metrics.claims_refused.labels(name, place.kind).inc())
         sync = DeploymentSync(
-            self.discovery, [HaproxyGateway(api, settings, errors, is_leader, clock) for api in apis],
-            ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader), Resolver(errors, clock),
+            self.discovery, [HaproxyGateway(api, settings, errors, is_leader, allowed, clock) for api in apis],
+            ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader, allowed), Resolver(errors, clock),
             work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics,
-            self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors), clock)
+            self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
+            clock)
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
         self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),

@@ -7,12 +7,25 @@ from typing import List, Literal, Optional
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tarn_shared.settings import CommaList, TarnSettings
+from tarn_shared import defaults
+from tarn_shared.settings import CommaList, SpaceList, TarnSettings
+
+from .strict_names import backend_problem, parse_ensemble, zk_path_problem
+
+# The backends of deploy/haproxy's configurations: dynamic servers, and the seeds' slots.
+DEFAULT_BACKENDS = [defaults.HAPROXY_BACKEND, "triton_slots"]
+# The seeds' Knox namespace; deployments' paths (default /services/triton/instances) lie under it.
+DEFAULT_ZK_PATHS = ["/services/triton"]
 
 
 class GatewaySyncSettings(TarnSettings):
     model_config = SettingsConfigDict(env_prefix="TARN_GATEWAY_SYNC_", extra="ignore", env_file=None)
 
+    redis_url: str = Field(
+        defaults.REDIS_URL,
+        description="Redis holding TARN's streams: redis://[user:password@]host:port/db with gateway-sync's own "
+                    "Redis 7 ACL user (deploy/redis/gateway-sync.conf), or rediss://...?ssl_ca_certs=/path/ca.pem "
+                    "for TLS (ssl_certfile= and ssl_keyfile= add a client certificate)")
     zk_hosts: str = Field(..., description="ZooKeeper ensemble for the leader election, and for deployments "
                                             "whose record names none (host:port,...[/chroot])")
     haproxy_sockets: CommaList = Field(..., description="HAProxy Runtime API addresses, comma separated: "
@@ -39,6 +52,18 @@ class GatewaySyncSettings(TarnSettings):
     haproxy_watch_interval_s: float = Field(1.0, gt=0, description="How often a restart or reload is looked for")
     drain_timeout_s: float = Field(60.0, gt=0, description="Longest a server stays in drain before removal")
     reconcile_interval_s: float = Field(30.0, gt=0)
+    allowed_backends: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_BACKENDS),
+        description="HAProxy backends a deployment record may name, comma separated; a record naming another is "
+                    "refused (Redis is not a trust root)")
+    allowed_zk_paths: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_ZK_PATHS),
+        description="ZooKeeper paths a deployment record may name, comma separated: each one and what lies under "
+                    "it, within the ensemble's chroot")
+    allowed_zk_ensembles: SpaceList = Field(
+        default_factory=list,
+        description="ZooKeeper ensembles a deployment record may name besides zk_hosts, separated by spaces "
+                    "(host:port,...[/chroot]); gateway-sync connects to them with its own credentials")
     host: str = Field("127.0.0.1", description="Address of the health and metrics API")
     port: int = Field(8095, ge=0, le=65535)
 
@@ -48,6 +73,38 @@ class GatewaySyncSettings(TarnSettings):
         if not value:
             raise ValueError("name at least one HAProxy Runtime API address")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
+    @field_validator("allowed_backends")
+    @classmethod
+    def _backends(cls, value: List[str]) -> List[str]:
+        return _each(value, backend_problem)
+
+    @field_validator("allowed_zk_paths")
+    @classmethod
+    def _zk_paths(cls, value: List[str]) -> List[str]:
+        return _each(value, zk_path_problem)
+
+    @field_validator("zk_hosts")
+    @classmethod
+    def _zk_hosts(cls, value: str) -> str:
+        _each([value], lambda v: parse_ensemble(v)[1])
+        return value
+
+    @field_validator("allowed_zk_ensembles")
+    @classmethod
+    def _zk_ensembles(cls, value: List[str]) -> List[str]:
+        return _each(value, lambda v: parse_ensemble(v)[1])
+
+    def allowed_ensembles(self) -> List[str]:
+        """Every ensemble a record may name: zk_hosts first."""
+        return [self.zk_hosts] + [e for e in self.allowed_zk_ensembles if e != self.zk_hosts]
 
     def zk_auth(self) -> List[tuple]:
         return [("digest", self.zk_digest.get_secret_value())] if self.zk_digest else []
@@ -61,3 +118,11 @@ class GatewaySyncSettings(TarnSettings):
         if self.zk_sasl_password:
             options["password"] = self.zk_sasl_password.get_secret_value()
         return options
+
+
+def _each(values: List[str], problem_of) -> List[str]:
+    for value in values:
+        problem = problem_of(value)
+        if problem:
+            raise ValueError(problem)
+    return values

@@ -43,6 +43,10 @@ class Metrics:
         self.claims_refused = Counter(
             "tarn_gateway_sync_claims_refused", "A deployment refused a backend or ZooKeeper path another owns",
             ["deployment", "place"], registry=registry)
+        self.refused = Counter(
+            "tarn_gateway_sync_refused", "Records, instances and stored places refused before reaching a gateway "
+            "(a name, path or host of a bad shape, or not allowed by the settings), once per version",
+            ["what", "reason"], registry=registry)
         self.routed = Gauge("tarn_gateway_sync_routed_instances", "Ready instances to route", ["deployment"],
                             registry=registry)
 

@@ -1,0 +1,139 @@
+"""gateway-sync with its own Redis 7 ACL user (deploy/redis/gateway-sync.conf, loaded as
+shipped into a real redis-server), over plain TCP and over TLS (rediss://): it routes and
+drains a deployment with nothing denied (Redis' ACL LOG stays empty for it), and with the
+same credentials it cannot write a command stream, a deployment record or telemetry."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+import redis
+from redis import exceptions as redis_errors
+
+from tarn_shared import events as ev
+from tests.gateway_sync.support import EventPublisher, Gateways, in_process, settings_for, until
+from tests.support.polling import wait_for
+from tests.support.ports import free_ports
+from tests.support.processes import terminate
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+ROOT = Path(__file__).resolve().parents[2]
+USER_FILE = ROOT / "deploy" / "redis" / "gateway-sync.conf"
+USER, PASSWORD, ADMIN_PASSWORD = "tarn-gateway-sync", "gw-secret-1", "admin-secret-1"
+
+
+def _certificates(folder: Path) -> Dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made by the real openssl."""
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=tarn-test-ca",
+        "-keyout", str(paths["ca-key"]), "-out", str(paths["ca"]))
+    request = folder / "server.csr"
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(paths["server-key"]),
+        "-out", str(request))
+    extensions = folder / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(request), "-CA", str(paths["ca"]), "-CAkey", str(paths["ca-key"]),
+        "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(paths["server"]))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def acl_redis(tmp_path_factory) -> Iterator[Dict[str, str]]:
+    """A real Redis 7 with an admin and the shipped gateway-sync user, on a plain and a TLS port."""
+    folder = tmp_path_factory.mktemp("redis-acl")
+    certs = _certificates(folder)
+    (folder / "gateway-sync.conf").write_text(USER_FILE.read_text().replace(">PASSWORD", f">{PASSWORD}"))
+    (folder / "redis.conf").write_text(f"user default on >{ADMIN_PASSWORD} ~* &* +@all\n"
+                                       f"include {folder / 'gateway-sync.conf'}\n")
+    plain, tls = free_ports(2)
+    log = open(folder / "redis.log", "wb")
+    proc = subprocess.Popen(["redis-server", str(folder / "redis.conf"), "--bind", "127.0.0.1", "--port", str(plain),
+                             "--tls-port", str(tls), "--tls-cert-file", str(certs["server"]),
+                             "--tls-key-file", str(certs["server-key"]), "--tls-ca-cert-file", str(certs["ca"]),
+                             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    admin = redis.Redis(port=plain, password=ADMIN_PASSWORD)
+    try:
+        wait_for(lambda: proc.poll() is None and admin.ping(), 20, "redis with ACL users",
+                 ignore=(redis_errors.ConnectionError,))
+        ca = f"ssl_ca_certs={certs['ca']}&ssl_cert_reqs=required"
+        yield {"admin": f"redis://default:{ADMIN_PASSWORD}@127.0.0.1:{plain}/0",
+               "admin_tls": f"rediss://default:{ADMIN_PASSWORD}@127.0.0.1:{tls}/0?{ca}",
+               "plain": f"redis://{USER}:{PASSWORD}@127.0.0.1:{plain}/0",
+               "tls": f"rediss://{USER}:{PASSWORD}@127.0.0.1:{tls}/0?{ca}",
+               "port": str(plain)}
+    finally:
+        admin.close()
+        terminate(proc)
+        log.close()
+
+
+@pytest.mark.parametrize("transport", ["plain", "tls"])
+async def test_gateway_sync_routes_and_drains_with_its_own_acl_user_and_is_denied_nothing(
+        stack, acl_redis, zk_hosts, haproxy_backend, deployment, transport):
+    admin = redis.Redis.from_url(acl_redis["admin"])
+    admin.acl_log_reset()
+    publisher = EventPublisher(acl_redis["admin_tls" if transport == "tls" else "admin"], deployment)
+    backend = haproxy_backend["dyn"]["name"]
+    gateways = Gateways(haproxy_backend["socket"], backend, zk_hosts)
+    ports = free_ports(2)
+    everyone = {f"127.0.0.1:{p}" for p in ports}
+    try:
+        await publisher.record(zk_hosts, backend)
+        for port in ports:
+            await publisher.emit(ev.InstanceReady, port)
+        await publisher.snapshot(ports)
+        async with in_process(settings_for(stack, zk_hosts, deployment=deployment, redis_url=acl_redis[transport])):
+            await until(lambda: _equal(gateways.routed(), everyone), 20, "both instances routed")
+            await publisher.emit(ev.InstanceDraining, ports[0])  # the handshake: gateway-sync answers unrouted
+            await until(lambda: _unrouted(admin, deployment) == [f"container_{ports[0]}"], 20, "instance.unrouted")
+            await until(lambda: _equal(gateways.anything_routed(), everyone - {f"127.0.0.1:{ports[0]}"}), 20,
+                        "the drained instance out of both gateways")
+            places = ev.gateway_places_key(zk_hosts + "/tarn/gateway-sync/leader")
+            await until(lambda: admin.hgetall(places), 20, "the ownership of places kept in Redis")
+        denied = [entry for entry in admin.acl_log() if entry.get("username") == USER]
+        assert denied == []  # every command gateway-sync sent was allowed to its user
+    finally:
+        gateways.close()
+        await publisher.close()
+        admin.close()
+
+
+@pytest.mark.parametrize("transport", ["plain", "tls"])
+def test_the_gateway_sync_user_cannot_write_a_command_stream_a_record_or_telemetry(acl_redis, transport):
+    client = redis.Redis.from_url(acl_redis[transport])
+    try:
+        assert client.ping()
+        forbidden = [
+            lambda: client.xadd(ev.commands_stream("triton", "container_1"), {"event": "{}"}),
+            lambda: client.hset(ev.deployments_key(), "triton", "{}"),
+            lambda: client.xadd(ev.deployments_stream(), {"event": "{}"}),
+            lambda: client.delete(ev.deployments_key()),
+            lambda: client.xadd(ev.telemetry_stream("triton"), {"event": "{}"}),
+            lambda: client.xadd(ev.audit_stream(), {"event": "{}"}),
+            lambda: client.flushall(),
+            lambda: client.config_get("*"),
+        ]
+        for attempt in forbidden:
+            with pytest.raises(redis_errors.NoPermissionError):
+                attempt()
+        assert client.hgetall(ev.deployments_key()) is not None  # reading records is what it may do
+    finally:
+        client.close()
+    wrong = redis.Redis.from_url(acl_redis[transport].replace(PASSWORD, "not-the-password"))
+    with pytest.raises(redis_errors.AuthenticationError):
+        wrong.ping()
+    wrong.close()
+
+
+def _unrouted(admin: redis.Redis, deployment: str) -> list:
+    entries = admin.xrange(ev.lifecycle_stream(deployment))
+    found = [ev.decode({k.decode(): v for k, v in fields.items()}) for _, fields in entries]
+    return [e.instance_id for e in found if isinstance(e, ev.InstanceUnrouted)]
+
+
+async def _equal(observed, expected) -> bool:
+    return await observed == expected
