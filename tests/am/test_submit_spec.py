@@ -143,3 +143,9 @@ def test_the_master_gets_the_am_settings_and_the_secret_stays_off_command_lines(
     assert env["TARN_AM_TOKEN"] == "my-secret-token"
     assert "my-secret-token" not in spec.master.script
     assert all("my-secret-token" not in s.script for s in spec.services.values())
+
+
+@pytest.mark.parametrize("flag", ["--name", "--haproxy-backend", "--placement-tag"])
+def test_a_name_with_a_trailing_newline_is_refused(flag):
+    with pytest.raises(ConfigError, match=flag):
+        options(["submit", "--model-repository", "/nfs/models", "--runtime", "process", flag, "triton\n"])

@@ -15,7 +15,7 @@ from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, LocationStr
 from tarn_shared.settings import ENV_NAME, CommaList
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" lets a trailing newline through
 # Environment the AM itself sets for the agent; --env must not override it.
 RESERVED_ENV_PREFIXES = ("TARN_", "YARN_CONTAINER_RUNTIME_")
 
