@@ -91,8 +91,9 @@ class AuthzMetrics:
                                  buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.refresh_errors = Counter("tarn_authz_refresh_errors_total", "Failed policy refreshes "
                                       "(the last good policies stay loaded)", ["service"], registry=self.registry)
-        self.refusals = Counter("tarn_authz_policy_refusals_total", "Policy sets refused because they cannot be "
-                                "evaluated (an unsupported feature, malformed); the last good policies stay in force",
+        self.refusals = Counter("tarn_authz_policy_refusals_total", "Refreshes that refused the policy set they got "
+                                "(it cannot be evaluated: an unsupported feature, malformed); the last good "
+                                "policies stay in force",
                                 ["service"], registry=self.registry)
         self.refresh_seconds = Histogram("tarn_authz_refresh_seconds", "Duration of one service's policy refresh",
                                          registry=self.registry)
