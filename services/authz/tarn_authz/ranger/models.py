@@ -121,6 +121,8 @@ class RangerValidityInterval(RangerModel):
     hours: int = 0
     minutes: int = 0
 
+    _null_is_zero = field_validator("*", mode="before")(lambda v: 0 if v is None else v)  # Jackson's int default
+
 
 class RangerValidityRecurrence(RangerModel):
     schedule: RangerRecurrenceSchedule | None = None
