@@ -416,6 +416,7 @@ class AuditDecision(Event):
     result: int  # 1 allowed, 0 denied
     agent: str  # the Ranger app id
     policy: int = -1
+    reason: Optional[str] = None  # why, when no policy decided (e.g. failing closed on stale policies)
     enforcer: str = "ranger-acl"
     cliIP: Optional[str] = None
     agentHost: Optional[str] = None

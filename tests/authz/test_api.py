@@ -145,7 +145,9 @@ def test_malformed_policy_file_keeps_the_last_good_policies(authz, tmp_path):
                          interval_s=0.1)
     assert "is not JSON" in described["last_error"]
     assert described["loaded"] and described["policy_version"] == 7
-    assert authz.get("/healthz").status_code == 200
+    assert described["degraded"] is True and described["refused"] is True
+    health = authz.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
     assert ask(authz, {"X-TARN-User": "alice"}, model="llama-7b", action="infer").text == "true"
     # a good file again is picked up
     write_policy_dir(tmp_path / "policies", "v2")

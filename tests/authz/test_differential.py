@@ -39,6 +39,9 @@ NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp()) * 1000
 # the moment America/Los_Angeles springs forward: Ranger converts schedule bounds near it its own way
 DST_CHANGE = datetime(2026, 3, 8, 10, 0, 0, tzinfo=timezone.utc)
+# just after midnight on the 1st of a month after February (a Sunday): recurrences borrow across the day,
+# the week, the month and February's short length
+MONTH_START = datetime(2026, 3, 1, 0, 20, 0, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DEFAULT_MATCHER = "org.apache.ranger.plugin.resourcematcher.RangerDefaultResourceMatcher"
 
@@ -92,6 +95,14 @@ CATALOG = Domain(
 )
 SCHEDULE_ZONES = [None, "UTC", "GMT+05:30", "America/Los_Angeles", "Asia/Tokyo"]
 SCHEDULE_OFFSETS_H = [-48, -3, -1, 0, 1, 3, 48]
+RECURRENCE_FIELDS = {  # what Ranger Admin accepts, plus a few it would not (minute ranges) that its evaluator reads
+    "minute": ["*", "", "0", "0,30", "15", "59", "10-40", "20"],
+    "hour": ["*", "", "12", "9-17", "23", "0,12", "11-13", "22", "0"],
+    "dayOfMonth": ["*", "", "1", "28-31", "1-15", "8", "31", "29", "2,28"],
+    "dayOfWeek": ["*", "", "1", "2-6", "1,7", "2", "7"],
+    "month": ["*", "", "6", "3", "1-6", "12", "2-3"],
+    "year": ["*", "", "2026", "2025-2027", "2027"],
+}
 ACCESS_TIME_OFFSETS_MS = [0, 1, -1, 3_600_000, -3_600_000, 7_200_000, 10_800_000 + 1, 5 * 3_600_000 + 30 * 60_000]
 
 
@@ -145,7 +156,7 @@ def validity_schedules(draw, anchor: datetime):
         zone = draw(st.sampled_from(SCHEDULE_ZONES))
         start = draw(st.sampled_from(SCHEDULE_OFFSETS_H + [None]))
         end = draw(st.sampled_from(SCHEDULE_OFFSETS_H + [None]))
-        schedule = {"recurrences": []}
+        schedule = {"recurrences": draw(recurrences()) if draw(st.booleans()) else []}
         if start is not None:
             schedule["startTime"] = _wall(anchor, start, zone)
         if end is not None:
@@ -154,6 +165,17 @@ def validity_schedules(draw, anchor: datetime):
             schedule["timeZone"] = zone
         schedules.append(schedule)
     return schedules
+
+
+@st.composite
+def recurrences(draw):
+    out = []
+    for _ in range(draw(st.integers(1, 2))):
+        schedule = {name: draw(st.sampled_from(values)) for name, values in RECURRENCE_FIELDS.items()}
+        interval = {"days": draw(st.sampled_from([0, 0, 0, 1])), "hours": draw(st.sampled_from([0, 1, 2, 3, 5])),
+                    "minutes": draw(st.sampled_from([0, 1, 30, 59]))}
+        out.append({"schedule": {k: v for k, v in schedule.items() if v or draw(st.booleans())}, "interval": interval})
+    return out
 
 
 @st.composite
@@ -229,7 +251,7 @@ def suites(draw):
     ignore_case = draw(st.booleans())
     for resource in definition["resources"]:
         resource["matcherOptions"]["ignoreCase"] = str(ignore_case).lower()
-    anchor = DST_CHANGE if draw(_one_in(6)) else NOW
+    anchor = DST_CHANGE if draw(_one_in(6)) else MONTH_START if draw(_one_in(5)) else NOW
     roles = draw(ranger_roles())
     role_names = ROLE_NAMES if roles else []
     service_policies = {"serviceName": "svc", "serviceId": 1, "policyVersion": 1, "serviceDef": definition,
@@ -379,6 +401,9 @@ ABLATIONS: dict[str, Callable[[dict], dict | None]] = {
     "roles granted to roles": lambda s: _edit_roles(s, "roles"),
     "disabled policies": lambda s: _edit_policies(s, lambda p: not p["isEnabled"], _set("isEnabled", True)),
     "validity schedules": lambda s: _edit_policies(s, lambda p: bool(p["validitySchedules"]), _set("validitySchedules", [])),
+    "validity recurrences": lambda s: _edit_policies(
+        s, lambda p: any(v["recurrences"] for v in p["validitySchedules"]),
+        lambda p: [v.update(recurrences=[]) for v in p["validitySchedules"]]),
     "audit flag off": lambda s: _edit_policies(s, lambda p: not p["isAuditEnabled"], _set("isAuditEnabled", True)),
     "service audit mode": _drop_audit_mode,
     "SELF_OR_PREFIX scope": lambda s: _edit_requests(s, "resourceElementMatchingScopes"),

@@ -57,10 +57,27 @@ SCHEDULE_BOUND_AFTER_DST_CHANGE = _suite(
      for offset_ms in (0, 3_600_000 - 1, 3_600_000)],
 )
 
+# A recurrence every day from 22:00 for 4 hours, asked at 23:00 and at 01:00 the next morning. When the hour
+# wraps (01:00 -> 22:00 the day before), Ranger moves the day-of-week candidate back a day but not the
+# day-of-month one, and keeps the later candidate: with both day fields set, 01:00 is outside the window;
+# with dayOfWeek alone it is inside. recurrence.py reproduces this rather than the cron reading.
+_ANYDAY = {"minute": "0", "hour": "22", "dayOfMonth": "*", "dayOfWeek": "*"}
+RECURRENCE_PAST_MIDNIGHT = _suite(
+    [{**_policy(1, "both days", ["a*"], []), "policyItems": [_item(["alice"], ["infer"])],
+      "validitySchedules": [{"recurrences": [{"schedule": _ANYDAY, "interval": {"hours": 4}}]}]},
+     {**_policy(2, "week days", ["b*"], []), "policyItems": [_item(["alice"], ["infer"])],
+      "validitySchedules": [{"recurrences": [{"schedule": {**_ANYDAY, "dayOfMonth": ""}, "interval": {"hours": 4}}]}]}],
+    [{"resource": {"model": model}, "accessType": "infer", "user": "alice", "userGroups": [],
+      "accessTime": int(datetime(2026, 6, 1, hour, tzinfo=timezone.utc).timestamp()) * 1000 + days * 86_400_000}
+     for model in ("a1", "b1") for hour, days in ((23, 0), (1, 1))],
+)
+
 REGRESSIONS = {
     "eval order counts a policy's access types": (EVAL_ORDER_COUNTS_ACCESS_TYPES, [(False, True, 1)]),
     "schedule bound just after a DST change": (SCHEDULE_BOUND_AFTER_DST_CHANGE,
                                                [(False, False, -1), (False, False, -1), (True, True, 1)]),
+    "recurrence past midnight": (RECURRENCE_PAST_MIDNIGHT,
+                                 [(True, True, 1), (False, False, -1), (True, True, 2), (True, True, 2)]),
 }
 
 

@@ -173,10 +173,16 @@ def test_naive_now_is_refused():
         ask(engine(policy(1, ["m"], allow=ALICE)), "m", "infer", "alice", now=datetime(2026, 1, 1))
 
 
-def test_recurring_schedules_are_refused_rather_than_guessed():
-    recurring = dict(_window("2026/01/01 00:00:00", ""), recurrences=[{"schedule": {"hour": "9"}, "interval": {"hours": 1}}])
-    with pytest.raises(UnsupportedPolicyFeature):
-        engine(policy(1, ["m"], allow=ALICE, schedules=[recurring]))
+def test_tag_based_policies_are_refused_rather_than_skipped():
+    payload = {"serviceDef": TRITON_SERVICEDEF, "policies": [],
+               "tagPolicies": {"serviceName": "tags", "policies": [{"id": 9, "resources": {"tag": {"values": ["PII"]}}}]}}
+    with pytest.raises(UnsupportedPolicyFeature, match="tag-based policies.*'tags', 1 policies"):
+        PolicyEngine(ServicePolicies.model_validate(payload))
+
+
+def test_a_linked_tag_service_without_tag_policies_is_accepted():
+    payload = {"serviceDef": TRITON_SERVICEDEF, "policies": [], "tagPolicies": {"serviceName": "tags", "policies": []}}
+    assert PolicyEngine(ServicePolicies.model_validate(payload)).policy_count == 0
 
 
 def test_custom_conditions_of_the_service_def_are_refused():

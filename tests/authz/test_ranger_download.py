@@ -7,7 +7,9 @@ unchanged, 404 for an unknown service, 401 on the secure endpoints without crede
 Kerberos (SPNEGO) is not tested: there is no KDC here."""
 from __future__ import annotations
 
+import os
 import socket
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -35,7 +37,8 @@ def replay():
         yield ranger
 
 
-def registry_for(url: str, http: httpx.AsyncClient, tmp_path, *, secure=False, service=SERVICE, app_id="tarn"):
+def registry_for(url: str, http: httpx.AsyncClient, tmp_path, *, secure=False, service=SERVICE, app_id="tarn",
+                 max_policy_age_s=0.0):
     metrics = AuthzMetrics()
 
     def make(name):
@@ -43,7 +46,8 @@ def registry_for(url: str, http: httpx.AsyncClient, tmp_path, *, secure=False, s
                                               secure=secure))
 
     return PolicyRegistry(default_service=service, default_audit=False, make_source=make,
-                          disk_cache=DiskCache(tmp_path / "cache", app_id), metrics=metrics), metrics
+                          disk_cache=DiskCache(tmp_path / "cache", app_id), metrics=metrics,
+                          max_policy_age_s=max_policy_age_s), metrics
 
 
 def allowed(state, model, access, user):
@@ -124,7 +128,7 @@ async def test_unknown_service_is_reported_and_nothing_is_allowed(replay, tmp_pa
         registry, _ = registry_for(replay.url, http, tmp_path, service="no_such_service")
         state = registry.states["no_such_service"]
         await registry.refresh(state)
-    assert not state.loaded and not registry.healthy()
+    assert not state.loaded and registry.health() == "unhealthy"
     assert "ServiceNotFound" in state.last_error
 
 
@@ -161,6 +165,21 @@ async def test_ranger_down_at_start_serves_the_last_good_download_from_disk(repl
     assert state.loaded and state.bundle.origin == "cache" and state.bundle.policy_version == 7
     assert "UnavailableError" in state.last_error
     assert allowed(state, "llama-7b", "infer", "alice")
+
+
+async def test_the_disk_copy_is_as_old_as_its_download(replay, tmp_path):
+    async with httpx.AsyncClient() as http:
+        registry, _ = registry_for(replay.url, http, tmp_path)
+        await registry.refresh(registry.states[SERVICE])
+    two_hours_ago = time.time() - 7200
+    os.utime(tmp_path / "cache" / f"tarn_{SERVICE}.json", (two_hours_ago, two_hours_ago))
+    async with httpx.AsyncClient() as http:  # a restart, with Ranger gone
+        registry, _ = registry_for(f"http://127.0.0.1:{_closed_port()}", http, tmp_path, max_policy_age_s=3600)
+        state = registry.states[SERVICE]
+        await registry.refresh(state)
+    assert state.loaded and state.bundle.origin == "cache"
+    assert 7190 < state.freshness.age_s(time.time()) < 7300
+    assert registry.health() == "unhealthy"  # past the maximum age: it denies everything (decisions.py)
 
 
 def test_plugin_id_is_ranger_format_and_bounded():

@@ -62,3 +62,12 @@ def test_basic_auth_needs_credentials():
 def test_bad_configuration_exits_2_with_a_message(capsys):
     assert main(["-rs", "triton_prod"]) == 2
     assert "tarn-authz: invalid settings" in capsys.readouterr().err
+
+
+def test_maximum_policy_age_defaults_to_an_hour_and_zero_means_no_limit(monkeypatch, tmp_path):
+    assert AuthzSettings.load(policy_dir=tmp_path).max_policy_age_s == 3600.0
+    monkeypatch.setenv("TARN_AUTHZ_MAX_POLICY_AGE_S", "0")
+    assert AuthzSettings.load(policy_dir=tmp_path).max_policy_age_s == 0.0
+    monkeypatch.setenv("TARN_AUTHZ_MAX_POLICY_AGE_S", "-5")
+    with pytest.raises(ConfigError, match="max_policy_age_s"):
+        AuthzSettings.load(policy_dir=tmp_path)

@@ -186,14 +186,16 @@ async def authorize_batch(request: Request, svc: ServicesDep, batch: BatchIn,
     return JSONResponse({"decisions": out})
 
 
-@router.get("/healthz", responses={503: {"description": "a served service has no policies loaded (it denies "
-                                                        "everything)"}})
+@router.get("/healthz", responses={
+    200: {"description": "status ok, or degraded: a service's latest refresh failed or was refused and it still "
+                         "decides with its last good policies (see policy_age_s and last_error)"},
+    503: {"description": "unhealthy: a served service denies everything (no policies loaded, or policies older "
+                         "than max_policy_age_s)"}})
 async def healthz(svc: ServicesDep) -> JSONResponse:
     registry = svc.registry
-    healthy = registry.healthy()
-    body = {"status": "ok" if healthy else "unhealthy", "default_service": registry.default_service,
-            "services": {name: state.describe() for name, state in registry.states.items()}}
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    status_ = registry.health()
+    body = {"status": status_, "default_service": registry.default_service, "services": registry.describe()}
+    return JSONResponse(body, status_code=503 if status_ == "unhealthy" else 200)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -56,13 +56,13 @@ def create_app(settings: AuthzSettings) -> FastAPI:
                 default_service=settings.ranger_service, default_audit=settings.ranger_audit,
                 make_source=source_factory(settings, http), disk_cache=DiskCache(settings.cache_dir,
                                                                                   settings.ranger_app_id),
-                metrics=metrics)
-            metrics.registry.register(PolicyCollector(lambda: registry.states))
+                metrics=metrics, max_policy_age_s=settings.max_policy_age_s)
+            metrics.registry.register(PolicyCollector(lambda: registry.states, settings.max_policy_age_s))
             audit = AuditSink(app_id=settings.ranger_app_id, metrics=metrics,
                               publisher=StreamPublisher(redis) if redis is not None else None,
                               log_path=settings.audit_log, queue_size=settings.audit_queue_size,
                               cluster_name=settings.ranger_cluster_name)
-            app.state.services = Services(registry, Decider(metrics, audit), CallerCheck(settings), metrics)
+            app.state.services = Services(registry, Decider(metrics, audit, settings.max_policy_age_s), CallerCheck(settings), metrics)
             records = (lambda: read_records(redis)) if settings.serve_deployments and redis is not None else None
             await registry.refresh_all()  # serve with what we have at once: Ranger, else the disk copy
             tasks = [asyncio.create_task(registry.run(stop, settings.refresh_interval_s, records,

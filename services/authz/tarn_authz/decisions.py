@@ -1,4 +1,7 @@
-"""One access question answered against one served Ranger service, audited when asked to."""
+"""One access question answered against one served Ranger service, audited when asked to.
+
+Fail closed: a service with no policies, or with policies older than the maximum age (freshness.py),
+denies every question, and that denial is audited (with its reason) whenever the service is."""
 from __future__ import annotations
 
 import time
@@ -9,6 +12,7 @@ from typing import Optional
 from .audit import AuditSink
 from .identity import Identity
 from .decision_metrics import AuthzMetrics
+from .freshness import stale_reason
 from .ranger import AccessRequest
 from .registry import ServiceState
 
@@ -37,9 +41,10 @@ class Answer:
 
 
 class Decider:
-    def __init__(self, metrics: AuthzMetrics, audit: Optional[AuditSink]) -> None:
+    def __init__(self, metrics: AuthzMetrics, audit: Optional[AuditSink], max_policy_age_s: float = 0.0) -> None:
         self._metrics = metrics
         self._audit = audit
+        self._max_age_s = max_policy_age_s
 
     def decide(self, state: ServiceState, identity: Identity, model: str, action: str, scope: str = SCOPE_SELF,
                client_ip: Optional[str] = None) -> Answer:
@@ -48,15 +53,19 @@ class Decider:
             raise UnknownAction(f"unknown action {action!r} for service {state.name!r}; "
                                 f"one of {', '.join(sorted(state.access_types))}")
         cache = state.cache
-        if cache is None or not state.loaded:
-            answer = Answer(False, False, -1, f"no policies loaded for service {state.name!r}: denied",
-                            state.name, None)
+        now = time.time()
+        closed = f"no policies loaded for service {state.name!r}: denied" if cache is None or not state.loaded \
+            else stale_reason(state.freshness, now, self._max_age_s)
+        if closed is not None:
+            version = state.bundle.policy_version if state.bundle else None
+            answer = Answer(False, state.audit, -1, closed, state.name, version)
+            if state.audit and self._audit is not None:
+                self._record(state, identity, model, action, scope, answer, client_ip, now, reason=closed)
         else:
             groups = identity.groups | state.groups_of(identity.user) if identity.user else identity.groups
             request = AccessRequest(
                 resource={"model": model if scope == SCOPE_SELF else ""}, access_type=action, user=identity.user,
                 user_groups=groups, resource_element_matching_scopes=_ANY_SCOPES if scope == SCOPE_ANY else {})
-            now = time.time()
             decision = cache.evaluate_at(request, int(now * 1000))
             if decision.policy_id != -1:
                 reason = f"{'allowed' if decision.allowed else 'denied'} by policy {decision.policy_id}"
@@ -65,11 +74,17 @@ class Decider:
             version = state.bundle.policy_version if state.bundle else None
             answer = Answer(decision.allowed, decision.audited, decision.policy_id, reason, state.name, version)
             if decision.audited and state.audit and self._audit is not None:
-                self._audit.record(
-                    service=state.name, deployment=next(iter(sorted(state.deployments)), state.name),
-                    user=identity.user, model=model if scope == SCOPE_SELF else "*", action=action,
-                    allowed=decision.allowed, policy_id=decision.policy_id, policy_version=version,
-                    repo_type=state.bundle.policies.service_def.id or 0 if state.bundle else 0,
-                    client_ip=client_ip, moment=datetime.fromtimestamp(now, timezone.utc))
+                self._record(state, identity, model, action, scope, answer, client_ip, now)
         self._metrics.decided(state.name, answer.allowed, time.perf_counter() - started)
         return answer
+
+    def _record(self, state: ServiceState, identity: Identity, model: str, action: str, scope: str, answer: Answer,
+                client_ip: Optional[str], now: float, reason: Optional[str] = None) -> None:
+        assert self._audit is not None
+        self._audit.record(
+            service=state.name, deployment=next(iter(sorted(state.deployments)), state.name),
+            user=identity.user, model=model if scope == SCOPE_SELF else "*", action=action,
+            allowed=answer.allowed, policy_id=answer.policy_id, policy_version=answer.policy_version,
+            repo_type=state.bundle.policies.service_def.id or 0 if state.bundle else 0,
+            client_ip=client_ip, moment=datetime.fromtimestamp(now, timezone.utc),
+            reason=reason)

@@ -6,8 +6,10 @@ to `tarn submit` reaches authz without a restart. A service named by no record a
 dropped (the default never is). Each has its own engine, decision cache and refresh.
 
 A refresh that fails (Ranger unreachable, a malformed or unsupported policy file) keeps the
-last good engine and records the error; at start, with nothing loaded and Ranger down, the
-last good download on disk is used. With nothing at all, the service denies everything.
+last good engine, records the error and marks the service degraded (`freshness`); a policy set
+that cannot be evaluated is counted as refused. At start, with nothing loaded and Ranger down,
+the last good download on disk is used, as old as its file. With nothing at all, the service
+denies everything; with policies older than the maximum age, too (decisions.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tarn_shared.errors import TarnError
 from tarn_shared.events import DeploymentRecord
 
 from .decision_metrics import AuthzMetrics
+from .freshness import Freshness, stale_reason
 from .ranger import DecisionCache, PolicyEngine, UnsupportedPolicyFeature
 from .ranger_admin import MalformedPolicies
 from .sources import DiskCache, PolicyBundle
@@ -49,9 +52,8 @@ class ServiceState:
     cache: Optional[DecisionCache] = None
     access_types: frozenset = TRITON_ACCESS_TYPES
     groups_by_user: Dict[str, frozenset] = field(default_factory=dict)
-    last_error: Optional[str] = None
+    freshness: Freshness = field(default_factory=Freshness)
     loaded_at: Optional[float] = None
-    refreshed_at: Optional[float] = None
 
     @property
     def loaded(self) -> bool:
@@ -61,10 +63,14 @@ class ServiceState:
     def policy_count(self) -> int:
         return self.engine.policy_count if self.engine else 0
 
+    @property
+    def last_error(self) -> Optional[str]:
+        return self.freshness.last_error
+
     def groups_of(self, user: Optional[str]) -> frozenset:
         return self.groups_by_user.get(user, frozenset()) if user else frozenset()
 
-    def describe(self) -> dict:
+    def describe(self, now: float, max_age_s: float) -> dict:
         bundle = self.bundle
         return {
             "loaded": self.loaded,
@@ -75,9 +81,8 @@ class ServiceState:
             "policies": self.policy_count,
             "audit": self.audit,
             "deployments": sorted(self.deployments),
-            "last_error": self.last_error,
             "loaded_at": self.loaded_at,
-            "refreshed_at": self.refreshed_at,
+            **self.freshness.describe(now, max_age_s),
         }
 
     def install(self, bundle: PolicyBundle) -> None:
@@ -109,8 +114,9 @@ class ServiceState:
 class PolicyRegistry:
     def __init__(self, *, default_service: Optional[str], default_audit: bool,
                  make_source: Callable[[str], Source], disk_cache: Optional[DiskCache],
-                 metrics: AuthzMetrics, clock: Callable[[], float] = time.time) -> None:
+                 metrics: AuthzMetrics, clock: Callable[[], float] = time.time, max_policy_age_s: float = 0.0) -> None:
         self.default_service = default_service
+        self.max_policy_age_s = max_policy_age_s
         self.default_audit = default_audit
         self._make_source = make_source
         self._disk = disk_cache
@@ -164,8 +170,18 @@ class PolicyRegistry:
             return next(iter(self.states.values()))
         return None
 
-    def healthy(self) -> bool:
-        return bool(self.states) and all(s.loaded for s in self.states.values())
+    def health(self) -> str:
+        """unhealthy: some service denies everything (nothing loaded, or policies past the maximum age);
+        degraded: some service's latest refresh failed and it decides with older policies; else ok."""
+        now = self._clock()
+        states = list(self.states.values())
+        if not states or any(not s.loaded or stale_reason(s.freshness, now, self.max_policy_age_s) for s in states):
+            return "unhealthy"
+        return "degraded" if any(s.freshness.degraded for s in states) else "ok"
+
+    def describe(self) -> dict:
+        now = self._clock()
+        return {name: state.describe(now, self.max_policy_age_s) for name, state in self.states.items()}
 
     # -- refresh -----------------------------------------------------------------------------
     async def refresh(self, state: ServiceState) -> bool:
@@ -179,8 +195,7 @@ class PolicyRegistry:
                 if bundle.origin == "ranger" and self._disk is not None:
                     await asyncio.to_thread(self._disk.save, state.name, bundle)
                 log.info("policies loaded", extra={"service": state.name, **_versions(bundle)})
-            state.last_error = None
-            state.refreshed_at = self._clock()
+            state.freshness.succeeded(self._clock())
             return bundle is not None
         except (TarnError, UnsupportedPolicyFeature, OSError, ValueError) as exc:
             return self._failed(state, exc)
@@ -190,11 +205,17 @@ class PolicyRegistry:
             self._metrics.refresh_seconds.observe(time.perf_counter() - started)
 
     def _failed(self, state: ServiceState, exc: BaseException, unexpected: bool = False) -> bool:
-        state.last_error = f"{type(exc).__name__}: {exc}"
+        # a policy set we got and cannot evaluate, as opposed to one we could not get
+        refused = isinstance(exc, (UnsupportedPolicyFeature, MalformedPolicies))
+        state.freshness.failed(f"{type(exc).__name__}: {exc}", refused, self._clock())
         self._metrics.refresh_errors.labels(state.name).inc()
+        if refused:
+            self._metrics.refusals.labels(state.name).inc()
         keeping = f"keeping policy version {state.bundle.policy_version}" if state.bundle else "nothing loaded: denying all"
         (log.exception if unexpected else log.error)(
-            "policy refresh failed", extra={"service": state.name, "error": state.last_error, "keeping": keeping})
+            "policy set refused" if refused else "policy refresh failed",
+            extra={"service": state.name, "error": state.last_error, "keeping": keeping,
+                   "policy_age_s": state.freshness.age_s(self._clock())})
         if state.engine is None and self._disk is not None:
             self._load_from_disk(state)
         return False
@@ -204,6 +225,7 @@ class PolicyRegistry:
             bundle = self._disk.load(state.name) if self._disk else None
             if bundle is not None:
                 state.install(bundle)
+                state.freshness.confirmed_at = self._disk.saved_at(state.name)  # as old as the download
                 log.warning("serving the last good download from disk", extra={"service": state.name,
                                                                                  **_versions(bundle)})
         except (TarnError, UnsupportedPolicyFeature, OSError, ValueError) as exc:

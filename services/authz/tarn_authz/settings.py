@@ -52,6 +52,10 @@ class AuthzSettings(TarnSettings):
                             description="Last good download per service, used at start when Ranger is down")
     refresh_interval_s: float = Field(30.0, gt=0, description="How often policies, roles and users are refreshed")
     deployments_interval_s: float = Field(10.0, gt=0, description="How often deployment records are re-read")
+    max_policy_age_s: float = Field(
+        3600.0, ge=0, description="Fail closed: once a service's policies in force have gone this many seconds "
+                                  "without their source confirming them current (refreshes failing, or policy "
+                                  "sets refused), every decision is denied with the reason. 0 = no limit")
 
     # -- callers -----------------------------------------------------------------------------
     gateway_token: SecretStr = Field(

@@ -133,6 +133,13 @@ class DiskCache:
             else:
                 _write_atomically(path, model.model_dump_json(by_alias=True, exclude_none=True))
 
+    def saved_at(self, service: str) -> Optional[float]:
+        """When the service's download was written (None: there is none)."""
+        try:
+            return self._paths(service)[0].stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def load(self, service: str) -> Optional[PolicyBundle]:
         policies_path, roles_path, users_path = self._paths(service)
         if not policies_path.exists():

@@ -58,7 +58,23 @@ def suites() -> dict[str, dict]:
          "roles": []}])
     v2 = {"policies": dict(v1["policies"], policyVersion=8, policies=v2_policies), "roles": v2_roles,
           "userStore": dict(users, userStoreVersion=6, userGroupMapping=dict(users["userGroupMapping"], frank=["ml"]))}
-    return {"v1": v1, "v2": v2}
+    # v3: erin's access revoked, and a policy with a custom condition this evaluator cannot reproduce: refused
+    conditioned_def = dict(servicedef, policyConditions=[
+        {"itemId": 1, "name": "ip-range", "evaluator": "org.apache.ranger.plugin.conditionevaluator.RangerIpMatcher"}])
+    conditioned = dict(_policy(6, ["bert-*"], allow=[dict(_item(groups=["ops"]), conditions=[
+        {"type": "ip-range", "values": ["10.0.0.0/8"]}])], name="ops infer bert from the office"))
+    v3 = dict(v2, policies=dict(v2["policies"], policyVersion=9, serviceDef=conditioned_def,
+                                policies=base + [conditioned]))
+    # v4: the condition removed again: the revocation takes effect
+    v4 = dict(v2, policies=dict(v2["policies"], policyVersion=10, policies=base))
+    # v5: a linked tag service with a tag-based deny: refused (tag policies are not evaluated)
+    tag_deny = {"id": 100, "name": "no PII", "service": "triton_tags", "isEnabled": True, "policyType": 0,
+                "resources": {"tag": {"values": ["PII"], "isExcludes": False, "isRecursive": False}},
+                "denyPolicyItems": [_item(groups=["public"])]}
+    v5 = dict(v4, policies=dict(v4["policies"], policyVersion=11, tagPolicies={
+        "serviceName": "triton_tags", "serviceId": 8, "policyVersion": 3, "policies": [tag_deny],
+        "serviceDef": {"name": "tag", "resources": [{"itemId": 1, "name": "tag", "level": 1}]}}))
+    return {"v1": v1, "v2": v2, "v3-refused-condition": v3, "v4": v4, "v5-refused-tags": v5}
 
 
 def main() -> None:

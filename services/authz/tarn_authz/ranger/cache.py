@@ -1,7 +1,6 @@
 """A decision cache bound to one PolicyEngine; replacing the engine (new policies or roles) empties it."""
 from __future__ import annotations
 
-import bisect
 from datetime import datetime
 
 from .evaluator import AccessRequest, Decision, PolicyEngine
@@ -32,8 +31,7 @@ class DecisionCache:
 
     def evaluate_at(self, request: AccessRequest, now_ms: int) -> Decision:
         engine = self._engine
-        bounds = engine.time_boundaries_ms
-        time_slice = bisect.bisect_right(bounds, now_ms) if bounds else 0
+        time_slice = engine.time_slice(now_ms)
         key = (tuple(sorted(request.resource.items())), request.access_type, request.user, request.user_groups,
                tuple(sorted(request.resource_element_matching_scopes.items())), request.resource_matching_scope,
                request.user_roles, request.ignore_descendant_deny, time_slice)

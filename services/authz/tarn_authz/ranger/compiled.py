@@ -36,7 +36,8 @@ class CompiledPolicy:
         self.resources = [PolicyResourceMatcher(helper, clean)]
         for extra in policy.additional_resources:
             self.resources.append(PolicyResourceMatcher(helper, extra))
-        self.windows = tuple(ValidityWindow(s) for s in policy.validity_schedules)
+        self.windows = tuple(ValidityWindow(s, f"policy {self.id} validity schedule {i}")
+                             for i, s in enumerate(policy.validity_schedules))
         self.items = PolicyItems(policy, implied, deny_enabled)
         self.eval_order = _eval_order(policy, sd, any(r.needs_dynamic_eval for r in self.resources))
 

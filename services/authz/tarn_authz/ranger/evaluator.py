@@ -3,6 +3,7 @@ policies: built once from ServicePolicies (+ RangerRoles), then `evaluate(reques
 No I/O, no clock: the caller passes `now`."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -57,6 +58,12 @@ class PolicyEngine:
     def __init__(self, service_policies: ServicePolicies, roles: RangerRoles | None = None):
         if service_policies.security_zones:
             raise UnsupportedPolicyFeature("security zones are not supported")
+        tags = service_policies.tag_policies or {}
+        if tags.get("policies"):
+            # Tag-based policies need the tag service's tags and Ranger's tag evaluation: not done, so
+            # refused rather than silently skipped (skipping a tag deny would allow what Ranger denies).
+            raise UnsupportedPolicyFeature(f"tag-based policies are not supported (tag service "
+                                           f"{tags.get('serviceName')!r}, {len(tags['policies'])} policies)")
         sd = service_policies.service_def
         self.service_def = sd
         self.service_name = service_policies.service_name
@@ -92,6 +99,15 @@ class PolicyEngine:
         self._index = CandidateIndex(self.policies, helper.options)
         bounds = sorted({b for p in compiled for w in p.windows for b in w.boundaries()})
         self.time_boundaries_ms: tuple[int, ...] = tuple(bounds)
+        self.recurring = any(w.recurring for p in compiled for w in p.windows)
+
+    def time_slice(self, now_ms: int) -> object:
+        """Equal for two instants only when every validity window answers the same at both."""
+        bounds = self.time_boundaries_ms
+        at = bisect.bisect_right(bounds, now_ms) if bounds else 0
+        if self.recurring:  # a recurrence starts and ends on whole minutes, both ends inclusive
+            return at, now_ms // 60_000, now_ms % 60_000 == 0
+        return at
 
     def candidates(self, request: AccessRequest) -> list[CompiledPolicy]:
         if not request.resource:

@@ -99,16 +99,41 @@ class RangerPolicyItem(RangerModel):
     delegate_admin: bool = False
 
 
+def _as_text(value: Any) -> Any:
+    # Jackson reads a JSON number into a String field as its text
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class RangerRecurrenceSchedule(RangerModel):
+    """Cron-like fields: comma-separated values and ranges, '*' for any; month 1-12, dayOfWeek 1 (Sunday)-7."""
+    minute: str | None = None
+    hour: str | None = None
+    day_of_month: str | None = None
+    day_of_week: str | None = None
+    month: str | None = None
+    year: str | None = None
+
+    _text = field_validator("*", mode="before")(_as_text)
+
+
+class RangerValidityInterval(RangerModel):
+    days: int = 0
+    hours: int = 0
+    minutes: int = 0
+
+    _null_is_zero = field_validator("*", mode="before")(lambda v: 0 if v is None else v)  # Jackson's int default
+
+
 class RangerValidityRecurrence(RangerModel):
-    schedule: dict[str, Any] | None = None
-    interval: dict[str, Any] | None = None
+    schedule: RangerRecurrenceSchedule | None = None
+    interval: RangerValidityInterval | None = None
 
 
 class RangerValiditySchedule(RangerModel):
     start_time: str | None = None
     end_time: str | None = None
     time_zone: str | None = None
-    recurrences: list[RangerValidityRecurrence] = Field(default_factory=list)
+    recurrences: list[RangerValidityRecurrence | None] = Field(default_factory=list)
 
 
 class RangerPolicy(RangerModel):

@@ -1,12 +1,14 @@
 """Policy validity schedules (RangerValidityScheduleEvaluator): 'yyyy/MM/dd HH:mm:ss' wall-clock
-bounds in the schedule's time zone (GMT when none or unknown) converted as Ranger does, both ends inclusive."""
+bounds in the schedule's time zone (GMT when none or unknown) converted as Ranger does, both ends
+inclusive; within them, any of the schedule's recurrences (recurrence.py) must apply, when it has some."""
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .models import RangerValiditySchedule, UnsupportedPolicyFeature
+from .models import RangerValiditySchedule
+from .recurrence import Recurrence
 
 _DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
 _CUSTOM_ZONE = re.compile(r"^GMT([+-])(\d{1,2}):?(\d{2})?$")
@@ -42,17 +44,23 @@ def _epoch_ms(text: str | None, zone: tzinfo) -> int | None:
 
 
 class ValidityWindow:
-    __slots__ = ("start_ms", "end_ms")
+    __slots__ = ("start_ms", "end_ms", "recurrences")
 
-    def __init__(self, schedule: RangerValiditySchedule):
-        if schedule.recurrences:
-            raise UnsupportedPolicyFeature("validity schedules with recurrences are not supported")
+    def __init__(self, schedule: RangerValiditySchedule, where: str = "validity schedule"):
         zone = java_time_zone(schedule.time_zone)
         self.start_ms = _epoch_ms(schedule.start_time, zone)
         self.end_ms = _epoch_ms(schedule.end_time, zone)
+        self.recurrences = tuple(Recurrence(r, f"{where} recurrence {i}") for i, r in enumerate(schedule.recurrences))
+
+    @property
+    def recurring(self) -> bool:
+        """Its answer can change at every minute (and on the minute), not only at its bounds."""
+        return bool(self.recurrences)
 
     def contains(self, now_ms: int) -> bool:
-        return (self.start_ms is None or now_ms >= self.start_ms) and (self.end_ms is None or now_ms <= self.end_ms)
+        if not ((self.start_ms is None or now_ms >= self.start_ms) and (self.end_ms is None or now_ms <= self.end_ms)):
+            return False
+        return not self.recurrences or any(r.applies(now_ms) for r in self.recurrences)
 
     def boundaries(self) -> list[int]:
         """Instants at which the window's answer can change (for cache partitioning)."""
