@@ -60,11 +60,15 @@ def test_a_wrong_expectation_fails_the_rules_unit_tests(tmp_path):
     assert done.returncode != 0 and "got:" in done.stdout + done.stderr
 
 
-def test_every_recording_rule_has_a_unit_test():
-    recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+def test_every_recording_rule_and_alert_has_a_unit_test():
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    recorded = {r["record"] for r in rules if "record" in r}
+    alerts = {r["alert"] for r in rules if "alert" in r}
     tests = yaml.safe_load(RULES_TEST.read_text())["tests"]
-    tested = {e["expr"].split("{")[0] for t in tests for e in t["promql_expr_test"]}
+    tested = {e["expr"].split("{")[0] for t in tests for e in t.get("promql_expr_test", [])}
+    fired = {a["alertname"] for t in tests for a in t.get("alert_rule_test", []) if a["exp_alerts"]}
     assert recorded and recorded <= tested, sorted(recorded - tested)
+    assert alerts and alerts <= fired, sorted(alerts - fired)
 
 
 def _tarn_jobs(config: dict) -> Dict[str, dict]:
