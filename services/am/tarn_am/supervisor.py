@@ -5,8 +5,9 @@ container down with it: this supervisor restarts it (a crash costs no Triton con
 the new tarn-am takes the running ones over). Restarts back off exponentially. Two ends stop
 it instead, since restarting cannot help: a configuration error (exit 78), and a crash loop
 (``--crash-loop-failures`` exits within ``--crash-loop-window``, e.g. a port another process
-holds). Either ends the application FAILED with the reason as YARN's diagnostics, where
-`tarn status` shows it; tarn-am leaves its last error in the file named by
+holds). Either ends the application attempt FAILED with the reason as YARN's diagnostics,
+where `tarn status` shows it (skein lets YARN retry a failed attempt while one is left: on
+another node a taken port may be free); tarn-am leaves its last error in the file named by
 TARN_AM_EXIT_REASON_FILE. SIGTERM/SIGINT are passed on to tarn-am and end the supervisor.
 """
 from __future__ import annotations
