@@ -172,7 +172,7 @@ def test_load_through_haproxy_scales_1_to_2_on_the_other_node_and_back_after_the
           f"{down_at - stop_at:.1f} s; requests up {sent['up']} down {sent['down']}, failed {len(failures)}; "
           f"decision: {move['reason']}")
     assert (move["previous"], move["target"]) == (1, 2), move  # the needed count in one decision
-    assert seen_at is not None and move["ts"] - seen_at <= 2 * TELEMETRY_INTERVAL_S + 2.0, (move, seen_at)
+    assert seen_at is not None and move["ts"] - seen_at <= 3 * TELEMETRY_INTERVAL_S + 3.0, (move, seen_at)
     assert len(hosts) == 2 and first_host in hosts, two["instances"]  # the second on the other NodeManager
     assert len(downs) == 1 and (downs[0]["previous"], downs[0]["target"]) == (2, 1), downs
     assert downs[0]["ts"] - stop_at >= STABILIZATION_S - 1.0, (downs, stop_at)  # not before the window

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from .policy_config import CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S
+
 EXIT_CONFIG = 78
 REASON_FILE_ENV = "TARN_AM_EXIT_REASON_FILE"
 log = logging.getLogger("tarn_am.supervisor")
@@ -32,8 +34,8 @@ class SupervisorPolicy:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     healthy_after_s: float = 60.0  # a run this long resets the backoff
-    crash_loop_exits: int = 5  # tarn submit --crash-loop-failures
-    crash_loop_window_s: float = 300.0  # tarn submit --crash-loop-window
+    crash_loop_exits: int = CRASH_LOOP_FAILURES  # tarn submit --crash-loop-failures
+    crash_loop_window_s: float = CRASH_LOOP_WINDOW_S  # tarn submit --crash-loop-window
 
     @classmethod
     def from_environment(cls, environ) -> "SupervisorPolicy":
