@@ -14,7 +14,7 @@ the agents' heartbeat intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from tarn_shared import defaults
 
@@ -82,6 +82,14 @@ def policy_problems(values: Mapping[str, object], names: Optional[Mapping[str, s
     return problems
 
 
+def check(values: Mapping[str, object], names: Optional[Mapping[str, str]] = None,
+          more: Sequence[str] = ()) -> None:
+    """Raise one ValueError listing every broken rule (and ``more``), or return."""
+    problems = list(more) + policy_problems(values, names)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def _flag_like(name: str) -> str:
     return name.removesuffix("_s").replace("_", "-")
 
@@ -102,11 +110,9 @@ class AutoscaleConfig:
     trend_window_s: float = 120.0
 
     def __post_init__(self) -> None:
-        problems = policy_problems(self.__dict__)
-        if self.min_instances < 1:  # tarn-am passes max(1, --min-instances): the policy never scales to 0
-            problems.append(f"min-instances ({self.min_instances}) must be at least 1")
-        if problems:
-            raise ValueError("; ".join(problems))
+        # tarn-am passes max(1, --min-instances): the policy itself never scales to 0
+        check(self.__dict__, more=[f"min-instances ({self.min_instances}) must be at least 1"]
+              if self.min_instances < 1 else [])
 
     @classmethod
     def from_seed_flags(cls, *, scale_up: float, scale_down: float, min_instances: int,

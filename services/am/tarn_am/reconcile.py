@@ -20,8 +20,8 @@ from tarn_shared.membership import Member
 from .bus_health import BusHealth, silent_since
 from .containers import (FINISHED_STATES, Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain,
                          Slot, StartContainer)
-from .policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, START_TIMEOUT_S,
-                            policy_problems)
+from .policy_config import CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, START_TIMEOUT_S
+from .policy_config import check as check_policy
 
 
 # ---------------------------------------------------------------- inputs
@@ -41,9 +41,7 @@ class ReconcileTimings:
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S  # ready, then silent this long: released, counted
 
     def __post_init__(self) -> None:
-        problems = policy_problems(self.__dict__)  # the rules tarn submit and tarn-am's settings apply
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_policy(self.__dict__)  # the rules tarn submit and tarn-am's settings apply
 
 
 @dataclass(frozen=True)

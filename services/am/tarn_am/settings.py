@@ -12,7 +12,7 @@ from tarn_shared.settings import CommaList, TarnSettings
 
 from . import policy_config as policy
 from .containers import Slot
-from .policy_config import AutoscaleConfig, policy_problems
+from .policy_config import AutoscaleConfig
 from .reconcile import ReconcileTimings
 
 # The node-agents' default telemetry interval: the dashboard's charts take a point per interval.
@@ -91,10 +91,8 @@ class AmSettings(TarnSettings):
 
     @model_validator(mode="after")
     def _policy(self) -> "AmSettings":
-        values = {name: getattr(self, name) for name in POLICY_FIELDS}
-        problems = policy_problems(values, {name: f"TARN_AM_{name.upper()}" for name in POLICY_FIELDS})
-        if problems:
-            raise ValueError("; ".join(problems))
+        policy.check({name: getattr(self, name) for name in POLICY_FIELDS},
+                     {name: f"TARN_AM_{name.upper()}" for name in POLICY_FIELDS})
         return self
 
     def slot_list(self) -> List[Slot]:
