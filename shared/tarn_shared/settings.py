@@ -64,7 +64,10 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     """One readable line per problem, naming the environment variable where there is one."""
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        if not field:  # a rule across fields (a model validator) names its own variables
+            lines.append(str(err.get("msg", "invalid")).removeprefix("Value error, "))
+            continue
         env = f" ({env_prefix}{field.upper()})" if env_prefix and "." not in field else ""
         # Never echo the input: it may be a secret.
         lines.append(f"{field}{env}: {err.get('msg', 'invalid')}")

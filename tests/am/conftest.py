@@ -52,10 +52,10 @@ class Deployment:
         return result
 
 
-def upload_models(webhdfs_client, hdfs_dir: str) -> None:
-    for path in MODELS_DIR.rglob("*"):
+def upload_models(webhdfs_client, hdfs_dir: str, models_dir: Path = MODELS_DIR) -> None:
+    for path in models_dir.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:
-            target = f"{hdfs_dir}/{path.relative_to(MODELS_DIR)}"
+            target = f"{hdfs_dir}/{path.relative_to(models_dir)}"
             webhdfs_client.upload(target, str(path), overwrite=True)
 
 
@@ -80,13 +80,13 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
     yield from submitted(hadoop_cluster, webhdfs, stack)
 
 
-def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
-              extra: Sequence[str] = ()) -> Iterator[Deployment]:
-    """Submit one deployment of ``instances`` (also its minimum) with the ``extra`` submit
-    arguments, yield it, kill it afterwards."""
+def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, extra_args: Sequence[str] = (),
+              autoscale: bool = False, models_dir: Path = MODELS_DIR) -> Iterator[Deployment]:
+    """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards.
+    ``extra_args`` come last, so they override the flags here (and add --agent-env values)."""
     name = f"am{uuid.uuid4().hex[:8]}"
     hdfs_dir = f"/tarn-test/{name}/models"
-    upload_models(webhdfs, hdfs_dir)
+    upload_models(webhdfs, hdfs_dir, models_dir)
     http_port, grpc_port, metrics_port = free_ports(3)
     env = dict(hadoop_cluster.env)
     env["TARN_TOKEN"] = TOKEN
@@ -95,13 +95,13 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
         "--model-repository", f"{hadoop_cluster.default_fs}{hdfs_dir}",
         "--redis-url", stack.env["REDIS_URL"], "--am-port", "0", "--address", "0.0.0.0",
         "--port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-        "--min-instances", str(instances), "--max-instances", "3", "--no-autoscale", "--drain-timeout", "20",
+        "--min-instances", str(instances), "--max-instances", "3", "--drain-timeout", "20",
         "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
         "--tritonserver", str(triton_runtime().binary), "--wait", "180",
     ]
     for key, value in agent_runtime_env().items():
         args += ["--agent-env", f"{key}={value}"]
-    args += list(extra)
+    args += ([] if autoscale else ["--no-autoscale"]) + list(extra_args)
     started = time.monotonic()
     submitted_at = time.time()
     result = subprocess.run([TARN, *args], env=env, capture_output=True, text=True, timeout=300)

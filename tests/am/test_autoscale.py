@@ -226,9 +226,9 @@ def test_every_decision_explains_itself():
 
 
 def test_config_rejects_inconsistent_flags():
-    with pytest.raises(ValueError, match="scale-down < scale-up"):
+    with pytest.raises(ValueError, match=r"scale-down \(0.8\) must be lower than scale-up \(0.2\)"):
         AutoscaleConfig(scale_up=0.2, scale_down=0.8)
-    with pytest.raises(ValueError, match="below min-instances"):
+    with pytest.raises(ValueError, match=r"min-instances \(4\) must not exceed max-instances \(2\)"):
         AutoscaleConfig(min_instances=4, max_instances=2)
     assert AutoscaleConfig.from_seed_flags(scale_up=0.8, scale_down=0.2, min_instances=2, max_instances=8,
                                            cooldown_ms=120000).cooldown_s == 120.0

@@ -35,7 +35,7 @@ def labelled_cluster(tmp_path_factory) -> Iterator[HadoopCluster]:
 @pytest.fixture(scope="module")
 def on_gpu_label(labelled_cluster: HadoopCluster, stack) -> Iterator[Deployment]:
     yield from submitted(labelled_cluster, labelled_cluster.webhdfs_client(), stack,
-                         extra=["--node-label", "GPU"])
+                         extra_args=["--node-label", "GPU"])
 
 
 def instances(d: Deployment) -> list:
@@ -61,5 +61,5 @@ def test_triton_containers_go_only_to_labelled_nodes_and_the_am_to_the_default_p
 def test_submit_refuses_a_label_no_running_node_carries(labelled_cluster: HadoopCluster, stack):
     with pytest.raises(BaseException) as refused:
         next(submitted(labelled_cluster, labelled_cluster.webhdfs_client(), stack,
-                       extra=["--node-label", "TPU", "--haproxy-backend", "tpu_backend", "--zk-path", "/services/tpu"]))
+                       extra_args=["--node-label", "TPU", "--haproxy-backend", "tpu_backend", "--zk-path", "/services/tpu"]))
     assert "TPU" in str(refused.value), refused.value

@@ -133,7 +133,7 @@ def test_run_reports_inconsistent_flags(tmp_path, capsys):
     simulate.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["simulate", "--trace", str(trace), "--scale-up", "0.1", "--scale-down", "0.5"])
     assert simulate.run(args) == 2
-    assert "scale-down < scale-up" in capsys.readouterr().err
+    assert "scale-down (0.5) must be lower than scale-up (0.1)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["step", "daily_ramp", "bursts"])

@@ -39,8 +39,8 @@ def test_ranger_and_token_fall_back_to_the_environment():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--scale-down", "0.9"], "--scale-down must be lower than --scale-up"),
-    (["--min-instances", "5", "--max-instances", "2"], "--min-instances must not exceed --max-instances"),
+    (["--scale-down", "0.9"], "--scale-down (0.9) must be lower than --scale-up (0.8)"),
+    (["--min-instances", "5", "--max-instances", "2"], "--min-instances (5) must not exceed --max-instances (2)"),
     (["--port", "8002"], "must differ"),
     (["--tp", "0"], "--tp"),
     (["--cooldown", "-1"], "--cooldown"),

@@ -12,14 +12,22 @@ POLICY = SupervisorPolicy(backoff_initial_s=1, backoff_max_s=8, healthy_after_s=
                           crash_loop_window_s=30)
 
 
-def test_supervisor_backs_off_exponentially_then_detects_a_crash_loop():
+def test_supervisor_backs_off_exponentially_then_gives_up_on_a_crash_loop():
     state = SupervisorState()
-    delays = []
+    verdicts = []
     for now in (1.0, 3.0, 7.0):
+        verdict, state = on_exit(1, 1.0, now, state, POLICY, "cannot bind 0.0.0.0:8888: in use")
+        verdicts.append(verdict)
+    assert [v.delay_s for v in verdicts[:2]] == [1, 2] and all(v.restart for v in verdicts[:2])
+    assert verdict.crash_loop and not verdict.restart
+    assert verdict.reason == "tarn-am crash loop: 3 exits in 30 s, the last with 1: cannot bind 0.0.0.0:8888: in use"
+
+
+def test_exits_spread_wider_than_the_window_are_no_crash_loop():
+    state = SupervisorState()
+    for now in (1.0, 40.0, 80.0, 120.0):
         verdict, state = on_exit(1, 1.0, now, state, POLICY)
-        delays.append(verdict.delay_s)
-    assert delays[:2] == [1, 2]
-    assert verdict.crash_loop and verdict.delay_s == 8 and verdict.restart
+    assert verdict.restart and not verdict.crash_loop
 
 
 def test_a_long_healthy_run_resets_the_backoff():
@@ -28,9 +36,11 @@ def test_a_long_healthy_run_resets_the_backoff():
     assert verdict.delay_s == 1 and not verdict.crash_loop
 
 
-def test_a_configuration_error_is_not_restarted():
-    verdict, _ = on_exit(EXIT_CONFIG, 0.2, 1.0, SupervisorState(), POLICY)
+def test_a_configuration_error_is_not_restarted_and_keeps_its_message():
+    verdict, _ = on_exit(EXIT_CONFIG, 0.2, 1.0, SupervisorState(), POLICY, "TARN_AM_SCALE_DOWN (0) must be above 0")
     assert not verdict.restart
+    assert verdict.reason == ("tarn-am configuration error: TARN_AM_SCALE_DOWN (0) must be above 0 "
+                              "(restarting cannot fix it)")
 
 
 def _member(cid, state, host="nm1", port=8000, models=("identity",)):

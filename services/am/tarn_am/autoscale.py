@@ -26,64 +26,14 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Optional, Tuple
 
-from tarn_shared import defaults
-
 from .fleet_load import FleetLoad, FleetObservation, InstanceTelemetry, aggregate, rising_total
+from .policy_config import AutoscaleConfig, apply_bounds
 
 # The policy's inputs are part of its interface (the simulator builds them).
 __all__ = ["AutoscaleConfig", "Autoscaler", "FleetObservation", "InstanceTelemetry", "PolicyState",
            "QueueTimePolicy", "ScalingDecision", "SimulatedPolicy", "Verdict", "apply_bounds", "decide"]
 
 _EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class AutoscaleConfig:
-    """Thresholds are on the normalized load figure per instance (1.0 = at target)."""
-
-    scale_up: float = defaults.SCALE_UP
-    scale_down: float = defaults.SCALE_DOWN
-    min_instances: int = 1
-    max_instances: int = 8
-    cooldown_s: float = 120.0  # between opposite moves (up after down, down after up)
-    stabilization_s: float = 300.0  # load must stay below scale_down this long before a drain
-    telemetry_interval_s: float = 5.0
-    stale_after_intervals: float = 3.0  # a sample older than this many intervals is missing
-    startup_s: float = 60.0  # expected container start-up: how far ahead a rising trend is projected
-    trend_window_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.scale_down < self.scale_up:
-            raise ValueError(
-                f"need 0 < scale-down < scale-up, got scale-down={self.scale_down} scale-up={self.scale_up}")
-        if self.min_instances < 1:
-            raise ValueError(f"min-instances must be at least 1, got {self.min_instances}")
-        if self.max_instances < self.min_instances:
-            raise ValueError(
-                f"max-instances ({self.max_instances}) is below min-instances ({self.min_instances})")
-        for name in ("cooldown_s", "stabilization_s", "startup_s", "trend_window_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.telemetry_interval_s <= 0 or self.stale_after_intervals <= 0:
-            raise ValueError("telemetry_interval_s and stale_after_intervals must be positive")
-
-    @classmethod
-    def from_seed_flags(cls, *, scale_up: float, scale_down: float, min_instances: int,
-                        max_instances: int, cooldown_ms: float, **rest) -> "AutoscaleConfig":
-        """The seeds' `tarn submit` flags, with `--cooldown` in milliseconds."""
-        return cls(scale_up=scale_up, scale_down=scale_down, min_instances=min_instances,
-                   max_instances=max_instances, cooldown_s=cooldown_ms / 1000.0, **rest)
-
-    @property
-    def band_middle(self) -> float:
-        return (self.scale_up + self.scale_down) / 2
-
-    @property
-    def stale_after_s(self) -> float:
-        return self.stale_after_intervals * self.telemetry_interval_s
-
-    def bounded(self, count: int) -> int:
-        return apply_bounds(count, self.min_instances, self.max_instances)
 
 
 @dataclass(frozen=True)
@@ -110,11 +60,6 @@ class PolicyState:
 
     def out_of_low_run(self) -> "PolicyState":
         return replace(self, low_since_s=None, low_peak_total=0.0)
-
-
-def apply_bounds(count: int, min_instances: int, max_instances: int) -> int:
-    """The count moved inside min/max-instances: bounds are hard, whatever the load says."""
-    return min(max_instances, max(min_instances, count))
 
 
 def count_for(total_load: float, per_instance: float) -> int:

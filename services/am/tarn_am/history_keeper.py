@@ -9,12 +9,12 @@ import asyncio
 import logging
 import time
 from dataclasses import asdict
-from typing import Callable
+from typing import Callable, Optional
 
 from .bus import RedisBus
 from .controller import Controller
 from .history import History, capacity_for, point_of
-from .settings import TELEMETRY_INTERVAL_S, AmSettings
+from .settings import AmSettings
 from .view import FleetView, TargetChange
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,9 @@ REDIS_TIMEOUT_S = 5.0
 
 
 def empty_history(settings: AmSettings) -> History:
-    return History(capacity_for(settings.history_window_s, TELEMETRY_INTERVAL_S), TELEMETRY_INTERVAL_S)
+    # A point per telemetry interval (tarn submit --telemetry-interval), as the agents sample.
+    interval_s = settings.telemetry_interval_s
+    return History(capacity_for(settings.history_window_s, interval_s), interval_s)
 
 
 async def restore(bus: RedisBus, settings: AmSettings, view: FleetView, now: float) -> History:
@@ -39,7 +41,7 @@ async def restore(bus: RedisBus, settings: AmSettings, view: FleetView, now: flo
     if text is None:
         return history
     try:
-        history = History.load(text, history.capacity, TELEMETRY_INTERVAL_S, now)
+        history = History.load(text, history.capacity, settings.telemetry_interval_s, now)
     except ValueError as exc:
         log.warning("ignoring the stored history", extra={"error": str(exc)})
         return history
@@ -51,7 +53,7 @@ async def restore(bus: RedisBus, settings: AmSettings, view: FleetView, now: flo
 def take_point(controller: Controller, history: History, now: float) -> None:
     view = controller.view
     history.add(point_of(now, controller.desired, controller.running_count(), len(view.membership.routable()),
-                         view.fresh_telemetry(now, STALE_INTERVALS * TELEMETRY_INTERVAL_S)))
+                         view.fresh_telemetry(now, STALE_INTERVALS * controller.settings.telemetry_interval_s)))
     history.mark(view.decisions)
 
 
@@ -66,10 +68,11 @@ async def save(bus: RedisBus, history: History, ttl_s: int) -> bool:
 
 async def keep_history(take: Callable[[float], None], history: History, bus: RedisBus, settings: AmSettings,
                        stop: asyncio.Event, clock: Callable[[], float] = time.time,
-                       interval_s: float = TELEMETRY_INTERVAL_S) -> None:
+                       interval_s: Optional[float] = None) -> None:
     """``take(now)`` adds a point (take_point, bound to the controller) once per ``interval_s``."""
     # Kept a while past the window: older points are dropped when read back anyway.
     ttl_s = int(2 * history.window_s + settings.history_persist_s)
+    interval_s = interval_s or settings.telemetry_interval_s
     saved_at = clock()
     while not stop.is_set():
         now = clock()

@@ -20,6 +20,8 @@ from tarn_shared.membership import Member
 from .bus_health import BusHealth, silent_since
 from .containers import (FINISHED_STATES, Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain,
                          Slot, StartContainer)
+from .policy_config import CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, START_TIMEOUT_S
+from .policy_config import check as check_policy
 
 
 # ---------------------------------------------------------------- inputs
@@ -30,13 +32,16 @@ class ReconcileTimings:
 
     restart_backoff_initial_s: float = 2.0
     restart_backoff_max_s: float = 60.0
-    crash_loop_failures: int = 5  # this many failures of one slot within the window...
-    crash_loop_window_s: float = 300.0  # ...mark it crash-looping until the window clears
+    crash_loop_failures: int = CRASH_LOOP_FAILURES  # this many failures of one slot within the window...
+    crash_loop_window_s: float = CRASH_LOOP_WINDOW_S  # ...mark it crash-looping until the window clears
     drain_timeout_s: float = 60.0
     drain_grace_s: float = 15.0  # after the drain timeout the agent had: release anyway
     command_resend_s: float = 2.0
-    start_timeout_s: float = 300.0  # running but never ready: released and counted as a failure
-    heartbeat_timeout_s: float = 20.0  # ready, then silent this long: released, counted
+    start_timeout_s: float = START_TIMEOUT_S  # running but never ready: released and counted as a failure
+    heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S  # ready, then silent this long: released, counted
+
+    def __post_init__(self) -> None:
+        check_policy(self.__dict__)  # the rules tarn submit and tarn-am's settings apply
 
 
 @dataclass(frozen=True)

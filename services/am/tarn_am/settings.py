@@ -4,18 +4,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tarn_shared import defaults
 from tarn_shared.settings import CommaList, TarnSettings
 
-from .autoscale import AutoscaleConfig
+from . import policy_config as policy
 from .containers import Slot
+from .policy_config import AutoscaleConfig
 from .reconcile import ReconcileTimings
 
-# The node-agents' default telemetry interval: the policy decides once per interval.
-TELEMETRY_INTERVAL_S = 2.0
+# The node-agents' default telemetry interval: the dashboard's charts take a point per interval.
+TELEMETRY_INTERVAL_S = defaults.TELEMETRY_INTERVAL_S
+
+POLICY_FIELDS = ("scale_up", "scale_down", "min_instances", "max_instances", "cooldown_s", "stabilization_s",
+                 "telemetry_interval_s", "start_timeout_s", "heartbeat_timeout_s", "agent_heartbeat_interval_s",
+                 "crash_loop_failures", "crash_loop_window_s", "restart_backoff_initial_s", "restart_backoff_max_s",
+                 "drain_timeout_s")
 
 
 class AmSettings(TarnSettings):
@@ -34,12 +40,19 @@ class AmSettings(TarnSettings):
     authz_url: Optional[str] = Field(None, description="tarn-authz base URL (--authz-url); unset: /models and the dashboard filter nothing")
     authz_timeout_s: float = Field(2.0, gt=0, description="timeout of one call to authz")
 
-    min_instances: int = Field(1, ge=0, description="--min-instances: the autoscaler never goes below it")
-    max_instances: int = Field(1, ge=1, description="--max-instances: the autoscaler never goes above it")
+    # The policy's values are checked together by policy_config.policy_problems (see _policy).
+    min_instances: int = Field(1, description="--min-instances: the autoscaler never goes below it")
+    max_instances: int = Field(1, description="--max-instances: the autoscaler never goes above it")
     initial_instances: Optional[int] = Field(None, ge=0, description="instances to start with (default min)")
     scale_up: float = Field(defaults.SCALE_UP, description="--scale-up: load per instance above which instances are added")
     scale_down: float = Field(defaults.SCALE_DOWN, description="--scale-down: load per instance below which instances drain")
-    cooldown_s: float = Field(120.0, ge=0, description="--cooldown (given in ms to tarn submit) between opposite moves")
+    cooldown_s: float = Field(120.0, description="--cooldown (given in ms to tarn submit) between opposite moves")
+    stabilization_s: float = Field(policy.STABILIZATION_S,
+                                   description="--stabilization: load stays below scale-down this long before a drain")
+    telemetry_interval_s: float = Field(defaults.TELEMETRY_INTERVAL_S,
+                                        description="--telemetry-interval: the agents' period, the policy's too")
+    agent_heartbeat_interval_s: float = Field(defaults.HEARTBEAT_INTERVAL_S,
+                                              description="the node-agents' heartbeat interval, for the timeout's check")
     autoscale: bool = Field(True, description="let the autoscaling policy move the target")
 
     # recorded for gateway-sync and authz (DeploymentRecord)
@@ -52,13 +65,17 @@ class AmSettings(TarnSettings):
     model_repository: Optional[str] = Field(None, description="--model-repository, for /models and the dashboard")
 
     loop_interval_s: float = Field(1.0, gt=0, description="period of the reconcile loop")
-    drain_timeout_s: float = Field(60.0, gt=0, description="how long a drain may take before the container is released")
-    start_timeout_s: float = Field(300.0, gt=0, description="how long a container may take to become ready")
-    heartbeat_timeout_s: float = Field(20.0, gt=0, description="silence after which an instance counts as lost")
-    restart_backoff_initial_s: float = Field(2.0, ge=0, description="first delay before replacing a failed container")
-    restart_backoff_max_s: float = Field(60.0, ge=0, description="ceiling of the restart backoff")
-    crash_loop_failures: int = Field(5, ge=1, description="failures within the window that pause a node")
-    crash_loop_window_s: float = Field(300.0, gt=0, description="window of the crash-loop detection")
+    drain_timeout_s: float = Field(60.0, description="how long a drain may take before the container is released")
+    start_timeout_s: float = Field(policy.START_TIMEOUT_S, description="--start-timeout: how long a container "
+                                                                       "may take to become ready")
+    heartbeat_timeout_s: float = Field(policy.HEARTBEAT_TIMEOUT_S,
+                                       description="--heartbeat-timeout: silence after which an instance counts as lost")
+    restart_backoff_initial_s: float = Field(2.0, description="first delay before replacing a failed container")
+    restart_backoff_max_s: float = Field(60.0, description="ceiling of the restart backoff")
+    crash_loop_failures: int = Field(policy.CRASH_LOOP_FAILURES, description="--crash-loop-failures: failures "
+                                     "within the window that pause a node (or, of tarn-am, stop the supervisor)")
+    crash_loop_window_s: float = Field(policy.CRASH_LOOP_WINDOW_S,
+                                       description="--crash-loop-window: window of the crash-loop detection")
     history_window_s: float = Field(3600.0, ge=60, le=86400,
                                     description="span of the dashboard's charts, one point per telemetry interval")
     history_persist_s: float = Field(30.0, ge=1, description="how often the charts' history is stored in Redis")
@@ -71,6 +88,12 @@ class AmSettings(TarnSettings):
             if not sep or not service or not host:
                 raise ValueError(f"{item!r} is not service=host")
         return items
+
+    @model_validator(mode="after")
+    def _policy(self) -> "AmSettings":
+        policy.check({name: getattr(self, name) for name in POLICY_FIELDS},
+                     {name: f"TARN_AM_{name.upper()}" for name in POLICY_FIELDS})
+        return self
 
     def slot_list(self) -> List[Slot]:
         return [Slot(*item.split("=", 1)) for item in self.slots]
@@ -90,8 +113,8 @@ class AmSettings(TarnSettings):
         # The policy never scales to zero: min-instances 0 means "no floor beyond one serving instance".
         return AutoscaleConfig(
             scale_up=self.scale_up, scale_down=self.scale_down, min_instances=max(1, self.min_instances),
-            max_instances=max(1, self.max_instances, self.min_instances), cooldown_s=self.cooldown_s,
-            telemetry_interval_s=TELEMETRY_INTERVAL_S)
+            max_instances=self.max_instances, cooldown_s=self.cooldown_s, stabilization_s=self.stabilization_s,
+            telemetry_interval_s=self.telemetry_interval_s)
 
     def admin_secret(self) -> Optional[str]:
         chosen = self.admin_token or self.token

@@ -71,8 +71,9 @@ class NodeAgentSettings(TarnSettings):
 
     # -- behaviour
     ready_timeout_s: float = Field(600.0, gt=0, description="deadline for the first /v2/health/ready")
-    heartbeat_interval_s: float = Field(5.0, gt=0)
-    telemetry_interval_s: float = Field(2.0, gt=0)
+    heartbeat_interval_s: float = Field(defaults.HEARTBEAT_INTERVAL_S, gt=0)
+    telemetry_interval_s: float = Field(defaults.TELEMETRY_INTERVAL_S, gt=0,
+                                        description="tarn submit --telemetry-interval sets it, the policy's period")
     health_interval_s: float = Field(2.0, gt=0, description="readiness probe period once started")
     probe_timeout_s: float = Field(5.0, gt=0, description="one readiness probe; longer counts as a hang")
     drain_unrouted_timeout_s: float = Field(15.0, gt=0, description="how long a drain waits for gateway-sync")

@@ -70,11 +70,20 @@ def find_app_id(client, name: str, app_id: Optional[str]) -> str:
         return app_id
     apps = client.get_applications(name=f"tarn-{name}", states=["SUBMITTED", "ACCEPTED", "RUNNING"])
     if not apps:
-        raise CliError(f"no running application named tarn-{name}; give --app-id")
+        finished = client.get_applications(name=f"tarn-{name}", states=["FINISHED", "FAILED", "KILLED"])
+        last = max(finished, key=lambda a: a.finish_time or a.start_time, default=None)
+        raise CliError(f"no running application named tarn-{name}" +
+                       (f"; the last one {how_it_ended(last)}" if last else "; give --app-id"))
     if len(apps) > 1:
         raise CliError(f"{len(apps)} running applications named tarn-{name}: "
                        f"{', '.join(a.id for a in apps)}; give --app-id")
     return apps[0].id
+
+
+def how_it_ended(report) -> str:
+    """One line: which application, how it ended, and YARN's diagnostics (the supervisor's reason)."""
+    diagnostics = " ".join((report.diagnostics or "").split())
+    return f"{report.id} ended {report.final_status}" + (f": {diagnostics}" if diagnostics else "")
 
 
 def am_address(client, app_id: str, wait_s: float = 0.0) -> str:
@@ -85,14 +94,24 @@ def am_address(client, app_id: str, wait_s: float = 0.0) -> str:
             app = client.connect(app_id, wait=wait_s > 0)
             value = app.kv.get(KV_AM_ADDRESS)
         except Exception as exc:
-            if time.monotonic() >= deadline:
-                raise CliError(f"cannot reach {app_id}'s application master: {exc}") from None
+            ended = _ended(client, app_id)  # e.g. the supervisor gave up: say why, at once
+            if ended or time.monotonic() >= deadline:
+                raise CliError(ended or f"cannot reach {app_id}'s application master: {exc}") from None
             value = None
         if value:
             return as_text(value)
         if time.monotonic() >= deadline:
             raise CliError(f"{app_id}'s tarn-am has not published its address (yet)")
         time.sleep(0.5)
+
+
+def _ended(client, app_id: str) -> str:
+    """How the application ended, or empty while it runs (or YARN cannot say)."""
+    try:
+        report = client.application_report(app_id)
+    except Exception:
+        return ""
+    return how_it_ended(report) if str(report.state) in ("FINISHED", "FAILED", "KILLED") else ""
 
 
 def am_http(token: Optional[str]):

@@ -6,6 +6,8 @@ from typing import Dict
 
 from tarn_shared import defaults
 
+from ..policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, STABILIZATION_S,
+                             START_TIMEOUT_S)
 from . import simulate
 from .options import parse_env_pairs, truthy
 
@@ -108,7 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--nodes", help="comma-separated hosts allowed to run Triton (default: every RUNNING node "
                                       "with the label and the GPUs)")
     ours.add_argument("--instances", type=int, help="initial count (default --min-instances)")
-    ours.add_argument("--drain-timeout", type=float, dest="drain_timeout_s", metavar="S")
+    ours.add_argument("--drain-timeout", type=float, dest="drain_timeout_s", metavar="S",
+                      help="seconds a drain may take before the container is released (default 60)")
+    policy = s.add_argument_group("the policy's timings (seconds; each checked with the others before YARN)")
+    policy.add_argument("--stabilization", type=float, dest="stabilization_s", metavar="S",
+                        help=f"load stays below --scale-down this long before a drain (default {STABILIZATION_S:g})")
+    policy.add_argument("--telemetry-interval", type=float, dest="telemetry_interval_s", metavar="S",
+                        help="the node-agents' telemetry period, and the policy's: one decision per sample "
+                             f"(default {defaults.TELEMETRY_INTERVAL_S:g})")
+    policy.add_argument("--start-timeout", type=float, dest="start_timeout_s", metavar="S",
+                        help=f"a container not ready after this long is replaced (default {START_TIMEOUT_S:g})")
+    policy.add_argument("--heartbeat-timeout", type=float, dest="heartbeat_timeout_s", metavar="S",
+                        help="a ready instance silent this long is replaced; at least twice the node-agent's "
+                             f"heartbeat interval, {defaults.HEARTBEAT_INTERVAL_S:g} s (default {HEARTBEAT_TIMEOUT_S:g})")
+    policy.add_argument("--crash-loop-failures", type=int, metavar="N",
+                        help="this many failures within --crash-loop-window pause a node's restarts, and of "
+                             f"tarn-am itself stop the application (default {CRASH_LOOP_FAILURES})")
+    policy.add_argument("--crash-loop-window", type=float, dest="crash_loop_window_s", metavar="S",
+                        help=f"the crash-loop window (default {CRASH_LOOP_WINDOW_S:g})")
     ours.add_argument("--tritonserver", help="tritonserver executable for the node-agent (process runtime)")
     ours.add_argument("--model-control-mode", choices=["none", "poll", "explicit"])
     ours.add_argument("--admin-token", help="token for /scale (or TARN_ADMIN_TOKEN; default: --token)")

@@ -15,6 +15,9 @@ from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, LocationStr
 from tarn_shared.settings import ENV_NAME, CommaList
 
+from .. import policy_config as policy
+from ..policy_config import policy_problems
+
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" lets a trailing newline through
 # Environment the AM itself sets for the agent; --env must not override it.
 RESERVED_ENV_PREFIXES = ("TARN_", "YARN_CONTAINER_RUNTIME_")
@@ -35,7 +38,20 @@ FLAG_OF = {  # field -> the flag a user typed, for error messages
     "instances": "--instances", "drain_timeout_s": "--drain-timeout", "tritonserver": "--tritonserver",
     "admin_token": "--admin-token", "allow_query_token": "--allow-query-token",
     "model_control_mode": "--model-control-mode", "agent_env": "--agent-env",
+    "stabilization_s": "--stabilization", "telemetry_interval_s": "--telemetry-interval",
+    "start_timeout_s": "--start-timeout", "heartbeat_timeout_s": "--heartbeat-timeout",
+    "crash_loop_failures": "--crash-loop-failures", "crash_loop_window_s": "--crash-loop-window",
 }
+# The node-agent's own periods, which the policy is checked against (policy_config.py), and
+# their values when --agent-env leaves them alone (the spec sets the telemetry interval).
+AGENT_INTERVALS = {
+    "agent_telemetry_interval_s": ("TARN_NODE_AGENT_TELEMETRY_INTERVAL_S", None),
+    "agent_heartbeat_interval_s": ("TARN_NODE_AGENT_HEARTBEAT_INTERVAL_S", defaults.HEARTBEAT_INTERVAL_S),
+}
+
+POLICY_FLAGS = ("scale_up", "scale_down", "min_instances", "max_instances", "stabilization_s", "telemetry_interval_s",
+                "start_timeout_s", "heartbeat_timeout_s", "crash_loop_failures", "crash_loop_window_s",
+                "drain_timeout_s")
 
 
 def _port(required: bool = True):
@@ -58,11 +74,12 @@ class SubmitOptions(BaseModel):
     pp: int = Field(1, ge=1, le=64)
     secrets: Optional[CredentialLocationStr] = None  # on HDFS: every container on every node reads it
     placement_tag: str = "nvidia"
-    scale_up: float = Field(defaults.SCALE_UP, gt=0)
-    scale_down: float = Field(defaults.SCALE_DOWN, ge=0)
-    min_instances: int = Field(1, ge=0)
-    max_instances: int = Field(1, ge=1)
-    cooldown_ms: int = Field(120_000, ge=0)
+    # The policy's values: policy_config.policy_problems checks them together (see _consistent).
+    scale_up: float = defaults.SCALE_UP
+    scale_down: float = defaults.SCALE_DOWN
+    min_instances: int = 1
+    max_instances: int = 1
+    cooldown_ms: int = 120_000
     env: Dict[str, str] = Field(default_factory=dict)
     zk_ensemble: Optional[str] = None
     zk_path: str = defaults.ZK_PATH
@@ -86,7 +103,13 @@ class SubmitOptions(BaseModel):
     am_memory_mb: int = Field(768, ge=256)
     nodes: CommaList = Field(default_factory=list)  # --nodes a,b
     instances: Optional[int] = Field(None, ge=0)
-    drain_timeout_s: float = Field(60.0, gt=0)
+    drain_timeout_s: float = 60.0
+    stabilization_s: float = policy.STABILIZATION_S
+    telemetry_interval_s: float = defaults.TELEMETRY_INTERVAL_S
+    start_timeout_s: float = policy.START_TIMEOUT_S
+    heartbeat_timeout_s: float = policy.HEARTBEAT_TIMEOUT_S
+    crash_loop_failures: int = policy.CRASH_LOOP_FAILURES
+    crash_loop_window_s: float = policy.CRASH_LOOP_WINDOW_S
     tritonserver: Optional[str] = None
     admin_token: Optional[SecretStr] = None
     allow_query_token: bool = False
@@ -166,11 +189,7 @@ class SubmitOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SubmitOptions":
-        problems = []
-        if self.scale_down >= self.scale_up:
-            problems.append("--scale-down must be lower than --scale-up")
-        if self.min_instances > self.max_instances:
-            problems.append("--min-instances must not exceed --max-instances")
+        problems = self._policy_problems()
         if self.instances is not None and not self.min_instances <= self.instances <= self.max_instances:
             problems.append("--instances must lie between --min-instances and --max-instances")
         if len({self.port, self.grpc_port, self.metrics_port}) != 3:
@@ -185,6 +204,28 @@ class SubmitOptions(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def agent_interval_s(self, name: str) -> Optional[float]:
+        """The node-agent's period as its containers will read it: --agent-env, else its default."""
+        variable, default = AGENT_INTERVALS[name]
+        text = self.agent_env.get(variable)
+        if text is None:
+            return self.telemetry_interval_s if default is None else default
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    def _policy_problems(self) -> List[str]:
+        values = {name: getattr(self, name) for name in POLICY_FLAGS} | {"cooldown_s": self.cooldown_s}
+        names = {name: FLAG_OF[name] for name in POLICY_FLAGS} | {"cooldown_s": "--cooldown"}
+        problems = []
+        for name, (variable, _) in AGENT_INTERVALS.items():
+            values[name] = self.agent_interval_s(name)
+            names[name] = f"--agent-env {variable}" if variable in self.agent_env else f"{variable}'s default"
+            if values[name] is None:
+                problems.append(f"--agent-env {variable}: {self.agent_env[variable]!r} is not a number of seconds")
+        return problems + policy_problems(values, names)
 
     @classmethod
     def parse(cls, values: Mapping[str, object]) -> "SubmitOptions":

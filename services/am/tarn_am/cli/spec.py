@@ -134,6 +134,13 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         "TARN_AM_RANGER_AUDIT": "true" if options.ranger_audit else "false",
         "TARN_AM_MODEL_REPOSITORY": options.model_repository,
         "TARN_AM_DRAIN_TIMEOUT_S": repr(options.drain_timeout_s),
+        "TARN_AM_STABILIZATION_S": repr(options.stabilization_s),
+        "TARN_AM_TELEMETRY_INTERVAL_S": repr(options.telemetry_interval_s),
+        "TARN_AM_START_TIMEOUT_S": repr(options.start_timeout_s),
+        "TARN_AM_HEARTBEAT_TIMEOUT_S": repr(options.heartbeat_timeout_s),
+        "TARN_AM_AGENT_HEARTBEAT_INTERVAL_S": repr(options.agent_interval_s("agent_heartbeat_interval_s")),
+        "TARN_AM_CRASH_LOOP_FAILURES": str(options.crash_loop_failures),
+        "TARN_AM_CRASH_LOOP_WINDOW_S": repr(options.crash_loop_window_s),
         "TARN_AM_ALLOW_QUERY_TOKEN": "true" if options.allow_query_token else "false",
     }
     optional = {
@@ -162,6 +169,8 @@ def agent_environment(options: SubmitOptions) -> Dict[str, str]:
         "TARN_NODE_AGENT_TP": str(options.tp),
         "TARN_NODE_AGENT_PP": str(options.pp),
         "TARN_NODE_AGENT_MODEL_CONTROL_MODE": options.model_control_mode,
+        # The policy's period: submit refused an --agent-env that differs from it.
+        "TARN_NODE_AGENT_TELEMETRY_INTERVAL_S": repr(options.telemetry_interval_s),
     })
     if options.secrets:
         env["TARN_NODE_AGENT_SECRETS"] = options.secrets
