@@ -98,7 +98,7 @@ def autoscale_text(on: bool, paused: bool, reason: Optional[str], paused_at: Opt
     if stopping:
         return "off: stopping (tarn stop)"
     if paused:
-        since = f" since {time.strftime('%H:%M:%S', time.localtime(paused_at))}" if paused_at else ""
+        since = f" since {time.strftime('%H:%M:%S', time.localtime(paused_at))}" if paused_at is not None else ""
         return f"paused{since}: {reason or 'paused'}"
     return "on" if on else "off"
 
