@@ -36,6 +36,8 @@ def test_a_manual_count_outside_the_bounds_is_refused_naming_them():
 def test_nothing_but_the_stop_moves_a_stopping_target():
     stopping = tg.stopping(tg.Target(3), "tarn stop", 10.0)
     assert (stopping.paused, stopping.stopping, stopping.policy_moves) == (True, True, False)
+    over_a_pause = tg.stopping(tg.paused(tg.Target(3), "maintenance", 1.0), "tarn stop", 10.0)
+    assert (over_a_pause.paused_reason, over_a_pause.paused_at) == ("tarn stop", 10.0)
     with pytest.raises(tg.Stopping):
         tg.manual_count(stopping, 2, 1, 4)
     with pytest.raises(tg.Stopping):
@@ -57,8 +59,9 @@ def test_no_autoscale_at_submit_starts_paused_and_can_be_resumed():
 
 
 def test_the_controls_survive_being_stored_and_bad_text_is_no_controls():
-    stored = tg.stopping(tg.paused(tg.Target(3), "why", 7.5), "tarn stop", 9.0)
+    stored = tg.stopping(tg.Target(3), "why", 7.5)
     assert tg.Target(0).with_controls(stored.controls()) == tg.Target(0, True, "why", 7.5, True)
+    assert tg.Target(2).with_controls(tg.paused(tg.Target(3), "p", 1.0).controls()) == tg.Target(2, True, "p", 1.0)
     for text in (None, "", "{", "[]", '{"paused": true}', '{"paused":1,"paused_reason":"","paused_at":"x",'
                                                           '"stopping":0}'):
         assert tg.Target(1).with_controls(text) is None, text

@@ -13,13 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
-
 from . import reconcile
 from . import target as tg
+from .actions import carry_out
 from .announcements import Announcer, attempt_of
 from .autoscale import Autoscaler
 from .bus import RedisBus
-from .actions import carry_out
 from .containers import Action, ContainerLost, ObservedContainer, Slot
 from .fleet_load import observation
 from .settings import AmSettings
@@ -263,10 +262,6 @@ class Controller:
     @property
     def slots(self) -> List[Slot]:
         return self.settings.slot_list()
-
-    @property
-    def autoscale_enabled(self) -> bool:
-        return self.target.policy_moves
 
     def draining(self) -> frozenset:
         return frozenset(d.instance_id for d in self.state.drains.values())
