@@ -81,7 +81,8 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
 
 
 def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, max_instances: int = 3,
-              autoscale: bool = False, agent_env: Optional[Dict[str, str]] = None) -> Iterator[Deployment]:
+              autoscale: bool = False, agent_env: Optional[Dict[str, str]] = None,
+              authz_url: Optional[str] = None) -> Iterator[Deployment]:
     """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards.
     Without ``autoscale`` it is submitted with --no-autoscale; ``agent_env`` adds to the agents'."""
     name = f"am{uuid.uuid4().hex[:8]}"
@@ -101,6 +102,8 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
     ]
     if not autoscale:
         args.append("--no-autoscale")
+    if authz_url:
+        args += ["--authz-url", authz_url]
     for key, value in {**agent_runtime_env(), **(agent_env or {})}.items():
         args += ["--agent-env", f"{key}={value}"]
     started = time.monotonic()

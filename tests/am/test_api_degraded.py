@@ -23,8 +23,9 @@ from tarn_am.controller import Controller
 from tarn_am.history import History
 from tarn_am.history_keeper import take_point
 from tarn_am.settings import AmSettings
+from tarn_am.target import paused
 from tarn_am.view import FleetView
-from tests.am.dashboard_support import chromium_page, refreshes
+from tests.am.dashboard_support import chromium_page, refreshes, screenshot
 from tests.am.test_dashboard_page import ServedAm
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
@@ -76,7 +77,8 @@ def api(am: ServedAm) -> httpx.Client:
     return httpx.Client(base_url=am.url, headers={"X-TARN-Token": TOKEN}, timeout=10, trust_env=False)
 
 
-def test_with_authz_down_the_state_and_the_dashboard_answer_and_mark_the_models_unavailable(degraded_am):
+def test_with_authz_down_the_state_and_the_dashboard_answer_mark_the_models_unavailable_and_show_a_pause(
+        degraded_am):
     am = degraded_am
     with api(am) as http:
         state = http.get("/api/state", headers={"X-TARN-User": "alice"})
@@ -96,12 +98,22 @@ def test_with_authz_down_the_state_and_the_dashboard_answer_and_mark_the_models_
         page.wait_for_selector(f"#instances tbody tr[data-instance='{C1}']", timeout=20_000)
         page.wait_for_function("!document.querySelector('#models-unavailable').hidden", timeout=10_000)
         assert "authz unreachable" in page.inner_text("#models-unavailable")
+        before = refreshes(page)  # past a refresh: incremental history answers keep the mark too
+        page.wait_for_function(f"Number(document.querySelector('#updated').dataset.refreshes) > {before}",
+                               timeout=10_000)
+        assert page.is_visible("#models-chart-unavailable")
+        assert "authz unreachable" in page.inner_text("#models-chart-unavailable")
         assert page.locator(f"#instances tbody tr[data-instance='{C1}'] td").all_inner_texts()[-1] == "unavailable"
         assert page.inner_text("#autoscale") == "on"
         before = refreshes(page)
         page.wait_for_function(f"Number(document.querySelector('#updated').dataset.refreshes) > {before}",
                                timeout=10_000)
         assert page.inner_text("#error") == ""
+        # Paused by an operator: the card and the banner say so, and why.
+        am.call(lambda: setattr(am.controller, "target", paused(am.controller.target, "maintenance", time.time())))
+        page.wait_for_function("document.querySelector('#autoscale').innerText === 'paused'", timeout=10_000)
+        assert page.is_visible("#autoscale-paused") and "maintenance" in page.inner_text("#autoscale-paused")
+        screenshot(page, "dashboard-authz-down.png")
     assert errors == [] and elsewhere == []
 
 

@@ -1,7 +1,9 @@
 """Operators win over the policy, and health that means something (issue 17, items 3 and 8),
 on the real minicluster: one AUTOSCALED deployment (min 1, max 2) whose agents read any
 queueing as overload (a 10 µs target queue time), so a trickle of requests makes the policy
-want a second instance. Tests run in file order and build on each other's state."""
+want a second instance, and whose --authz-url names a port nobody listens on (authz down:
+/api/state, tarn status and tarn stop must work regardless). Tests run in file order and
+build on each other's state."""
 from __future__ import annotations
 
 import os
@@ -19,6 +21,7 @@ from tarn_shared import events as ev
 from tests.am.conftest import TARN, Deployment, submitted
 from tests.hadoop.cluster import HadoopCluster
 from tests.support.polling import wait_for
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 NOT_YET = (httpx.HTTPError, KeyError)
@@ -30,7 +33,7 @@ OVERLOADED_AGENTS = {"TARN_NODE_AGENT_TARGET_QUEUE_TIME_US": "10", "TARN_NODE_AG
 @pytest.fixture(scope="module")
 def autoscaled(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Deployment]:
     yield from submitted(hadoop_cluster, webhdfs, stack, instances=1, max_instances=2, autoscale=True,
-                         agent_env=OVERLOADED_AGENTS)
+                         agent_env=OVERLOADED_AGENTS, authz_url=f"http://127.0.0.1:{free_port()}")
 
 
 def state(d: Deployment) -> dict:
@@ -94,6 +97,9 @@ def test_a_count_outside_the_bounds_is_refused_and_a_pause_holds_the_target_acro
     ready = wait_for(lambda: (lambda s: s if s["ready"] == 1 else None)(state(d)), 300, "one ready instance",
                      ignore=NOT_YET)
     assert ready["autoscale"] and not ready["autoscale_paused"]
+    # authz is down: the state still answers, the models marked unavailable, never shown unfiltered.
+    assert "authz unreachable" in ready["unavailable"]["models"] and ready["models"] == []
+    assert ready["instances"][0]["models"] == []
     for count, also in (("3", ""), ("0", "tarn stop")):
         refused = d.tarn("scale", count, "--name", d.name, check=False)
         assert refused.returncode == 1 and "bounds 1..2" in refused.stderr and also in refused.stderr, refused.stderr
@@ -113,6 +119,7 @@ def test_a_count_outside_the_bounds_is_refused_and_a_pause_holds_the_target_acro
         assert requested_since(redis_url, d.name, since) == []
         status = d.tarn("status", "--name", d.name).stdout
         assert "autoscale paused since" in status and "load test" in status
+        assert "models unavailable: authz unreachable" in status
 
         # The pause is stored: a restarted tarn-am keeps it.
         pid = healthz(d).json()["pid"]
