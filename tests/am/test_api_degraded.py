@@ -23,7 +23,7 @@ from tarn_am.controller import Controller
 from tarn_am.history import History
 from tarn_am.history_keeper import take_point
 from tarn_am.settings import AmSettings
-from tarn_am.target import paused
+from tarn_am.target import paused, stopping
 from tarn_am.view import FleetView
 from tests.am.dashboard_support import chromium_page, refreshes, screenshot
 from tests.am.test_dashboard_page import ServedAm
@@ -134,3 +134,16 @@ def test_healthz_answers_503_naming_the_yarn_connection_while_skein_is_unreachab
     assert checks["bus"]["ok"] and checks["reconcile"]["ok"], checks
     assert not checks["yarn"]["ok"] and "skein application master unreachable" in checks["yarn"]["detail"], checks
     assert body["pid"] > 0 and body["loop_rounds"] == 1
+
+
+def test_refused_operator_requests_answer_422_or_409_naming_why_before_anything_is_stored(degraded_am):
+    am = degraded_am  # skein unreachable: a request that got as far as storing would answer 503
+    with api(am) as http:
+        out = http.post("/scale", json={"count": 2})
+        assert out.status_code == 422 and "bounds 1..1" in out.json()["detail"]
+        assert http.post("/scale", json={"count": 1}).status_code == 503  # inside: it tries to store it
+        am.call(lambda: setattr(am.controller, "target", stopping(am.controller.target, "tarn stop", time.time())))
+        busy = http.post("/scale", json={"count": 1})
+        assert busy.status_code == 409 and "stopping" in busy.json()["detail"]
+        assert http.post("/autoscale", json={"enabled": True}).status_code == 409
+        assert http.post("/scale", json={"count": 1}, headers={"X-TARN-Token": "wrong"}).status_code == 401

@@ -54,9 +54,9 @@ class StopResponse(BaseModel):
 
 
 RemoveRecord = Callable[[], Awaitable[bool]]
-REFUSED = {409: {"description": "the deployment is stopping"},
-           422: {"description": "a count outside --min-instances..--max-instances"},
-           503: {"description": "skein's key-value store unreachable: nothing changed"}}
+STOPPING = {409: {"description": "the deployment is stopping"}}
+OUT_OF_BOUNDS = {422: {"description": "a count outside --min-instances..--max-instances (or not a count)"}}
+UNSTORED = {503: {"description": "skein's key-value store unreachable: nothing changed"}}
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -68,9 +68,9 @@ def _refused(exc: Exception) -> HTTPException:
 
 
 def control_router(controller: Callable[[], Controller], admin_token, remove_record: RemoveRecord) -> APIRouter:
-    router = APIRouter(dependencies=[admin_token], responses=REFUSED)
+    router = APIRouter(dependencies=[admin_token], responses=UNSTORED)
 
-    @router.post("/scale", response_model=ScaleResponse)
+    @router.post("/scale", response_model=ScaleResponse, responses={**STOPPING, **OUT_OF_BOUNDS})
     async def scale(body: ScaleRequest) -> ScaleResponse:
         c = controller()
         previous = c.desired
@@ -80,7 +80,7 @@ def control_router(controller: Callable[[], Controller], admin_token, remove_rec
             raise _refused(exc) from None
         return ScaleResponse(previous=previous, desired=desired)
 
-    @router.post("/autoscale", response_model=AutoscaleView)
+    @router.post("/autoscale", response_model=AutoscaleView, responses=STOPPING)
     async def autoscale(body: AutoscaleRequest) -> AutoscaleView:
         try:
             target = await controller().set_autoscale(body.enabled, body.reason or "paused through /autoscale")

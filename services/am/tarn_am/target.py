@@ -9,9 +9,10 @@ what these functions return (skein's key-value store, then Redis) and acts on it
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tarn_shared.errors import TarnError
 
@@ -42,21 +43,26 @@ class Target:
 
     def controls(self) -> str:
         """What is stored beside the count (the count has its own key)."""
-        fields = asdict(self)
-        del fields["desired"]
-        return json.dumps(fields, separators=(",", ":"))
+        return StoredControls(paused=self.paused, paused_reason=self.paused_reason, paused_at=self.paused_at,
+                              stopping=self.stopping).model_dump_json()
 
     def with_controls(self, text: Optional[str]) -> Optional["Target"]:
         """This count with stored controls; None when ``text`` is missing or unreadable."""
         try:
-            fields = json.loads(text) if text else None
-            if not isinstance(fields, dict):
-                return None
-            return replace(self, paused=bool(fields["paused"]), paused_reason=str(fields["paused_reason"]),
-                           paused_at=None if fields["paused_at"] is None else float(fields["paused_at"]),
-                           stopping=bool(fields["stopping"]))
-        except (ValueError, KeyError, TypeError):
+            stored = StoredControls.model_validate_json(text) if text else None
+        except ValidationError:
             return None
+        return replace(self, **stored.model_dump()) if stored else None
+
+
+class StoredControls(BaseModel):
+    """The stored form of a Target's controls (skein's key-value store, Redis)."""
+
+    model_config = ConfigDict(extra="ignore")
+    paused: bool
+    paused_reason: str
+    paused_at: Optional[float]
+    stopping: bool
 
 
 def initial(desired: int, autoscale: bool, now: float) -> Target:
