@@ -80,10 +80,13 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
     yield from submitted(hadoop_cluster, webhdfs, stack)
 
 
-def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, extra_args: Sequence[str] = (),
-              autoscale: bool = False, models_dir: Path = MODELS_DIR) -> Iterator[Deployment]:
+def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, max_instances: int = 3,
+              autoscale: bool = False, agent_env: Optional[Dict[str, str]] = None,
+              authz_url: Optional[str] = None, extra_args: Sequence[str] = (),
+              models_dir: Path = MODELS_DIR) -> Iterator[Deployment]:
     """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards.
-    ``extra_args`` come last, so they override the flags here (and add --agent-env values)."""
+    Without ``autoscale`` it is submitted with --no-autoscale; ``agent_env`` adds to the agents';
+    ``extra_args`` come last, so they override the flags here."""
     name = f"am{uuid.uuid4().hex[:8]}"
     hdfs_dir = f"/tarn-test/{name}/models"
     upload_models(webhdfs, hdfs_dir, models_dir)
@@ -95,13 +98,17 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
         "--model-repository", f"{hadoop_cluster.default_fs}{hdfs_dir}",
         "--redis-url", stack.env["REDIS_URL"], "--am-port", "0", "--address", "0.0.0.0",
         "--port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-        "--min-instances", str(instances), "--max-instances", "3", "--drain-timeout", "20",
+        "--min-instances", str(instances), "--max-instances", str(max_instances), "--drain-timeout", "20",
         "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
         "--tritonserver", str(triton_runtime().binary), "--wait", "180",
     ]
-    for key, value in agent_runtime_env().items():
+    if not autoscale:
+        args.append("--no-autoscale")
+    if authz_url:
+        args += ["--authz-url", authz_url]
+    for key, value in {**agent_runtime_env(), **(agent_env or {})}.items():
         args += ["--agent-env", f"{key}={value}"]
-    args += ([] if autoscale else ["--no-autoscale"]) + list(extra_args)
+    args += list(extra_args)
     started = time.monotonic()
     submitted_at = time.time()
     result = subprocess.run([TARN, *args], env=env, capture_output=True, text=True, timeout=300)

@@ -90,3 +90,21 @@ def test_watch_refreshes_at_the_interval_until_ctrl_c_which_exits_0():
     out = io.StringIO()
     assert watch(lambda: next(frames), 1.5, out, sleep) == EXIT_OK
     assert out.getvalue() == "one\ntwo\nthree\n" and sleeps == [1.5, 1.5, 1.5]
+
+
+def test_status_says_whether_autoscaling_is_on_paused_or_stopping_and_which_parts_are_unavailable():
+    from tarn_am.cli.subcommands import render_status
+    state = {"deployment": "d", "app_id": "application_1_2", "desired": 2, "min_instances": 1, "max_instances": 3,
+             "running": 2, "ready": 2, "autoscale": True, "instances": [], "decisions": [], "slots": [],
+             "crash_looping": [], "blocked": 0}
+    assert render_status(state, "http://am").splitlines()[1:3] == [
+        "target 2 (bounds 1..3), running 2, ready 2", "autoscale on"]
+    paused = {**state, "autoscale": False, "autoscale_paused": True, "autoscale_paused_reason": "maintenance",
+              "autoscale_paused_at": 1_700_000_000.0, "unavailable": {"models": "authz unreachable at http://authz"}}
+    lines = render_status(paused, "http://am").splitlines()
+    assert lines[2].startswith("autoscale paused since ") and lines[2].endswith(": maintenance")
+    assert render_status({**paused, "autoscale_paused_at": None}, "http://am").splitlines()[2] == \
+        "autoscale paused: maintenance"
+    assert "models unavailable: authz unreachable at http://authz" in lines
+    stopping = {**paused, "stopping": True}
+    assert render_status(stopping, "http://am").splitlines()[2] == "autoscale off: stopping (tarn stop)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import skein
@@ -123,7 +124,7 @@ def test_the_dashboard_charts_the_history_and_shows_nodes_uptime_restarts_and_lo
         before = refreshes(page)
         am.call(lambda: am.controller.view.decisions.append(
             TargetChange(start + 11, "api", 1, 2, "requested through /scale")))
-        am.controller.desired = 2
+        am.controller.target = replace(am.controller.target, desired=2)
         feed(am, start + 12, 1.5, 60.0)
         feed(am, start + 14, 1.7, 70.0)
         page.wait_for_function("window.tarnCharts.fleet.data[0].length === 7", timeout=20_000)

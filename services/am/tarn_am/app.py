@@ -7,20 +7,22 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
-from typing import Annotated, Dict, List, Optional
+from typing import Annotated, Awaitable, Callable, Dict, List, Optional
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tarn_shared.auth import token_dependency
 from tarn_shared.errors import UnavailableError
 
+from .am_health import bus_check, health_checks, healthy
 from .authz import AuthzClient
 from .container_facts import container_facts
-from .controller import Controller, TargetError
+from .control_api import control_router
+from .controller import Controller
 from .fleet_metrics import FleetCollector
 from .history import History
 from .history_api import history_router, mount_static
@@ -43,6 +45,7 @@ class ApiContext:
     started_at: float = field(default_factory=time.time)
     address: Optional[str] = None
     history: Optional[History] = None  # runtime.py's (history_keeper.py); None: no charts yet
+    remove_record: Optional[Callable[[], Awaitable[bool]]] = None  # record_keeper.py's; None: no record kept
 
 
 class Action(str, Enum):
@@ -51,18 +54,15 @@ class Action(str, Enum):
     list = "list"
 
 
-class ScaleRequest(BaseModel):
-    count: int = Field(..., ge=0, le=100_000, description="the new target instance count")
-    reason: str = Field("", max_length=500)
-
-
-class ScaleResponse(BaseModel):
-    previous: int
-    desired: int
+class CheckView(BaseModel):
+    ok: bool
+    detail: str
+    age_s: Optional[float] = None  # since the last good pass
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", or "unhealthy" (503) when any check fails
+    checks: Dict[str, CheckView] = {}  # bus, yarn, reconcile
     deployment: str
     app_id: str
     pid: int
@@ -101,7 +101,11 @@ class FleetStateView(BaseModel):
     ready: int
     min_instances: int
     max_instances: int
-    autoscale: bool
+    autoscale: bool  # the policy moves the target now (not paused, not stopping)
+    autoscale_paused: bool = False
+    autoscale_paused_reason: Optional[str] = None
+    autoscale_paused_at: Optional[float] = None
+    stopping: bool = False  # `tarn stop` under way
     blocked: int
     blocked_reason: Optional[str]
     crash_looping: List[str]
@@ -113,6 +117,8 @@ class FleetStateView(BaseModel):
     policy_reason: Optional[str] = None
     user: Optional[str] = None
     slots: List[SlotView] = []  # one per eligible node, with its last failure and why
+    # Parts left out, and why: "models" (the model table and each instance's models) while authz is down.
+    unavailable: Dict[str, str] = {}
 
 
 def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
@@ -131,12 +137,16 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
                               controller.view.telemetry, controller.draining(), allowed_model,
                               container_facts(controller.view.containers, time.time(), logs_user))
 
+    async def asked(models: List[str], action: str, user: Optional[str]) -> Dict[str, bool]:
+        """authz's answers; UnavailableError when it cannot answer."""
+        answers = await asyncio.gather(*(context.authz.allowed(m, action, user) for m in models))
+        return dict(zip(models, answers))
+
     async def permitted(models: List[str], action: str, user: Optional[str]) -> Dict[str, bool]:
         try:
-            answers = await asyncio.gather(*(context.authz.allowed(m, action, user) for m in models))
+            return await asked(models, action, user)
         except UnavailableError as exc:
             raise HTTPException(503, detail=str(exc)) from None
-        return dict(zip(models, answers))
 
     def known_models() -> List[str]:
         return sorted({m for member in controller.view.membership.members.values()
@@ -144,9 +154,9 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
 
     async def model_views(user: Optional[str]) -> List[ModelView]:
         names = known_models()
-        listable = await permitted(names, "list", user)
+        listable = await asked(names, "list", user)
         visible = [n for n in names if listable[n]]
-        detailed = await permitted(visible, "metadata", user)
+        detailed = await asked(visible, "metadata", user)
         views = []
         current = rows()
         for name in visible:
@@ -158,17 +168,28 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
                                    ready_instances=sum(1 for r in serving if r.ready)))
         return views
 
+    async def remove_record() -> bool:
+        return await context.remove_record() if context.remove_record else False
+
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         # Relative, so it also works behind YARN's proxy (skein's ui.add_page).
         return RedirectResponse("dashboard")
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
-        last = controller.stats.last_round_at
-        return Health(status="ok", deployment=settings.deployment, app_id=controller.yarn.app_id, pid=os.getpid(),
-                      uptime_s=round(time.time() - context.started_at, 3), loop_rounds=controller.stats.rounds,
-                      last_round_age_s=round(time.time() - last, 3) if last else None, address=context.address)
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": (
+        "the bus, the YARN connection or the reconcile loop is broken (checks says which)")}})
+    async def healthz() -> Response:
+        now, stats = time.time(), controller.stats
+        bus = bus_check(controller.bus.health(now), [c.health for c in controller.bus.consumers], now)
+        checks = health_checks(now, bus, stats.phase_ok_at, stats.phase_error, settings.loop_interval_s)
+        ok = healthy(checks)
+        last = stats.last_round_at
+        views = {name: CheckView(ok=c.ok, detail=c.detail, age_s=c.age_s) for name, c in checks.items()}
+        health = Health(status="ok" if ok else "unhealthy", checks=views,
+                        deployment=settings.deployment, app_id=controller.yarn.app_id, pid=os.getpid(),
+                        uptime_s=round(now - context.started_at, 3), loop_rounds=stats.rounds,
+                        last_round_age_s=round(now - last, 3) if last else None, address=context.address)
+        return JSONResponse(health.model_dump(), status_code=200 if ok else 503)
 
     @app.get("/instances", dependencies=[read_token], responses={
         200: {"content": {"text/plain": {}, "application/json": {}},
@@ -183,18 +204,6 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/scale", dependencies=[admin_token], response_model=ScaleResponse,
-              responses={422: {"description": "count outside 0..max-instances"}})
-    async def scale(body: ScaleRequest) -> ScaleResponse:
-        previous = controller.desired
-        try:
-            desired = await controller.set_target(body.count, "api", body.reason or "requested through /scale")
-        except TargetError as exc:
-            raise HTTPException(422, detail=str(exc)) from None
-        except UnavailableError as exc:
-            raise HTTPException(503, detail=str(exc)) from None
-        return ScaleResponse(previous=previous, desired=desired)
-
     @app.get("/authorize", dependencies=[read_token], response_class=PlainTextResponse,
              responses={503: {"description": "authz unreachable"}})
     async def authorize(model: Annotated[str, Query(min_length=1, max_length=256)], action: Action,
@@ -207,19 +216,27 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     @app.get("/models", dependencies=[read_token], response_model=List[ModelView],
              responses={503: {"description": "authz unreachable"}})
     async def models(x_tarn_user: User = None) -> List[ModelView]:
-        return await model_views(x_tarn_user)
+        try:
+            return await model_views(x_tarn_user)
+        except UnavailableError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
 
-    @app.get("/api/state", dependencies=[read_token], response_model=FleetStateView,
-             responses={503: {"description": "authz unreachable"}})
+    @app.get("/api/state", dependencies=[read_token], response_model=FleetStateView)
     async def state(x_tarn_user: User = None) -> FleetStateView:
-        model_list = await model_views(x_tarn_user)
+        unavailable: Dict[str, str] = {}
+        try:
+            model_list = await model_views(x_tarn_user)
+        except UnavailableError as exc:  # the rest does not depend on authz: it is still shown
+            model_list, unavailable["models"] = [], f"{exc}: models are left out"
         visible = {m.name for m in model_list}
-        decision = controller.decision
+        decision, target = controller.decision, controller.target
         return FleetStateView(
             deployment=settings.deployment, app_id=controller.yarn.app_id, desired=controller.desired,
             running=controller.running_count(), ready=len(controller.view.membership.routable()),
             min_instances=settings.min_instances, max_instances=settings.max_instances,
-            autoscale=controller.autoscale_enabled,
+            autoscale=target.policy_moves, autoscale_paused=target.paused,
+            autoscale_paused_reason=target.paused_reason or None, autoscale_paused_at=target.paused_at,
+            stopping=target.stopping,
             blocked=decision.blocked.count if decision and decision.blocked else 0,
             blocked_reason=decision.blocked.reason if decision and decision.blocked else None,
             crash_looping=list(decision.crash_looping) if decision else [],
@@ -232,6 +249,7 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             policy_reason=controller.view.policy_reason,
             user=x_tarn_user,
             slots=controller.slot_views(time.time()),
+            unavailable=unavailable,
         )
 
     @app.get("/dashboard", response_class=HTMLResponse)
@@ -240,7 +258,8 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
 
     app.include_router(prometheus_router(settings.deployment, lambda: controller.view.membership.members,
                                          lambda: context.address, read_token))
+    app.include_router(control_router(lambda: controller, admin_token, remove_record))
     app.include_router(history_router(lambda: context.history or History(1, TELEMETRY_INTERVAL_S), read_token,
-                                      lambda names, user: permitted(names, "list", user)))
+                                      lambda names, user: asked(names, "list", user)))
     mount_static(app)
     return app

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from tarn_shared import events as ev
 from tarn_shared.consumer import ConsumerConfig, StreamConsumer
-from tarn_shared.deployments import put_record
+from tarn_shared.deployments import put_record, remove_record
 from tarn_shared.streams import StreamPublisher, as_text, connect, read_range
 
 from .bus_health import BusHealth, bus_health
@@ -59,6 +59,21 @@ class RedisBus:
             return None
         app_id, _, count = as_text(raw).partition(" ")
         return int(count) if app_id == self.app_id and count.isdigit() else None
+
+    # -- what operators set beside the target (target.py): a pause, a stop under way
+    def _controls_key(self) -> str:
+        return f"tarn:{self.deployment}:controls"
+
+    async def put_controls(self, text: str) -> None:
+        await self.client.set(self._controls_key(), f"{self.app_id} {text}")
+
+    async def get_controls(self) -> Optional[str]:
+        raw = await self.client.get(self._controls_key())
+        app_id, _, text = as_text(raw).partition(" ") if raw else ("", "", "")
+        return text if app_id == self.app_id and text else None
+
+    async def remove_record(self, record: ev.DeploymentRecord) -> None:
+        await remove_record(self.client, record)
 
     # -- the dashboard's history (history.py), so a restarted tarn-am keeps its charts
     def _history_key(self) -> str:

@@ -10,20 +10,20 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
-from tarn_shared import events as ev
-from tarn_shared.errors import TarnError
-
 from . import reconcile
+from . import target as tg
+from .actions import carry_out
 from .announcements import Announcer, attempt_of
 from .autoscale import Autoscaler
 from .bus import RedisBus
-from .containers import Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain, Slot, StartContainer
+from .containers import Action, ContainerLost, ObservedContainer, Slot
 from .fleet_load import observation
 from .settings import AmSettings
 from .slot_views import SlotInputs, SlotView, slot_views
+from .target_store import restored_controls, store_controls
 from .view import FleetView, TargetChange
 from .yarn import KV_DESIRED, YarnAdapter
 
@@ -37,10 +37,11 @@ class LoopStats:
     phase_errors: Counter = field(default_factory=Counter)
     last_round_at: Optional[float] = None
     snapshots: int = 0
+    phase_ok_at: Dict[str, float] = field(default_factory=dict)  # each phase's last good pass (/healthz)
+    phase_error: Dict[str, str] = field(default_factory=dict)  # each phase's last failure, until it passes
 
 
-class TargetError(TarnError):
-    """A requested instance count outside what the deployment allows."""
+TargetError = tg.Refusal  # an operator's request the target's rules refuse (target.py)
 
 
 class Controller:
@@ -51,7 +52,8 @@ class Controller:
         self.bus = bus
         self.view = view
         self.clock = clock
-        self.desired = settings.initial_instances if settings.initial_instances is not None else settings.min_instances
+        initial = settings.initial_instances if settings.initial_instances is not None else settings.min_instances
+        self.target = tg.initial(initial, settings.autoscale, clock())
         self.state = reconcile.FleetState()
         self.decision: Optional[reconcile.Decision] = None
         self.stats = LoopStats()
@@ -79,6 +81,11 @@ class Controller:
             else:
                 count, reason = self.desired, "initial instance count"
             await self._change_target(count, "start", reason, previous=0)
+        restored = await restored_controls(self.yarn, self.bus, self.target)
+        if restored is not None:
+            self.target = restored
+        else:
+            await store_controls(self.yarn, self.bus, self.target)
         log.info("took over", extra={"app_id": self.yarn.app_id, "desired": self.desired,
                                      "active_containers": sum(1 for c in containers if c.active)})
 
@@ -90,17 +97,44 @@ class Controller:
             return None
 
     # -- the target ------------------------------------------------------------------
+    @property
+    def desired(self) -> int:
+        return self.target.desired
+
     async def set_target(self, count: int, source: str, reason: str) -> int:
-        if not 0 <= count <= self.settings.max_instances:
-            raise TargetError(f"count must lie between 0 and max-instances ({self.settings.max_instances})")
+        """An operator's count: inside the bounds, and the policy measures afresh from it."""
+        tg.manual_count(self.target, count, self.settings.min_instances, self.settings.max_instances)
         await self._change_target(count, source, reason)
+        self.autoscaler = tg.fresh_windows(self.autoscaler)
         return count
 
+    async def set_autoscale(self, enabled: bool, reason: str) -> tg.Target:
+        """`tarn autoscale on|off`: stored before it is answered, so a restart keeps it."""
+        changed = tg.resumed(self.target) if enabled else tg.paused(self.target, reason, self.clock())
+        if changed != self.target:
+            await self._change_controls(changed, "resumed" if enabled else "paused", reason)
+            self.autoscaler = tg.fresh_windows(self.autoscaler)
+        return self.target
+
+    async def stop(self, reason: str) -> None:
+        """`tarn stop`: pause the policy first, then drain every instance (the count goes to 0)."""
+        if not self.target.stopping:
+            await self._change_controls(tg.stopping(self.target, reason, self.clock()), "stopping", reason)
+        if self.desired != 0:
+            await self._change_target(0, "stop", reason)
+
+    async def _change_controls(self, changed: tg.Target, what: str, reason: str) -> None:
+        await store_controls(self.yarn, self.bus, changed)
+        self.target = changed
+        self.view.policy_reason = tg.pause_note(changed, None)
+        log.info("autoscaling " + what, extra={"reason": reason})
+        self._wake.set()
+
     async def _change_target(self, count: int, source: str, reason: str, previous: Optional[int] = None) -> None:
-        """The one way the target moves: set it, store it (skein's store, then Redis), record it."""
+        """The one way the target moves: store it (skein's store, then Redis), set it, record it."""
         previous = self.desired if previous is None else previous
-        self.desired = count
         await asyncio.to_thread(self.yarn.kv_put, KV_DESIRED, str(count))
+        self.target = replace(self.target, desired=count)
         try:
             await self.bus.put_desired(count)
         except Exception as exc:  # Redis down: skein's store still has it
@@ -139,11 +173,14 @@ class Controller:
             result = body()
             if asyncio.iscoroutine(result):
                 result = await result
+            self.stats.phase_ok_at[name] = self.clock()
+            self.stats.phase_error.pop(name, None)
             return result
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one phase failing must never end the loop
             self.stats.phase_errors[name] += 1
+            self.stats.phase_error[name] = str(exc) or repr(exc)
             log.warning("control loop phase failed", extra={"phase": name, "error": repr(exc)})
             return None
         finally:
@@ -153,10 +190,16 @@ class Controller:
         self.view.containers = await asyncio.to_thread(self.yarn.containers)
 
     async def _autoscale(self, now: float) -> None:
-        if not self.settings.autoscale:
+        if self.target.stopping:
             return
         observed = observation(self.view.membership.members, self.view.telemetry, self.draining())
-        decision, self.autoscaler = self.autoscaler.step(self.desired, observed, now)
+        decision, stepped = self.autoscaler.step(self.desired, observed, now)
+        if not self.target.policy_moves:
+            # Paused: say what the policy would do, but keep its windows where they were.
+            if decision is not None:
+                self.view.policy_reason = tg.pause_note(self.target, decision.reason)
+            return
+        self.autoscaler = stepped
         if decision is None:
             return
         self.view.policy_reason = decision.reason
@@ -178,7 +221,7 @@ class Controller:
     async def _act(self, actions: List[Action]) -> None:
         for action in actions:
             try:
-                await self._apply(action)
+                await carry_out(action, self.settings.deployment, self.yarn, self.bus, self._lost_events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -186,30 +229,8 @@ class Controller:
                 log.warning("action failed; the next round decides again",
                             extra={"action": type(action).__name__, "error": repr(exc), "app_id": self.yarn.app_id})
 
-    async def _apply(self, action: Action) -> None:
-        deployment, app_id = self.settings.deployment, self.yarn.app_id
-        if isinstance(action, StartContainer):
-            await asyncio.to_thread(self.yarn.start, action.service)
-            await self.bus.publish_lifecycle(ev.ContainerRequested(
-                deployment=deployment, app_id=app_id, service=action.service,
-                reason=f"{action.reason} on {action.host}"))
-        elif isinstance(action, SendDrain):
-            await self.bus.send_command(ev.DrainCommand(
-                deployment=deployment, app_id=app_id, container_id=action.instance_id,
-                command_id=action.command_id, timeout_s=action.timeout_s))
-            if action.first:
-                log.info("drain commanded", extra={"container_id": action.instance_id,
-                                                   "command_id": action.command_id})
-        elif isinstance(action, ReleaseContainer):
-            await asyncio.to_thread(self.yarn.release, action.skein_id)
-            log.info("container released", extra={"container_id": action.instance_id, "reason": action.reason})
-        elif isinstance(action, ContainerLost):
-            log.warning("container lost", extra={"container_id": action.instance_id, "host": action.host,
-                                                 "reason": action.exit_message,
-                                                 "failures": action.failures_in_window,
-                                                 "crash_looping": action.crash_looping})
-            for event in self.announcer.lost(action, self.view.membership.members.get(action.instance_id)):
-                await self.bus.publish_lifecycle(event)
+    def _lost_events(self, lost: ContainerLost):
+        return self.announcer.lost(lost, self.view.membership.members.get(lost.instance_id))
 
     async def _announce(self, now: float) -> None:
         accounted = self.state.released | self.state.handled
@@ -241,10 +262,6 @@ class Controller:
     @property
     def slots(self) -> List[Slot]:
         return self.settings.slot_list()
-
-    @property
-    def autoscale_enabled(self) -> bool:
-        return self.settings.autoscale
 
     def draining(self) -> frozenset:
         return frozenset(d.instance_id for d in self.state.drains.values())

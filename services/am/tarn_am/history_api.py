@@ -9,6 +9,8 @@ from fastapi import APIRouter, FastAPI, Header, Query
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from tarn_shared.errors import UnavailableError
+
 from .history import History
 
 # The same header as app.py's: who is asking; models they may not list are left out.
@@ -47,20 +49,25 @@ class HistoryView(BaseModel):
     instances: Dict[str, InstanceSeries]
     models: Dict[str, ModelSeries]
     decisions: List[MarkerView]
+    unavailable: Dict[str, str] = {}  # "models": authz could not say which to show, so none is
 
 
 def history_router(history: Callable[[], History], read_token, list_permitted: ListPermitted) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/api/history", dependencies=[read_token], response_model=HistoryView,
-                responses={503: {"description": "authz unreachable"}})
+    @router.get("/api/history", dependencies=[read_token], response_model=HistoryView)
     async def get_history(since: Annotated[Optional[float], Query(ge=0, le=1e11, description=(
                               "epoch seconds: only the points after it"))] = None,
                           x_tarn_user: User = None) -> HistoryView:
         current = history()
         names = sorted({m for p in current.points for m in p.models})
-        listable = await list_permitted(names, x_tarn_user) if names else {}
-        return HistoryView(**current.columns(since, visible_model=lambda m: listable.get(m, False)))
+        unavailable: Dict[str, str] = {}
+        try:
+            listable = await list_permitted(names, x_tarn_user) if names else {}
+        except UnavailableError as exc:  # the fleet's charts do not depend on authz: still drawn
+            listable, unavailable["models"] = {}, f"{exc}: models are left out"
+        return HistoryView(**current.columns(since, visible_model=lambda m: listable.get(m, False)),
+                           unavailable=unavailable)
 
     return router
 

@@ -12,7 +12,6 @@ from typing import Optional
 
 import uvicorn
 
-from tarn_shared import events as ev
 from tarn_shared.errors import ConfigError, TarnError
 
 from .app import ApiContext, create_app
@@ -20,13 +19,13 @@ from .authz import AuthzClient
 from .bus import RedisBus
 from .controller import Controller
 from .history_keeper import keep_history, restore, take_point
+from .record_keeper import RecordKeeper, deployment_record
 from .settings import AmSettings
 from .view import FleetView
 from .yarn import KV_AM_ADDRESS, YarnAdapter
 
 log = logging.getLogger("tarn_am")
 EXIT_CONFIG = 78  # EX_CONFIG: the supervisor gives up instead of restarting
-RECORD_REFRESH_S = 30.0
 DASHBOARD_ROUTE = "tarn"
 
 
@@ -64,28 +63,6 @@ async def publish_address(yarn: YarnAdapter, bus: RedisBus, settings: AmSettings
         log.warning("could not add the dashboard to YARN's UI", extra={"error": str(exc)})
 
 
-def deployment_record(settings: AmSettings, app_id: str, address: str) -> ev.DeploymentRecord:
-    return ev.DeploymentRecord(
-        deployment=settings.deployment, app_id=app_id, am_address=address, zk_ensemble=settings.zk_ensemble,
-        zk_path=settings.zk_path, haproxy_backend=settings.haproxy_backend, ranger_service=settings.ranger_service,
-        ranger_app_id=settings.ranger_app_id, ranger_audit=settings.ranger_audit, authz_url=settings.authz_url,
-        model_repository=settings.model_repository, min_instances=settings.min_instances,
-        max_instances=settings.max_instances)
-
-
-async def keep_record(bus: RedisBus, record: ev.DeploymentRecord, stop: asyncio.Event) -> None:
-    """Publish the record now and again every RECORD_REFRESH_S: Redis may restart empty."""
-    while not stop.is_set():
-        try:
-            await bus.put_record(record)
-        except Exception as exc:  # Redis down: try again later, never die of it
-            log.warning("could not publish the deployment record", extra={"error": repr(exc)})
-        try:
-            await asyncio.wait_for(stop.wait(), RECORD_REFRESH_S)
-        except asyncio.TimeoutError:
-            pass
-
-
 async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int:
     if not settings.slot_list():
         raise ConfigError("TARN_AM_SLOTS names no node: tarn submit found no eligible node")
@@ -109,6 +86,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
     sock = bind_socket(settings)
     address = advertised_address(settings, sock)
     context.address = address
+    record = RecordKeeper(bus, deployment_record(settings, app_id, address))
+    context.remove_record = record.remove
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,7 +99,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
         asyncio.create_task(server.serve(sockets=[sock]), name="api"),
         asyncio.create_task(bus.run_consumers(stop), name="consumers"),
         asyncio.create_task(controller.run(stop), name="control-loop"),
-        asyncio.create_task(keep_record(bus, deployment_record(settings, app_id, address), stop), name="record"),
+        asyncio.create_task(record.keep(stop, lambda: controller.target.stopping,
+                                        lambda: not controller.view.live_instances()), name="record"),
         asyncio.create_task(keep_history(lambda now: take_point(controller, history, now), history, bus, settings,
                                          stop), name="history"),
     ]
@@ -135,6 +115,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
                   extra={"task": task.get_name(), "error": repr(task.exception()) if not task.cancelled() else "cancelled"})
     stop.set()
     server.should_exit = True
+    if controller.target.stopping:  # `tarn stop` ends the application: gateway-sync must let it go
+        await record.remove()
     await asyncio.wait(tasks, timeout=10)
     for task in tasks:
         task.cancel()

@@ -31,7 +31,8 @@ other users). --cooldown is in milliseconds, as in the seeds.
 
 TARN_EPILOG = """\
 environment:
-  TARN_TOKEN, TARN_ADMIN_TOKEN     the API token and the /scale token (instead of --token / --admin-token)
+  TARN_TOKEN, TARN_ADMIN_TOKEN     the API token and the token of /scale, /autoscale and /stop (instead of
+                                   --token / --admin-token)
   RANGER_SERVICE, RANGER_APP_ID, RANGER_AUDIT   defaults of submit's -rs, -ra, -raudit
   PATH (with `yarn`), HADOOP_CONF_DIR, JAVA_HOME   Hadoop's client, which skein's driver needs
 
@@ -155,11 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     st.add_argument("--interval", type=positive_seconds, default=2.0, dest="interval_s", metavar="S",
                     help="seconds between refreshes with --watch (default 2)")
-    sc = sub.add_parser("scale", help="set the target instance count", parents=[common])
+    sc = sub.add_parser("scale", help="set the target instance count, inside --min-instances..--max-instances",
+                        parents=[common])
     target(sc)
     sc.add_argument("count", type=int)
     sc.add_argument("--reason", default="tarn scale")
-    sp = sub.add_parser("stop", help="drain every instance, then end the application", parents=[common])
+    au = sub.add_parser("autoscale", help="pause (off) or resume (on) the autoscaling policy; the target holds "
+                                          "while it is off, across tarn-am restarts", parents=[common])
+    target(au)
+    au.add_argument("switch", choices=["on", "off"])
+    au.add_argument("--reason", default="tarn autoscale off", help="shown on the dashboard and in tarn status")
+    sp = sub.add_parser("stop", help="pause autoscaling, drain every instance, release the deployment's record, "
+                                     "then end the application", parents=[common])
     target(sp)
     sp.add_argument("--now", action="store_true", help="skip the drain")
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the drain")

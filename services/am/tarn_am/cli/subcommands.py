@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
@@ -73,8 +73,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def render_status(state: Dict, address: str) -> str:
     lines = [f"{state['deployment']} {state['app_id']} at {address}",
-             f"target {state['desired']} (bounds {state['min_instances']}..{state['max_instances']}"
-             f"{'' if state['autoscale'] else ', manual'}), running {state['running']}, ready {state['ready']}"]
+             f"target {state['desired']} (bounds {state['min_instances']}..{state['max_instances']}), "
+             f"running {state['running']}, ready {state['ready']}",
+             "autoscale " + autoscale_text(state["autoscale"], state.get("autoscale_paused", False),
+                                           state.get("autoscale_paused_reason"), state.get("autoscale_paused_at"),
+                                           state.get("stopping", False))]
+    for part, why in sorted(state.get("unavailable", {}).items()):
+        lines.append(f"{part} unavailable: {why}")
     if state.get("blocked"):
         lines.append(f"blocked {state['blocked']}: {state['blocked_reason']}")
     lines.extend(slot_lines(state))  # each blocked or crash-looping node, with its last failure
@@ -89,31 +94,65 @@ def render_status(state: Dict, address: str) -> str:
     return "\n".join(lines)
 
 
+def autoscale_text(on: bool, paused: bool, reason: Optional[str], paused_at: Optional[float], stopping: bool) -> str:
+    if stopping:
+        return "off: stopping (tarn stop)"
+    if paused:
+        since = f" since {time.strftime('%H:%M:%S', time.localtime(paused_at))}" if paused_at is not None else ""
+        return f"paused{since}: {reason or 'paused'}"
+    return "on" if on else "off"
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    token = os.environ.get("TARN_ADMIN_TOKEN") or token
-    with am_http(token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
         result = checked(http.post(f"{address}/scale", json={"count": args.count, "reason": args.reason})).json()
     print(f"{app_id}: target {result['previous']} -> {result['desired']}")
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+def cmd_autoscale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    if not args.now:
-        with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
-            checked(http.post(f"{address}/scale", json={"count": 0, "reason": "tarn stop"}))
-            deadline = time.monotonic() + args.timeout
-            while time.monotonic() < deadline:
-                state = checked(http.get(f"{address}/api/state")).json()
-                if state["running"] == 0:
-                    break
-                time.sleep(1.0)
-            else:
-                print(f"drain not finished after {args.timeout:.0f} s; stopping anyway", file=sys.stderr)
+    body = {"enabled": args.switch == "on", "reason": args.reason}
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+        result = checked(http.post(f"{address}/autoscale", json=body)).json()
+    print(f"{app_id}: autoscale " + autoscale_text(result["autoscale"], result["paused"], result["paused_reason"],
+                                                   result["paused_at"], result["stopping"]))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Pause the policy and drain (tarn-am's /stop), wait, release the record, end the application."""
+    client, app_id, address, token = _target(args)
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+        try:
+            checked(http.post(f"{address}/stop", json={"drain": not args.now, "reason": "tarn stop"}))
+        except Exception as exc:
+            if not args.now:
+                raise
+            print(f"tarn stop: tarn-am did not take the stop ({exc}); ending the application anyway", file=sys.stderr)
+        if not args.now:
+            wait_drained(http, address, args.timeout)
+            released = checked(http.post(f"{address}/stop", json={"drain": False, "reason": "tarn stop"})).json()
+            if not released["record_removed"]:
+                print("tarn stop: tarn-am could not mark the deployment's record removed (Redis unreachable?); "
+                      "the next tarn submit on its places releases it", file=sys.stderr)
     client.connect(app_id).shutdown("SUCCEEDED", "stopped by tarn stop")
     print(f"{app_id} stopped")
     return 0
+
+
+def wait_drained(http, address: str, timeout_s: float) -> None:
+    import httpx
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if checked(http.get(f"{address}/api/state")).json()["running"] == 0:
+                return
+        except (httpx.HTTPError, CliError):  # tarn-am restarting: it keeps the stop, keep waiting
+            pass
+        time.sleep(1.0)
+    print(f"tarn stop: drain not finished after {timeout_s:.0f} s; stopping anyway", file=sys.stderr)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -160,4 +199,5 @@ def _container_log_files(payload) -> List[Dict]:
     return files
 
 
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "scale": cmd_scale, "stop": cmd_stop, "logs": cmd_logs}
+COMMANDS = {"submit": cmd_submit, "status": cmd_status, "scale": cmd_scale, "autoscale": cmd_autoscale,
+            "stop": cmd_stop, "logs": cmd_logs}

@@ -1,0 +1,102 @@
+"""The operators' routes (admin token): POST /scale (a count inside the bounds), POST
+/autoscale (pause and resume the policy) and POST /stop (pause, drain every instance, then
+mark the deployment's record removed). The rules are target.py's; a refusal is one line."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Optional
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from tarn_shared.errors import UnavailableError
+
+from . import target as tg
+from .controller import Controller
+
+
+class ScaleRequest(BaseModel):
+    count: int = Field(..., ge=0, le=100_000, description="the new target instance count, inside the bounds")
+    reason: str = Field("", max_length=500)
+
+
+class ScaleResponse(BaseModel):
+    previous: int
+    desired: int
+
+
+class AutoscaleRequest(BaseModel):
+    enabled: bool = Field(..., description="false pauses the policy (the count holds), true resumes it")
+    reason: str = Field("", max_length=500)
+
+
+class AutoscaleView(BaseModel):
+    autoscale: bool  # the policy moves the target now
+    paused: bool
+    paused_reason: Optional[str] = None
+    paused_at: Optional[float] = None
+    stopping: bool = False
+
+    @classmethod
+    def of(cls, target: tg.Target) -> "AutoscaleView":
+        return cls(autoscale=target.policy_moves, paused=target.paused, paused_reason=target.paused_reason or None,
+                   paused_at=target.paused_at, stopping=target.stopping)
+
+
+class StopRequest(BaseModel):
+    drain: bool = Field(True, description="false: mark the deployment's record removed now, drained or not")
+    reason: str = Field("", max_length=500)
+
+
+class StopResponse(BaseModel):
+    previous: int
+    desired: int
+    record_removed: bool  # gateway-sync no longer serves the deployment
+
+
+RemoveRecord = Callable[[], Awaitable[bool]]
+STOPPING = {409: {"description": "the deployment is stopping"}}
+OUT_OF_BOUNDS = {422: {"description": "a count outside --min-instances..--max-instances (or not a count)"}}
+UNSTORED = {503: {"description": "skein's key-value store unreachable: nothing changed"}}
+
+
+def _refused(exc: Exception) -> HTTPException:
+    if isinstance(exc, tg.Stopping):
+        return HTTPException(409, detail=str(exc))
+    if isinstance(exc, tg.Refusal):
+        return HTTPException(422, detail=str(exc))
+    return HTTPException(503, detail=str(exc))
+
+
+def control_router(controller: Callable[[], Controller], admin_token, remove_record: RemoveRecord) -> APIRouter:
+    router = APIRouter(dependencies=[admin_token], responses=UNSTORED)
+
+    @router.post("/scale", response_model=ScaleResponse, responses={**STOPPING, **OUT_OF_BOUNDS})
+    async def scale(body: ScaleRequest) -> ScaleResponse:
+        c = controller()
+        previous = c.desired
+        try:
+            desired = await c.set_target(body.count, "api", body.reason or "requested through /scale")
+        except (tg.Refusal, UnavailableError) as exc:
+            raise _refused(exc) from None
+        return ScaleResponse(previous=previous, desired=desired)
+
+    @router.post("/autoscale", response_model=AutoscaleView, responses=STOPPING)
+    async def autoscale(body: AutoscaleRequest) -> AutoscaleView:
+        try:
+            target = await controller().set_autoscale(body.enabled, body.reason or "paused through /autoscale")
+        except (tg.Refusal, UnavailableError) as exc:
+            raise _refused(exc) from None
+        return AutoscaleView.of(target)
+
+    @router.post("/stop", response_model=StopResponse)
+    async def stop(body: StopRequest) -> StopResponse:
+        c = controller()
+        previous = c.desired
+        try:
+            await c.stop(body.reason or "stopped through /stop")
+        except UnavailableError as exc:
+            raise _refused(exc) from None
+        removed = await remove_record() if not body.drain else False
+        return StopResponse(previous=previous, desired=c.desired, record_removed=removed)
+
+    return router
