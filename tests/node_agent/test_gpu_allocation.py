@@ -201,5 +201,6 @@ def test_tensor_and_pipeline_parallelism_need_as_many_allocated_gpus():
     engine = {"llm": '{"model": "m"}'}
     with pytest.raises(ConfigError, match="tp x pp = 2 needs 2 GPUs, but 1 is allocated"):
         plan_launch(options, {"llm": "vllm"}, engine, {}, gpu_count=1)
-    assert plan_launch(options, {"llm": "vllm"}, engine, {}, gpu_count=2).parallelism.startswith("vllm")
-    assert plan_launch(options, {"llm": "vllm"}, engine, {}, gpu_count=None)  # unknown: Triton finds out
+    overlay = Path("/container/tarn-overlay")
+    assert plan_launch(options, {"llm": "vllm"}, engine, {}, gpu_count=2, overlay=overlay).parallelism.startswith("vllm")
+    assert plan_launch(options, {"llm": "vllm"}, engine, {}, gpu_count=None, overlay=overlay)  # unknown: Triton finds out
