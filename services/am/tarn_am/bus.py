@@ -60,15 +60,28 @@ class RedisBus:
         app_id, _, count = as_text(raw).partition(" ")
         return int(count) if app_id == self.app_id and count.isdigit() else None
 
-    # -- what operators set beside the target (target.py): a pause, a stop under way
+    # -- what operators set beside the target (target.py): a pause, a stop under way; and
+    # what the reconcile decision remembers (fleet_memory.py). Both this application's only.
     def _controls_key(self) -> str:
         return f"tarn:{self.deployment}:controls"
+
+    def _memory_key(self) -> str:
+        return f"tarn:{self.deployment}:fleet-memory"
 
     async def put_controls(self, text: str) -> None:
         await self.client.set(self._controls_key(), f"{self.app_id} {text}")
 
     async def get_controls(self) -> Optional[str]:
-        raw = await self.client.get(self._controls_key())
+        return await self._get_ours(self._controls_key())
+
+    async def put_fleet_memory(self, text: str) -> None:
+        await self.client.set(self._memory_key(), f"{self.app_id} {text}")
+
+    async def get_fleet_memory(self) -> Optional[str]:
+        return await self._get_ours(self._memory_key())
+
+    async def _get_ours(self, key: str) -> Optional[str]:
+        raw = await self.client.get(key)
         app_id, _, text = as_text(raw).partition(" ") if raw else ("", "", "")
         return text if app_id == self.app_id and text else None
 
