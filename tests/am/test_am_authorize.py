@@ -4,11 +4,15 @@ token, and naming the deployment's Ranger service. Audits go through the stack's
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import httpx
 import pytest
 import skein
 from fastapi.testclient import TestClient
+
+from tarn_shared import events as ev
 
 from tarn_am.app import ApiContext, create_app
 from tarn_am.authz import AuthzClient, authz_client
@@ -20,6 +24,7 @@ from tarn_am.controller import Controller
 from tarn_am.settings import AmSettings
 from tarn_am.view import FleetView
 from tarn_am.yarn import YarnAdapter
+from tests.am.test_cli_without_cluster import SUBMIT, TARN, environment
 from tests.authz.support import GATEWAY_TOKEN, PLAIN_TOKEN, SERVICE, start_authz, write_policy_dir  # noqa: F401
 from tests.support.polling import wait_for
 
@@ -37,9 +42,12 @@ def am_settings(**overrides) -> AmSettings:
 
 
 def served(settings: AmSettings, authz: AuthzClient) -> TestClient:
-    """The AM's app; /authorize reads neither YARN nor Redis, so both are aimed at nobody."""
+    """The AM's app over one ready instance serving llama-7b; the routes read neither YARN nor Redis."""
     yarn = YarnAdapter(skein.ApplicationClient("127.0.0.1:1", APP_ID, security=skein.Security.new_credentials()))
     view = FleetView(settings.deployment)
+    view.apply_lifecycle("1-0", ev.InstanceReady(
+        deployment=settings.deployment, app_id=APP_ID, instance_id="container_1700000000000_0014_01_000002", seq=1,
+        models=["llama-7b"], endpoints=ev.Endpoints(host="nm1", http_port=8000)), time.time())
     controller = Controller(settings, yarn, RedisBus(settings.redis_url, settings.deployment, APP_ID), view)
     return TestClient(create_app(settings, ApiContext(controller=controller, authz=authz)),
                       headers={"X-TARN-Token": READ_TOKEN})
@@ -109,6 +117,18 @@ def test_a_credential_authz_refuses_makes_the_am_answer_503_never_true(authz, cr
     assert "TARN_AM_AUTHZ_GATEWAY_TOKEN" in response.json()["detail"]
 
 
+def test_a_refused_credential_leaves_the_models_out_of_the_views_and_says_why(authz):
+    settings = am_settings(authz_url=authz.url, authz_gateway_token="wrong-token", ranger_service=SERVICE)
+    good = am_settings(authz_url=authz.url, authz_gateway_token=GATEWAY_TOKEN, ranger_service=SERVICE)
+    with served(settings, authz_client(settings)) as am:
+        models = am.get("/models", headers={"X-TARN-User": "alice"})
+        state = am.get("/api/state", headers={"X-TARN-User": "alice"}).raise_for_status().json()
+    assert models.status_code == 503 and "refused the AM's credential (401" in models.json()["detail"]
+    assert state["models"] == [] and "refused the AM's credential (401" in state["unavailable"]["models"]
+    with served(good, authz_client(good)) as am:  # the same AM with authz's gateway token: alice lists all
+        assert [m["name"] for m in am.get("/models", headers={"X-TARN-User": "alice"}).json()] == ["llama-7b"]
+
+
 def test_the_read_token_is_not_the_ams_authz_credential_and_cannot_name_users_at_authz(authz):
     # An operator who set only the read token: the AM presents nothing at authz (the None case above: a 503).
     settings = am_settings(authz_url=authz.url, ranger_service=SERVICE)
@@ -130,3 +150,12 @@ def test_tarn_submit_passes_the_gateway_token_in_the_masters_env_only():
     assert "gw-1" not in spec.master.script and all("gw-1" not in s.script for s in spec.services.values())
     assert all("gw-1" not in value for s in spec.services.values() for value in s.env.values())
     assert "gw-1" not in repr(from_env)  # a SecretStr: never in a log line or traceback
+
+
+def test_a_dry_run_hides_the_gateway_token(tmp_path):
+    env = dict(environment(tmp_path), TARN_AUTHZ_GATEWAY_TOKEN="gw-secret-3")
+    done = subprocess.run([TARN, *SUBMIT, "--authz-url", "http://authz:8096"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["master"]["env"]["TARN_AM_AUTHZ_GATEWAY_TOKEN"] == "***"
+    assert "gw-secret-3" not in done.stdout + done.stderr

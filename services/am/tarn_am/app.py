@@ -211,7 +211,7 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
         return PlainTextResponse("true" if answer else "false")
 
     @app.get("/models", dependencies=[read_token], response_model=List[ModelView],
-             responses={503: {"description": "authz unreachable"}})
+             responses={503: {"description": "authz unreachable, or authz refused the AM"}})
     async def models(x_tarn_user: User = None) -> List[ModelView]:
         try:
             return await model_views(x_tarn_user)

@@ -26,10 +26,6 @@ class AuthzClient:
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers, trust_env=False)
         self._scope = {"service": service} if service else {"deployment": deployment} if deployment else {}
 
-    @property
-    def configured(self) -> bool:
-        return self.base_url is not None
-
     async def close(self) -> None:
         await self._http.aclose()
 
