@@ -218,8 +218,10 @@ class Demo:
         for key, value in agent_env.items():
             args += ["--agent-env", f"{key}={value}"]
         log = self.dir / "tarn-submit.log"
+        # The demo's one token is authz's gateway token too: the AM presents it there.
+        submit_env = dict(env, TARN_TOKEN=token, TARN_AUTHZ_GATEWAY_TOKEN=token)
         with open(log, "wb") as out:
-            result = subprocess.run([str(VENV_BIN / "tarn"), *args], env=dict(env, TARN_TOKEN=token),
+            result = subprocess.run([str(VENV_BIN / "tarn"), *args], env=submit_env,
                                     stdout=out, stderr=subprocess.STDOUT, timeout=420)
         lines = log.read_text(errors="replace").splitlines()
         submitted = [line for line in lines if line.startswith("submitted ")]

@@ -142,12 +142,6 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
         answers = await asyncio.gather(*(context.authz.allowed(m, action, user) for m in models))
         return dict(zip(models, answers))
 
-    async def permitted(models: List[str], action: str, user: Optional[str]) -> Dict[str, bool]:
-        try:
-            return await asked(models, action, user)
-        except UnavailableError as exc:
-            raise HTTPException(503, detail=str(exc)) from None
-
     def known_models() -> List[str]:
         return sorted({m for member in controller.view.membership.members.values()
                        if member.state.value != "stopped" for m in member.models})
@@ -205,16 +199,19 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/authorize", dependencies=[read_token], response_class=PlainTextResponse,
-             responses={503: {"description": "authz unreachable"}})
+             responses={503: {"description": "no authz configured, authz unreachable, or authz refused the AM"}})
     async def authorize(model: Annotated[str, Query(min_length=1, max_length=256)], action: Action,
                         x_tarn_user: User = None,
                         user: Annotated[Optional[str], Query(max_length=256)] = None) -> PlainTextResponse:
         who = user or x_tarn_user
-        answer = await permitted([model], action.value, who)
-        return PlainTextResponse("true" if answer[model] else "false")
+        try:  # fails closed: no answer from authz is never a "true"
+            answer = await context.authz.decide(model, action.value, who)
+        except UnavailableError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+        return PlainTextResponse("true" if answer else "false")
 
     @app.get("/models", dependencies=[read_token], response_model=List[ModelView],
-             responses={503: {"description": "authz unreachable"}})
+             responses={503: {"description": "authz unreachable, or authz refused the AM"}})
     async def models(x_tarn_user: User = None) -> List[ModelView]:
         try:
             return await model_views(x_tarn_user)

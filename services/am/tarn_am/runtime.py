@@ -15,7 +15,7 @@ import uvicorn
 from tarn_shared.errors import ConfigError, TarnError
 
 from .app import ApiContext, create_app
-from .authz import AuthzClient
+from .authz import authz_client
 from .bus import RedisBus
 from .controller import Controller
 from .history_keeper import keep_history, restore, take_point
@@ -79,7 +79,7 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
     history = await restore(bus, settings, view, time.time())  # before take_over: its decision comes last
     controller = Controller(settings, yarn, bus, view)
     await controller.take_over()
-    authz = AuthzClient(settings.authz_url, settings.authz_timeout_s, settings.read_secret())
+    authz = authz_client(settings)
     context = ApiContext(controller=controller, authz=authz, history=history)
     app = create_app(settings, context)
 

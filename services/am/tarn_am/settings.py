@@ -37,7 +37,11 @@ class AmSettings(TarnSettings):
     advertise_host: Optional[str] = Field(None, description="host in the published address (default NM_HOST)")
     port_file: Path = Field(Path(".tarn-am-port"), description="remembers a picked port across restarts")
     admin_token: Optional[SecretStr] = Field(None, description="token for /scale; defaults to the token")
-    authz_url: Optional[str] = Field(None, description="tarn-authz base URL (--authz-url); unset: /models and the dashboard filter nothing")
+    authz_url: Optional[str] = Field(None, description="tarn-authz base URL (--authz-url); unset: /authorize "
+                                     "answers 503, /models and the dashboard filter nothing")
+    authz_gateway_token: Optional[SecretStr] = Field(
+        None, description="tarn-authz's gateway token, the AM's credential there (--authz-gateway-token, or "
+                          "TARN_AUTHZ_GATEWAY_TOKEN to tarn submit); apart from the read token")
     authz_timeout_s: float = Field(2.0, gt=0, description="timeout of one call to authz")
 
     # The policy's values are checked together by policy_config.policy_problems (see _policy).
@@ -119,6 +123,9 @@ class AmSettings(TarnSettings):
     def admin_secret(self) -> Optional[str]:
         chosen = self.admin_token or self.token
         return chosen.get_secret_value() if chosen else None
+
+    def authz_secret(self) -> Optional[str]:
+        return self.authz_gateway_token.get_secret_value() if self.authz_gateway_token else None
 
     def read_secret(self) -> Optional[str]:
         return self.token.get_secret_value() if self.token else None

@@ -33,6 +33,7 @@ TARN_EPILOG = """\
 environment:
   TARN_TOKEN, TARN_ADMIN_TOKEN     the API token and the token of /scale, /autoscale and /stop (instead of
                                    --token / --admin-token)
+  TARN_AUTHZ_GATEWAY_TOKEN         tarn-authz's gateway token, for the AM to ask authz (--authz-gateway-token)
   RANGER_SERVICE, RANGER_APP_ID, RANGER_AUDIT   defaults of submit's -rs, -ra, -raudit
   PATH (with `yarn`), HADOOP_CONF_DIR, JAVA_HOME   Hadoop's client, which skein's driver needs
 
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--node-label", help="YARN node label expression for the Triton containers")
     ours.add_argument("--redis-url")
     ours.add_argument("--authz-url", help="tarn-authz base URL (answers /authorize and filters /models)")
+    ours.add_argument("--authz-gateway-token", help="tarn-authz's gateway token, the AM's credential there "
+                                                    "(or TARN_AUTHZ_GATEWAY_TOKEN)")
     ours.add_argument("--haproxy-backend",
                       help=f"HAProxy backend gateway-sync keeps (default {defaults.HAPROXY_BACKEND})")
     ours.add_argument("--grpc-port", type=int, help="Triton gRPC port (default 8001)")
@@ -189,6 +192,7 @@ def submit_values(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str
     values["agent_env"] = parse_env_pairs(args.agent_env, "--agent-env")
     values.setdefault("token", environ.get("TARN_TOKEN") or None)
     values.setdefault("admin_token", environ.get("TARN_ADMIN_TOKEN") or None)
+    values.setdefault("authz_gateway_token", environ.get("TARN_AUTHZ_GATEWAY_TOKEN") or None)
     values.setdefault("ranger_service", environ.get("RANGER_SERVICE") or None)
     values.setdefault("ranger_app_id", environ.get("RANGER_APP_ID") or None)
     if "ranger_audit" not in values and environ.get("RANGER_AUDIT"):

@@ -31,7 +31,8 @@ FLAG_OF = {  # field -> the flag a user typed, for error messages
     "env": "--env", "zk_ensemble": "--zk-ensemble", "zk_path": "--zk-path",
     "ranger_service": "--ranger-service", "ranger_app_id": "--ranger-app-id",
     "ranger_audit": "--ranger-audit", "name": "--name", "queue": "--queue", "node_label": "--node-label",
-    "redis_url": "--redis-url", "authz_url": "--authz-url", "haproxy_backend": "--haproxy-backend",
+    "redis_url": "--redis-url", "authz_url": "--authz-url",
+    "authz_gateway_token": "--authz-gateway-token", "haproxy_backend": "--haproxy-backend",
     "runtime": "--runtime", "docker_network": "--docker-network", "docker_mounts": "--docker-mount",
     "python": "--python", "python_env": "--python-env", "container_memory_mb": "--container-memory",
     "container_vcores": "--container-vcores", "am_memory_mb": "--am-memory", "nodes": "--nodes",
@@ -92,6 +93,7 @@ class SubmitOptions(BaseModel):
     node_label: str = ""
     redis_url: str = defaults.REDIS_URL
     authz_url: Optional[str] = None
+    authz_gateway_token: Optional[SecretStr] = None  # the AM's credential at authz, never its read token
     haproxy_backend: str = defaults.HAPROXY_BACKEND
     runtime: Literal["docker", "process"] = "docker"
     docker_network: str = "host"

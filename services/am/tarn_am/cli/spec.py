@@ -45,6 +45,7 @@ from .options import SubmitOptions
 PYENV_DIR = "pyenv"
 APP_TYPE_TAG = "tarn"
 DEFAULT_DOCKER_MOUNTS = ("/etc/hadoop/conf:/etc/hadoop/conf:ro",)
+SECRET_ENV = ("TARN_AM_TOKEN", "TARN_AM_ADMIN_TOKEN", "TARN_AM_AUTHZ_GATEWAY_TOKEN")  # hidden by --dry-run
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         # staging directory; they are never put on a command line.
         "TARN_AM_TOKEN": options.token.get_secret_value() if options.token else None,
         "TARN_AM_ADMIN_TOKEN": options.admin_token.get_secret_value() if options.admin_token else None,
+        "TARN_AM_AUTHZ_GATEWAY_TOKEN": (options.authz_gateway_token.get_secret_value()
+                                        if options.authz_gateway_token else None),
     }
     env.update({k: v for k, v in optional.items() if v is not None})
     return env

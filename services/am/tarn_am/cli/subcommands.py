@@ -17,7 +17,7 @@ from .status_view import show_status
 def cmd_submit(args: argparse.Namespace) -> int:
     from .owners import check_owners
     from .preflight import check_before_submit
-    from .spec import NodeInfo, build_spec, eligible_nodes, launcher_for
+    from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
     if not args.dry_run:
         check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
@@ -38,7 +38,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         spec.master.env["TARN_AM_AUTOSCALE"] = "false"
     if args.dry_run:
         shown = spec.to_dict()
-        for key in ("TARN_AM_TOKEN", "TARN_AM_ADMIN_TOKEN"):
+        for key in SECRET_ENV:
             if key in shown["master"]["env"]:
                 shown["master"]["env"][key] = "***"
         print(json.dumps(shown, indent=2, default=str))
