@@ -34,6 +34,12 @@ READ_GRACE_S = 10.0  # how much longer than its BLOCK a read may take before Red
 Handler = Callable[[str, str, events.Event], Awaitable[None]]
 
 
+def _stream_gone(exc: ResponseError) -> bool:
+    """The group is missing, or (Redis 7) the stream was deleted under a blocked read."""
+    text = str(exc)
+    return "NOGROUP" in text or ("UNBLOCKED" in text and "no longer exists" in text)
+
+
 @dataclass
 class ConsumerConfig:
     group: str
@@ -138,7 +144,7 @@ class StreamConsumer:
                     processed += await self._reclaim(stream)
             processed += await self._read({s: ">" for s in self.streams}, block_ms=self.config.block_ms)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if not _stream_gone(exc):
                 raise
             # Redis restarted without persistence, or someone deleted the stream.
             log.warning("consumer group missing, recreating", extra={"group": self.config.group})
