@@ -44,7 +44,7 @@ def _stream_gone(exc: ResponseError) -> bool:
 class ConsumerConfig:
     group: str
     consumer: str
-    block_ms: int = 1000
+    block_ms: Optional[int] = 1000  # None: never block (a caller that polls, such as a benchmark)
     count: int = 100
     reclaim_idle_ms: int = 30_000  # also paces the XAUTOCLAIM scans: one every half of it
     max_deliveries: int = 5
@@ -186,7 +186,7 @@ class StreamConsumer:
             await self._redis.connection_pool.disconnect()
             raise RedisTimeoutError("no answer to XREADGROUP") from None
         processed = 0
-        if block_ms is not None:
+        if all(i == ">" for i in ids.values()):  # new entries, not our own pending ones
             self.health.behind = any(len(entries) >= self.config.count for _, entries in reply or [])
         for stream_name, entries in reply or []:
             stream = as_text(stream_name)

@@ -57,11 +57,14 @@ async def group_positions(client: aioredis.Redis, stream: str) -> List[GroupPosi
         if "no such key" in str(exc).lower():
             return []
         raise
+    names = [as_text(g["name"]) for g in groups]
+    async with client.pipeline(transaction=False) as pipe:  # one round trip for every group
+        for name in names:
+            pipe.xinfo_consumers(stream, name)
+            pipe.xpending(stream, name)
+        replies = await pipe.execute()
     positions = []
-    for group in groups:
-        name = as_text(group["name"])
-        consumers = await client.xinfo_consumers(stream, name)
-        pending = await client.xpending(stream, name) if int(group["pending"]) else {}
+    for group, name, consumers, pending in zip(groups, names, replies[::2], replies[1::2]):
         positions.append(GroupPosition(
             name=name, last_delivered_id=as_text(group["last-delivered-id"]),
             oldest_pending_id=as_text(pending["min"]) if pending.get("min") else None,
