@@ -56,7 +56,7 @@ def group_needs(group: GroupPosition) -> str:
     one (kept too: MINID keeps the point itself, and what follows it is undelivered)."""
     if group.oldest_pending_id is None:
         return group.last_delivered_id
-    return oldest((group.oldest_pending_id, group.last_delivered_id)) or group.last_delivered_id
+    return min(group.oldest_pending_id, group.last_delivered_id, key=stream_id_key)
 
 
 def trim_point(rebuild_from: Optional[str], groups: Sequence[GroupPosition], now_ms: int,

@@ -1,5 +1,5 @@
 """tarn-am keeps its streams bounded (real Redis from the local stack): each snapshot trims the
-lifecycle and acks streams, a restarted tarn-am still knows an instance whose announcements were
+lifecycle stream (and each minute's first the acks stream), a restarted tarn-am still knows an instance whose announcements were
 trimmed away, and an ended container's command stream goes."""
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ async def test_a_restarted_tarn_am_knows_an_instance_whose_announcements_were_tr
     await bus.close()
 
 
-async def test_a_snapshot_trims_acks_every_group_has_read_and_keeps_the_rest(redis_url, deployment):
+async def test_the_first_snapshot_trims_the_acks_tarn_am_has_read_and_keeps_the_rest(redis_url, deployment):
     bus = RedisBus(redis_url, deployment, APP)
     view = FleetView(deployment)
     acks = ev.acks_stream(deployment)

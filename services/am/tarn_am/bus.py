@@ -1,8 +1,9 @@
 """The one adapter between tarn-am and Redis: lifecycle, telemetry, commands, acks, the record.
 
-It also keeps what tarn-am writes bounded: after each snapshot the lifecycle and acks streams
-are trimmed as far as ``tarn_shared.retention`` allows, and a container's command stream goes
-when the container ends (and, every COMMANDS_SWEEP_S, any left by a container no longer live).
+It also keeps what tarn-am writes bounded: after each snapshot the lifecycle stream is trimmed
+as far as ``tarn_shared.retention`` allows, and a container's command stream goes when the
+container ends; every COMMANDS_SWEEP_S the acks stream is trimmed too and any command stream
+a container no longer live left is deleted.
 """
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ class RedisBus:
         entry_id = await self.publish_lifecycle(snapshot)
         try:
             await trim_lifecycle(self.client, ev.lifecycle_stream(self.deployment), snapshot.lifecycle_through)
-            # Nothing rebuilds from acks: an unacked command is re-sent and acked again.
-            await trim_for_groups(self.client, ev.acks_stream(self.deployment), None)
             if self._clock() >= self._next_sweep:
+                # Nothing rebuilds from acks: an unacked command is re-sent and acked again.
+                await trim_for_groups(self.client, ev.acks_stream(self.deployment), None)
                 await self.sweep_command_streams(live)
                 self._next_sweep = self._clock() + COMMANDS_SWEEP_S
         except Exception as exc:
