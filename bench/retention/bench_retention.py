@@ -103,7 +103,8 @@ async def run(args, url: str) -> Dict:
     started = time.monotonic()
     bus = RedisBus(url, DEPLOYMENT, APP)
     per_hour = int(3600 / args.tick_s)
-    day = FleetDay(bus, args.instances, args.mean_lifetime_h * per_hour, args.telemetry_per_tick, args.lag_ticks)
+    day = FleetDay(bus, args.instances, args.mean_lifetime_h * per_hour, round(args.telemetry_per_s * args.tick_s),
+                   args.lag_ticks)
     start_memory = await used_memory(bus.client)
     await day.start()
     samples, wrong = [], []
@@ -175,7 +176,9 @@ def main() -> int:
                         help="simulated seconds between snapshots (tarn-am's is 5 s; more runs a day faster)")
     parser.add_argument("--day-h", type=float, default=24.0)
     parser.add_argument("--mean-lifetime-h", type=float, default=4.0)
-    parser.add_argument("--telemetry-per-tick", type=int, default=25)
+    parser.add_argument("--telemetry-per-s", type=float, default=5.0,
+                        help="samples per simulated second (a real fleet of 1,000 sends 1,000); any rate that "
+                             "refills the cap within the warm-up gives the same memory")
     parser.add_argument("--lag-ticks", type=int, default=10, help="how many ticks the slow gateway group lags")
     parser.add_argument("--warmup-h", type=float, default=2.0)
     parser.add_argument("--check-every-h", type=float, default=1.0)

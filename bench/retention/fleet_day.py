@@ -13,8 +13,8 @@ Each tick, in the order the services do it:
 
 Compressed: tarn-am and the gateways' groups skip parsing a snapshot's member list (tarn-am's
 handler ignores it; a gateway would apply it); the consumers rebuilt at each check decode
-everything. Telemetry: ``telemetry_per_tick`` samples a tick, not 1,000 a second, enough to
-refill the cap many times a day.
+everything. Telemetry: ``telemetry_per_tick`` samples a tick (5 a simulated second by default),
+not 1,000 a second: enough to fill the cap within the warm-up and refill it many times a day.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class FleetDay:
         self.bus.consumers_for(self.view)
         for consumer in self.bus.consumers:
             consumer._decode = peek  # noqa: SLF001 - the compression the module doc states
-            consumer.config.block_ms = None  # a tick reads what is there: Redis times blocks out at 10 Hz
+            consumer.config.block_ms = None  # a tick reads what is there (a 1 ms BLOCK can last a 100 ms cron tick)
         self.gateways = [StreamConsumer(self.bus.client, [self.lifecycle], ConsumerConfig(
             group=f"gateway-sync.{name}", consumer=name, block_ms=None, count=500, start_id="$"), self._ignore,
             decode=peek) for name in ("a", "b")]
