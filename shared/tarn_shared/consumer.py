@@ -34,11 +34,17 @@ READ_GRACE_S = 10.0  # how much longer than its BLOCK a read may take before Red
 Handler = Callable[[str, str, events.Event], Awaitable[None]]
 
 
+def _stream_gone(exc: ResponseError) -> bool:
+    """The group is missing, or (Redis 7) the stream was deleted under a blocked read."""
+    text = str(exc)
+    return "NOGROUP" in text or ("UNBLOCKED" in text and "no longer exists" in text)
+
+
 @dataclass
 class ConsumerConfig:
     group: str
     consumer: str
-    block_ms: int = 1000
+    block_ms: Optional[int] = 1000  # None: never block (a caller that polls, such as a benchmark)
     count: int = 100
     reclaim_idle_ms: int = 30_000  # also paces the XAUTOCLAIM scans: one every half of it
     max_deliveries: int = 5
@@ -138,7 +144,7 @@ class StreamConsumer:
                     processed += await self._reclaim(stream)
             processed += await self._read({s: ">" for s in self.streams}, block_ms=self.config.block_ms)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if not _stream_gone(exc):
                 raise
             # Redis restarted without persistence, or someone deleted the stream.
             log.warning("consumer group missing, recreating", extra={"group": self.config.group})
@@ -180,7 +186,7 @@ class StreamConsumer:
             await self._redis.connection_pool.disconnect()
             raise RedisTimeoutError("no answer to XREADGROUP") from None
         processed = 0
-        if block_ms is not None:
+        if all(i == ">" for i in ids.values()):  # new entries, not our own pending ones
             self.health.behind = any(len(entries) >= self.config.count for _, entries in reply or [])
         for stream_name, entries in reply or []:
             stream = as_text(stream_name)

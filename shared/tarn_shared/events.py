@@ -46,8 +46,10 @@ SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 # SNAPSHOT_STALE_AFTER_S as no news rather than as the truth.
 SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOT_STALE_AFTER_S = 3 * SNAPSHOT_INTERVAL_S
-# Telemetry streams are trimmed (approximately) to this many entries.
-TELEMETRY_MAXLEN = 100_000
+# Telemetry streams are trimmed (approximately) to this many entries: 20 s of 1,000 instances
+# at one sample a second, about 20 MB of Redis (a sample with two models and a GPU is ~1 kB).
+# tarn-am reads it live from "$" and keeps only each instance's latest sample.
+TELEMETRY_MAXLEN = 20_000
 
 ENTRY_FIELD = "event"
 

@@ -1,19 +1,23 @@
-"""Redis streams: connecting, publishing, and paging through a stream's entries.
-Consuming through a consumer group is in ``tarn_shared.consumer``."""
+"""Redis streams: connecting, publishing, paging through a stream's entries, and trimming
+one as far as ``tarn_shared.retention`` allows. Consuming through a consumer group is in
+``tarn_shared.consumer``."""
 from __future__ import annotations
 
 import asyncio
 import random
 import socket
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import events
 from .errors import UnavailableError
+from .retention import ABANDONED_AFTER_MS, GroupPosition, lifecycle_trim_point, trim_point
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -43,6 +47,61 @@ async def read_range(client: aioredis.Redis, stream: str, *, start: str = "-", e
             end = last
         else:
             start = last
+
+
+async def group_positions(client: aioredis.Redis, stream: str) -> List[GroupPosition]:
+    """Every consumer group on ``stream`` (none when the stream does not exist)."""
+    try:
+        groups = await client.xinfo_groups(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return []
+        raise
+    names = [as_text(g["name"]) for g in groups]
+    async with client.pipeline(transaction=False) as pipe:  # one round trip for every group
+        for name in names:
+            pipe.xinfo_consumers(stream, name)
+            pipe.xpending(stream, name)
+        replies = await pipe.execute()
+    positions = []
+    for group, name, consumers, pending in zip(groups, names, replies[::2], replies[1::2]):
+        positions.append(GroupPosition(
+            name=name, last_delivered_id=as_text(group["last-delivered-id"]),
+            oldest_pending_id=as_text(pending["min"]) if pending.get("min") else None,
+            idle_ms=min((int(c["idle"]) for c in consumers), default=None)))
+    return positions
+
+
+async def trim(client: aioredis.Redis, stream: str, point: Optional[str]) -> int:
+    """XTRIM MINID ~ ``point``: whole stream nodes below it go, never an entry at or after it."""
+    if point is None:
+        return 0
+    return int(await client.xtrim(stream, minid=point, approximate=True))
+
+
+async def trim_for_groups(client: aioredis.Redis, stream: str, rebuild_from: Optional[str], *,
+                          abandoned_after_ms: int = ABANDONED_AFTER_MS,
+                          now_ms: Optional[int] = None) -> Optional[str]:
+    """Trim ``stream`` to the oldest of ``rebuild_from`` (None: a restarted reader needs
+    nothing) and what its live groups still need; returns the trim point (None: nothing went)."""
+    groups = await group_positions(client, stream)
+    point = trim_point(rebuild_from, groups, _now_ms(now_ms), abandoned_after_ms)
+    await trim(client, stream, point)
+    return point
+
+
+async def trim_lifecycle(client: aioredis.Redis, stream: str, snapshot_through: Optional[str], *,
+                         abandoned_after_ms: int = ABANDONED_AFTER_MS,
+                         now_ms: Optional[int] = None) -> Optional[str]:
+    """Trim a lifecycle stream after publishing a snapshot built through ``snapshot_through``."""
+    groups = await group_positions(client, stream)
+    point = lifecycle_trim_point(snapshot_through, groups, _now_ms(now_ms), abandoned_after_ms)
+    await trim(client, stream, point)
+    return point
+
+
+def _now_ms(now_ms: Optional[int]) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
 
 
 # A Redis host that vanishes without closing its sockets is found by TCP keepalive within

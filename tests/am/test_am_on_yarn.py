@@ -180,22 +180,30 @@ def test_a_killed_tarn_am_is_restarted_and_takes_over_without_touching_container
 def test_scale_down_drains_then_releases(am_deployment: Deployment, redis_url):
     d = am_deployment
     before = {r["instance_id"]: r for r in instances_json(d)}
+    import redis
+    client = redis.Redis.from_url(redis_url)
+    # tarn-am trims its streams: a group of the test's own keeps every entry from now on until read.
+    lifecycle, acks_stream = ev.lifecycle_stream(d.name), ev.acks_stream(d.name)
+    for stream in (lifecycle, acks_stream):
+        client.xgroup_create(stream, "test-observer", id="$", mkstream=True)
+
+    def observed(stream):
+        reply = client.xreadgroup("test-observer", "test", {stream: ">"})
+        return [ev.decode(fields) for _, entries in reply for _, fields in entries]
+
     d.tarn("scale", "1", "--name", d.name)
     wait_for(lambda: (lambda s: s if s["running"] == 1 and s["ready"] == 1 else None)(d.state()), 120,
              "one instance left", ignore=NOT_YET)
     gone = (set(before) - {r["instance_id"] for r in instances_json(d)}).pop()
-    import redis
-    client = redis.Redis.from_url(redis_url)
-    kinds = []
-    for _, fields in client.xrange(ev.lifecycle_stream(d.name)):
-        event = ev.decode(fields)
-        if getattr(event, "instance_id", None) == gone or getattr(event, "container_id", None) == gone:
-            kinds.append(event.type)
+    kinds = [event.type for event in observed(lifecycle)
+             if getattr(event, "instance_id", None) == gone or getattr(event, "container_id", None) == gone]
     # The agent drained before YARN released the container.
     assert "instance.draining" in kinds and "instance.stopped" in kinds
     assert kinds.index("instance.draining") < kinds.index("instance.stopped")
-    acks = [ev.decode(f) for _, f in client.xrange(ev.acks_stream(d.name))]
+    acks = observed(acks_stream)
     assert any(a.container_id == gone and a.command_type == "command.drain" for a in acks)
+    wait_for(lambda: not client.exists(ev.commands_stream(d.name, gone)), 30,
+             "the released container's command stream deleted")
 
 
 def test_the_rest_api_survives_schemathesis_without_5xx(am_deployment: Deployment):

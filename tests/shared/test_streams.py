@@ -271,3 +271,26 @@ async def test_read_range_pages_every_entry_in_order_both_ways_and_honours_bound
     assert bounded == [str(i).encode() for i in range(5, 15)]
     assert [e async for e in read_range(client, f"{stream}:missing")] == []
     await client.aclose()
+
+
+async def test_a_consumer_whose_stream_is_deleted_under_its_blocked_read_carries_on(redis_url, deployment):
+    # Redis 7 answers a read blocked on a deleted stream with "UNBLOCKED the stream key no longer exists".
+    client = connect(redis_url)
+    stream = ev.commands_stream(deployment, "container_1")
+    recorder = Recorder()
+    consumer = StreamConsumer(client, [stream], ConsumerConfig(group="node-agent", consumer="c", block_ms=5000),
+                              recorder)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.stats.groups_created == 1)
+    await asyncio.sleep(0.2)  # the read is blocked now
+    other = connect(redis_url)
+    await other.delete(stream)
+    await until(lambda: consumer.stats.groups_created == 2, timeout_s=10)
+    assert not task.done(), "the consumer loop ended"
+    await StreamPublisher(other).publish(stream, requested(deployment, n=8))
+    await until(lambda: [e.service for e in recorder.seen] == ["svc-8"], timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    await other.aclose()
+    await client.aclose()

@@ -1,4 +1,10 @@
-"""The one adapter between tarn-am and Redis: lifecycle, telemetry, commands, acks, the record."""
+"""The one adapter between tarn-am and Redis: lifecycle, telemetry, commands, acks, the record.
+
+It also keeps what tarn-am writes bounded: after each snapshot the lifecycle stream is trimmed
+as far as ``tarn_shared.retention`` allows, and a container's command stream goes when the
+container ends; every COMMANDS_SWEEP_S the acks stream is trimmed too and any command stream
+a container no longer live left is deleted.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,24 +12,27 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Collection, List, Optional
 
 import redis.asyncio as aioredis
 
 from tarn_shared import events as ev
 from tarn_shared.consumer import ConsumerConfig, StreamConsumer
 from tarn_shared.deployments import put_record, remove_record
-from tarn_shared.streams import StreamPublisher, as_text, connect, read_range
+from tarn_shared.membership import apply_snapshot
+from tarn_shared.streams import StreamPublisher, as_text, connect, read_range, trim_for_groups, trim_lifecycle
 
 from .bus_health import BusHealth, bus_health
 from .view import FleetView
 
 log = logging.getLogger(__name__)
 GROUP = "tarn-am"
+COMMANDS_SWEEP_S = 60.0
 
 
 class RedisBus:
-    def __init__(self, url: str, deployment: str, app_id: str) -> None:
+    def __init__(self, url: str, deployment: str, app_id: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.deployment = deployment
         self.app_id = app_id
         self.client: aioredis.Redis = connect(url)
@@ -31,6 +40,8 @@ class RedisBus:
         self.consumers: List[StreamConsumer] = []
         self._consumer_name = f"{socket.gethostname()}-{os.getpid()}"
         self._last_bad_at: Optional[float] = None  # the last time health() found the bus unhealthy
+        self._clock = clock
+        self._next_sweep = float("-inf")  # the first snapshot sweeps: tarn-am may have been away
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -39,9 +50,41 @@ class RedisBus:
     async def publish_lifecycle(self, event: ev.Event) -> str:
         return await self.publisher.publish(ev.lifecycle_stream(self.deployment), event, retry_for_s=2.0)
 
+    async def publish_snapshot(self, snapshot: ev.MembershipSnapshot, live: Collection[str]) -> str:
+        """Publish the snapshot, then let go of what nobody needs any more; that part failing
+        is logged and never fails the publish (the next snapshot tries again)."""
+        entry_id = await self.publish_lifecycle(snapshot)
+        try:
+            await trim_lifecycle(self.client, ev.lifecycle_stream(self.deployment), snapshot.lifecycle_through)
+            if self._clock() >= self._next_sweep:
+                # Nothing rebuilds from acks: an unacked command is re-sent and acked again.
+                await trim_for_groups(self.client, ev.acks_stream(self.deployment), None)
+                await self.sweep_command_streams(live)
+                self._next_sweep = self._clock() + COMMANDS_SWEEP_S
+        except Exception as exc:
+            log.warning("could not trim the streams", extra={"error": repr(exc), "deployment": self.deployment})
+        return entry_id
+
     async def send_command(self, command: ev.Command) -> None:
         stream = ev.commands_stream(self.deployment, command.container_id)
         await self.publisher.publish(stream, command, maxlen=1000, retry_for_s=1.0)
+
+    async def delete_command_streams(self, instance_ids: Collection[str]) -> None:
+        """The containers ended: nobody reads their command streams any more."""
+        if instance_ids:
+            await self.client.delete(*(ev.commands_stream(self.deployment, i) for i in instance_ids))
+
+    async def sweep_command_streams(self, live: Collection[str]) -> List[str]:
+        """Delete the command streams of containers not ``live`` (ended while tarn-am was away,
+        or when deleting them failed); returns their container ids."""
+        prefix = ev.commands_stream(self.deployment, "-")[:-1]
+        ended = []
+        async for key in self.client.scan_iter(match=_glob_escaped(prefix) + "*", count=1000, _type="stream"):
+            container_id = as_text(key)[len(prefix):]
+            if ":" not in container_id and container_id not in live:  # ":dead": dead letters stay
+                ended.append(container_id)
+        await self.delete_command_streams(ended)
+        return ended
 
     async def put_record(self, record: ev.DeploymentRecord) -> None:
         await put_record(self.client, record)
@@ -101,14 +144,18 @@ class RedisBus:
 
     # -- consuming -------------------------------------------------------------------
     async def bootstrap(self, view: FleetView, now: Callable[[], float] = time.time) -> int:
-        """Rebuild the membership from the whole lifecycle stream (a restarted tarn-am knows
-        nothing); the sequence rules make re-applying entries the group delivers later harmless."""
+        """Rebuild the membership from the lifecycle stream (a restarted tarn-am knows nothing).
+        The stream is trimmed, so what went before a snapshot is known from that snapshot; the
+        sequence rules make re-applying entries the group delivers later harmless."""
         count = 0
         async for entry_id, fields in read_range(self.client, ev.lifecycle_stream(self.deployment)):
             try:
-                view.apply_lifecycle(entry_id, ev.decode(fields), now())
+                event = ev.decode(fields)
             except ev.SchemaError:
                 continue  # the group's consumer dead-letters it
+            if isinstance(event, ev.MembershipSnapshot):
+                view.membership = apply_snapshot(view.membership, event, entry_id)
+            view.apply_lifecycle(entry_id, event, now())
             count += 1
         return count
 
@@ -147,3 +194,7 @@ class RedisBus:
 
     async def run_consumers(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(c.run(stop) for c in self.consumers))
+
+
+def _glob_escaped(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -249,12 +249,13 @@ class Controller:
         recovered = since is not None and self.announcer.snapshot_at < since
         if self.announcer.snapshot_due(bool(changed) or recovered, self.view.version, now):
             await self._snapshot(now)
+        await self.bus.delete_command_streams([c.instance_id for c in changed if not c.active])
 
     async def _snapshot(self, now: float) -> None:
         version = self.view.version
         snapshot, self.announcer = self.announcer.snapshot(
             self.view.membership.members, self.view.live_instances(), self.view.lifecycle_through, self.desired)
-        await self.bus.publish_lifecycle(snapshot)
+        await self.bus.publish_snapshot(snapshot, self.view.live_instances())
         self.announcer = self.announcer.snapshot_sent(version, now)
         self.stats.snapshots += 1
 
