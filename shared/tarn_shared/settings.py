@@ -16,6 +16,22 @@ S = TypeVar("S", bound="TarnSettings")
 # A variable name `tarn submit --env` and the node-agent accept (POSIX shells' rule).
 ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would let "A\n" through
 
+# Variables that change which code Triton, its backends' interpreters or a shell load: the
+# dynamic loader's (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ...), glibc's other unsafe ones
+# (its unsecvars.h), Python's, shells' and CUDA's injection hook. Triton gets the agent's own
+# PATH and LD_LIBRARY_PATH; `--env` and `tarn.env.*` secrets may not set any of these.
+UNSAFE_ENV_PREFIXES = ("LD_", "PYTHON", "BASH_FUNC_", "DYLD_")
+UNSAFE_ENV_NAMES = frozenset({
+    "PATH", "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH", "MALLOC_TRACE",
+    "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "BASH_ENV", "ENV", "IFS", "SHELLOPTS", "PERL5LIB",
+    "PERL5OPT", "PERLLIB", "RUBYOPT", "NODE_OPTIONS", "CUDA_INJECTION64_PATH", "CUDA_INJECTION32_PATH"})
+
+
+def unsafe_env_name(name: str) -> bool:
+    """True for a variable `--env` or a secret may not set for Triton (any case)."""
+    upper = name.upper()
+    return upper in UNSAFE_ENV_NAMES or upper.startswith(UNSAFE_ENV_PREFIXES)
+
 
 def _splitter(separator: Optional[str]) -> Callable[[Any], Any]:
     def split(value: Any) -> Any:

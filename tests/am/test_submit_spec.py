@@ -149,3 +149,20 @@ def test_the_master_gets_the_am_settings_and_the_secret_stays_off_command_lines(
 def test_a_name_with_a_trailing_newline_is_refused(flag):
     with pytest.raises(ConfigError, match=flag):
         options(["submit", "--model-repository", "/nfs/models", "--runtime", "process", flag, "triton\n"])
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "ld_audit"])
+def test_env_may_not_set_a_variable_that_changes_which_code_triton_loads(name):
+    with pytest.raises(ConfigError) as err:
+        options(["submit", "--model-repository", "hdfs:///m", "--image", "img", "--env", f"{name}=/tmp/x"])
+    assert f"--env: {name} may not be set for Triton: it changes which code it loads" in str(err.value)
+    assert "/tmp/x" not in str(err.value)
+
+
+def test_env_may_not_carry_the_agents_credential_store_password_which_belongs_in_agent_env():
+    base = ["submit", "--model-repository", "hdfs:///m", "--image", "img"]
+    with pytest.raises(ConfigError) as err:
+        options(base + ["--env", "HADOOP_CREDSTORE_PASSWORD=pw"])
+    assert "--env: HADOOP_CREDSTORE_PASSWORD is the node-agent's own" in str(err.value)
+    assert "give it with --agent-env" in str(err.value)
+    assert options(base + ["--agent-env", "HADOOP_CREDSTORE_PASSWORD=pw"]).agent_env == {"HADOOP_CREDSTORE_PASSWORD": "pw"}

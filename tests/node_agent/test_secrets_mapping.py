@@ -1,6 +1,9 @@
 """Credential aliases to Triton's environment; values never reach a log."""
 import logging
 
+import pytest
+
+from tarn_node_agent.errors import SecretsError
 from tarn_node_agent.secrets import map_to_environment
 from tarn_shared.jceks import DEFAULT_STORE_PASSWORD, store_password
 
@@ -21,3 +24,13 @@ def test_aliases_map_to_variables_and_others_are_ignored_with_a_warning_naming_t
 def test_the_store_password_defaults_to_hadoops_none():
     assert store_password({}) == DEFAULT_STORE_PASSWORD == "none"
     assert store_password({"HADOOP_CREDSTORE_PASSWORD": "pw"}) == "pw"
+
+
+@pytest.mark.parametrize("alias, name", [("tarn.env.ld_preload", "LD_PRELOAD"), ("tarn.env.path", "PATH"),
+                                         ("tarn.env.pythonpath", "PYTHONPATH"),
+                                         ("tarn.env.cuda_injection64_path", "CUDA_INJECTION64_PATH")])
+def test_an_alias_mapping_to_a_variable_that_changes_which_code_triton_loads_is_refused_naming_it(alias, name):
+    with pytest.raises(SecretsError) as failure:
+        map_to_environment({"huggingface.token": "hf_value", alias: "/tmp/evil.so"})
+    assert f"credential alias {alias!r} maps to {name}" in str(failure.value)
+    assert "/tmp/evil.so" not in str(failure.value) and "hf_value" not in str(failure.value)

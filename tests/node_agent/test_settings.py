@@ -59,3 +59,10 @@ def test_an_env_value_never_appears_in_the_error():
     with pytest.raises(ConfigError) as failure:
         load_settings(BASE + ["--env", "bad key=hunter2"])
     assert "hunter2" not in str(failure.value)
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "PATH", "PYTHONPATH", "GCONV_PATH"])
+def test_the_env_setting_may_not_name_a_variable_that_changes_which_code_triton_loads(name):
+    with pytest.raises(ConfigError, match=f"{name} may not be set for Triton") as failure:
+        load_settings(BASE + ["--env", f"{name}=/tmp/evil"])
+    assert "\n" not in str(failure.value) and "/tmp/evil" not in str(failure.value)

@@ -29,6 +29,17 @@ TENSORRT_LLM = "tensorrtllm"
 VLLM = "vllm"
 _BACKEND_LINE = re.compile(r'^\s*backend\s*:\s*"([^"]+)"', re.MULTILINE)
 
+# What Triton inherits from the agent's environment: the search paths the python-backend stub
+# needs (PATH finds the models' interpreter, LD_LIBRARY_PATH its libpython), home, user, locale,
+# time zone and temporary directory, and the CUDA / NVIDIA / Triton / MPI / NCCL / UCX settings
+# a container image or YARN gives. Nothing else: python-backend model code can read all of
+# Triton's environment, so never the agent's TARN_* settings (its Redis URL), its
+# HADOOP_CREDSTORE_PASSWORD, YARN's delegation tokens (HADOOP_TOKEN_FILE_LOCATION) or a
+# Kerberos ticket cache (KRB5CCNAME): Triton talks to neither Redis nor Hadoop.
+INHERITED_NAMES = frozenset({"PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "HOME", "USER", "LOGNAME",
+                             "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+INHERITED_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRITON_", "NCCL_", "OMPI_", "OPAL_", "PMIX_", "UCX_", "HPCX_")
+
 
 @dataclass(frozen=True)
 class TritonPorts:
@@ -68,12 +79,23 @@ def model_backend(config_text: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
+def scrubbed_environment(agent_environ: Mapping[str, str], operator_env: Mapping[str, str],
+                         secrets: Mapping[str, str]) -> Dict[str, str]:
+    """Triton's environment: the inherited part of the agent's, then the operator's ``env``
+    setting (``tarn submit --env``), then the mapped secrets. Neither of the last two may name
+    an unsafe variable (tarn_shared.settings.unsafe_env_name): their checks refused it."""
+    env = {k: v for k, v in agent_environ.items() if k in INHERITED_NAMES or k.startswith(INHERITED_PREFIXES)}
+    env.update(operator_env)
+    env.update(secrets)
+    return env
+
+
 def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],
                 vllm_engine_args: Mapping[str, str], base_env: Mapping[str, str],
                 gpu_count: Optional[int] = None, overlay: Optional[Path] = None) -> LaunchPlan:
     """``backends``: model -> backend from its config.pbtxt; ``vllm_engine_args``: model ->
-    text of its ``1/model.json``. ``base_env`` is the environment Triton inherits (with secrets
-    and, for the process runtime, CUDA_VISIBLE_DEVICES from gpu_allocation.py); ``gpu_count``:
+    text of its ``1/model.json``. ``base_env`` is Triton's environment (scrubbed_environment, and
+    for the process runtime CUDA_VISIBLE_DEVICES from gpu_allocation.py); ``gpu_count``:
     the GPUs allocated to the container, when known; ``overlay``: the repository Triton is
     given instead when files are rewritten."""
     env = dict(base_env)

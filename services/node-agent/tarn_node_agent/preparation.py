@@ -14,7 +14,7 @@ from tarn_shared.jceks import decode_keystore, store_password
 
 from .gpu_allocation import CUDA, Selection, triton_environment
 from .hdfs import Hdfs
-from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch
+from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch, scrubbed_environment
 from .nvml import GpuReader
 from .overlay import build_overlay
 from .secrets import map_to_environment
@@ -39,7 +39,7 @@ def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: S
     selection = choose_gpus(gpu, {**environ, **settings.extra_env()}) if gpu is not None else None
     secret_env = read_secrets(settings, environ)
     staged = stage(settings, environ, progress)
-    env = {**environ, **settings.extra_env(), **secret_env}
+    env = scrubbed_environment(environ, settings.extra_env(), secret_env)
     if selection is not None:
         env = triton_environment(selection, env)
     plan = plan_for(settings, staged, env, selection.gpu_count if selection else None)

@@ -8,6 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping
 
+from tarn_shared.settings import unsafe_env_name
+
+from .errors import SecretsError
+
 log = logging.getLogger(__name__)
 ENV_PREFIX = "tarn.env."
 FIXED_ALIASES = {"huggingface.token": "HUGGING_FACE_HUB_TOKEN"}
@@ -26,7 +30,8 @@ class SecretEnvironment:
 
 def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:
     """``huggingface.token`` -> HUGGING_FACE_HUB_TOKEN, ``tarn.env.x`` -> X; other aliases ignored
-    with a warning naming the alias."""
+    with a warning naming the alias. SecretsError naming the alias when X is an unsafe variable
+    (LD_PRELOAD, PATH, PYTHONPATH, ...)."""
     values: Dict[str, str] = {}
     ignored: List[str] = []
     for alias in sorted(secrets):
@@ -36,6 +41,10 @@ def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:
             name = alias[len(ENV_PREFIX):].upper()
             if not ENV_NAME.match(name):
                 name = None
+        if name is not None and unsafe_env_name(name):
+            # Whoever can write the credential file must not choose the code Triton loads.
+            raise SecretsError(f"credential alias {alias!r} maps to {name}, which may not be set for "
+                               "Triton (it changes which code it loads): remove or rename the alias")
         if name is None:
             ignored.append(alias)
             log.warning("credential alias ignored: not huggingface.token nor tarn.env.<NAME>",

@@ -17,7 +17,7 @@ from tarn_shared import defaults
 from tarn_shared.cli_help import settings_help
 from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, Location, LocationStr, parse_credential_location, parse_location
-from tarn_shared.settings import ENV_NAME, CommaList, LineList, TarnSettings
+from tarn_shared.settings import ENV_NAME, CommaList, LineList, TarnSettings, unsafe_env_name
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 # YARN names containers container_[e<epoch>_]<cluster ts>_<app>_<attempt>_<container>.
@@ -104,6 +104,8 @@ class NodeAgentSettings(TarnSettings):
             if not sep or not ENV_NAME.match(key):
                 # Name the key only: the value may be a secret.
                 raise ValueError(f"expected KEY=VALUE with KEY a variable name, got key {key[:64]!r}")
+            if unsafe_env_name(key):
+                raise ValueError(f"{key} may not be set for Triton: it changes which code it loads")
         return value
 
     @field_validator("load_models")

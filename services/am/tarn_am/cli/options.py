@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from tarn_shared import defaults
 from tarn_shared.errors import ConfigError
 from tarn_shared.locations import CredentialLocationStr, LocationStr
-from tarn_shared.settings import ENV_NAME, CommaList
+from tarn_shared.settings import ENV_NAME, CommaList, unsafe_env_name
 
 from .. import policy_config as policy
 from ..policy_config import policy_problems
@@ -21,6 +21,8 @@ from ..policy_config import policy_problems
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" lets a trailing newline through
 # Environment the AM itself sets for the agent; --env must not override it.
 RESERVED_ENV_PREFIXES = ("TARN_", "YARN_CONTAINER_RUNTIME_")
+# The node-agent's credentials: --env is also Triton's, whose model code could read them.
+AGENT_CREDENTIALS = ("HADOOP_CREDSTORE_PASSWORD", "HADOOP_TOKEN_FILE_LOCATION", "KRB5CCNAME")
 
 FLAG_OF = {  # field -> the flag a user typed, for error messages
     "model_repository": "--model-repository", "image": "--image", "port": "--port",
@@ -175,8 +177,14 @@ class SubmitOptions(BaseModel):
             if not ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             # --agent-env exists to reach the agent's own settings; --env is Triton's.
-            if info.field_name == "env" and key.startswith(RESERVED_ENV_PREFIXES):
+            if info.field_name != "env":
+                continue
+            if key.startswith(RESERVED_ENV_PREFIXES):
                 raise ValueError(f"{key} is set by TARN itself")
+            if key in AGENT_CREDENTIALS:
+                raise ValueError(f"{key} is the node-agent's own, which Triton must not see: give it with --agent-env")
+            if unsafe_env_name(key):
+                raise ValueError(f"{key} may not be set for Triton: it changes which code it loads")
         return value
 
     @field_validator("docker_mounts")
