@@ -87,7 +87,7 @@ def hdfs_user(container_env: Mapping[str, str], environ: Mapping[str, str]) -> s
 def password_hint(container_env: Mapping[str, str], environ: Mapping[str, str]) -> str:
     """Which password was tried and why: the one the containers will get."""
     if container_env.get(PASSWORD_ENV):
-        return f"tried the password the containers get ({PASSWORD_ENV} from --agent-env or --env)"
+        return f"tried the password the containers get ({PASSWORD_ENV} from --agent-env)"
     if environ.get(PASSWORD_ENV):
         return (f"{PASSWORD_ENV} is set here but the containers do not get it: "
                 f"add --agent-env {PASSWORD_ENV}=...")
