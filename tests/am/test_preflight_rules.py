@@ -52,7 +52,7 @@ def test_hdfs_is_read_as_the_agents_user_else_the_submitter():
 
 
 def test_the_password_hint_says_what_the_containers_will_get():
-    assert "the containers get (HADOOP_CREDSTORE_PASSWORD from --agent-env or --env)" in password_hint(
+    assert "the containers get (HADOOP_CREDSTORE_PASSWORD from --agent-env)" in password_hint(
         {"HADOOP_CREDSTORE_PASSWORD": "pw"}, {"HADOOP_CREDSTORE_PASSWORD": "other"})
     assert "set here but the containers do not get it" in password_hint({}, {"HADOOP_CREDSTORE_PASSWORD": "pw"})
     assert "default password \"none\"" in password_hint({}, {})
