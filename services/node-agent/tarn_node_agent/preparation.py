@@ -5,6 +5,7 @@ plan. Each is read through its adapter (NVML, HDFS) and decided by a pure functi
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
@@ -18,6 +19,7 @@ from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_
 from .nvml import GpuReader
 from .secrets import map_to_environment
 from .settings import NodeAgentSettings
+from .node_cache import NodeCache, node_cache_dir
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,11 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
     location = settings.repository
     if location.local_path is not None:
         return use_in_place(location.local_path)
-    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir,
-                    parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress)
+    cache_dir = settings.staging_cache_dir or node_cache_dir(settings.staging_dir, environ.get("LOCAL_DIRS"))
+    cache = NodeCache(cache_dir, int(settings.staging_cache_max_gb * (1 << 30)))
+    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir, cache=cache,
+                    parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress,
+                    range_bytes=settings.staging_range_mb << 20)
     return stager.stage(location.uri, location.hdfs_path)
 
 
@@ -100,5 +105,8 @@ def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[st
         extra_args=s.triton_args, tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
     plan = plan_launch(options, backends, engine_args, env, gpu_count=gpu_count)
     for path, text in plan.rewrites.items():
-        path.write_text(text)
+        # A new file, not a write through the hard link: the node cache's copy stays as HDFS has it.
+        fresh = path.with_name(f".{path.name}.rewrite")
+        fresh.write_text(text)
+        os.replace(fresh, path)
     return plan
