@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Sequence
 
 import httpx
 import pytest
@@ -36,6 +36,7 @@ class Deployment:
     submitted_at: float
     submit_s: float
     cluster: HadoopCluster
+    models_dir: str = ""  # its repository on HDFS
 
     def http(self, token: Optional[str] = TOKEN) -> httpx.Client:
         headers = {"X-TARN-Token": token} if token else {}
@@ -80,11 +81,14 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
     yield from submitted(hadoop_cluster, webhdfs, stack)
 
 
-def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1) -> Iterator[Deployment]:
-    """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards."""
+def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, extra_args: Sequence[str] = (),
+              models_dir: Optional[str] = None) -> Iterator[Deployment]:
+    """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards.
+    ``models_dir``: an HDFS repository already uploaded (another deployment's), else a new one."""
     name = f"am{uuid.uuid4().hex[:8]}"
-    hdfs_dir = f"/tarn-test/{name}/models"
-    upload_models(webhdfs, hdfs_dir)
+    hdfs_dir = models_dir or f"/tarn-test/{name}/models"
+    if models_dir is None:
+        upload_models(webhdfs, hdfs_dir)
     http_port, grpc_port, metrics_port = free_ports(3)
     env = dict(hadoop_cluster.env)
     env["TARN_TOKEN"] = TOKEN
@@ -95,7 +99,7 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1)
         "--port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
         "--min-instances", str(instances), "--max-instances", "3", "--no-autoscale", "--drain-timeout", "20",
         "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
-        "--tritonserver", str(triton_runtime().binary), "--wait", "180",
+        "--tritonserver", str(triton_runtime().binary), "--wait", "180", *extra_args,
     ]
     for key, value in agent_runtime_env().items():
         args += ["--agent-env", f"{key}={value}"]
@@ -107,7 +111,8 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1)
     lines = result.stdout.splitlines()
     app_id = lines[0].split()[1]
     address = lines[-1].split(" at ")[1].split(" ")[0]
-    deployment = Deployment(name, app_id, address, env, submitted_at, time.monotonic() - started, hadoop_cluster)
+    deployment = Deployment(name, app_id, address, env, submitted_at, time.monotonic() - started, hadoop_cluster,
+                            hdfs_dir)
     try:
         yield deployment
     finally:
