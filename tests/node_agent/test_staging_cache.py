@@ -41,11 +41,12 @@ def test_the_default_cache_sits_beside_yarns_application_dirs_on_the_staging_dis
     assert node_cache_dir(staging, local_dirs) == tmp_path / "d2" / "usercache" / "alice" / "tarn-cache"
 
 
-def test_outside_yarn_or_where_the_node_dir_is_not_visible_the_cache_is_the_staging_dirs_own(tmp_path):
+def test_outside_yarn_or_where_the_node_dir_is_another_filesystem_the_cache_is_the_staging_dirs_own(tmp_path):
     staging = tmp_path / "tarn-models"
     assert node_cache_dir(staging, None) == staging / ".cache"
-    hidden = "/nm/usercache/alice/appcache/application_1_0001"  # e.g. in Docker, not mounted
-    assert node_cache_dir(staging, hidden, exists=lambda p: False) == staging / ".cache"
+    mounted = "/nm/usercache/alice/appcache/application_1_0001"  # in Docker: only this is the node's disk
+    assert node_cache_dir(staging, mounted) == staging / ".cache"
+    assert node_cache_dir(staging, mounted, same_filesystem=lambda a, b: False) == staging / ".cache"
 
 
 def test_the_content_key_depends_on_path_length_and_checksum():

@@ -43,17 +43,26 @@ class CachedObject:
 
 
 def node_cache_dir(staging_dir: Path, local_dirs: Optional[str],
-                   exists: Callable[[Path], bool] = Path.is_dir) -> Path:
+                   same_filesystem: Optional[Callable[[Path, Path], bool]] = None) -> Path:
     """The default cache: ``<NodeManager local dir>/usercache/<user>/tarn-cache``, beside the
     application directories YARN deletes ($LOCAL_DIRS lists ``.../usercache/<user>/appcache/<app>``),
     on the disk that holds ``staging_dir`` (hard links need one filesystem). Outside YARN, or
-    where that directory cannot be seen (a Docker container without it mounted):
-    ``<staging_dir>/.cache``, which lasts as long as the staging directory."""
+    where that directory is not the application directory's filesystem (a Docker container,
+    which sees only its mounts): ``<staging_dir>/.cache``, which lasts as long as the staging
+    directory."""
+    same = same_filesystem or _same_filesystem
     app_dirs = [Path(d) for d in (local_dirs or "").split(",") if d and Path(d).parent.name == "appcache"]
     chosen = next((d for d in app_dirs if staging_dir.is_relative_to(d)), app_dirs[0] if app_dirs else None)
-    if chosen is None or not exists(chosen.parent.parent):
+    if chosen is None or not same(chosen.parent.parent, chosen):
         return staging_dir / ".cache"
     return chosen.parent.parent / "tarn-cache"
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
 
 
 def content_key(hdfs_path: str, size: int, checksum: str) -> str:
@@ -149,7 +158,12 @@ class NodeCache:
 
     @contextmanager
     def _locked(self, key: str, blocking: bool = True) -> Iterator[bool]:
-        fd = os.open(self.root / "locks" / key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / "locks" / key, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"disk full: cannot create a lock file in {self.root}") from None
+            raise StagingError(f"cannot lock in the node cache {self.root}: {exc.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

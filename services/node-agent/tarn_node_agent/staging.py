@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Executor, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -28,9 +28,9 @@ from .node_cache import NodeCache, content_key
 from .checksums import RemoteChecksum
 from .errors import DiskFull, StagingError
 from .hdfs import Hdfs
-from .repository import Manifest, plan_staging
+from .repository import Manifest, is_unchanged
 from .staging_progress import ProgressReporter, StagingProgress
-from .transfer import FileDownload, download
+from .transfer import FileDownload, download, run_all
 
 __all__ = ["CURRENT", "StagedRepository", "Stager", "StagingProgress", "use_in_place"]
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Stager:
         listing = self._hdfs.list_tree(hdfs_root)
         models = check_layout(listing, source)
         previous = self._previous_manifest()
-        if plan_staging(source, listing, previous).unchanged and previous is not None:
+        if is_unchanged(source, listing, previous) and previous is not None:
             current = self._dir / previous.directory
             if current.is_dir() and (self._dir / CURRENT).resolve() == current.resolve():
                 duration = time.monotonic() - started
@@ -137,18 +137,7 @@ class Stager:
 
     # -- steps
     def _parallel(self, pool: Executor, job: Callable, items: List) -> List:
-        """``job`` over ``items`` in ``pool``, results in order; the first failure aborts the rest."""
-        futures = [pool.submit(job, item) for item in items]
-        done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
-        if not_done:
-            self._abort.set()
-            for future in not_done:
-                future.cancel()
-            wait(not_done)
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()
-        return [f.result() for f in futures]
+        return run_all(pool, job, items, self._abort)
 
     def _link_cached(self, cache: NodeCache, source: str, root: str, entry: RemoteEntry,
                      incoming: Path) -> Tuple[Optional[str], Optional[RemoteChecksum]]:

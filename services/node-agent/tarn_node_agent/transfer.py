@@ -31,6 +31,26 @@ RANGE_ATTEMPTS = 4
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0)
 
 
+class StagingAborted(StagingError):
+    """Stopped because another file or range of the same staging failed first."""
+
+
+def run_all(pool: Executor, job: Callable, items: Sequence, abort: threading.Event) -> List:
+    """``job`` over ``items`` in ``pool``, results in order. The first failure sets ``abort``
+    and is raised once the others stopped: the failure itself, never an abort it caused."""
+    futures = [pool.submit(job, item) for item in items]
+    done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
+    if not_done:
+        abort.set()
+        for future in not_done:
+            future.cancel()
+        wait(not_done)
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, StagingAborted)), errors[0])
+    return [f.result() for f in futures]
+
+
 @dataclass(frozen=True)
 class ByteRange:
     offset: int
@@ -88,17 +108,8 @@ def download(hdfs: Hdfs, file: FileDownload, target: Path, ranges_pool: Executor
     try:
         if file.size:
             _disk_call(target, file, lambda: os.ftruncate(fd, file.size))
-        futures = [ranges_pool.submit(read_range, hdfs, file, r, fd, v, target, sleep)
-                   for r, v in zip(ranges, verifiers)]
-        done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
-        if not_done:
-            file.abort.set()
-            for future in not_done:
-                future.cancel()
-            wait(not_done)
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()
+        run_all(ranges_pool, lambda rv: read_range(hdfs, file, rv[0], fd, rv[1], target, sleep),
+                list(zip(ranges, verifiers)), file.abort)
         _disk_call(target, file, lambda: os.fsync(fd))
     finally:
         os.close(fd)
@@ -130,7 +141,7 @@ def read_range(hdfs: Hdfs, file: FileDownload, byte_range: ByteRange, fd: int, v
                            length=byte_range.length - received) as chunks:
                 for chunk in chunks:
                     if file.abort.is_set():
-                        raise StagingError("staging aborted")
+                        raise StagingAborted("staging aborted")
                     _disk_call(target, file, lambda c=chunk: os.pwrite(fd, c, byte_range.offset + received))
                     if verifier is not None:
                         verifier.update(chunk)
