@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,22 @@ def test_ranges_verified_apart_give_the_whole_files_checksum():
         part.update(data[r.offset:r.offset + r.length])
         digests.extend(part.block_digests())
     assert md5_of_block_digests(digests) == whole.digest_hex()
+
+
+def test_published_files_are_read_only_so_no_view_writes_into_the_cache(tmp_path):
+    cache = NodeCache(tmp_path / "cache", 1 << 30)
+    key = content_key("/m/a", 3, "x")
+    cache.fill(key, 3, tmp_path / "a", lambda p: p.write_bytes(b"abc"))
+    assert (cache.object_path(key).stat().st_mode & 0o777) == 0o444
+
+
+def test_a_remembered_checksum_is_forgotten_after_a_month_unused(tmp_path):
+    now = [1_000_000_000.0]
+    cache = NodeCache(tmp_path / "cache", 1 << 30, clock=lambda: now[0])
+    cache.remember_checksum("/m/a", 3, 7, "MD5-of-0MD5-of-512CRC32C:abc")
+    assert cache.remembered_checksum("/m/a", 3, 7) == "MD5-of-0MD5-of-512CRC32C:abc"
+    assert cache.remembered_checksum("/m/a", 3, 8) is None  # another mtime: another version
+
+    now[0] = time.time() + 31 * 86400
+    cache.make_room(0)
+    assert cache.remembered_checksum("/m/a", 3, 7) is None

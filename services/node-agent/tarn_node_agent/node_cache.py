@@ -31,6 +31,7 @@ from .errors import DiskFull, StagingError
 
 log = logging.getLogger(__name__)
 STALE_PARTIAL_S = 3600.0  # a partial untouched this long belongs to a writer that died
+MEMO_TTL_S = 30 * 86400.0  # a remembered checksum not used for this long is forgotten
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,11 @@ class NodeCache:
 
     # -- checksum memo
     def remembered_checksum(self, hdfs_path: str, size: int, mtime_ms: int) -> Optional[str]:
+        path = self._memo(hdfs_path, size, mtime_ms)
         try:
-            return self._memo(hdfs_path, size, mtime_ms).read_text() or None
+            label = path.read_text() or None
+            os.utime(path)  # still in use: kept by the pruning in make_room
+            return label
         except OSError:
             return None
 
@@ -129,6 +133,7 @@ class NodeCache:
             partial = final.with_name(f".partial-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 write(partial)
+                os.chmod(partial, 0o444)  # views share the inode: nothing may write through them
                 os.replace(partial, final)
             finally:
                 if partial.exists():
@@ -199,16 +204,33 @@ class NodeCache:
             for candidate in eviction_order(self.objects(), self.max_bytes, incoming_bytes):
                 with self._locked(candidate.key, blocking=False) as held:
                     # Re-checked under the key's lock: a view may have linked it meanwhile.
-                    if not held or candidate.path.stat().st_nlink > 1:
+                    if not held or _links(candidate.path) != 1:
                         continue
                     candidate.path.unlink()
                     (self.root / "locks" / candidate.key).unlink(missing_ok=True)
                     evicted += 1
                     freed += candidate.size
+            self._forget_unused_checksums()
             if evicted:
                 log.info("node cache evicted least recently used files",
                          extra={"cache": str(self.root), "files": evicted, "bytes": freed})
             return evicted, freed
+
+
+    def _forget_unused_checksums(self) -> None:
+        for memo in (self.root / "checksums").iterdir():
+            try:
+                if self._clock() - memo.stat().st_mtime > MEMO_TTL_S:
+                    memo.unlink()
+            except FileNotFoundError:
+                continue
+
+
+def _links(path: Path) -> int:
+    try:
+        return path.stat().st_nlink
+    except FileNotFoundError:
+        return 0
 
 
 def _make_dir(path: Path) -> None:
