@@ -26,7 +26,12 @@ class RecordingHdfs(Hdfs):
         base = Hdfs.connect(url, auth="simple", user="root", environ={})
         super().__init__(base._client, base.description)
         self.reads = []
+        self.checksums = []
         self._damage = damage
+
+    def checksum(self, path):
+        self.checksums.append(path)
+        return super().checksum(path)
 
     @contextmanager
     def open(self, path, chunk_bytes=256 * 1024, offset=0, length=None):
@@ -128,7 +133,7 @@ def test_two_deployments_share_one_copy_and_a_replacement_container_restages_fro
     again = replacement.stage(f"hdfs://{hdfs_models}", hdfs_models)
     elapsed = time.monotonic() - started
 
-    assert replacement.progress.bytes_done == 0 and replacement_hdfs.reads == []
+    assert replacement.progress.bytes_done == 0 and replacement_hdfs.reads == [] == replacement_hdfs.checksums
     assert (again.path / "identity/1/weights.bin").read_bytes() == big_file
     assert elapsed < 1.0, f"restage from the node cache took {elapsed:.2f} s"
 
@@ -153,3 +158,20 @@ def test_a_full_cache_evicts_the_files_no_container_links(hadoop_cluster, webhdf
     stager(hdfs, tmp_path / "newer", cache, max_bytes=4 * MIB).stage("new", repos["new"])
     big = [p for p in objects(cache) if p.stat().st_size == 3 * MIB]
     assert len(big) == 1 and big[0].stat().st_nlink == 3  # the new repository's, linked by two views
+
+
+def test_a_file_evicted_from_the_cache_is_downloaded_and_verified_again(hadoop_cluster, hdfs_models, big_file,
+                                                                       tmp_path):
+    cache = tmp_path / "cache"
+    stager(RecordingHdfs(hadoop_cluster.webhdfs_url), tmp_path / "first", cache).stage("repo", hdfs_models)
+    shutil.rmtree(tmp_path / "first")
+    for path in objects(cache):
+        path.unlink()  # evicted; the remembered checksums stay
+
+    hdfs = RecordingHdfs(hadoop_cluster.webhdfs_url)
+    again = stager(hdfs, tmp_path / "again", cache)
+    staged = again.stage("repo", hdfs_models)
+
+    assert again.progress.bytes_done == staged.downloaded_bytes > len(big_file)
+    assert any(p.endswith("weights.bin") for p in hdfs.checksums)  # verified against HDFS, not the memo
+    assert (staged.path / "identity/1/weights.bin").read_bytes() == big_file

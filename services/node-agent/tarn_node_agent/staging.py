@@ -99,7 +99,7 @@ class Stager:
                 self.progress.duration_s = duration
                 log.info("model repository unchanged; not downloaded again",
                          extra={"source": source, "files": len(listing), "duration_s": round(duration, 3)})
-                return StagedRepository(current, models, 0, duration, True, len(listing))
+                return StagedRepository(current, models, 0, duration, True, sum(not e.is_dir for e in listing))
         incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._dir))
         self._abort.clear()
         reporter = ProgressReporter(self.progress)
@@ -146,17 +146,18 @@ class Stager:
         if entry.size == 0:
             self._write_empty(incoming / rel)
             return "size:0", None
-        key_path = f"{source.rstrip('/')}/{rel}"
+        key_path = _join(source, rel)
         label = cache.remembered_checksum(key_path, entry.size, entry.mtime_ms)
         remote = None
         if label is None:
-            remote, label = self._label(f"{root.rstrip('/')}/{rel}", entry)
+            remote, label = self._label(_join(root, rel), entry)
             cache.remember_checksum(key_path, entry.size, entry.mtime_ms, label)
         if cache.link_into(content_key(key_path, entry.size, label), entry.size, incoming / rel):
             return label, None
         return None, remote
 
     def _label(self, remote_path: str, entry: RemoteEntry) -> Tuple[Optional[RemoteChecksum], str]:
+        """HDFS's checksum of the file and its label, or unverified, a label of size and mtime."""
         if not self._verify:
             return None, f"size:{entry.size}:mtime:{entry.mtime_ms}"
         remote = self._hdfs.checksum(remote_path)
@@ -171,12 +172,12 @@ class Stager:
     def _fetch(self, cache: NodeCache, source: str, root: str, entry: RemoteEntry, remote: Optional[RemoteChecksum],
                incoming: Path, ranges_pool: Executor) -> str:
         rel = checked_relative(entry.path)
-        remote_path = f"{root.rstrip('/')}/{rel}"
-        if remote is None:  # remembered, or not verified: ask again, the cache's copy is gone
-            remote, _ = self._label(remote_path, entry)
-        label = remote.label if remote is not None else f"size:{entry.size}:mtime:{entry.mtime_ms}"
-        key_path = f"{source.rstrip('/')}/{rel}"
-        cache.remember_checksum(key_path, entry.size, entry.mtime_ms, label)
+        remote_path, key_path = _join(root, rel), _join(source, rel)
+        if remote is None:  # the label was remembered (or is unverified): the download needs HDFS's word
+            remote, label = self._label(remote_path, entry)
+            cache.remember_checksum(key_path, entry.size, entry.mtime_ms, label)
+        else:
+            label = remote.label
         file = FileDownload(remote_path, entry.size, entry.block_size, remote,
                             lambda n: self.progress.add(nbytes=n), self._abort)
         cache.fill(content_key(key_path, entry.size, label), entry.size, incoming / rel,
@@ -236,3 +237,7 @@ class Stager:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(f"disk full: cannot create {path}") from None
             raise StagingError(f"cannot create staging directory {path}: {exc.strerror}") from None
+
+
+def _join(root: str, relative: str) -> str:
+    return f"{root.rstrip('/')}/{relative}"
