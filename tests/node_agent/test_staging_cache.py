@@ -14,7 +14,7 @@ import pytest
 from tarn_node_agent.node_cache import CachedObject, NodeCache, content_key, eviction_order, node_cache_dir
 from tarn_node_agent.checksums import Md5Md5CrcVerifier, md5_of_block_digests
 from tarn_node_agent.errors import StagingError
-from tarn_node_agent.transfer import ByteRange, plan_ranges
+from tarn_node_agent.transfer import ByteRange, nominal_blocks, plan_ranges
 
 
 def obj(key: str, size: int, last_used: float, in_use: bool = False) -> CachedObject:
@@ -179,3 +179,7 @@ def test_a_remembered_checksum_is_forgotten_after_a_month_unused(tmp_path):
     now[0] = time.time() + 31 * 86400
     cache.make_room(0)
     assert cache.remembered_checksum("/m/a", 3, 7) is None
+
+
+def test_nominal_blocks_are_block_size_long_but_the_last():
+    assert nominal_blocks(10, 4) == [4, 4, 2] and nominal_blocks(8, 4) == [4, 4] and nominal_blocks(0, 4) == []

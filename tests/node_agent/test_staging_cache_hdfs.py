@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hdfs.client import _Request
 
 from tarn_node_agent.node_cache import NodeCache
 from tarn_node_agent.errors import ChecksumMismatch, StagingError
@@ -40,6 +41,17 @@ class RecordingHdfs(Hdfs):
             yield (self._damage(path, n, c) if self._damage else c for n, c in enumerate(chunks))
 
 
+_unknown_operation = _Request("GET").to_method("NO_SUCH_OPERATION")
+
+
+class OldWebHdfs(RecordingHdfs):
+    """A WebHDFS from before Hadoop 3.4, which has no GETFILEBLOCKLOCATIONS: the real server's
+    answer to an operation it does not know."""
+
+    def block_lengths(self, path, length):
+        return self._call("reading the block locations of", path, lambda: _unknown_operation(self._client, path))
+
+
 def stager(hdfs: Hdfs, staging: Path, cache: Path, **kwargs) -> Stager:
     return Stager(hdfs, staging, cache=NodeCache(cache, kwargs.pop("max_bytes", 1 << 40)), **kwargs)
 
@@ -66,20 +78,39 @@ def test_a_large_file_is_read_as_parallel_ranges_and_verified_whole(hadoop_clust
 
 def test_a_concatenated_file_whose_blocks_are_not_all_block_size_is_verified(hadoop_cluster, webhdfs, hdfs_models,
                                                                            tmp_path):
-    parts = [os.urandom(MIB + MIB // 2 + 7), os.urandom(MIB + 300)]
     target = f"{hdfs_models}/identity/1/weights.bin"
+    data = concatenated(hadoop_cluster, webhdfs, target)
+    hdfs = RecordingHdfs(hadoop_cluster.webhdfs_url)
+    assert hdfs.block_lengths(target, len(data)) == [MIB, MIB // 2 + 7, MIB, 300]
+
+    staged = stager(hdfs, tmp_path / "view", tmp_path / "cache", range_bytes=MIB).stage("repo", hdfs_models)
+
+    assert (staged.path / "identity/1/weights.bin").read_bytes() == data
+
+
+def concatenated(hadoop_cluster, webhdfs, target: str) -> bytes:
+    parts = [os.urandom(MIB + MIB // 2 + 7), os.urandom(MIB + 300)]
     webhdfs.write(target, data=parts[0], blocksize=MIB)
     webhdfs.write(f"{target}.part", data=parts[1], blocksize=MIB)
     # HdfsCLI has no concat; WebHDFS's CONCAT leaves the first file's short last block in the middle.
     response = webhdfs._session.post(f"{hadoop_cluster.webhdfs_url}/webhdfs/v1{target}",
                                      params={"op": "CONCAT", "sources": f"{target}.part", "user.name": "root"})
     assert response.status_code == 200, response.text
-    hdfs = RecordingHdfs(hadoop_cluster.webhdfs_url)
-    assert hdfs.block_lengths(target, len(b"".join(parts))) == [MIB, MIB // 2 + 7, MIB, 300]
+    return b"".join(parts)
 
-    staged = stager(hdfs, tmp_path / "view", tmp_path / "cache", range_bytes=MIB).stage("repo", hdfs_models)
 
-    assert (staged.path / "identity/1/weights.bin").read_bytes() == b"".join(parts)
+def test_without_block_locations_blocks_are_assumed_regular_and_an_irregular_file_is_refused_clearly(
+        hadoop_cluster, webhdfs, hdfs_models, big_file, tmp_path):
+    hdfs = OldWebHdfs(hadoop_cluster.webhdfs_url)
+    with pytest.raises(StagingError):
+        hdfs.block_lengths(f"{hdfs_models}/identity/1/weights.bin", len(big_file))
+    staged = stager(hdfs, tmp_path / "view", tmp_path / "cache", range_bytes=2 * MIB).stage("repo", hdfs_models)
+    assert (staged.path / "identity/1/weights.bin").read_bytes() == big_file  # regular blocks: verified
+
+    concatenated(hadoop_cluster, webhdfs, f"{hdfs_models}/add_sub/1/weights.bin")
+    with pytest.raises(ChecksumMismatch, match="a concatenated or appended file cannot be verified without "
+                                               "GETFILEBLOCKLOCATIONS"):
+        stager(hdfs, tmp_path / "view", tmp_path / "cache", range_bytes=MIB).stage("repo", hdfs_models)
 
 
 def test_a_cut_stream_resumes_where_it_stopped_and_the_file_still_verifies(hadoop_cluster, hdfs_models, big_file,

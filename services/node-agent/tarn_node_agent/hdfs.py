@@ -110,7 +110,7 @@ class Hdfs:
 
     def block_lengths(self, path: str, length: int) -> List[int]:
         """The lengths of the file's blocks in order (a concatenated or appended file's are
-        not all blockSize long), from GETFILEBLOCKLOCATIONS (Hadoop 3.4's WebHDFS)."""
+        not all blockSize long), from GETFILEBLOCKLOCATIONS (WebHDFS has it since Hadoop 3.4)."""
         payload = self._call("reading the block locations of", path, lambda: _block_locations(
             self._client, path, offset=0, length=max(length, 1)).json())
         blocks = sorted(payload["BlockLocations"]["BlockLocation"] or [], key=lambda b: int(b["offset"]))

@@ -100,7 +100,7 @@ class FileDownload:
 def download(hdfs: Hdfs, file: FileDownload, target: Path, ranges_pool: Executor, range_bytes: int,
              sleep: Callable[[float], None] = time.sleep) -> None:
     """Writes the file to ``target`` (created; fsynced) with its ranges read in ``ranges_pool``."""
-    ranges, verifiers = _plan(hdfs, file, range_bytes)
+    ranges, verifiers, assumed = _plan(hdfs, file, range_bytes)
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as exc:
@@ -114,21 +114,39 @@ def download(hdfs: Hdfs, file: FileDownload, target: Path, ranges_pool: Executor
     finally:
         os.close(fd)
     if file.remote is not None:
-        _check(file, verifiers)
+        _check(file, verifiers, assumed)
 
 
-def _plan(hdfs: Hdfs, file: FileDownload, range_bytes: int) -> Tuple[List[ByteRange], List[Optional[Verifier]]]:
+def nominal_blocks(size: int, block_size: int) -> List[int]:
+    """The block lengths a file has when every block but the last is ``block_size`` long."""
+    full, rest = divmod(size, block_size)
+    return [block_size] * full + ([rest] if rest else [])
+
+
+def _plan(hdfs: Hdfs, file: FileDownload, range_bytes: int) -> Tuple[List[ByteRange], List[Optional[Verifier]], bool]:
+    """The ranges, their verifiers, and whether the block lengths were only assumed."""
     if file.remote is None:
         ranges = plan_ranges(file.size, (), range_bytes)
-        return ranges, [None] * len(ranges)
+        return ranges, [None] * len(ranges), False
     try:
         if not file.remote.algorithm.startswith("MD5-of-"):
-            return [ByteRange(0, file.size)], [verifier_for(file.remote, file.block_size)]
-        blocks = hdfs.block_lengths(file.remote_path, file.size) if file.size else []
+            return [ByteRange(0, file.size)], [verifier_for(file.remote, file.block_size)], False
+        blocks, assumed = _block_lengths(hdfs, file) if file.size else ([], False)
         ranges = plan_ranges(file.size, blocks, range_bytes) if blocks else [ByteRange(0, file.size)]
-        return ranges, [verifier_for(file.remote, file.block_size, r.blocks) for r in ranges]
+        return ranges, [verifier_for(file.remote, file.block_size, r.blocks) for r in ranges], assumed
     except UnsupportedChecksum as exc:
         raise StagingError(f"cannot verify {file.remote_path}: {exc}") from None
+
+
+def _block_lengths(hdfs: Hdfs, file: FileDownload) -> Tuple[List[int], bool]:
+    try:
+        return hdfs.block_lengths(file.remote_path, file.size), False
+    except (RepositoryNotFound, RepositoryPermissionDenied):
+        raise
+    except StagingError as exc:  # a WebHDFS without GETFILEBLOCKLOCATIONS (it came with Hadoop 3.4)
+        log.warning("no block locations from WebHDFS; assuming every block is blockSize long",
+                    extra={"path": file.remote_path, "error": str(exc)})
+        return (nominal_blocks(file.size, file.block_size) if file.block_size > 0 else []), True
 
 
 def read_range(hdfs: Hdfs, file: FileDownload, byte_range: ByteRange, fd: int, verifier: Optional[Verifier],
@@ -163,7 +181,7 @@ def read_range(hdfs: Hdfs, file: FileDownload, byte_range: ByteRange, fd: int, v
                                f"{byte_range.offset}, expected {byte_range.length}")
 
 
-def _check(file: FileDownload, verifiers: Sequence[Optional[Verifier]]) -> None:
+def _check(file: FileDownload, verifiers: Sequence[Optional[Verifier]], assumed: bool) -> None:
     remote = file.remote
     assert remote is not None
     if len(verifiers) == 1 and verifiers[0] is not None:
@@ -176,8 +194,10 @@ def _check(file: FileDownload, verifiers: Sequence[Optional[Verifier]]) -> None:
         got = md5_of_block_digests(digests)
     want = expected_hex(remote)
     if got != want:
+        hint = (" (block lengths assumed from blockSize: a concatenated or appended file cannot be "
+                "verified without GETFILEBLOCKLOCATIONS; rewrite it, or set verify_checksums false)") if assumed else ""
         raise ChecksumMismatch(f"{file.remote_path}: checksum {remote.algorithm} of the downloaded bytes "
-                               f"is {got}, HDFS says {want}")
+                               f"is {got}, HDFS says {want}{hint}")
 
 
 def _disk_call(target: Path, file: FileDownload, fn: Callable[[], object]) -> None:
