@@ -170,15 +170,18 @@ def test_published_files_are_read_only_so_no_view_writes_into_the_cache(tmp_path
 
 
 def test_a_remembered_checksum_is_forgotten_after_a_month_unused(tmp_path):
-    now = [1_000_000_000.0]
+    now = [time.time()]
     cache = NodeCache(tmp_path / "cache", 1 << 30, clock=lambda: now[0])
     cache.remember_checksum("/m/a", 3, 7, "MD5-of-0MD5-of-512CRC32C:abc")
-    assert cache.remembered_checksum("/m/a", 3, 7) == "MD5-of-0MD5-of-512CRC32C:abc"
+    cache.remember_checksum("/m/b", 3, 7, "MD5-of-0MD5-of-512CRC32C:def")
     assert cache.remembered_checksum("/m/a", 3, 8) is None  # another mtime: another version
 
-    now[0] = time.time() + 31 * 86400
+    now[0] += 20 * 86400
+    assert cache.remembered_checksum("/m/a", 3, 7) == "MD5-of-0MD5-of-512CRC32C:abc"  # used: kept longer
+    now[0] += 11 * 86400
     cache.make_room(0)
-    assert cache.remembered_checksum("/m/a", 3, 7) is None
+    assert cache.remembered_checksum("/m/a", 3, 7) == "MD5-of-0MD5-of-512CRC32C:abc"
+    assert cache.remembered_checksum("/m/b", 3, 7) is None
 
 
 def test_nominal_blocks_are_block_size_long_but_the_last():

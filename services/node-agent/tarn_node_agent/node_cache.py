@@ -99,7 +99,8 @@ class NodeCache:
         path = self._memo(hdfs_path, size, mtime_ms)
         try:
             label = path.read_text() or None
-            os.utime(path)  # still in use: kept by the pruning in make_room
+            now = self._clock()
+            os.utime(path, (now, now))  # still in use: kept by the pruning in make_room
             return label
         except OSError:
             return None
@@ -206,7 +207,7 @@ class NodeCache:
                     # Re-checked under the key's lock: a view may have linked it meanwhile.
                     if not held or _links(candidate.path) != 1:
                         continue
-                    candidate.path.unlink()
+                    candidate.path.unlink(missing_ok=True)
                     (self.root / "locks" / candidate.key).unlink(missing_ok=True)
                     evicted += 1
                     freed += candidate.size
@@ -215,7 +216,6 @@ class NodeCache:
                 log.info("node cache evicted least recently used files",
                          extra={"cache": str(self.root), "files": evicted, "bytes": freed})
             return evicted, freed
-
 
     def _forget_unused_checksums(self) -> None:
         for memo in (self.root / "checksums").iterdir():
