@@ -136,6 +136,8 @@ class NodeCache:
                 write(partial)
                 os.chmod(partial, 0o444)  # views share the inode: nothing may write through them
                 os.replace(partial, final)
+            except OSError as exc:
+                raise StagingError(f"cannot publish {final} in the node cache: {exc.strerror}") from None
             finally:
                 if partial.exists():
                     partial.unlink()
@@ -156,7 +158,7 @@ class NodeCache:
                 raise StagingError(f"the node cache {self.root} and the staging directory {target.parent} "
                                    "must be on one filesystem (staged files are hard links)") from None
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot link {target}") from None
+                raise DiskFull(f"disk full: no space left to link {target}") from None
             raise StagingError(f"cannot link {path} to {target}: {exc.strerror}") from None
         now = self._clock()
         os.utime(path, (now, now))  # the LRU clock: last use
@@ -168,7 +170,7 @@ class NodeCache:
             fd = os.open(self.root / "locks" / key, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot create a lock file in {self.root}") from None
+                raise DiskFull(f"disk full: no space left for a lock file in {self.root}") from None
             raise StagingError(f"cannot lock in the node cache {self.root}: {exc.strerror}") from None
         try:
             try:
@@ -238,5 +240,5 @@ def _make_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(f"disk full: cannot create {path}") from None
+            raise DiskFull(f"disk full: no space left to create {path}") from None
         raise StagingError(f"cannot create the node cache directory {path}: {exc.strerror}") from None

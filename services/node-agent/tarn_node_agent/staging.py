@@ -100,7 +100,12 @@ class Stager:
                 log.info("model repository unchanged; not downloaded again",
                          extra={"source": source, "files": len(listing), "duration_s": round(duration, 3)})
                 return StagedRepository(current, models, 0, duration, True, sum(not e.is_dir for e in listing))
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._dir))
+        try:
+            incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._dir))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"disk full: no space left to create a directory in {self._dir}") from None
+            raise StagingError(f"cannot create a directory in {self._dir}: {exc.strerror}") from None
         self._abort.clear()
         reporter = ProgressReporter(self.progress)
         try:
@@ -190,7 +195,7 @@ class Stager:
             path.touch()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot create {path}") from None
+                raise DiskFull(f"disk full: no space left to create {path}") from None
             raise StagingError(f"cannot create {path}: {exc.strerror}") from None
 
     def _swap_in(self, incoming: Path, manifest: Manifest) -> Path:
@@ -227,7 +232,7 @@ class Stager:
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot write {path}") from None
+                raise DiskFull(f"disk full: no space left to write {path}") from None
             raise
 
     def _make_dir(self, path: Path) -> None:
@@ -235,7 +240,7 @@ class Stager:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot create {path}") from None
+                raise DiskFull(f"disk full: no space left to create {path}") from None
             raise StagingError(f"cannot create staging directory {path}: {exc.strerror}") from None
 
 
