@@ -36,6 +36,7 @@ class Deployment:
     submitted_at: float
     submit_s: float
     cluster: HadoopCluster
+    hdfs_models: str = ""  # its repository on HDFS
 
     def http(self, token: Optional[str] = TOKEN) -> httpx.Client:
         headers = {"X-TARN-Token": token} if token else {}
@@ -83,13 +84,15 @@ def am_deployment(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Dep
 def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1, max_instances: int = 3,
               autoscale: bool = False, agent_env: Optional[Dict[str, str]] = None,
               authz_url: Optional[str] = None, extra_args: Sequence[str] = (),
-              models_dir: Path = MODELS_DIR) -> Iterator[Deployment]:
+              models_dir: Path = MODELS_DIR, hdfs_models: Optional[str] = None) -> Iterator[Deployment]:
     """Submit one deployment of ``instances`` (also its minimum), yield it, kill it afterwards.
     Without ``autoscale`` it is submitted with --no-autoscale; ``agent_env`` adds to the agents';
-    ``extra_args`` come last, so they override the flags here."""
+    ``extra_args`` come last, so they override the flags here. ``hdfs_models``: a repository
+    already on HDFS (another deployment's), else ``models_dir`` is uploaded for this one."""
     name = f"am{uuid.uuid4().hex[:8]}"
-    hdfs_dir = f"/tarn-test/{name}/models"
-    upload_models(webhdfs, hdfs_dir, models_dir)
+    hdfs_dir = hdfs_models or f"/tarn-test/{name}/models"
+    if hdfs_models is None:
+        upload_models(webhdfs, hdfs_dir, models_dir)
     http_port, grpc_port, metrics_port = free_ports(3)
     env = dict(hadoop_cluster.env)
     env["TARN_TOKEN"] = TOKEN
@@ -117,7 +120,8 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
     lines = result.stdout.splitlines()
     app_id = lines[0].split()[1]
     address = lines[-1].split(" at ")[1].split(" ")[0]
-    deployment = Deployment(name, app_id, address, env, submitted_at, time.monotonic() - started, hadoop_cluster)
+    deployment = Deployment(name, app_id, address, env, submitted_at, time.monotonic() - started, hadoop_cluster,
+                            hdfs_dir)
     try:
         yield deployment
     finally:

@@ -1,9 +1,9 @@
-"""Pure staging rules: manifests and staging plans (the layout rule is tarn_shared's:
+"""Pure staging rules: manifests and whether a staged copy is current (the layout rule is tarn_shared's:
 tests/shared/test_repository_layout.py)."""
 import pytest
 
 from tarn_node_agent.errors import StagingError
-from tarn_node_agent.repository import Manifest, plan_staging
+from tarn_node_agent.repository import Manifest, is_unchanged
 from tarn_shared.repository_layout import LayoutError, RemoteEntry, check_layout
 
 
@@ -21,25 +21,22 @@ def test_the_shared_rules_raise_staging_errors_the_agent_catches():
     assert issubclass(LayoutError, StagingError)
 
 
-def test_an_identical_listing_is_unchanged_and_a_changed_file_alone_is_downloaded():
+def test_an_identical_listing_is_unchanged_and_a_changed_file_is_not():
     listing = entries("a/", "a/1/", "a/1/w.bin", "a/config.pbtxt")
     previous = Manifest("hdfs://nn/r", "repo-1", tuple(listing),
                         {"a/1/w.bin": "sum1", "a/config.pbtxt": "sum2"})
 
-    assert plan_staging("hdfs://nn/r", listing, previous).unchanged
+    assert is_unchanged("hdfs://nn/r", listing, previous)
 
     changed = [e if e.path != "a/config.pbtxt" else RemoteEntry(e.path, False, 11, 2) for e in listing]
-    plan = plan_staging("hdfs://nn/r", changed, previous)
-    assert not plan.unchanged
-    assert [e.path for e in plan.download] == ["a/config.pbtxt"]
-    assert [e.path for e in plan.reuse] == ["a/1/w.bin"]
+    assert not is_unchanged("hdfs://nn/r", changed, previous)
+    assert not is_unchanged("hdfs://nn/r", listing, None)
 
 
-def test_another_source_downloads_everything():
+def test_another_source_is_never_unchanged():
     listing = entries("a/", "a/1/", "a/1/w.bin")
     previous = Manifest("hdfs://nn/other", "repo-1", tuple(listing), {"a/1/w.bin": "x"})
-    plan = plan_staging("hdfs://nn/r", listing, previous)
-    assert [e.path for e in plan.download] == ["a/1/w.bin"] and not plan.reuse
+    assert not is_unchanged("hdfs://nn/r", listing, previous)
 
 
 def test_manifest_round_trips_through_json():

@@ -17,14 +17,14 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import crc32c as _crc32c
 
 _MD5MD5 = re.compile(r"^MD5-of-(\d+)MD5-of-(\d+)(CRC32C|CRC32)$")
 _COMPOSITE = re.compile(r"^COMPOSITE-(CRC32C|CRC32)$")
 CRC_FUNCTIONS: Dict[str, Callable[..., int]] = {
-    "CRC32C": lambda data, value=0: _crc32c.crc32c(data, value),
+    "CRC32C": _crc32c.crc32c,
     "CRC32": lambda data, value=0: zlib.crc32(data, value),
 }
 
@@ -69,39 +69,47 @@ class CompositeCrcVerifier(Verifier):
 
 
 class Md5Md5CrcVerifier(Verifier):
-    """Streaming MD5-of-MD5-of-CRC; chunks arriving in any sizes."""
+    """Streaming MD5-of-MD5-of-CRC; chunks arriving in any sizes. ``block_lengths``: the file's
+    (or a range's) real block lengths, from GETFILEBLOCKLOCATIONS; blocks past them are
+    ``block_size`` long. A block shorter than nominal (concat, append) ends its last CRC chunk
+    early, as the DataNode's per-block checksum does."""
 
-    def __init__(self, kind: str, bytes_per_crc: int, block_size: int) -> None:
-        if bytes_per_crc <= 0 or block_size <= 0 or block_size % bytes_per_crc:
-            raise UnsupportedChecksum(f"block size {block_size} is not a multiple of {bytes_per_crc}")
+    def __init__(self, kind: str, bytes_per_crc: int, block_size: int = 0,
+                 block_lengths: Sequence[int] = ()) -> None:
+        if bytes_per_crc <= 0 or (block_size <= 0 and not block_lengths):
+            raise UnsupportedChecksum(f"no block size to verify {kind} chunks of {bytes_per_crc} bytes with")
         self._crc = CRC_FUNCTIONS[kind]
         self._chunk = bytes_per_crc
-        self._block = block_size
+        self._block_size = block_size
+        self._lengths = list(block_lengths)
+        self._block = self._next_length()
         self._in_block = 0
         self._block_md5 = hashlib.md5()
         self._block_digests: List[bytes] = []
         self._partial = b""
         self._slices: Dict[int, List[slice]] = {}
 
+    def _next_length(self) -> int:
+        return self._lengths.pop(0) if self._lengths else self._block_size
+
     def update(self, data) -> None:
         view = memoryview(data)
-        if self._partial:
-            need = self._chunk - len(self._partial)
-            self._partial += bytes(view[:need])
-            view = view[need:]
-            if len(self._partial) < self._chunk:
-                return
-            self._crcs(memoryview(self._partial))
-            self._partial = b""
         while len(view):
             room = self._block - self._in_block
-            whole = min(len(view), room) // self._chunk * self._chunk
-            if whole:
-                self._crcs(view[:whole])
-                view = view[whole:]
-            elif len(view) < self._chunk:
-                self._partial = bytes(view)
-                return
+            if room <= 0:
+                raise UnsupportedChecksum("more bytes than the file's listed blocks hold")
+            chunk = min(self._chunk, room)
+            if self._partial or len(view) < chunk:
+                need = chunk - len(self._partial)
+                self._partial += bytes(view[:need])
+                view = view[need:]
+                if len(self._partial) == chunk:
+                    partial, self._partial = self._partial, b""
+                    self._crcs(memoryview(partial))
+                continue
+            whole = min(len(view), room) // self._chunk * self._chunk or chunk
+            self._crcs(view[:whole])
+            view = view[whole:]
 
     def _crcs(self, view: memoryview) -> None:
         n = len(view)
@@ -115,34 +123,44 @@ class Md5Md5CrcVerifier(Verifier):
         self._in_block += n
         if self._in_block >= self._block:
             self._end_block()
+            self._block = self._next_length()
 
     def _end_block(self) -> None:
         self._block_digests.append(self._block_md5.digest())
         self._block_md5 = hashlib.md5()
         self._in_block = 0
 
-    def digest_hex(self) -> str:
+    def block_digests(self) -> List[bytes]:
+        """Ends the stream: the MD5 of each block's CRCs, in order (a range's share of the file)."""
         if self._partial:
-            values = [self._crc(self._partial)]
-            self._block_md5.update(struct.pack(">I", *values))
+            self._block_md5.update(struct.pack(">I", self._crc(self._partial)))
             self._in_block += len(self._partial)
             self._partial = b""
         if self._in_block:
             self._end_block()
-        data = b"".join(self._block_digests)
-        capacity = 32  # DataOutputBuffer's initial array, grown like ByteArrayOutputStream
-        while capacity < len(data):
-            capacity *= 2
-        return hashlib.md5(data + bytes(capacity - len(data))).hexdigest()
+        return list(self._block_digests)
+
+    def digest_hex(self) -> str:
+        return md5_of_block_digests(self.block_digests())
 
 
-def verifier_for(remote: RemoteChecksum, block_size: int) -> Verifier:
+def md5_of_block_digests(digests: Sequence[bytes]) -> str:
+    """The file's MD5 over its block MD5s, as Hadoop hashes its DataOutputBuffer: the backing
+    array (32 bytes, doubling) whole, trailing zeros included."""
+    data = b"".join(digests)
+    capacity = 32
+    while capacity < len(data):
+        capacity *= 2
+    return hashlib.md5(data + bytes(capacity - len(data))).hexdigest()
+
+
+def verifier_for(remote: RemoteChecksum, block_size: int, block_lengths: Sequence[int] = ()) -> Verifier:
     composite = _COMPOSITE.match(remote.algorithm)
     if composite:
         return CompositeCrcVerifier(composite.group(1))
     md5 = _MD5MD5.match(remote.algorithm)
     if md5:
-        return Md5Md5CrcVerifier(md5.group(3), int(md5.group(2)), block_size)
+        return Md5Md5CrcVerifier(md5.group(3), int(md5.group(2)), block_size, block_lengths)
     raise UnsupportedChecksum(f"unsupported HDFS checksum algorithm {remote.algorithm!r}")
 
 

@@ -19,6 +19,7 @@ from .nvml import GpuReader
 from .overlay import build_overlay
 from .secrets import map_to_environment
 from .settings import NodeAgentSettings
+from .node_cache import NodeCache, node_cache_dir
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,11 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
     location = settings.repository
     if location.local_path is not None:
         return use_in_place(location.local_path)
-    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir,
-                    parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress)
+    cache_dir = settings.staging_cache_dir or node_cache_dir(settings.staging_dir, environ.get("LOCAL_DIRS"))
+    cache = NodeCache(cache_dir, int(settings.staging_cache_max_gb * (1 << 30)))
+    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir, cache=cache,
+                    parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress,
+                    range_bytes=settings.staging_range_mb << 20)
     return stager.stage(location.uri, location.hdfs_path)
 
 

@@ -9,7 +9,7 @@ from typing import Dict, Iterable, Optional, Tuple
 from tarn_shared.repository_layout import RemoteEntry, checked_relative
 
 
-# ---------------------------------------------------------------- manifest and plan
+# ---------------------------------------------------------------- manifest
 
 @dataclass(frozen=True)
 class Manifest:
@@ -43,26 +43,9 @@ class Manifest:
                    checksums=checksums)
 
 
-@dataclass(frozen=True)
-class StagingPlan:
-    """``unchanged``: nothing to do. Otherwise ``download`` these files and ``reuse`` (hard-link)
-    those identical in the previous copy."""
-
-    unchanged: bool
-    download: Tuple[RemoteEntry, ...]
-    reuse: Tuple[RemoteEntry, ...]
-    directories: Tuple[RemoteEntry, ...]
-
-
-def plan_staging(source: str, listing: Iterable[RemoteEntry], previous: Optional[Manifest]) -> StagingPlan:
-    entries = sorted(listing, key=lambda e: e.path)
-    directories = tuple(e for e in entries if e.is_dir)
-    files = [e for e in entries if not e.is_dir]
+def is_unchanged(source: str, listing: Iterable[RemoteEntry], previous: Optional[Manifest]) -> bool:
+    """True when ``previous`` staged this very listing of ``source`` (paths, sizes, mtimes).
+    Anything else is staged again, each file linked from the node cache when it holds it."""
     if previous is None or previous.source != source:
-        return StagingPlan(False, tuple(files), (), directories)
-    known = {e.path: e.key() for e in previous.entries}
-    if sorted(known.values()) == sorted(e.key() for e in entries):
-        return StagingPlan(True, (), (), directories)
-    reuse = tuple(f for f in files if known.get(f.path) == f.key() and f.path in previous.checksums)
-    reused = {f.path for f in reuse}
-    return StagingPlan(False, tuple(f for f in files if f.path not in reused), reuse, directories)
+        return False
+    return sorted(e.key() for e in previous.entries) == sorted(e.key() for e in listing)

@@ -43,7 +43,16 @@ class NodeAgentSettings(TarnSettings):
     hdfs_auth: Literal["auto", "simple", "kerberos", "token"] = Field(
         "auto", description="auto: delegation token from $HADOOP_TOKEN_FILE_LOCATION, else Kerberos "
                             "when a ticket cache is configured, else simple")
-    staging_parallelism: int = Field(4, ge=1, le=64, description="files downloaded at once")
+    staging_parallelism: int = Field(4, ge=1, le=64, description="files (and byte ranges) downloaded at once")
+    staging_cache_dir: Optional[Path] = Field(
+        None, description="node cache shared by the node's containers and deployments; default: "
+                          "<NodeManager local dir>/usercache/<user>/tarn-cache (from $LOCAL_DIRS), "
+                          "else <staging_dir>/.cache")
+    staging_cache_max_gb: float = Field(
+        100.0, gt=0, description="node cache size cap; unused files are evicted least recently used first")
+    staging_range_mb: int = Field(
+        128, ge=1, le=65536, description="files larger than this are read as parallel byte ranges of "
+                                         "about this size (whole HDFS blocks)")
     verify_checksums: bool = Field(True, description="compare each file with HDFS's own checksum")
     overlay_dir: Path = Field(Path("tarn-overlay"), description="this container's copies of the model files "
                                                                "the agent rewrites (the repository is never written)")
@@ -156,6 +165,8 @@ class NodeAgentSettings(TarnSettings):
             self.staging_dir = Path.cwd() / self.staging_dir
         if not self.overlay_dir.is_absolute():
             self.overlay_dir = Path.cwd() / self.overlay_dir
+        if self.staging_cache_dir is not None and not self.staging_cache_dir.is_absolute():
+            self.staging_cache_dir = Path.cwd() / self.staging_cache_dir
         if os.sep not in self.tritonserver and shutil.which(self.tritonserver) is None:
             raise ValueError(f"tritonserver executable {self.tritonserver!r} is not on PATH")
         if os.sep in self.tritonserver and not os.access(self.tritonserver, os.X_OK):

@@ -1,7 +1,10 @@
 """Staging: the model repository from HDFS into a local directory, verified, swapped in
 atomically, and skipped when nothing changed since the last staging.
 
-Layout of ``staging_dir``: ``current`` (a symlink, replaced atomically) -> ``repo-<n>``;
+Files come from the node cache (node_cache.py), which outlives containers: each is linked from
+there when the node already holds it, else downloaded into it (transfer.py: parallel byte
+ranges, verified) and then linked. Layout of ``staging_dir``, this container's view:
+``current`` (a symlink, replaced atomically) -> ``repo-<n>`` (directories of hard links);
 ``manifest.json`` describes what ``current`` holds; ``.incoming-*`` are staging attempts.
 """
 from __future__ import annotations
@@ -14,40 +17,27 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from .checksums import RemoteChecksum, UnsupportedChecksum, expected_hex, verifier_for
-from .errors import ChecksumMismatch, DiskFull, StagingError
-from .hdfs import Hdfs
 from tarn_shared.repository_layout import RemoteEntry, check_layout, checked_relative
 
-from .repository import Manifest, plan_staging
+from .node_cache import NodeCache, content_key
+from .checksums import RemoteChecksum
+from .errors import DiskFull, StagingError
+from .hdfs import Hdfs
+from .repository import Manifest, is_unchanged
+from .staging_progress import ProgressReporter, StagingProgress
+from .transfer import FileDownload, download, run_all
 
+__all__ = ["CURRENT", "StagedRepository", "Stager", "StagingProgress", "use_in_place"]
 log = logging.getLogger(__name__)
 CURRENT = "current"
 MANIFEST = "manifest.json"
-PROGRESS_LOG_INTERVAL_S = 2.0
-
-
-@dataclass
-class StagingProgress:
-    """Shared with /metrics; updated by the download threads."""
-
-    files_total: int = 0
-    files_done: int = 0
-    bytes_total: int = 0
-    bytes_done: int = 0
-    duration_s: Optional[float] = None
-    skipped_unchanged: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, nbytes: int = 0, files: int = 0) -> None:
-        with self._lock:
-            self.bytes_done += nbytes
-            self.files_done += files
+RANGE_BYTES = 128 << 20
+DEFAULT_CACHE_BYTES = 100 << 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +47,7 @@ class StagedRepository:
     downloaded_bytes: int
     duration_s: float
     unchanged: bool
+    cached_files: int = 0  # linked from the node cache, not downloaded
 
 
 def use_in_place(path: str) -> StagedRepository:
@@ -80,130 +71,132 @@ def use_in_place(path: str) -> StagedRepository:
 
 
 class Stager:
-    def __init__(self, hdfs: Hdfs, staging_dir: Path, *, parallelism: int = 4, verify: bool = True,
-                 progress: Optional[StagingProgress] = None,
+    def __init__(self, hdfs: Hdfs, staging_dir: Path, *, cache: Optional[NodeCache] = None, parallelism: int = 4,
+                 verify: bool = True, progress: Optional[StagingProgress] = None, range_bytes: int = RANGE_BYTES,
                  disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free) -> None:
         self._hdfs = hdfs
         self._dir = staging_dir
+        self._cache = cache
         self._parallelism = parallelism
         self._verify = verify
         self.progress = progress or StagingProgress()
+        self._range_bytes = range_bytes
         self._disk_free = disk_free
+        self._abort = threading.Event()
 
     def stage(self, source: str, hdfs_root: str) -> StagedRepository:
         started = time.monotonic()
         self._make_dir(self._dir)
+        cache = self._cache or NodeCache(self._dir / ".cache", DEFAULT_CACHE_BYTES)
         listing = self._hdfs.list_tree(hdfs_root)
         models = check_layout(listing, source)
         previous = self._previous_manifest()
-        plan = plan_staging(source, listing, previous)
-        if plan.unchanged and previous is not None:
-            current = (self._dir / previous.directory)
+        if is_unchanged(source, listing, previous) and previous is not None:
+            current = self._dir / previous.directory
             if current.is_dir() and (self._dir / CURRENT).resolve() == current.resolve():
                 duration = time.monotonic() - started
                 self.progress.skipped_unchanged = True
                 self.progress.duration_s = duration
                 log.info("model repository unchanged; not downloaded again",
                          extra={"source": source, "files": len(listing), "duration_s": round(duration, 3)})
-                return StagedRepository(current, models, 0, duration, True)
-            plan = plan_staging(source, listing, None)
-
-        needed = sum(e.size for e in plan.download)
-        self.progress.files_total = len(plan.download)
-        self.progress.bytes_total = needed
-        free = self._disk_free(self._dir)
-        if needed > free:
-            raise DiskFull(f"disk full: staging {source} needs {needed} bytes, "
-                           f"{self._dir} has {free} bytes free")
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._dir))
+                return StagedRepository(current, models, 0, duration, True, sum(not e.is_dir for e in listing))
         try:
-            checksums = self._fill(incoming, plan, previous, hdfs_root)
-            manifest = Manifest(source, "", tuple(sorted(listing, key=lambda e: e.path)), checksums)
+            incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._dir))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"disk full: no space left to create a directory in {self._dir}") from None
+            raise StagingError(f"cannot create a directory in {self._dir}: {exc.strerror}") from None
+        self._abort.clear()
+        reporter = ProgressReporter(self.progress)
+        try:
+            for directory in (e for e in listing if e.is_dir):
+                self._make_dir(incoming / checked_relative(directory.path))
+            files = sorted((e for e in listing if not e.is_dir), key=lambda e: -e.size)  # big ones start first
+            with ThreadPoolExecutor(self._parallelism, "stage-file") as files_pool, \
+                    ThreadPoolExecutor(self._parallelism, "stage-range") as ranges_pool:
+                linked = self._parallel(files_pool, lambda e: self._link_cached(cache, source, hdfs_root, e, incoming),
+                                        files)
+                missing = [(e, remote) for e, (label, remote) in zip(files, linked) if label is None]
+                needed = sum(e.size for e, _ in missing)
+                self.progress.files_total, self.progress.bytes_total = len(missing), needed
+                self._make_room(cache, source, needed)
+                fetched = self._parallel(files_pool, lambda item: self._fetch(
+                    cache, source, hdfs_root, item[0], item[1], incoming, ranges_pool), missing)
+            labels = {e.path: label for e, (label, _) in zip(files, linked) if label is not None}
+            labels.update({e.path: label for (e, _), label in zip(missing, fetched)})
+            manifest = Manifest(source, "", tuple(sorted(listing, key=lambda e: e.path)), labels)
             final = self._swap_in(incoming, manifest)
         except BaseException:
+            self._abort.set()
             shutil.rmtree(incoming, ignore_errors=True)
             raise
+        finally:
+            reporter.final()
         duration = time.monotonic() - started
         self.progress.duration_s = duration
         log.info("model repository staged", extra={
-            "source": source, "path": str(final), "files": len(plan.download), "reused": len(plan.reuse),
-            "bytes": needed, "duration_s": round(duration, 3),
-            "mb_per_s": round(needed / 1e6 / duration, 1) if duration > 0 else None})
-        return StagedRepository(final, models, needed, duration, False)
+            "source": source, "path": str(final), "files": len(files), "downloaded": len(missing),
+            "from_cache": len(files) - len(missing), "bytes": needed, "cache": str(cache.root),
+            "duration_s": round(duration, 3), "mb_per_s": round(needed / 1e6 / duration, 1) if duration > 0 else None})
+        return StagedRepository(final, models, needed, duration, False, len(files) - len(missing))
 
     # -- steps
-    def _fill(self, incoming: Path, plan, previous: Optional[Manifest], root: str) -> Dict[str, str]:
-        for directory in plan.directories:
-            self._make_dir(incoming / checked_relative(directory.path))
-        checksums: Dict[str, str] = {}
-        if previous is not None:
-            old_root = self._dir / previous.directory
-            for entry in plan.reuse:
-                rel = checked_relative(entry.path)
-                try:
-                    os.link(old_root / rel, incoming / rel)
-                    checksums[entry.path] = previous.checksums[entry.path]
-                except OSError:
-                    plan = plan.__class__(plan.unchanged, plan.download + (entry,), (), plan.directories)
-        reporter = _ProgressReporter(self.progress)
-        abort = threading.Event()
-        try:
-            with ThreadPoolExecutor(max_workers=self._parallelism, thread_name_prefix="stage") as pool:
-                # Largest first, so one big file does not start last and run alone.
-                ordered = sorted(plan.download, key=lambda e: -e.size)
-                futures = {pool.submit(self._fetch, root, entry, incoming, abort): entry for entry in ordered}
-                done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
-                if not_done:
-                    abort.set()
-                    for future in not_done:
-                        future.cancel()
-                errors = [f.exception() for f in done if f.exception() is not None]
-                if errors:
-                    raise errors[0]
-                for future in done:
-                    checksums[futures[future].path] = future.result()
-        finally:
-            reporter.final()
-        return checksums
+    def _parallel(self, pool: Executor, job: Callable, items: List) -> List:
+        return run_all(pool, job, items, self._abort)
 
-    def _fetch(self, root: str, entry: RemoteEntry, incoming: Path, abort: threading.Event) -> str:
+    def _link_cached(self, cache: NodeCache, source: str, root: str, entry: RemoteEntry,
+                     incoming: Path) -> Tuple[Optional[str], Optional[RemoteChecksum]]:
+        """(label, None) when linked from the cache (or empty), else (None, the checksum if read)."""
         rel = checked_relative(entry.path)
-        remote_path = f"{root.rstrip('/')}/{rel}"
-        remote: Optional[RemoteChecksum] = None
-        verifier = None
-        if self._verify and entry.size > 0:
-            remote = self._hdfs.checksum(remote_path)
-            try:
-                verifier = verifier_for(remote, entry.block_size)
-            except UnsupportedChecksum as exc:
-                raise StagingError(f"cannot verify {remote_path}: {exc}") from None
-        target = incoming / rel
-        received = 0
-        try:
-            with open(target, "wb") as out, self._hdfs.open(remote_path) as chunks:
-                for chunk in chunks:
-                    if abort.is_set():
-                        raise StagingError("staging aborted")
-                    out.write(chunk)
-                    if verifier is not None:
-                        verifier.update(chunk)
-                    received += len(chunk)
-                    self.progress.add(nbytes=len(chunk))
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: no space left in {self._dir} while writing {rel}") from None
-            raise StagingError(f"cannot write {target}: {exc.strerror}") from None
-        if received != entry.size:
-            raise ChecksumMismatch(f"{remote_path}: received {received} bytes, HDFS lists {entry.size}")
-        label = f"size:{entry.size}"
-        if verifier is not None and remote is not None:
-            got, want = verifier.digest_hex(), expected_hex(remote)
-            if got != want:
-                raise ChecksumMismatch(f"{remote_path}: checksum {remote.algorithm} of the downloaded bytes "
-                                       f"is {got}, HDFS says {want}")
+        if entry.size == 0:
+            self._write_empty(incoming / rel)
+            return "size:0", None
+        key_path = _join(source, rel)
+        label = cache.remembered_checksum(key_path, entry.size, entry.mtime_ms)
+        remote = None
+        if label is None:
+            remote, label = self._label(_join(root, rel), entry)
+            cache.remember_checksum(key_path, entry.size, entry.mtime_ms, label)
+        if cache.link_into(content_key(key_path, entry.size, label), entry.size, incoming / rel):
+            return label, None
+        return None, remote
+
+    def _label(self, remote_path: str, entry: RemoteEntry) -> Tuple[Optional[RemoteChecksum], str]:
+        """HDFS's checksum of the file and its label, or unverified, a label of size and mtime."""
+        if not self._verify:
+            return None, f"size:{entry.size}:mtime:{entry.mtime_ms}"
+        remote = self._hdfs.checksum(remote_path)
+        return remote, remote.label
+
+    def _make_room(self, cache: NodeCache, source: str, needed: int) -> None:
+        cache.make_room(needed)
+        free = self._disk_free(cache.root)
+        if needed > free:
+            raise DiskFull(f"disk full: staging {source} needs {needed} bytes, {cache.root} has {free} bytes free")
+
+    def _fetch(self, cache: NodeCache, source: str, root: str, entry: RemoteEntry, remote: Optional[RemoteChecksum],
+               incoming: Path, ranges_pool: Executor) -> str:
+        rel = checked_relative(entry.path)
+        remote_path, key_path = _join(root, rel), _join(source, rel)
+        if remote is None:  # the label was remembered (or is unverified): the download needs HDFS's word
+            remote, label = self._label(remote_path, entry)
+            cache.remember_checksum(key_path, entry.size, entry.mtime_ms, label)
+        else:
             label = remote.label
+        file = FileDownload(remote_path, entry.size, entry.block_size, remote,
+                            lambda n: self.progress.add(nbytes=n), self._abort)
+        cache.fill(content_key(key_path, entry.size, label), entry.size, incoming / rel,
+                   lambda partial: download(self._hdfs, file, partial, ranges_pool, self._range_bytes))
         self.progress.add(files=1)
         return label
+
+    def _write_empty(self, path: Path) -> None:
+        try:
+            path.touch()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"disk full: no space left to create {path}") from None
+            raise StagingError(f"cannot create {path}: {exc.strerror}") from None
 
     def _swap_in(self, incoming: Path, manifest: Manifest) -> Path:
         final = self._dir / f"repo-{time.time_ns()}"
@@ -239,7 +232,7 @@ class Stager:
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot write {path}") from None
+                raise DiskFull(f"disk full: no space left to write {path}") from None
             raise
 
     def _make_dir(self, path: Path) -> None:
@@ -247,31 +240,9 @@ class Stager:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: cannot create {path}") from None
+                raise DiskFull(f"disk full: no space left to create {path}") from None
             raise StagingError(f"cannot create staging directory {path}: {exc.strerror}") from None
 
 
-class _ProgressReporter:
-    """Logs progress every few seconds from a timer thread, and once at the end."""
-
-    def __init__(self, progress: StagingProgress) -> None:
-        self._progress = progress
-        self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stage-progress", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(PROGRESS_LOG_INTERVAL_S):
-            self._log("staging progress")
-
-    def _log(self, message: str) -> None:
-        p = self._progress
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        log.info(message, extra={"files_done": p.files_done, "files_total": p.files_total,
-                                  "bytes_done": p.bytes_done, "bytes_total": p.bytes_total,
-                                  "mb_per_s": round(p.bytes_done / 1e6 / elapsed, 1)})
-
-    def final(self) -> None:
-        self._stop.set()
-        self._thread.join()
+def _join(root: str, relative: str) -> str:
+    return f"{root.rstrip('/')}/{relative}"
