@@ -42,6 +42,7 @@ REFUSED = [
     (["--agent-env", "TARN_NODE_AGENT_TELEMETRY_INTERVAL_S=5"],
      "--agent-env TARN_NODE_AGENT_TELEMETRY_INTERVAL_S (5 s) differs from --telemetry-interval (2 s)", None),
     (["--start-timeout", "0"], "--start-timeout (0 s) must be above 0", {"TARN_AM_START_TIMEOUT_S": "0"}),
+    (["--blocked-timeout", "0"], "--blocked-timeout (0 s) must be above 0", {"TARN_AM_BLOCKED_TIMEOUT_S": "0"}),
     (["--heartbeat-timeout", "0"], "--heartbeat-timeout (0 s) must be above 0", {"TARN_AM_HEARTBEAT_TIMEOUT_S": "0"}),
     (["--heartbeat-timeout", "9"], "--heartbeat-timeout (9 s) must be at least twice the node-agent's heartbeat "
      "interval (TARN_NODE_AGENT_HEARTBEAT_INTERVAL_S's default, 5 s)", {"TARN_AM_HEARTBEAT_TIMEOUT_S": "9"}),

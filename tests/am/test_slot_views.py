@@ -128,8 +128,9 @@ def test_api_state_lists_each_slot_with_its_last_failure(crash_looping_am):
     assert state["crash_looping"] == ["nvidia-nm1"]
     assert state["slots"] == [
         {"node": "nm1", "service": "nvidia-nm1", "state": "crash_loop", "last_failure": AGENT_REASON,
-         "last_failure_at": pytest.approx(now - 46)},
-        {"node": "nm2", "service": "nvidia-nm2", "state": "serving", "last_failure": None, "last_failure_at": None},
+         "last_failure_at": pytest.approx(now - 46), "blocked_reason": None},
+        {"node": "nm2", "service": "nvidia-nm2", "state": "serving", "last_failure": None, "last_failure_at": None,
+         "blocked_reason": None},
     ]
 
 

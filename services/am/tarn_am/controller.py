@@ -277,5 +277,5 @@ class Controller:
         decision = self.decision
         inputs = SlotInputs(self.slots, self.view.containers, self.view.membership.members,
                             decision.crash_looping if decision else (), bool(decision and decision.blocked),
-                            self.state.next_start_at)
+                            self.state.next_start_at, {s: u.reason for s, u in self.state.unfilled.items()})
         return slot_views(inputs, self.view.failures, now)

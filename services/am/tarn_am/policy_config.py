@@ -22,6 +22,7 @@ from tarn_shared import defaults
 STABILIZATION_S = 300.0
 START_TIMEOUT_S = 300.0
 HEARTBEAT_TIMEOUT_S = 20.0
+BLOCKED_TIMEOUT_S = 120.0  # YARN fills a request it can in seconds
 CRASH_LOOP_FAILURES = 5
 CRASH_LOOP_WINDOW_S = 300.0
 HEARTBEAT_MARGIN = 2.0  # heartbeat intervals a timeout must span
@@ -55,6 +56,7 @@ RULES: Tuple[Rule, ...] = (
      "{heartbeat_timeout_s} ({heartbeat_timeout_s_v:g} s) must be at least twice the node-agent's heartbeat "
      "interval ({agent_heartbeat_interval_s}, {agent_heartbeat_interval_s_v:g} s): one late heartbeat would "
      "release a healthy instance"),
+    (("blocked_timeout_s",), lambda s: s > 0, "{blocked_timeout_s} ({blocked_timeout_s_v:g} s) must be above 0"),
     (("crash_loop_failures",), lambda n: n >= 1,
      "{crash_loop_failures} ({crash_loop_failures_v}) must be at least 1"),
     (("crash_loop_window_s",), lambda s: s > 0,

@@ -7,7 +7,8 @@ completions already handled) lives in the returned ``FleetState``.
 
 Placement: one skein service per eligible node ("slot", see cli/spec.py), each with at most
 one container, so "at most one Triton container per node" holds by construction and
-an instance that cannot be placed is reported as blocked by anti-affinity.
+an instance that cannot be placed is reported as blocked by anti-affinity, and so is a request
+YARN leaves unfilled past the blocked timeout, which is re-placed (unfilled.py).
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 from tarn_shared.events import InstanceState
 from tarn_shared.membership import Member
 
+from . import unfilled
 from .bus_health import BusHealth, silent_since
 from .containers import (FINISHED_STATES, Action, ContainerLost, ObservedContainer, ReleaseContainer, SendDrain,
                          Slot, StartContainer)
 from .policy_config import CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, START_TIMEOUT_S
-from .policy_config import check as check_policy
+from .policy_config import BLOCKED_TIMEOUT_S, check as check_policy
 
 
 # ---------------------------------------------------------------- inputs
@@ -39,6 +41,7 @@ class ReconcileTimings:
     command_resend_s: float = 2.0
     start_timeout_s: float = START_TIMEOUT_S  # running but never ready: released and counted as a failure
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S  # ready, then silent this long: released, counted
+    blocked_timeout_s: float = BLOCKED_TIMEOUT_S  # a request YARN leaves unfilled this long: blocked, re-placed
 
     def __post_init__(self) -> None:
         check_policy(self.__dict__)  # the rules tarn submit and tarn-am's settings apply
@@ -76,6 +79,8 @@ class FleetState:
     handled: FrozenSet[str] = frozenset()  # finished skein ids already accounted for
     restarts: int = 0  # containers started to replace a failed one
     command_seq: int = 0
+    pending_since: Mapping[str, float] = field(default_factory=dict)  # skein id -> first seen pending
+    unfilled: Mapping[str, unfilled.Unfilled] = field(default_factory=dict)  # service -> YARN did not fill it
 
 
 def takeover_state(containers: Sequence[ObservedContainer]) -> FleetState:
@@ -180,11 +185,15 @@ def decide(
             state = replace(state, drains=drains)
             actions.append(SendDrain(skein_id, drain.instance_id, drain.command_id, timings.drain_timeout_s, False))
 
-    # 4. Count what serves (or will serve) and move it toward ``desired``.
-    serving = [c for c in observed.containers
-               if c.active and c.skein_id not in state.released and c.skein_id not in state.drains]
+    # 4. Count what serves (or will serve: not a stuck request) and move it toward ``desired``.
+    since = unfilled.pending_since(state.pending_since, observed.containers, now)
+    stuck = [c for c in unfilled.stuck_requests(observed.containers, since, now, timings.blocked_timeout_s)
+             if c.skein_id not in state.released]
+    state = replace(state, pending_since=since,
+                    unfilled=unfilled.marked(state.unfilled, stuck, slots, observed.containers, since, now))
     released_now = {a.skein_id for a in actions if isinstance(a, ReleaseContainer)}
-    serving = [c for c in serving if c.skein_id not in released_now]
+    serving = [c for c in observed.containers if c.active and c not in stuck and not
+               {c.skein_id} & (state.released | set(state.drains) | released_now)]
     occupied = {c.service for c in observed.containers if c.active and c.skein_id not in released_now}
     looping = tuple(sorted(s.service for s in slots
                            if is_crash_looping(state.failures.get(s.service, ()), now, timings)))
@@ -195,8 +204,14 @@ def decide(
         free = [s for s in slots if s.service not in occupied]
         startable = [s for s in free if s.service not in looping
                      and state.next_start_at.get(s.service, 0.0) <= now]
-        # Prefer nodes with the fewest recent failures, then a stable order.
-        startable.sort(key=lambda s: (len(recent_failures(state.failures.get(s.service, ()), now, timings)), s.host))
+        # Prefer nodes YARN filled, then the fewest recent failures, then a stable order.
+        startable.sort(key=lambda s: (s.service in state.unfilled,
+                                      len(recent_failures(state.failures.get(s.service, ()), now, timings)), s.host))
+        moved, stuck, startable = unfilled.re_place(stuck, startable, missing, state.unfilled)
+        for request in moved:
+            state = replace(state, released=state.released | {request.skein_id})
+            actions.append(ReleaseContainer(request.skein_id, request.instance_id,
+                                            "not allocated in time: re-placed on another node"))
         for slot in startable[:missing]:
             replacing = bool(state.failures.get(slot.service))
             actions.append(StartContainer(slot.service, slot.host,
@@ -205,8 +220,13 @@ def decide(
                 state = replace(state, restarts=state.restarts + 1)
         unplaced = missing - min(missing, len(startable))
         if unplaced:
-            blocked = Blocked(unplaced, _blocked_reason(slots, free, looping, state, now))
-    elif len(serving) > desired:
+            blocked = Blocked(unplaced, "; ".join(state.unfilled[c.service].reason for c in stuck)
+                              or _blocked_reason(slots, free, looping, state, now))
+    else:
+        for request in stuck:  # enough serve without it
+            state = replace(state, released=state.released | {request.skein_id})
+            actions.append(ReleaseContainer(request.skein_id, request.instance_id, "not allocated in time; not needed"))
+    if len(serving) > desired:
         for victim in _drain_order(serving, observed)[: len(serving) - desired]:
             member = observed.members.get(victim.instance_id)
             if victim.state != "running" or member is None or member.state is InstanceState.STOPPED:
@@ -221,9 +241,8 @@ def decide(
             state = replace(state, drains=drains)
             actions.append(SendDrain(victim.skein_id, victim.instance_id, command_id, timings.drain_timeout_s, True))
 
-    # Bound the memory of handled/released ids to containers skein still reports.
     known = {c.skein_id for c in observed.containers}
-    state = replace(state, handled=state.handled & known, released=state.released & known)
+    state = replace(state, handled=state.handled & known, released=state.released & known)  # bounded memory
     return Decision(tuple(actions), blocked, looping), state
 
 

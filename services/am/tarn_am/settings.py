@@ -21,7 +21,7 @@ TELEMETRY_INTERVAL_S = defaults.TELEMETRY_INTERVAL_S
 POLICY_FIELDS = ("scale_up", "scale_down", "min_instances", "max_instances", "cooldown_s", "stabilization_s",
                  "telemetry_interval_s", "start_timeout_s", "heartbeat_timeout_s", "agent_heartbeat_interval_s",
                  "crash_loop_failures", "crash_loop_window_s", "restart_backoff_initial_s", "restart_backoff_max_s",
-                 "drain_timeout_s")
+                 "drain_timeout_s", "blocked_timeout_s")
 
 
 class AmSettings(TarnSettings):
@@ -74,6 +74,8 @@ class AmSettings(TarnSettings):
                                                                        "may take to become ready")
     heartbeat_timeout_s: float = Field(policy.HEARTBEAT_TIMEOUT_S,
                                        description="--heartbeat-timeout: silence after which an instance counts as lost")
+    blocked_timeout_s: float = Field(policy.BLOCKED_TIMEOUT_S, description="--blocked-timeout: how long a "
+                                     "container request YARN does not fill waits before it is reported and re-placed")
     restart_backoff_initial_s: float = Field(2.0, description="first delay before replacing a failed container")
     restart_backoff_max_s: float = Field(60.0, description="ceiling of the restart backoff")
     crash_loop_failures: int = Field(policy.CRASH_LOOP_FAILURES, description="--crash-loop-failures: failures "
@@ -111,6 +113,7 @@ class AmSettings(TarnSettings):
             drain_timeout_s=self.drain_timeout_s,
             start_timeout_s=self.start_timeout_s,
             heartbeat_timeout_s=self.heartbeat_timeout_s,
+            blocked_timeout_s=self.blocked_timeout_s,
         )
 
     def autoscale_config(self) -> AutoscaleConfig:

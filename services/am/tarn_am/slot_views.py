@@ -1,7 +1,8 @@
 """Each node's slot as an operator looks at it: serving, starting, blocked (restart backoff
-while the fleet is short), crash-looping (restarts paused) or idle, with its last failure
-and why. Pure: the view feeds ``FailureNotes`` from the lifecycle stream; ``slot_views``
-reads them with skein's containers and the reconcile decision.
+while the fleet is short, or YARN did not fill its request: unfilled.py), crash-looping
+(restarts paused) or idle, with its last failure and why. Pure: the view feeds
+``FailureNotes`` from the lifecycle stream; ``slot_views`` reads them with skein's
+containers and the reconcile decision.
 
 The reason is what the node-agent said when it stopped (e.g. "hdfs path /x does not
 exist"), else YARN's diagnostics of the container: the agent knows why, YARN only how.
@@ -31,6 +32,7 @@ class SlotView(BaseModel):
     state: SlotState
     last_failure: Optional[str] = None  # one line
     last_failure_at: Optional[float] = None  # epoch seconds
+    blocked_reason: Optional[str] = None  # why YARN's allocation is blocked here, when it is
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class SlotInputs:
     crash_looping: Sequence[str] = ()
     short: bool = False  # the fleet has fewer instances than its target (the decision's ``blocked``)
     next_start_at: Mapping[str, float] = field(default_factory=dict)  # service -> restart backoff end
+    unfilled: Mapping[str, str] = field(default_factory=dict)  # service -> why YARN did not fill its request
 
 
 def slot_state(slot: Slot, inputs: SlotInputs, now: float) -> SlotState:
@@ -91,6 +94,8 @@ def slot_state(slot: Slot, inputs: SlotInputs, now: float) -> SlotState:
         return "serving"
     if slot.service in inputs.crash_looping:
         return "crash_loop"
+    if slot.service in inputs.unfilled and not any(c.state == "running" for c in active):
+        return "blocked"
     if active:
         return "starting"
     if inputs.short and inputs.next_start_at.get(slot.service, 0.0) > now:
@@ -102,7 +107,9 @@ def slot_views(inputs: SlotInputs, notes: FailureNotes, now: float) -> List[Slot
     views = []
     for slot in inputs.slots:
         failure = notes.last_failure(slot.service)
-        views.append(SlotView(node=slot.host, service=slot.service, state=slot_state(slot, inputs, now),
+        state = slot_state(slot, inputs, now)
+        views.append(SlotView(node=slot.host, service=slot.service, state=state,
                               last_failure=failure.reason if failure else None,
-                              last_failure_at=failure.at if failure else None))
+                              last_failure_at=failure.at if failure else None,
+                              blocked_reason=inputs.unfilled.get(slot.service) if state == "blocked" else None))
     return views

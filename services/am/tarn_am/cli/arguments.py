@@ -7,7 +7,7 @@ from typing import Dict
 from tarn_shared import defaults
 
 from ..policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, STABILIZATION_S,
-                             START_TIMEOUT_S)
+                             START_TIMEOUT_S, BLOCKED_TIMEOUT_S)
 from . import simulate
 from .options import parse_env_pairs, truthy
 
@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--heartbeat-timeout", type=float, dest="heartbeat_timeout_s", metavar="S",
                         help="a ready instance silent this long is replaced; at least twice the node-agent's "
                              f"heartbeat interval, {defaults.HEARTBEAT_INTERVAL_S:g} s (default {HEARTBEAT_TIMEOUT_S:g})")
+    policy.add_argument("--blocked-timeout", type=float, dest="blocked_timeout_s", metavar="S",
+                        help="a container request YARN does not fill in this long is reported blocked and "
+                             f"re-placed on another free node (default {BLOCKED_TIMEOUT_S:g})")
     policy.add_argument("--crash-loop-failures", type=int, metavar="N",
                         help="this many failures within --crash-loop-window pause a node's restarts, and of "
                              f"tarn-am itself stop the application (default {CRASH_LOOP_FAILURES})")

@@ -43,6 +43,7 @@ FLAG_OF = {  # field -> the flag a user typed, for error messages
     "model_control_mode": "--model-control-mode", "agent_env": "--agent-env",
     "stabilization_s": "--stabilization", "telemetry_interval_s": "--telemetry-interval",
     "start_timeout_s": "--start-timeout", "heartbeat_timeout_s": "--heartbeat-timeout",
+    "blocked_timeout_s": "--blocked-timeout",
     "crash_loop_failures": "--crash-loop-failures", "crash_loop_window_s": "--crash-loop-window",
 }
 # The node-agent's own periods, which the policy is checked against (policy_config.py), and
@@ -54,7 +55,7 @@ AGENT_INTERVALS = {
 
 POLICY_FLAGS = ("scale_up", "scale_down", "min_instances", "max_instances", "stabilization_s", "telemetry_interval_s",
                 "start_timeout_s", "heartbeat_timeout_s", "crash_loop_failures", "crash_loop_window_s",
-                "drain_timeout_s")
+                "drain_timeout_s", "blocked_timeout_s")
 
 
 def _port(required: bool = True):
@@ -112,6 +113,7 @@ class SubmitOptions(BaseModel):
     telemetry_interval_s: float = defaults.TELEMETRY_INTERVAL_S
     start_timeout_s: float = policy.START_TIMEOUT_S
     heartbeat_timeout_s: float = policy.HEARTBEAT_TIMEOUT_S
+    blocked_timeout_s: float = policy.BLOCKED_TIMEOUT_S
     crash_loop_failures: int = policy.CRASH_LOOP_FAILURES
     crash_loop_window_s: float = policy.CRASH_LOOP_WINDOW_S
     tritonserver: Optional[str] = None

@@ -139,6 +139,7 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         "TARN_AM_TELEMETRY_INTERVAL_S": repr(options.telemetry_interval_s),
         "TARN_AM_START_TIMEOUT_S": repr(options.start_timeout_s),
         "TARN_AM_HEARTBEAT_TIMEOUT_S": repr(options.heartbeat_timeout_s),
+        "TARN_AM_BLOCKED_TIMEOUT_S": repr(options.blocked_timeout_s),
         "TARN_AM_AGENT_HEARTBEAT_INTERVAL_S": repr(options.agent_interval_s("agent_heartbeat_interval_s")),
         "TARN_AM_CRASH_LOOP_FAILURES": str(options.crash_loop_failures),
         "TARN_AM_CRASH_LOOP_WINDOW_S": repr(options.crash_loop_window_s),

@@ -19,7 +19,9 @@ def slot_lines(state: Dict) -> List[str]:
         head = HEADS.get(slot.get("state", ""))
         if head is None:
             continue
-        line = head.format(node=slot.get("node") or slot.get("service"))
+        node = slot.get("node") or slot.get("service")
+        reason = slot.get("blocked_reason")  # YARN did not fill the request there
+        line = f"blocked on {node}: {reason}" if reason else head.format(node=node)
         if slot.get("last_failure"):
             at = slot.get("last_failure_at")
             when = f" at {time.strftime('%H:%M:%S', time.localtime(at))}" if at else ""
