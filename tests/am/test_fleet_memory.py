@@ -7,6 +7,7 @@ from tarn_shared.events import InstanceState
 from tarn_am.containers import ContainerLost, ObservedContainer, ReleaseContainer, SendDrain, StartContainer
 from tarn_am.fleet_memory import encode, resumed
 from tarn_am.reconcile import FleetState, Observation, decide, takeover_state
+from tarn_am.unfilled import Unfilled
 
 from .test_reconcile import SLOTS, TIMINGS, member, running
 
@@ -70,3 +71,12 @@ def test_unreadable_memory_starts_afresh_as_before():
     live = running("nvidia-nm1", cid="c1")
     for junk in (None, "", "not json", '{"failures": "x"}', '{"drains": {"a": {"skein_id": 1}}}'):
         assert resumed(junk, (live,)) == takeover_state((live,))
+
+
+def test_how_long_a_request_has_waited_and_unfilled_slots_hold_across_a_restart():
+    waiting = ObservedContainer("nvidia-nm1_0", "nvidia-nm1", "waiting")
+    state = FleetState(pending_since={"nvidia-nm1_0": 50.0, "nvidia-nm2_3": 40.0},
+                       unfilled={"nvidia-nm1": Unfilled(50.0, "YARN has not allocated it")})
+    again = resumed(encode(state), (waiting,))
+    assert again.pending_since == {"nvidia-nm1_0": 50.0}  # nvidia-nm2_3 is gone
+    assert again.unfilled == state.unfilled

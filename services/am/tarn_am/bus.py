@@ -42,6 +42,7 @@ class RedisBus:
         self._last_bad_at: Optional[float] = None  # the last time health() found the bus unhealthy
         self._clock = clock
         self._next_sweep = float("-inf")  # the first snapshot sweeps: tarn-am may have been away
+        self._memory_written: Optional[str] = None  # the fleet memory last written
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -118,7 +119,10 @@ class RedisBus:
         return await self._get_ours(self._controls_key())
 
     async def put_fleet_memory(self, text: str) -> None:
-        await self.client.set(self._memory_key(), f"{self.app_id} {text}")
+        """Written when it changed: most rounds change nothing."""
+        if text != self._memory_written:
+            await self.client.set(self._memory_key(), f"{self.app_id} {text}")
+            self._memory_written = text
 
     async def get_fleet_memory(self) -> Optional[str]:
         return await self._get_ours(self._memory_key())

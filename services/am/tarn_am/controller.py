@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
-from . import reconcile
+from . import fleet_memory, reconcile
 from . import target as tg
 from .actions import carry_out
 from .announcements import Announcer, attempt_of
@@ -67,14 +67,14 @@ class Controller:
         """Adopt whatever skein already runs (a restarted tarn-am) without touching it."""
         containers = await asyncio.to_thread(self.yarn.containers)
         self.view.containers = containers
-        self.state = reconcile.takeover_state(containers)
+        self.state = fleet_memory.resumed(await self._from_redis(self.bus.get_fleet_memory), containers)
         self.announcer = self.announcer.taken_over(containers)
         stored = await asyncio.to_thread(self.yarn.kv_get, KV_DESIRED)
         if stored is not None and stored.isdigit():
             await self._change_target(int(stored), "takeover", "target kept from the previous tarn-am",
                                       previous=int(stored))
         else:
-            remembered = await self._remembered_target()
+            remembered = await self._from_redis(self.bus.get_desired)
             if remembered is not None:
                 count, reason = min(remembered, self.settings.max_instances), \
                     "target kept from the previous application attempt"
@@ -89,10 +89,12 @@ class Controller:
         log.info("took over", extra={"app_id": self.yarn.app_id, "desired": self.desired,
                                      "active_containers": sum(1 for c in containers if c.active)})
 
-    async def _remembered_target(self) -> Optional[int]:
-        """A new application attempt has an empty key-value store; Redis may still know."""
+    @staticmethod
+    async def _from_redis(read):
+        """What the last tarn-am left in Redis (a new attempt's key-value store is empty);
+        None when Redis cannot say: then tarn-am starts as a first one would."""
         try:
-            return await self.bus.get_desired()
+            return await read()
         except Exception:
             return None
 
@@ -162,6 +164,7 @@ class Controller:
         await self._phase("observe", self._observe)
         await self._phase("autoscale", lambda: self._autoscale(now))
         actions = await self._phase("decide", lambda: self._decide(now))
+        await self._phase("remember", lambda: self.bus.put_fleet_memory(fleet_memory.encode(self.state)))
         if actions:
             await self._phase("act", lambda: self._act(actions))
         await self._phase("announce", lambda: self._announce(now))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .containers import FINISHED_STATES, ObservedContainer
 from .reconcile import Drain, FleetState, takeover_state
+from .unfilled import Unfilled
 
 
 class _Drain(BaseModel):
@@ -19,6 +20,12 @@ class _Drain(BaseModel):
     command_id: str
     started_at: float
     last_sent_at: float
+    reason: str
+
+
+class _Unfilled(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    since: float
     reason: str
 
 
@@ -32,12 +39,16 @@ class _Stored(BaseModel):
     released: list[str] = []
     restarts: int = 0
     command_seq: int = 0
+    pending_since: dict[str, float] = {}
+    unfilled: dict[str, _Unfilled] = {}
 
 
 def encode(state: FleetState) -> str:
     stored = _Stored(failures={s: list(t) for s, t in state.failures.items()}, next_start_at=dict(state.next_start_at),
                      drains={k: _Drain(**vars(d)) for k, d in state.drains.items()},
-                     released=sorted(state.released), restarts=state.restarts, command_seq=state.command_seq)
+                     released=sorted(state.released), restarts=state.restarts, command_seq=state.command_seq,
+                     pending_since=dict(state.pending_since),
+                     unfilled={s: _Unfilled(**vars(u)) for s, u in state.unfilled.items()})
     return stored.model_dump_json()
 
 
@@ -53,8 +64,8 @@ def decode(text: Optional[str]) -> Optional[_Stored]:
 
 def resumed(text: Optional[str], containers: Sequence[ObservedContainer]) -> FleetState:
     """The state a restarted tarn-am starts from: takeover_state's (what ended before it is
-    history), plus what the last one remembered: backoff, crash-loop counts and command ids,
-    and the drains and releases of containers still there."""
+    history), plus what the last one remembered: backoff, crash-loop counts, command ids and
+    unfilled slots, and the drains, releases and pending times of containers still there."""
     fresh = takeover_state(containers)
     stored = decode(text)
     if stored is None:
@@ -65,4 +76,6 @@ def resumed(text: Optional[str], containers: Sequence[ObservedContainer]) -> Fle
     return FleetState(failures={s: tuple(t) for s, t in stored.failures.items()},
                       next_start_at=dict(stored.next_start_at), drains=drains,
                       released=frozenset(stored.released) & known,
-                      handled=fresh.handled, restarts=stored.restarts, command_seq=stored.command_seq)
+                      handled=fresh.handled, restarts=stored.restarts, command_seq=stored.command_seq,
+                      pending_since={k: t for k, t in stored.pending_since.items() if k in running},
+                      unfilled={s: Unfilled(**u.model_dump()) for s, u in stored.unfilled.items()})
