@@ -298,3 +298,17 @@ def test_a_backlog_draining_is_no_burst():
     for k, t in enumerate(range(20, 45, 5)):  # queue time still high, but the queue shrinks 14/s
         _, state = decide(CONFIG, 2, served(2, 1.0 if k == 0 else 3.0, 40.0, 1000.0 - 70 * k, t), t, state)
     assert state.arrivals.rate_at_scale_up == pytest.approx(28.8) and state.arrivals.floor() == 0
+
+
+def test_the_policy_reads_each_instances_served_request_rate_summed_over_models():
+    from tarn_shared import events as ev
+    from tarn_shared.membership import Member
+    from tarn_am.fleet_load import observation
+    from tarn_am.view import Telemetry
+    sample = ev.TelemetrySample(deployment="d", app_id="a", instance_id="i0", interval_s=5, load=0.5, models=[
+        ev.ModelSample(name="m1", request_rate_per_s=10.0, pending_requests=2.0),
+        ev.ModelSample(name="m2", request_rate_per_s=2.5, pending_requests=1.0)])
+    members = {"i0": Member("i0", ev.InstanceState.READY, 1), "i1": Member("i1", ev.InstanceState.READY, 2)}
+    obs = observation(members, {"i0": Telemetry(sample, 7.0)}, frozenset())
+    assert obs.instances[0].request_rate_per_s == 12.5 and obs.instances[0].pending_requests == 3.0
+    assert obs.instances[1].request_rate_per_s is None  # never reported: unknown, not 0
