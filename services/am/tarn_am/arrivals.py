@@ -69,7 +69,6 @@ def remember(memory: ArrivalMemory, fresh: Sequence[InstanceTelemetry], ready: i
     if not fresh or any(s is None for s in served):
         return replace(memory, pending=pending, shortfalls=shortfalls)
     calm = [(s, i.load) for s, i in zip(served, fresh) if _EPS < i.load <= scale_up + _EPS]
-    rate = memory.rate_at_scale_up
     learnt = sum(s for s, _ in calm) * scale_up / sum(load for _, load in calm) if calm else 0.0
     rate = learnt if _EPS < learnt < math.inf else memory.rate_at_scale_up
     if rate is not None and mean_load > 1.0:
