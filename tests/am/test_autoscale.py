@@ -256,3 +256,59 @@ def test_the_am_runs_the_policy_at_most_once_per_telemetry_interval():
 
 def test_bounds_clamp_both_ways():
     assert [apply_bounds(n, 2, 8) for n in (0, 2, 5, 8, 11)] == [2, 2, 5, 8, 8]
+
+
+def served(n, load, rate, pending, now, first=0):
+    """``n`` instances serving ``rate`` requests/s with ``pending`` queued (Little's law gives the queue time)."""
+    return FleetObservation(tuple(
+        InstanceTelemetry(f"i{first + k}", now, load, queue_time_per_request_us=pending / rate * 1e6,
+                          pending_requests=pending, gpu_utilization_pct=50.0) for k in range(n)))
+
+
+def test_served_rate_is_reported_else_read_by_littles_law():
+    from tarn_am.arrivals import served_rate
+    assert served_rate(InstanceTelemetry("a", 0.0, 0.5, 1e5, 4.0, request_rate_per_s=12.0)) == 12.0
+    assert served_rate(InstanceTelemetry("a", 0.0, 0.5, 1e5, 4.0)) == pytest.approx(40.0)
+    assert served_rate(InstanceTelemetry("a", 0.0, 0.5)) is None
+
+
+def test_after_a_burst_the_fleet_drains_only_to_what_its_arrivals_needed():
+    state, t = PolicyState(), 0.0
+    for t in range(0, 20, 5):  # calm: 25.92 requests/s read 0.72, so 28.8/s is one instance at 0.8
+        _, state = decide(CONFIG, 2, served(2, 0.72, 25.92, 1.0, t), t, state)
+    # A burst of 155.5 requests/s: each serves 40/s and its queue grows by 37.75/s (5.4 instances' worth).
+    for k, t in enumerate(range(20, 35, 5)):
+        d, state = decide(CONFIG, 2 if k == 0 else 8, served(2, 6.0, 40.0, 1.0 + 188.75 * (k + 1), t), t, state)
+    assert state.arrivals.floor() == 6
+    desired, t = 8, 100.0
+    while t < 600:  # drained, 8 instances read 0.18: below scale-down; the figure alone would drain to 3
+        d, state = decide(CONFIG, desired, served(desired, 0.18, 6.48, 0.07, t), t, state)
+        desired, t = d.desired_count, t + 5
+    assert desired == 6 and "a burst in the last 1200s needed 6" in d.reason
+    while t < 1700:  # no burst for four stabilization windows: the memory lapses, the drain goes on
+        d, state = decide(CONFIG, desired, served(desired, 0.15, 5.4, 0.05, t), t, state)
+        desired, t = d.desired_count, t + 5
+    assert desired < 6 and state.arrivals.floor() == 0
+
+
+def test_a_backlog_draining_is_no_burst():
+    state = PolicyState()
+    for t in range(0, 20, 5):
+        _, state = decide(CONFIG, 2, served(2, 0.72, 25.92, 1.0, t), t, state)
+    for k, t in enumerate(range(20, 45, 5)):  # queue time still high, but the queue shrinks 14/s
+        _, state = decide(CONFIG, 2, served(2, 1.0 if k == 0 else 3.0, 40.0, 1000.0 - 70 * k, t), t, state)
+    assert state.arrivals.rate_at_scale_up == pytest.approx(28.8) and state.arrivals.floor() == 0
+
+
+def test_the_policy_reads_each_instances_served_request_rate_summed_over_models():
+    from tarn_shared import events as ev
+    from tarn_shared.membership import Member
+    from tarn_am.fleet_load import observation
+    from tarn_am.view import Telemetry
+    sample = ev.TelemetrySample(deployment="d", app_id="a", instance_id="i0", interval_s=5, load=0.5, models=[
+        ev.ModelSample(name="m1", request_rate_per_s=10.0, pending_requests=2.0),
+        ev.ModelSample(name="m2", request_rate_per_s=2.5, pending_requests=1.0)])
+    members = {"i0": Member("i0", ev.InstanceState.READY, 1), "i1": Member("i1", ev.InstanceState.READY, 2)}
+    obs = observation(members, {"i0": Telemetry(sample, 7.0)}, frozenset())
+    assert obs.instances[0].request_rate_per_s == 12.5 and obs.instances[0].pending_requests == 3.0
+    assert obs.instances[1].request_rate_per_s is None  # never reported: unknown, not 0

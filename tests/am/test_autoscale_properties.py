@@ -15,10 +15,12 @@ configs = st.builds(
     st.floats(0.05, 0.5), st.floats(0.1, 1.0), st.integers(1, 4), st.integers(0, 8),
     st.sampled_from([0.0, 30.0, 120.0]), st.sampled_from([0.0, 60.0, 300.0]))
 
-# one instance's sample: fresh, stale, never reported, or no load figure; GPU or not
+# one instance's sample: fresh, stale, never reported, or no load figure; GPU or not; with or
+# without queue time (us) and pending requests (the arrivals' reading of bursts)
 samples = st.tuples(
     st.sampled_from(["fresh", "fresh", "fresh", "stale", "never", "no-load"]),
-    st.floats(0.0, 6.0), st.one_of(st.none(), st.floats(0.0, 100.0)))
+    st.floats(0.0, 6.0), st.one_of(st.none(), st.floats(0.0, 100.0)),
+    st.one_of(st.none(), st.floats(0.0, 2e6)), st.one_of(st.none(), st.floats(0.0, 500.0)))
 
 steps = st.lists(st.tuples(st.integers(1, 30), st.lists(samples, max_size=12), st.integers(-2, 2)),
                  min_size=1, max_size=40)
@@ -26,9 +28,10 @@ steps = st.lists(st.tuples(st.integers(1, 30), st.lists(samples, max_size=12), s
 
 def observation(now, drawn):
     out = []
-    for k, (kind, load, gpu) in enumerate(drawn):
+    for k, (kind, load, gpu, queue_us, pending) in enumerate(drawn):
         sampled = {"fresh": now, "stale": now - 1000.0, "never": None, "no-load": now}[kind]
         out.append(InstanceTelemetry(f"i{k}", sampled, None if kind == "no-load" else load,
+                                     queue_time_per_request_us=queue_us, pending_requests=pending,
                                      gpu_utilization_pct=gpu))
     return FleetObservation(tuple(out))
 

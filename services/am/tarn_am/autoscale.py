@@ -16,6 +16,10 @@ stabilization window it drains. HAProxy spreads requests round robin, so the fle
 load is the mean times the ready count, unchanged by adding instances: the count that
 brings each back under ``scale_up`` is ``ceil(total / scale_up)``.
 
+A backlog's queue time says nothing of the arrival rate, so after a burst the figure alone
+would drain below what the burst needed: arrivals.py sizes bursts from the served request
+rate and the pending queue's growth, and a drain never goes below a recent burst's need.
+
 Missing telemetry is never zero load: an instance with no fresh sample is counted as
 carrying the fleet's mean (it still receives its round-robin share), scale-down waits
 until every ready instance reports, and with no fresh sample at all the policy holds.
@@ -26,6 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Optional, Tuple
 
+from .arrivals import RECUR_WINDOWS, ArrivalMemory, remember
 from .fleet_load import FleetLoad, FleetObservation, InstanceTelemetry, aggregate, rising_total
 from .policy_config import AutoscaleConfig, apply_bounds
 
@@ -57,6 +62,7 @@ class PolicyState:
     low_since_s: Optional[float] = None  # start of the current run below scale_down
     low_peak_total: float = 0.0  # highest total load seen during that run
     history: Tuple[Tuple[float, float], ...] = field(default=())  # (t, total load) for the trend
+    arrivals: ArrivalMemory = field(default_factory=ArrivalMemory)  # what recent bursts needed
 
     def out_of_low_run(self) -> "PolicyState":
         return replace(self, low_since_s=None, low_peak_total=0.0)
@@ -152,12 +158,18 @@ def _wanted(config: AutoscaleConfig, desired: int, ready: int, load: float, need
     low_since = state.low_since_s if state.low_since_s is not None else now_s
     peak = max(state.low_peak_total, state.history[-1][1])
     state = replace(state, low_since_s=low_since, low_peak_total=peak)
-    target = max(config.bounded(count_for(peak, config.band_middle)), needed)
+    # Bursts recur: never below what the arrivals of a recent one needed (arrivals.py).
+    burst = config.bounded(state.arrivals.floor()) if state.arrivals.floor() else 0
+    fits = max(config.bounded(count_for(peak, config.band_middle)), needed)
+    target = max(fits, burst)
+    held = f"a burst in the last {RECUR_WINDOWS * config.stabilization_s:g}s needed {burst}"
     if target >= desired:
-        but = ", already at min-instances" if desired <= config.min_instances else ", but fewer would overshoot"
+        but = (", already at min-instances" if desired <= config.min_instances
+               else f", but {held}" if burst >= desired else ", but fewer would overshoot")
         return Verdict(desired, _below(config, load) + but), state
+    why = held if burst > fits else f"peak of the window fits {target} at {config.band_middle:.2f}/instance"
     return Verdict(target, f"{_below(config, load)} for {now_s - low_since:.0f}s; drain {desired - target} "
-                            f"(peak of the window fits {target} at {config.band_middle:.2f}/instance)"), state
+                            f"({why})"), state
 
 
 def _scale_down_gate(config: AutoscaleConfig, fleet: FleetLoad, now_s: float, state: PolicyState) -> str:
@@ -199,7 +211,9 @@ def decide(config: AutoscaleConfig, desired_count: int, observed: FleetObservati
         verdict = _no_data_step(desired_count, observed.ready_count)
         return verdict.decision(desired_count, fleet.mean_load, detail), state.out_of_low_run()
     history = tuple((t, y) for t, y in state.history if now_s - t <= config.trend_window_s)
-    state = replace(state, history=history + ((now_s, fleet.total_load),))
+    arrivals = remember(state.arrivals, fleet.fresh, observed.ready_count, fleet.mean_load, config.scale_up,
+                        config.max_instances, now_s, RECUR_WINDOWS * config.stabilization_s)
+    state = replace(state, history=history + ((now_s, fleet.total_load),), arrivals=arrivals)
     needed = needed_count(config, fleet.mean_load, state.history)
     wanted, state = _wanted(config, desired_count, observed.ready_count, fleet.mean_load, needed, now_s, state)
     verdict, state = _apply_delay_logic(config, desired_count, wanted, fleet, now_s, state)

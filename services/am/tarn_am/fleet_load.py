@@ -29,6 +29,7 @@ class InstanceTelemetry:
     queue_time_per_request_us: Optional[float] = None
     pending_requests: Optional[float] = None
     gpu_utilization_pct: Optional[float] = None
+    request_rate_per_s: Optional[float] = None  # served, summed over models; None: not reported
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def observation(members: Mapping[str, Member], telemetry: Mapping[str, Telemetry
         sample = latest.sample
         queue = [m.queue_time_per_request_us for m in sample.models]
         pending = [m.pending_requests for m in sample.models]
+        rates = [m.request_rate_per_s for m in sample.models]
         gpus = sample.gpus
         instances.append(InstanceTelemetry(
             instance_id=instance_id,
@@ -127,5 +129,6 @@ def observation(members: Mapping[str, Member], telemetry: Mapping[str, Telemetry
             queue_time_per_request_us=(sum(queue) / len(queue)) if queue else None,
             pending_requests=sum(pending) if pending else None,
             gpu_utilization_pct=(sum(g.utilization_pct for g in gpus) / len(gpus)) if gpus else None,
+            request_rate_per_s=sum(rates) if rates else None,
         ))
     return FleetObservation(tuple(instances))
