@@ -26,14 +26,14 @@ from tests.support.ports import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 NOT_YET = (httpx.HTTPError, KeyError)
 BODY = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
-OVERLOADED_AGENTS = {"TARN_NODE_AGENT_TARGET_QUEUE_TIME_US": "10", "TARN_NODE_AGENT_TARGET_PENDING_REQUESTS": "0.05",
-                     "TARN_NODE_AGENT_TELEMETRY_INTERVAL_S": "1"}
+OVERLOADED_AGENTS = {"TARN_NODE_AGENT_TARGET_QUEUE_TIME_US": "10", "TARN_NODE_AGENT_TARGET_PENDING_REQUESTS": "0.05"}
 
 
 @pytest.fixture(scope="module")
 def autoscaled(hadoop_cluster: HadoopCluster, webhdfs, stack) -> Iterator[Deployment]:
     yield from submitted(hadoop_cluster, webhdfs, stack, instances=1, max_instances=2, autoscale=True,
-                         agent_env=OVERLOADED_AGENTS, authz_url=f"http://127.0.0.1:{free_port()}")
+                         agent_env=OVERLOADED_AGENTS, authz_url=f"http://127.0.0.1:{free_port()}",
+                         extra_args=["--telemetry-interval", "1"])  # tarn submit passes it to the agents too
 
 
 def state(d: Deployment) -> dict:
