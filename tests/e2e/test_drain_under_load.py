@@ -20,7 +20,7 @@ from tarn_shared import events as ev
 from tests.gateway_sync.support import EventPublisher, in_process, settings_for
 from tests.support.polling import until
 
-from .agent_process import AgentProcess, Load
+from tests.node_agent.agent_process import AgentProcess, Load
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 SLOW_MODELS = Path(__file__).resolve().parents[1] / "slow_models"
