@@ -68,8 +68,10 @@ def test_tarn_status_prints_only_its_own_lines_and_json_and_watch_serve_scripts(
     absent = d.tarn("status", "--name", "no-such-deployment", check=False)
     assert absent.returncode == 1 and absent.stderr == (
         "tarn status: no running application named tarn-no-such-deployment; give --app-id\n")
+    # As from a terminal: a background shell (make test &) would hand it SIGINT ignored.
     watching = subprocess.Popen([TARN, "status", "--name", d.name, "--watch", "--json", "--interval", "0.5"],
-                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     frames = [watching.stdout.readline(), watching.stdout.readline()]
     watching.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = watching.communicate(timeout=60)
