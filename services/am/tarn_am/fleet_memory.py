@@ -13,42 +13,25 @@ from .reconcile import Drain, FleetState, takeover_state
 from .unfilled import Unfilled
 
 
-class _Drain(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    skein_id: str
-    instance_id: str
-    command_id: str
-    started_at: float
-    last_sent_at: float
-    reason: str
-
-
-class _Unfilled(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    since: float
-    reason: str
-
-
 class _Stored(BaseModel):
     """The stored form; unknown fields (a newer tarn-am's) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
     failures: dict[str, list[float]] = {}
     next_start_at: dict[str, float] = {}
-    drains: dict[str, _Drain] = {}
+    drains: dict[str, Drain] = {}  # pydantic validates the dataclasses themselves
     released: list[str] = []
     restarts: int = 0
     command_seq: int = 0
     pending_since: dict[str, float] = {}
-    unfilled: dict[str, _Unfilled] = {}
+    unfilled: dict[str, Unfilled] = {}
 
 
 def encode(state: FleetState) -> str:
     stored = _Stored(failures={s: list(t) for s, t in state.failures.items()}, next_start_at=dict(state.next_start_at),
-                     drains={k: _Drain(**vars(d)) for k, d in state.drains.items()},
-                     released=sorted(state.released), restarts=state.restarts, command_seq=state.command_seq,
-                     pending_since=dict(state.pending_since),
-                     unfilled={s: _Unfilled(**vars(u)) for s, u in state.unfilled.items()})
+                     drains=dict(state.drains), released=sorted(state.released), restarts=state.restarts,
+                     command_seq=state.command_seq, pending_since=dict(state.pending_since),
+                     unfilled=dict(state.unfilled))
     return stored.model_dump_json()
 
 
@@ -72,10 +55,10 @@ def resumed(text: Optional[str], containers: Sequence[ObservedContainer]) -> Fle
         return fresh
     known = {c.skein_id for c in containers}
     running = {c.skein_id for c in containers if c.state not in FINISHED_STATES}
-    drains = {k: Drain(**d.model_dump()) for k, d in stored.drains.items() if k in running}
+    drains = {k: d for k, d in stored.drains.items() if k in running}
     return FleetState(failures={s: tuple(t) for s, t in stored.failures.items()},
                       next_start_at=dict(stored.next_start_at), drains=drains,
                       released=frozenset(stored.released) & known,
                       handled=fresh.handled, restarts=stored.restarts, command_seq=stored.command_seq,
                       pending_since={k: t for k, t in stored.pending_since.items() if k in running},
-                      unfilled={s: Unfilled(**u.model_dump()) for s, u in stored.unfilled.items()})
+                      unfilled=dict(stored.unfilled))
