@@ -89,7 +89,7 @@ class NodeCache:
         self.max_bytes = max_bytes
         self._clock = clock
         for sub in ("objects", "locks", "checksums"):
-            _make_dir(root / sub)
+            make_dir(root / sub)
 
     def object_path(self, key: str) -> Path:
         return self.root / "objects" / key[:2] / key
@@ -130,7 +130,7 @@ class NodeCache:
             if self._link_if_present(key, size, target):
                 return False
             final = self.object_path(key)
-            _make_dir(final.parent)
+            make_dir(final.parent)
             partial = final.with_name(f".partial-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 write(partial)
@@ -235,10 +235,11 @@ def _links(path: Path) -> int:
         return 0
 
 
-def _make_dir(path: Path) -> None:
+def make_dir(path: Path, what: str = "the node cache directory") -> None:
+    """``path`` and its parents; a full disk is DiskFull, any other failure a StagingError."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(f"disk full: no space left to create {path}") from None
-        raise StagingError(f"cannot create the node cache directory {path}: {exc.strerror}") from None
+        raise StagingError(f"cannot create {what} {path}: {exc.strerror}") from None

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from tarn_shared.repository_layout import RemoteEntry, check_layout, checked_relative
 
-from .node_cache import NodeCache, content_key
+from .node_cache import NodeCache, content_key, make_dir
 from .checksums import RemoteChecksum
 from .errors import DiskFull, StagingError
 from .hdfs import Hdfs
@@ -86,7 +86,7 @@ class Stager:
 
     def stage(self, source: str, hdfs_root: str) -> StagedRepository:
         started = time.monotonic()
-        self._make_dir(self._dir)
+        make_dir(self._dir, "staging directory")
         cache = self._cache or NodeCache(self._dir / ".cache", DEFAULT_CACHE_BYTES)
         listing = self._hdfs.list_tree(hdfs_root)
         models = check_layout(listing, source)
@@ -110,7 +110,7 @@ class Stager:
         reporter = ProgressReporter(self.progress)
         try:
             for directory in (e for e in listing if e.is_dir):
-                self._make_dir(incoming / checked_relative(directory.path))
+                make_dir(incoming / checked_relative(directory.path), "staging directory")
             files = sorted((e for e in listing if not e.is_dir), key=lambda e: -e.size)  # big ones start first
             with ThreadPoolExecutor(self._parallelism, "stage-file") as files_pool, \
                     ThreadPoolExecutor(self._parallelism, "stage-range") as ranges_pool:
@@ -234,14 +234,6 @@ class Stager:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(f"disk full: no space left to write {path}") from None
             raise
-
-    def _make_dir(self, path: Path) -> None:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"disk full: no space left to create {path}") from None
-            raise StagingError(f"cannot create staging directory {path}: {exc.strerror}") from None
 
 
 def _join(root: str, relative: str) -> str:
