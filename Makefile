@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV310 := .venv310
 PY310 := $(VENV310)/bin/python
-PACKAGES := shared services/am 'services/node-agent[kerberos]' services/gateway-sync services/authz
+PACKAGES := shared 'services/am[kerberos]' 'services/node-agent[kerberos]' 'services/gateway-sync[kerberos]' services/authz
 PYPROJECTS := $(addsuffix /pyproject.toml,shared services/am services/node-agent services/gateway-sync services/authz)
 
 .PHONY: install system test test-fast demo demo-down bench stack-up stack-down clean
