@@ -21,13 +21,14 @@ class Yarn:
     """skein's client for one command: its Java driver starts on first use, with everything it
     prints in the command's log, and stops when the command ends (``close``, called by main)."""
 
-    def __init__(self, log: CommandLog) -> None:
+    def __init__(self, log: CommandLog, login=None) -> None:
         self.log = log
+        self.login = login  # a kerberos_login.KeytabLogin, or None: the ticket cache
         self._client = None
 
     def client(self):
         if self._client is None:
-            self._client = skein_client(self.log)
+            self._client = skein_client(self.log, self.login)
         return self._client
 
     def close(self) -> None:
@@ -52,14 +53,17 @@ def _client_class():
     return QuietClient
 
 
-def skein_client(log: CommandLog):
+def skein_client(log: CommandLog, login=None):
     if shutil.which("yarn") is None:
         raise CliError("`yarn` is not on PATH: tarn reaches YARN through skein's driver, which needs "
                        "Hadoop's client (`yarn classpath --glob`) and HADOOP_CONF_DIR")
     client_class = _client_class()
     try:
         with log.capturing_output():
-            return client_class(log=None, log_level="debug" if log.verbose else "info")
+            if login is None:
+                return client_class(log=None, log_level="debug" if log.verbose else "info")
+            return client_class(log=None, log_level="debug" if log.verbose else "info",
+                                principal=login.principal, keytab=login.keytab)
     except Exception as exc:  # the Java driver would not start: Hadoop's configuration, JAVA_HOME...
         raise CliError(f"cannot start skein's driver (is HADOOP_CONF_DIR set?): {str(exc).rstrip('.')}; "
                        f"its output is in {log.path}") from None

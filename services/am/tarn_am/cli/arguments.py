@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="say which file skein's driver and Hadoop's client log to (and log more there)")
+    common.add_argument("--principal", help="Kerberos principal to log in as, with --keytab (default: the "
+                                            "ticket cache from kinit)")
+    common.add_argument("--keytab", help="keytab holding --principal's key")
 
     s = sub.add_parser("submit", help="submit a deployment to YARN", epilog=SUBMIT_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
@@ -189,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 def submit_values(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str, object]:
     """argparse's namespace into SubmitOptions' fields, with the seeds' environment fallbacks."""
     values = {k: v for k, v in vars(args).items()
-              if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn")
+              if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn",
+                           "principal", "keytab")
               and v is not None}
     values["env"] = parse_env_pairs(args.env)
     values["agent_env"] = parse_env_pairs(args.agent_env, "--agent-env")

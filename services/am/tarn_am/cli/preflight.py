@@ -156,10 +156,15 @@ def secrets_facts(reader: WebHdfsReader, path: str) -> Facts:
 Reader = Callable[[str, str, bool], WebHdfsReader]  # (urls, user, kerberos) -> reader
 
 
-def open_reader(urls: str, user: str, kerberos: bool) -> WebHdfsReader:
+def open_reader(urls: str, user: str, kerberos: bool, login=None) -> WebHdfsReader:
+    """``login``: a kerberos_login.KeytabLogin (--principal/--keytab), else the ticket cache."""
     if not kerberos:
         return WebHdfsReader.open(urls, user)
-    auth = spnego_auth()
+    if login is not None:
+        from .kerberos_login import gssapi_credentials
+        auth = spnego_auth(gssapi_credentials(login))
+    else:
+        auth = spnego_auth()
     if auth is None:
         raise WebHdfsError("the cluster uses Kerberos and SPNEGO needs httpx-gssapi "
                            "(pip install 'tarn-am[kerberos]')")

@@ -39,6 +39,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import skein
 
+from tarn_shared.locations import parse_location
+
 from ..containers import Slot
 from .options import SubmitOptions
 
@@ -215,6 +217,18 @@ def triton_script(options: SubmitOptions, launcher: PythonLauncher) -> str:
     return launcher.prologue() + _ADVERTISE + bind + f"exec {launcher.python()} -m tarn_node_agent\n"
 
 
+def token_file_systems(options: SubmitOptions) -> List[str]:
+    """The HDFS file systems the containers read by name (repository, credential file): on a
+    Kerberized cluster skein gets an HDFS delegation token for each (and the default one)."""
+    found: List[str] = []
+    for value in (options.model_repository, options.secrets):
+        location = parse_location(value) if value else None
+        if location is not None and location.hdfs_path is not None and location.authority:
+            if f"hdfs://{location.authority}" not in found:
+                found.append(f"hdfs://{location.authority}")
+    return found
+
+
 def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLauncher,
                extra_files: Optional[Mapping[str, str]] = None) -> skein.ApplicationSpec:
     slots = slots_for(hosts, options.placement_tag)
@@ -257,6 +271,7 @@ def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLau
         tags={APP_TYPE_TAG, f"tarn-deployment:{options.name}", f"placement:{options.placement_tag}"},
         master=master,
         services=services,
+        file_systems=token_file_systems(options),
         # An AM container lost to its node is retried once by YARN (a new attempt; see README).
         max_attempts=2,
     )

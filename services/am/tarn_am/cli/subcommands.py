@@ -16,11 +16,12 @@ from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .owners import check_owners
-    from .preflight import check_before_submit
+    from .preflight import check_before_submit, open_reader
     from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
-    if not args.dry_run:
-        check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
+    if not args.dry_run:  # what every container would refuse, refused before YARN
+        check_before_submit(options, os.environ,
+                            reader=lambda urls, user, kerberos: open_reader(urls, user, kerberos, args.yarn.login))
     client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
     if client is not None:
         check_owners(options, client)  # a backend or ZooKeeper path another live deployment owns

@@ -28,13 +28,14 @@ class WebHdfsError(TarnError):
     """WebHDFS could not answer (unreachable, refused, failed); says what and where."""
 
 
-def spnego_auth() -> Optional[httpx.Auth]:
-    """SPNEGO from the user's Kerberos ticket, or None without httpx-gssapi installed."""
+def spnego_auth(credentials=None) -> Optional[httpx.Auth]:
+    """SPNEGO from the user's Kerberos ticket (or these GSSAPI ``credentials``), or None
+    without httpx-gssapi installed."""
     try:
         from httpx_gssapi import OPTIONAL, HTTPSPNEGOAuth
     except ImportError:
         return None
-    return HTTPSPNEGOAuth(mutual_authentication=OPTIONAL)
+    return HTTPSPNEGOAuth(mutual_authentication=OPTIONAL, creds=credentials)
 
 
 class WebHdfsReader:
