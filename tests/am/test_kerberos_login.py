@@ -34,3 +34,11 @@ def test_the_login_flags_do_not_reach_the_deployment_options():
     assert "principal" not in submit_values(args, {}) and "keytab" not in submit_values(args, {})
     status = build_parser().parse_args(["status", "--principal", "a@R", "--keytab", "/k"])
     assert status.principal == "a@R"
+
+
+def test_a_secure_yarn_without_a_ticket_is_one_line_naming_kinit_and_the_flags():
+    from tarn_am.cli.exits import kerberos_hint
+
+    hint = kerberos_hint("Kerberos ticket not found, please kinit and restart")
+    assert hint.startswith("YARN refused tarn: no valid Kerberos ticket; run kinit, or give --principal and --keytab")
+    assert kerberos_hint("Application application_1_0001 not found") == ""

@@ -48,6 +48,7 @@ def gssapi_credentials(login: KeytabLogin):
                                          store={"client_keytab": login.keytab, "ccache": PROCESS_CCACHE})
         credentials.lifetime  # acquiring is lazy in MIT: ask the KDC now
     except gssapi.exceptions.GSSError as exc:
-        raise CliError(f"cannot log in as {login.principal} with --keytab {login.keytab}: "
-                       f"{' '.join(str(exc).split())}") from None
+        # MIT says "No credentials cache found" when the keytab lacks the key: name the check.
+        raise CliError(f"cannot log in as {login.principal} with --keytab {login.keytab} (does it hold that "
+                       f"principal's key? `klist -k {login.keytab}` lists them): {' '.join(str(exc).split())}") from None
     return credentials
