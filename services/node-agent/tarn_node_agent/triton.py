@@ -87,7 +87,10 @@ class TritonApi:
     """Triton's HTTP/REST (KServe v2 + repository extension) and metrics endpoints."""
 
     def __init__(self, host: str, http_port: int, metrics_port: int, timeout_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=timeout_s, trust_env=False)
+        # No idle keep-alive connection: Triton's shutdown waits (up to --exit-timeout-secs) for
+        # every open HTTP connection, the agent's own probe connection included.
+        self._http = httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=timeout_s, trust_env=False,
+                                       limits=httpx.Limits(max_keepalive_connections=0))
         self._metrics_url = f"http://{host}:{metrics_port}/metrics"
 
     async def close(self) -> None:
