@@ -1,7 +1,8 @@
-"""gateway-sync with its own Redis 7 ACL user (deploy/redis/gateway-sync.conf, loaded as
-shipped into a real redis-server), over plain TCP and over TLS (rediss://): it routes and
-drains a deployment with nothing denied (Redis' ACL LOG stays empty for it), and with the
-same credentials it cannot write a command stream, a deployment record or telemetry."""
+"""gateway-sync and a deployment's node-agents with their own Redis 7 ACL users
+(deploy/redis/gateway-sync.conf and node-agent.conf, loaded as shipped into a real
+redis-server), over plain TCP and over TLS (rediss://): each does its whole job with nothing
+denied (Redis' ACL LOG stays empty for it), and with the same credentials cannot write what
+belongs to another service: a command stream, a deployment record, another deployment."""
 from __future__ import annotations
 
 import subprocess
@@ -13,6 +14,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from tarn_shared import events as ev
+from tests.node_agent.agent_process import AgentProcess
 from tests.gateway_sync.support import EventPublisher, Gateways, in_process, settings_for, until
 from tests.support.polling import wait_for
 from tests.support.ports import free_ports
@@ -21,7 +23,10 @@ from tests.support.processes import terminate
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]
 USER_FILE = ROOT / "deploy" / "redis" / "gateway-sync.conf"
+AGENT_USER_FILE = ROOT / "deploy" / "redis" / "node-agent.conf"
 USER, PASSWORD, ADMIN_PASSWORD = "tarn-gateway-sync", "gw-secret-1", "admin-secret-1"
+AGENT_DEPLOYMENT, AGENT_PASSWORD = "aclagent", "agent-secret-1"
+AGENT_USER = f"tarn-agent-{AGENT_DEPLOYMENT}"
 
 
 def _certificates(folder: Path) -> Dict[str, Path]:
@@ -46,8 +51,11 @@ def acl_redis(tmp_path_factory) -> Iterator[Dict[str, str]]:
     folder = tmp_path_factory.mktemp("redis-acl")
     certs = _certificates(folder)
     (folder / "gateway-sync.conf").write_text(USER_FILE.read_text().replace(">PASSWORD", f">{PASSWORD}"))
+    (folder / "node-agent.conf").write_text(AGENT_USER_FILE.read_text().replace("DEPLOYMENT", AGENT_DEPLOYMENT)
+                                            .replace(">PASSWORD", f">{AGENT_PASSWORD}"))
     (folder / "redis.conf").write_text(f"user default on >{ADMIN_PASSWORD} ~* &* +@all\n"
-                                       f"include {folder / 'gateway-sync.conf'}\n")
+                                       f"include {folder / 'gateway-sync.conf'}\n"
+                                       f"include {folder / 'node-agent.conf'}\n")
     plain, tls = free_ports(2)
     log = open(folder / "redis.log", "wb")
     proc = subprocess.Popen(["redis-server", str(folder / "redis.conf"), "--bind", "127.0.0.1", "--port", str(plain),
@@ -64,6 +72,7 @@ def acl_redis(tmp_path_factory) -> Iterator[Dict[str, str]]:
                "admin_tls": f"rediss://default:{ADMIN_PASSWORD}@127.0.0.1:{tls}/0?{ca}",
                "plain": f"redis://{USER}:{PASSWORD}@127.0.0.1:{plain}/0",
                "tls": f"rediss://{USER}:{PASSWORD}@127.0.0.1:{tls}/0?{ca}",
+               "agent": f"redis://{AGENT_USER}:{AGENT_PASSWORD}@127.0.0.1:{plain}/0",
                "port": str(plain)}
     finally:
         admin.close()
@@ -128,6 +137,61 @@ def test_the_gateway_sync_user_cannot_write_a_command_stream_a_record_or_telemet
     with pytest.raises(redis_errors.AuthenticationError):
         wrong.ping()
     wrong.close()
+
+
+def test_a_node_agent_serves_reports_and_drains_with_its_deployments_acl_user_and_is_denied_nothing(
+        acl_redis, triton_model_repo, tmp_path):
+    admin = redis.Redis.from_url(acl_redis["admin"])
+    admin.acl_log_reset()
+    agent = AgentProcess(tmp_path / "agent", acl_redis["agent"], AGENT_DEPLOYMENT, "container_1700000000000_0042_01_000007",
+                         triton_model_repo)
+    try:
+        ready = agent.wait_ready()
+        wait_for(lambda: admin.xlen(ev.telemetry_stream(AGENT_DEPLOYMENT)) >= 2, 60, "telemetry samples")
+        # A drain, as tarn-am commands it and gateway-sync answers it (the admin writes both).
+        drain = ev.DrainCommand(deployment=AGENT_DEPLOYMENT, app_id=ready.app_id, container_id=agent.container_id,
+                                timeout_s=60)
+        admin.xadd(ev.commands_stream(AGENT_DEPLOYMENT, agent.container_id), ev.encode(drain))
+        agent.wait_for(ev.InstanceDraining, 60, "instance.draining")
+        admin.xadd(ev.lifecycle_stream(AGENT_DEPLOYMENT), ev.encode(ev.InstanceUnrouted(
+            deployment=AGENT_DEPLOYMENT, app_id=ready.app_id, instance_id=agent.container_id, seq=ready.seq + 10,
+            endpoints=ready.endpoints, open_requests=0)))
+        stopped = agent.wait_for(ev.InstanceStopped, 90, "instance.stopped")
+        assert agent.process.wait(60) == 0 and stopped.reason.startswith("drained"), stopped.reason
+        acks = [ev.decode(f) for _, f in admin.xrange(ev.acks_stream(AGENT_DEPLOYMENT))]
+        assert [a.status for a in acks if a.command_id == drain.command_id][-1] == ev.AckStatus.DONE
+        denied = [entry for entry in admin.acl_log() if entry.get("username") == AGENT_USER]
+        assert denied == [], denied  # every command the agent sent was allowed to its user
+    finally:
+        agent.stop()
+        admin.close()
+
+
+def test_an_agent_user_cannot_publish_a_record_command_an_instance_or_touch_another_deployment(acl_redis):
+    client = redis.Redis.from_url(acl_redis["agent"])
+    record = {"event": "{}"}
+    try:
+        assert client.xadd(ev.lifecycle_stream(AGENT_DEPLOYMENT), record)  # its own instance events: allowed
+        forbidden = [
+            lambda: client.hset(ev.deployments_key(), AGENT_DEPLOYMENT, "{}"),
+            lambda: client.xadd(ev.deployments_stream(), record),
+            lambda: client.hgetall(ev.deployments_key()),
+            lambda: client.xadd(ev.commands_stream(AGENT_DEPLOYMENT, "container_other"), record),
+            lambda: client.xadd(ev.lifecycle_stream("other"), record),
+            lambda: client.xadd(ev.telemetry_stream("other"), record),
+            lambda: client.xrange(ev.lifecycle_stream("other")),
+            lambda: client.xreadgroup("node-agent", "x", {ev.commands_stream("other", "container_1"): ">"}),
+            lambda: client.delete(ev.lifecycle_stream(AGENT_DEPLOYMENT)),
+            lambda: client.xtrim(ev.lifecycle_stream(AGENT_DEPLOYMENT), maxlen=0),
+            lambda: client.xadd(ev.audit_stream(), record),
+            lambda: client.xadd(ev.gateway_places_key("g"), record),
+            lambda: client.flushall(),
+        ]
+        for attempt in forbidden:
+            with pytest.raises(redis_errors.NoPermissionError):
+                attempt()
+    finally:
+        client.close()
 
 
 def _unrouted(admin: redis.Redis, deployment: str) -> list:
