@@ -9,11 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Dict, Iterator
 
+import httpx
 import pytest
 import redis
 from redis import exceptions as redis_errors
 
 from tarn_shared import events as ev
+from tests.authz.support import GATEWAY, start_authz, write_policy_dir  # noqa: F401 (start_authz: a fixture)
 from tests.node_agent.agent_process import AgentProcess
 from tests.gateway_sync.support import EventPublisher, Gateways, in_process, settings_for, until
 from tests.support.polling import wait_for
@@ -24,9 +26,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]
 USER_FILE = ROOT / "deploy" / "redis" / "gateway-sync.conf"
 AGENT_USER_FILE = ROOT / "deploy" / "redis" / "node-agent.conf"
+AUTHZ_USER_FILE = ROOT / "deploy" / "redis" / "authz.conf"
 USER, PASSWORD, ADMIN_PASSWORD = "tarn-gateway-sync", "gw-secret-1", "admin-secret-1"
 AGENT_DEPLOYMENT, AGENT_PASSWORD = "aclagent", "agent-secret-1"
 AGENT_USER = f"tarn-agent-{AGENT_DEPLOYMENT}"
+AUTHZ_USER, AUTHZ_PASSWORD = "tarn-authz", "authz-secret-1"
 
 
 def _certificates(folder: Path) -> Dict[str, Path]:
@@ -53,7 +57,9 @@ def acl_redis(tmp_path_factory) -> Iterator[Dict[str, str]]:
     (folder / "gateway-sync.conf").write_text(USER_FILE.read_text().replace(">PASSWORD", f">{PASSWORD}"))
     (folder / "node-agent.conf").write_text(AGENT_USER_FILE.read_text().replace("DEPLOYMENT", AGENT_DEPLOYMENT)
                                             .replace(">PASSWORD", f">{AGENT_PASSWORD}"))
+    (folder / "authz.conf").write_text(AUTHZ_USER_FILE.read_text().replace(">PASSWORD", f">{AUTHZ_PASSWORD}"))
     (folder / "redis.conf").write_text(f"user default on >{ADMIN_PASSWORD} ~* &* +@all\n"
+                                       f"include {folder / 'authz.conf'}\n"
                                        f"include {folder / 'gateway-sync.conf'}\n"
                                        f"include {folder / 'node-agent.conf'}\n")
     plain, tls = free_ports(2)
@@ -72,6 +78,7 @@ def acl_redis(tmp_path_factory) -> Iterator[Dict[str, str]]:
                "admin_tls": f"rediss://default:{ADMIN_PASSWORD}@127.0.0.1:{tls}/0?{ca}",
                "plain": f"redis://{USER}:{PASSWORD}@127.0.0.1:{plain}/0",
                "tls": f"rediss://{USER}:{PASSWORD}@127.0.0.1:{tls}/0?{ca}",
+               "authz": f"redis://{AUTHZ_USER}:{AUTHZ_PASSWORD}@127.0.0.1:{plain}/0",
                "agent": f"redis://{AGENT_USER}:{AGENT_PASSWORD}@127.0.0.1:{plain}/0",
                "port": str(plain)}
     finally:
@@ -188,6 +195,44 @@ def test_an_agent_user_cannot_publish_a_record_command_an_instance_or_touch_anot
             lambda: client.flushall(),
         ]
         for attempt in forbidden:
+            with pytest.raises(redis_errors.NoPermissionError):
+                attempt()
+    finally:
+        client.close()
+
+
+def test_authz_audits_and_reads_records_with_its_own_acl_user_and_may_write_nothing_else(
+        acl_redis, start_authz, tmp_path):  # noqa: F811
+    admin = redis.Redis.from_url(acl_redis["admin"])
+    admin.acl_log_reset()
+    record = ev.DeploymentRecord(deployment="acl-authz", app_id="application_1_0001", ranger_service="triton_acl")
+    admin.hset(ev.deployments_key(), record.deployment, ev.encode(record)[ev.ENTRY_FIELD])
+    write_policy_dir(tmp_path / "policies")
+    write_policy_dir(tmp_path / "policies", "v2", service="triton_acl")
+    before = admin.xlen(ev.audit_stream())
+    server = start_authz(ranger_audit=True, redis_url=acl_redis["authz"], serve_deployments=True,
+                         deployments_interval_s=0.2)
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            answer = http.get("/authorize", params={"model": "llama-7b", "action": "infer"},
+                              headers={**GATEWAY, "X-TARN-User": "alice"})
+            assert answer.status_code == 200, answer.text
+            wait_for(lambda: http.get("/healthz").json()["services"].get("triton_acl", {}).get("loaded"), 20,
+                     "the service the record names, served")
+        wait_for(lambda: admin.xlen(ev.audit_stream()) > before, 20, "an audit event on tarn:audit")
+        denied = [entry for entry in admin.acl_log() if entry.get("username") == AUTHZ_USER]
+        assert denied == [], denied
+    finally:
+        admin.hdel(ev.deployments_key(), "acl-authz")
+        admin.close()
+    client = redis.Redis.from_url(acl_redis["authz"])
+    try:
+        for attempt in (lambda: client.hset(ev.deployments_key(), "x", "{}"),
+                        lambda: client.xadd(ev.deployments_stream(), {"event": "{}"}),
+                        lambda: client.xadd(ev.commands_stream("x", "container_1"), {"event": "{}"}),
+                        lambda: client.xadd(ev.lifecycle_stream("x"), {"event": "{}"}),
+                        lambda: client.xrange(ev.audit_stream()),
+                        lambda: client.delete(ev.audit_stream())):
             with pytest.raises(redis_errors.NoPermissionError):
                 attempt()
     finally:
