@@ -14,7 +14,7 @@ from tarn_shared import events
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import connect
 from tests.authz.audit_format import RANGER_AUDIT_FIELDS
-from tests.authz.support import GATEWAY, SERVICE, start_authz, write_policy_dir  # noqa: F401
+from tests.authz.support import GATEWAY, PLAIN_TOKEN, SERVICE, start_authz, write_policy_dir  # noqa: F401
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,26 @@ def test_audited_decisions_reach_the_stream_and_the_log4j_file(tmp_path, start_a
     assert first["reqUser"] == "alice" and first["agent"] == "tarn-gw" and first["result"] == 1
     assert first["repoType"] == 1001 and first["policy_version"] == 7
     assert len(first["evtTime"]) == len("2026-06-01 12:00:00.000")
+
+
+def test_the_audited_client_address_is_what_a_trusted_gateway_forwards_and_never_a_client_header(
+        tmp_path, start_authz, redis_url):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    before = len(_audit_entries(redis_url))
+    server = start_authz(ranger_audit=True, redis_url=redis_url)
+    asked = [  # (headers, the cliIP audited)
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "203.0.113.9"}, "203.0.113.9"),
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "198.51.100.1, 2001:db8::7"}, "2001:db8::7"),
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "not-an-address"}, "127.0.0.1"),
+        ({"X-TARN-Token": PLAIN_TOKEN, "X-Forwarded-For": "203.0.113.66"}, "127.0.0.1"),  # not a gateway
+    ]
+    with httpx.Client(base_url=server.url) as client:
+        for headers, _ in asked:
+            answer = client.get("/authorize", params={"model": "llama-7b", "action": "infer"}, headers=headers)
+            assert answer.status_code == 200, answer.text
+    entries = wait_for(lambda: (lambda e: e if len(e) >= len(asked) else None)(_audit_entries(redis_url)[before:]),
+                       WAIT_S, "one audit event per question", interval_s=POLL_S)
+    assert [e["cliIP"] for e in entries] == [expected for _, expected in asked]
 
 
 def test_no_audit_without_the_flag(tmp_path, start_authz, redis_url):  # noqa: F811

@@ -22,6 +22,10 @@ from .registry import PolicyRegistry, Source
 from .settings import AuthzSettings
 from .sources import DiskCache, FolderSource, RangerSource
 
+# How tarn-authz is served. proxy_headers off: uvicorn would take X-Forwarded-For from any
+# loopback caller; identity.client_address takes it from trusted gateways only.
+SERVER_OPTIONS = {"proxy_headers": False, "log_config": None, "access_log": False}
+
 log = logging.getLogger(__name__)
 
 
