@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
+import uuid
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -118,3 +121,37 @@ def test_services_named_by_deployment_records_are_served(tmp_path, start_authz, 
         wait_for(lambda: "triton_dev" not in client.get("/healthz").json()["services"], WAIT_S,
                  "triton_dev to be dropped", interval_s=POLL_S)
         assert SERVICE in client.get("/healthz").json()["services"]
+
+
+@pytest.mark.hadoop
+def test_audit_reaches_hdfs_in_rangers_layout_and_survives_hdfs_refusing_for_a_while(
+        tmp_path, start_authz, hadoop_cluster, webhdfs):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    directory = f"/tarn-test/audit-{uuid.uuid4().hex[:8]}"
+    webhdfs.makedirs(directory)
+    webhdfs.set_permission(directory, "555")  # read only: the first writes are refused
+    server = start_authz(ranger_audit=True, ranger_app_id="tarn-gw", audit_hdfs_url=hadoop_cluster.webhdfs_url,
+                         audit_hdfs_dir=directory, audit_hdfs_user="ranger")
+    day = datetime.now(timezone.utc).strftime("%Y%m%d")
+    path = f"{directory}/tarn-gw/{day}/tarn-gw_ranger_audit_{socket.gethostname()}.log"
+    with httpx.Client(base_url=server.url) as client:
+        def ask(user):
+            assert client.get("/authorize", params={"model": "llama-7b", "action": "infer"},
+                              headers={**GATEWAY, "X-TARN-User": user}).status_code == 200
+        ask("alice")
+        wait_for(lambda: "tarn_authz_audit_events_total{destination=\"hdfs\",outcome=\"failed\"}" in
+                 client.get("/metrics", headers=GATEWAY).text, WAIT_S, "a refused HDFS write, counted")
+        webhdfs.set_permission(directory, "777")
+        ask("bob")
+    lines = wait_for(lambda: (lambda t: t if t and len(t.splitlines()) >= 2 else None)(_read(webhdfs, path)),
+                     WAIT_S * 3, f"both events in {path}", interval_s=0.2)
+    written = [json.loads(line) for line in lines.splitlines()]
+    assert [(e["reqUser"], e["result"], e["agent"]) for e in written] == [("alice", 1, "tarn-gw"), ("bob", 0, "tarn-gw")]
+    assert list(written[0]) == [f for f in RANGER_AUDIT_FIELDS if f in written[0]]  # the log4j line's shape
+
+
+def _read(webhdfs, path: str) -> str:
+    if webhdfs.status(path, strict=False) is None:
+        return ""
+    with webhdfs.read(path, encoding="utf-8") as reader:
+        return reader.read()
