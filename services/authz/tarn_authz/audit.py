@@ -19,7 +19,7 @@ import socket
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from tarn_shared.events import AuditDecision, audit_stream
 from tarn_shared.streams import StreamPublisher
@@ -59,8 +59,8 @@ class AuditSink:
         self._log_path = log_path
         self._queue: Deque[AuditDecision] = deque()
         self._hdfs = hdfs
-        self._unpublished: Deque[AuditDecision] = deque()
-        self._unwritten: Deque[AuditDecision] = deque()  # not yet on HDFS
+        # Events a destination has not taken yet, by destination.
+        self._kept: Dict[str, Deque[AuditDecision]] = {"hdfs": deque(), "stream": deque()}
         self._queue_size = queue_size
         self._wake = asyncio.Event()
         self._seq = 0
@@ -102,13 +102,13 @@ class AuditSink:
                 self._metrics.audit_events.labels("log4j", "failed").inc(len(batch))
                 log.error("cannot write the audit log", extra={"path": str(self._log_path), "error": str(exc)})
         if self._hdfs is not None:
-            await self._send("hdfs", self._unwritten, batch, self._write_hdfs)
+            await self._send("hdfs", batch, self._write_hdfs)
         if self._publisher is not None:
-            await self._send("stream", self._unpublished, batch,
-                             lambda pending: self._publisher.publish_many(audit_stream(), pending))
+            await self._send("stream", batch, lambda pending: self._publisher.publish_many(audit_stream(), pending))
 
-    async def _send(self, destination: str, kept: Deque[AuditDecision], batch: List[AuditDecision], send) -> None:
-        """Sends what ``kept`` holds plus ``batch``; on failure keeps them for the next flush."""
+    async def _send(self, destination: str, batch: List[AuditDecision], send) -> None:
+        """Sends what was kept for ``destination`` plus ``batch``; on failure keeps them for the next flush."""
+        kept = self._kept[destination]
         for event in batch:
             if len(kept) >= self._queue_size:
                 kept.popleft()
