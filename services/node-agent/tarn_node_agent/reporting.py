@@ -83,6 +83,9 @@ class Reporter:
     async def _model_states(self) -> Optional[List[ev.ModelOnInstance]]:
         if self.loads is None:
             return None
+        if self.lifecycle.state in (ev.InstanceState.DRAINING, ev.InstanceState.STOPPED):
+            # Requests to Triton while it stops keep its HTTP server waiting out the exit timeout.
+            return self.loads.states()
         try:
             return await self.loads.refresh()
         except TritonError as exc:
