@@ -70,6 +70,7 @@ def test_a_load_reports_ready_with_its_measured_memory_and_time_and_an_unload_re
             assert small.memory_bytes < hog.memory_bytes - 128 * MIB, (small, hog)
             assert [s.name for s in await loads.refresh()] == ["hog", "identity"]
             assert (await loads.refresh())[0].memory_bytes == hog.memory_bytes  # kept across refreshes
+            assert (await loads.load("hog")).memory_bytes == hog.memory_bytes  # a reload keeps the first measure
 
             with pytest.raises(TritonError, match="nope"):
                 await loads.load("nope")

@@ -1,6 +1,7 @@
 """The AM's commands to this container: drain (handed to the shutdown), load and unload a
-model (through Triton's repository API, measured by model_loads.py). Each is acknowledged on the deployment's acks
-stream; one re-sent because its ack was not seen gets the same ack again."""
+model (through Triton's repository API, measured by model_loads.py). Each is acknowledged
+on the deployment's acks stream, a load's ack with the model's measured state; one re-sent
+because its ack was not seen gets the same ack again."""
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,8 @@ from .agent_metrics import AgentStatus
 from .announcer import PUBLISH_RETRY_S
 from .errors import TritonError
 from .lifecycle import Lifecycle
-from .settings import NodeAgentSettings
 from .model_loads import ModelLoads
+from .settings import NodeAgentSettings
 
 log = logging.getLogger(__name__)
 

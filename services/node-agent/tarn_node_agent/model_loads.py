@@ -34,6 +34,7 @@ class ModelLoads:
         (the model is then recorded failed, with Triton's reason)."""
         async with self._lock:
             self._busy = model
+            previous = self._models.get(model)
             try:
                 self._set(ev.ModelOnInstance(name=model, state=ev.ModelLoadState.LOADING))
                 before = await asyncio.to_thread(self.read_memory)
@@ -45,6 +46,9 @@ class ModelLoads:
                     raise
                 took_s = self.clock() - started
                 after = await asyncio.to_thread(self.read_memory)
+                if previous is not None and previous.state == ev.ModelLoadState.READY:
+                    # a reload of a loaded model adds next to nothing: keep what its first load measured
+                    return self._set(previous.model_copy(update={"load_time_s": took_s}))
                 return self._set(measured(model, ev.ModelLoadState.READY, before, after, took_s))
             finally:
                 self._busy = None

@@ -4,7 +4,9 @@ before Triton's load call and one after it returned.
 On GPUs the footprint placement counts is the memory NVML shows the load added, per
 device and summed; without a readable GPU it is the growth of the Triton process group's
 RSS (the python backend's stubs are processes of that group). A negative difference (the
-allocator gave memory back meanwhile) counts as 0."""
+allocator gave memory back meanwhile) counts as 0. Not measured: MIG devices (their
+memory falls back to RSS), and memory other processes take on a shared GPU meanwhile
+counts as the model's (the safe side for placement)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ def reading(rss_bytes: Optional[int], gpus: GpuReading) -> MemoryReading:
 
 
 def measured(name: str, state: ev.ModelLoadState, before: MemoryReading, after: MemoryReading,
-             load_time_s: Optional[float], error: Optional[str] = None) -> ev.ModelOnInstance:
+             load_time_s: Optional[float]) -> ev.ModelOnInstance:
     host = None
     if before.rss_bytes is not None and after.rss_bytes is not None:
         host = max(0, after.rss_bytes - before.rss_bytes)
@@ -43,5 +45,4 @@ def measured(name: str, state: ev.ModelLoadState, before: MemoryReading, after: 
     else:
         memory, source = None, None
     return ev.ModelOnInstance(name=name, state=state, memory_bytes=memory, memory_source=source,
-                              host_memory_bytes=host, gpu_memory_bytes=devices, load_time_s=load_time_s,
-                              error=error)
+                              host_memory_bytes=host, gpu_memory_bytes=devices, load_time_s=load_time_s)
