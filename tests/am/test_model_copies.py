@@ -115,10 +115,25 @@ def test_tarn_am_reads_the_plan_from_its_environment(monkeypatch, tmp_path):
 
 def test_the_tarn_command_refuses_a_bad_models_file_in_one_line_with_exit_2(tmp_path):
     (tmp_path / "models.yaml").write_text("models:\n  bert: {min: 3, max: 1, memory: 1GiB}\n")
-    tarn = str(Path(sys.executable).parent / "tarn")
-    done = subprocess.run([tarn, *BASE, "--placement", "per-model", "--models", str(tmp_path / "models.yaml"),
-                           "--dry-run", "--nodes", "n1"], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    done = run_tarn(tmp_path, *BASE, "--placement", "per-model", "--models", str(tmp_path / "models.yaml"),
+                    "--dry-run", "--nodes", "n1")
     assert done.returncode == 2, done.stderr
     assert "model 'bert': min copies (3) is above max copies (1)" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def run_tarn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    tarn = str(Path(sys.executable).parent / "tarn")
+    return subprocess.run([tarn, *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+def test_a_per_model_submit_is_refused_until_tarn_am_places_models_but_its_dry_run_shows_the_plan(tmp_path):
+    (tmp_path / "models.yaml").write_text(FILE)
+    argv = [*BASE, "--placement", "per-model", "--models", str(tmp_path / "models.yaml")]
+    done = run_tarn(tmp_path, *argv)
+    assert done.returncode == 2 and "tarn-am does not place models yet" in done.stderr, done.stderr
+    dry = run_tarn(tmp_path, *argv, "--dry-run", "--nodes", "n1")
+    assert dry.returncode == 0, dry.stderr
+    plan = ModelPlan.model_validate_json(json.loads(dry.stdout)["master"]["env"]["TARN_AM_MODEL_PLAN"])
+    assert sorted(plan.models) == ["bert", "llm", "resnet"]
