@@ -6,9 +6,9 @@ from typing import Dict
 
 from tarn_shared import defaults
 
+from ..model_copies import read_models_file
 from ..policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, STABILIZATION_S,
                              START_TIMEOUT_S, BLOCKED_TIMEOUT_S)
-from ..model_copies import read_models_file
 from . import simulate
 from .options import parse_env_pairs, truthy
 
