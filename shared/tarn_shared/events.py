@@ -340,6 +340,39 @@ class ModelSample(BaseModel):
     pending_requests: float = Field(0.0, ge=0)
 
 
+class ModelLoadState(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    UNLOADED = "unloaded"
+    FAILED = "failed"
+
+
+class DeviceMemory(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    index: int
+    bytes: int = Field(ge=0)
+
+
+class ModelOnInstance(BaseModel):
+    """One model on one instance (``--placement per-model``): its state in Triton, and what
+    its load measured. ``memory_bytes`` is the footprint placement counts: the GPU memory
+    the load added (NVML, summed over the devices) where GPUs are readable, else the growth
+    of the Triton process group's RSS; None when neither could be read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    state: ModelLoadState
+    memory_bytes: Optional[int] = Field(None, ge=0)
+    memory_source: Optional[Literal["nvml", "rss"]] = None
+    host_memory_bytes: Optional[int] = Field(None, ge=0)  # the RSS growth, also with GPUs
+    gpu_memory_bytes: Optional[List[DeviceMemory]] = None  # per device, where readable
+    load_time_s: Optional[float] = Field(None, ge=0)
+    error: Optional[str] = None
+
+
 class TelemetrySample(Event):
     """One interval of an instance's load. ``gpus`` is None when no allocated GPU could be
     read (``gpu_error`` says why): unavailable is never reported as zeros. One failing GPU
@@ -357,6 +390,8 @@ class TelemetrySample(Event):
     # Additive: the allocated MIG devices, and devices that failed while the others were read.
     mig_devices: Optional[List[MigDeviceSample]] = None
     gpus_unreadable: Optional[List[GpuUnreadable]] = None
+    # Additive: the models Triton holds, with their measured memory (explicit model control).
+    model_states: Optional[List[ModelOnInstance]] = None
 
 
 # ---------------------------------------------------------------- commands
@@ -399,6 +434,7 @@ class CommandAck(Event):
     command_type: str
     status: AckStatus
     message: str = ""
+    model_state: Optional[ModelOnInstance] = None  # additive: a load's or unload's outcome
 
 
 # ---------------------------------------------------------------- audit

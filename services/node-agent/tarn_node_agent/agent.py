@@ -26,8 +26,11 @@ from .drain import terminate_timeout_s
 from .drainer import Drainer
 from .errors import SecretsError, StagingError, TritonError
 from .lifecycle import Lifecycle
+from .model_loads import ModelLoads
+from .model_memory import reading
 from .nvml import GpuReader
 from .preparation import prepare
+from .process_memory import group_rss_bytes
 from .readiness import Readiness
 from .reporting import Reporter
 from .settings import NodeAgentSettings
@@ -87,8 +90,10 @@ class NodeAgent:
             except TritonError as exc:
                 return await shutdown.failed_before_start(str(exc), EXIT_TRITON)
             readiness = Readiness(s, self.api, announcer, self.status)
-            reporter = Reporter(s, self.api, self.gpu, publisher, self.lifecycle, self.status)
-            commands = Commands(s, redis, self.api, acks, self.lifecycle, self.status,
+            loads = ModelLoads(self.api, lambda: reading(group_rss_bytes(self.process.pid), self.gpu.read()))
+            reporter = Reporter(s, self.api, self.gpu, publisher, self.lifecycle, self.status,
+                                loads if s.model_control_mode == "explicit" else None)
+            commands = Commands(s, redis, loads, acks, self.lifecycle, self.status,
                                 start_drain=shutdown.start_drain, models_changed=readiness.announce_ready)
 
             async def serve() -> None:

@@ -109,6 +109,12 @@ class TritonApi:
         response = await self._call("POST", "/v2/repository/index", json={"ready": True})
         return sorted({item["name"] for item in response.json() if item.get("state", "READY") == "READY"})
 
+    async def model_index(self) -> List[Dict[str, object]]:
+        """Every model in the repository with its state (and Triton's reason when unavailable)."""
+        response = await self._call("POST", "/v2/repository/index", json={})
+        entries = response.json()
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
     async def load_model(self, model: str, config: Optional[str] = None) -> None:
         body = {"parameters": {"config": config}} if config else None
         if config:
