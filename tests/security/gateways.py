@@ -3,8 +3,8 @@ HAProxy 2.6 with deploy/haproxy/tarn_authz.lua (basic auth) and a Knox 2.0.0 gat
 extension (HeaderPreAuth from 127.0.0.1), both asking one tarn-authz process. Triton serves
 tests/models plus tests/llm_models (the generate extension).
 
-Requests go out on a raw socket: httpx and http.client clean paths up (dot segments, escapes),
-and these tests need the exact bytes a hostile client would send."""
+Requests go out on a raw socket: httpx removes dot segments and re-encodes, http.client refuses
+spaces and non-ASCII, and these tests need the exact bytes a hostile client would send."""
 from __future__ import annotations
 
 import base64

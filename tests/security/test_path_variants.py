@@ -22,6 +22,9 @@ import json
 
 import pytest
 
+from tests.knox.support import USER_HEADER
+from tests.security.gateways import raw_request
+
 pytestmark = pytest.mark.integration
 INFER = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [7.0]}]}).encode()
 
@@ -89,3 +92,32 @@ def test_no_variant_gives_bob_what_triton_serves_as_identity(gateways):
         for gateway in ("haproxy", "knox"):
             answer = gateways.through(gateway, "bob", "POST", path, INFER)
             assert not (answer.status == 200 and b'"model_name":"identity"' in answer.body), (gateway, path)
+
+
+def test_an_absolute_form_target_is_decided_on_its_path_through_haproxy(gateways):
+    # HTTP/1.1 allows `POST http://host/path`; Triton routes its path, and so does the Lua action.
+    # (Knox's prefix makes the form moot there: its context path must match first.)
+    origin = "http://127.0.0.1"
+    assert _outcome(gateways.direct("POST", origin + "/v2/models/identity/infer", INFER)) == "200"
+    assert _outcome(gateways.haproxy("alice", "POST", origin + "/v2/models/identity/infer", INFER)) == "200"
+    assert _outcome(gateways.haproxy("bob", "POST", origin + "/v2/models/identity/infer", INFER)) == "403"
+    assert _outcome(gateways.haproxy("bob", "POST", origin + "/v2/models/x/../identity/infer", INFER)) == "400"
+
+
+# Knox's own prefix, bent: the filter takes the path after the topology and `/triton` only when
+# the raw URI starts with them literally; Jetty and Knox answer 404 where no context or route matches.
+KNOX_PREFIX_VARIANTS = [
+    ("/gateway/tarn/triton/../triton/v2/models/identity/infer", 400),  # canonical-form refusal
+    ("/gateway/tarn/./triton/v2/models/identity/infer", 403),          # not under /triton: denied
+    ("/gateway//tarn/triton/v2/models/identity/infer", 404),           # Jetty: no such context
+    ("/gateway/tarn/triton%2Fv2/models/identity/infer", 403),
+    ("/gateway/tarn/Triton/v2/models/identity/infer", 404),            # Knox: no such route
+    ("/gateway/tarn/triton;x/v2/models/identity/infer", 403),
+]
+
+
+def test_variants_of_the_knox_prefix_never_reach_triton(gateways):
+    for target, status in KNOX_PREFIX_VARIANTS:
+        answer = raw_request(gateways.knox_port, "POST", target, {USER_HEADER: "alice", "Content-Type": "application/json"},
+                             INFER)
+        assert answer.status == status and b'"error"' not in answer.body, (target, answer)  # Triton's errors are JSON
