@@ -58,17 +58,17 @@ def build_knox() -> None:
 
 
 class AuthzProcess:
-    """tarn-authz (the console script of this virtualenv) serving POLICIES from a local folder."""
+    """tarn-authz (the console script of this virtualenv) serving POLICIES (or ``policies``) from a local folder."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, policies: Optional[Dict] = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "authz.log"
         self.proc: Optional[subprocess.Popen] = None
-        policies = workdir / "policies"
-        policies.mkdir(parents=True, exist_ok=True)
-        (policies / f"{RANGER_SERVICE}.json").write_text(json.dumps(POLICIES))
+        folder = workdir / "policies"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{RANGER_SERVICE}.json").write_text(json.dumps(policies or POLICIES))
 
     def env(self) -> Dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TARN_", "RANGER_"))}

@@ -117,6 +117,11 @@ public class TarnAuthzFilter implements Filter {
     OipRoute route = OipRoute.classify(path);
     Subject subject = SubjectUtils.getCurrentSubject();
     String user = subject == null ? null : SubjectUtils.getEffectivePrincipalName(subject);
+    if (route.kind == OipRoute.Kind.REFUSE) {
+      refuse(request, response, HttpServletResponse.SC_BAD_REQUEST, "request path not in canonical form "
+          + "(no %-escapes, ';', '//', '.' or '..' segments, trailing '/')", null, route);
+      return;
+    }
     if (user == null || user.isEmpty()) {
       refuse(request, response, HttpServletResponse.SC_FORBIDDEN, "no authenticated user", null, route);
       return;
@@ -223,7 +228,7 @@ public class TarnAuthzFilter implements Filter {
   private void refuse(HttpServletRequest request, HttpServletResponse response, int status, String reason,
                       String user, OipRoute route) throws IOException {
     LOG.debug("TarnAuthz: {} {} for user {} ({}): {}", request.getMethod(), request.getRequestURI(), user, route, reason);
-    audit(request, status == HttpServletResponse.SC_FORBIDDEN ? ActionOutcome.FAILURE : ActionOutcome.UNAVAILABLE);
+    audit(request, status == HttpServletResponse.SC_SERVICE_UNAVAILABLE ? ActionOutcome.UNAVAILABLE : ActionOutcome.FAILURE);
     if (status == HttpServletResponse.SC_SERVICE_UNAVAILABLE) {
       response.setHeader("Retry-After", "1");
     }
