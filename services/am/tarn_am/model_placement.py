@@ -205,10 +205,12 @@ def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
         if count < current + extra:
             reasons.append(f"{current + extra} instances needed, max is {bounds.max_instances}")
         reasons.append(f"{sum(n for _, n in pending)} copies wait for new instances")
-    else:
+    elif not missing:  # copies waiting for unloads may need the instances those unloads empty
         empty = sorted(k for k, held in plan.holds.items() if not held)
         releasable = max(0, current - bounds.min_instances)
         release = tuple(empty[:releasable])
         count = current - len(release)
+    else:
+        count = current
     count = max(bounds.min_instances, min(bounds.max_instances, count))
     return Placement(tuple(loads), tuple(unloads), count, release, missing, tuple(reasons))
