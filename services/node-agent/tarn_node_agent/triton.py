@@ -90,6 +90,10 @@ class TritonApi:
         self._http = httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=timeout_s, trust_env=False)
         self._metrics_url = f"http://{host}:{metrics_port}/metrics"
 
+    def send_gateway_key(self, header: str, key: str) -> None:
+        """Triton restricts the repository API the agent uses (index, load, unload) to this key."""
+        self._http.headers[header] = key
+
     async def close(self) -> None:
         await self._http.aclose()
 
