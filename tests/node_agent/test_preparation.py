@@ -50,6 +50,6 @@ def test_with_a_gateway_key_triton_restricts_every_api_but_health_and_metadata_o
 def test_require_gateway_key_refuses_a_credential_file_without_one():
     settings = NodeAgentSettings(model_repository="/models", container_id="container_1700000000000_0042_01_000002",
                                  tritonserver=sys.executable, require_gateway_key=True)
-    with pytest.raises(ConfigError, match="has no tarn.gateway.key alias"):
+    with pytest.raises(ConfigError, match="no credential file .secrets. holds a tarn.gateway.key alias"):
         checked_gateway_key(settings, SecretEnvironment({}))
     assert checked_gateway_key(settings, SecretEnvironment({}, [], "k" * 32)) == "k" * 32

@@ -18,6 +18,7 @@ Over gRPC Triton reads the key from the metadata key triton-grpc-protocol-tarn-g
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import subprocess
 import uuid
@@ -31,7 +32,9 @@ import tritonclient.grpc as grpcclient
 from kazoo.client import KazooClient
 from tritonclient.utils import InferenceServerException
 
+from tarn_node_agent.errors import TritonError
 from tarn_node_agent.launch import GATEWAY_KEY_HEADER, restriction_args
+from tarn_node_agent.triton import TritonApi
 from tests.knox.support import GATEWAY_TOKEN, USER_HEADER, AuthzProcess, KnoxGateway, build_knox, topology
 from tests.knox.test_knox_e2e import znode_record
 from tests.support.ports import free_port
@@ -168,6 +171,27 @@ def test_health_and_metadata_stay_open_for_probes(instance, grpc):
     assert grpc.get_model_metadata("add_sub").name == "add_sub"
 
 
+def test_the_agents_own_repository_calls_carry_the_key(instance):
+    """The agent announces its models from the (restricted) repository index, and loads and
+    unloads on command: its Triton adapter sends the key it started Triton with."""
+    async def calls(send_key: bool):
+        api = TritonApi("127.0.0.1", instance.ports.http, instance.ports.metrics)
+        if send_key:
+            api.send_gateway_key(GATEWAY_KEY_HEADER, KEY)
+        try:
+            models = await api.ready_models()
+            await api.unload_model("identity")
+            await api.load_model("identity")
+            return models
+        finally:
+            await api.close()
+
+    assert asyncio.run(calls(True)) == ["add_sub", "identity"]
+    with pytest.raises(TritonError, match="403"):
+        asyncio.run(calls(False))
+    assert direct(instance, "GET", "/v2/models/identity/ready").status_code == 200
+
+
 # -- through the gateways -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -259,3 +283,46 @@ def test_the_same_requests_through_knox_succeed(knox, client_key):
     index = httpx.post(knox + "/v2/repository/index", json={}, headers={USER_HEADER: "carol", **extra}, timeout=60)
     assert index.status_code == 200, index.text
     assert sorted(e["name"] for e in index.json()) == ["add_sub", "identity"]
+
+
+# -- the real node-agent, the key from a real credential file on HDFS ------------------------
+
+def redis_text(client) -> str:
+    """Every stream entry, string and hash in Redis, as text."""
+    readers = {b"stream": client.xrange, b"string": client.get, b"hash": client.hgetall}
+    return "".join(repr(readers[client.type(k)](k)) for k in client.scan_iter("*") if client.type(k) in readers)
+
+
+@pytest.mark.hadoop
+def test_the_agent_restricts_its_triton_with_the_credential_files_key_and_publishes_it_nowhere(
+        tmp_path, redis_url, deployment, hadoop_cluster, webhdfs):
+    from tests.hadoop.cluster import create_jceks
+    from tests.node_agent.agent_process import AgentProcess
+    from tests.security.test_triton_environment import proc_environ
+
+    folder = f"/tarn-test/direct-instance/{uuid.uuid4().hex[:12]}"
+    key = "agent-key_" + uuid.uuid4().hex
+    agent = None
+    try:
+        secrets = create_jceks(hadoop_cluster, f"{folder}/triton.jceks", {"tarn.gateway.key": key})
+        agent = AgentProcess(tmp_path / "agent", redis_url, deployment, "container_1700000000000_0098_01_000002",
+                             copy_model_repository(tmp_path / "models"),
+                             extra=["--webhdfs-url", hadoop_cluster.webhdfs_url, "--hdfs-user", "root",
+                                    "--hdfs-auth", "simple", "--secrets", secrets, "--require-gateway-key", "true"])
+        ready = agent.wait_ready()
+        assert ready.models == ["add_sub", "identity"]  # the agent listed them with its key
+        url = f"http://{agent.address}"
+        assert httpx.post(url + "/v2/models/add_sub/infer", json=add_sub_body(), timeout=30).status_code == 403
+        assert httpx.post(url + "/v2/repository/index", json={}, timeout=30).status_code == 403
+        keyed = httpx.post(url + "/v2/models/add_sub/infer", json=add_sub_body(), headers={GATEWAY_KEY_HEADER: key},
+                           timeout=30)
+        assert keyed.status_code == 200, keyed.text
+        assert httpx.get(url + "/v2/health/ready", timeout=30).status_code == 200
+        # Nowhere but Triton's command line: not its environment, the events, Redis or the agent's log.
+        assert key not in "".join(proc_environ(agent.triton_pid).values())
+        assert key not in redis_text(agent.redis)
+        assert key not in agent.log_path.read_text(errors="replace")
+    finally:
+        if agent is not None:
+            agent.stop()
+        webhdfs.delete(folder, recursive=True)

@@ -53,7 +53,7 @@ def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: S
 def checked_gateway_key(settings: NodeAgentSettings, secrets: SecretEnvironment) -> Optional[str]:
     if secrets.gateway_key is None:
         if settings.require_gateway_key:
-            raise ConfigError(f"require_gateway_key is set but the credential file (secrets) has no "
+            raise ConfigError(f"require_gateway_key is set but no credential file (secrets) holds a "
                               f"{GATEWAY_KEY_ALIAS} alias")
         log.warning(f"no {GATEWAY_KEY_ALIAS} in the credential file: Triton answers anyone who reaches its ports")
     return secrets.gateway_key
