@@ -29,7 +29,7 @@ GATEWAY_KEY_HEADER = "tarn-gateway-key"
 def gateway_key_rule(keys_map: Optional[Path]) -> str:
     """The backend line that adds the deployment's Triton key, looked up by backend name in the
     map file (read when HAProxy starts; `set map` on the admin socket changes it live). A
-    backend the map lacks sends an empty key, which Triton refuses."""
+    backend the map lacks sends no usable key, which Triton refuses."""
     if keys_map is None:
         return f"    # {GATEWAY_KEY_HEADER}: off (no --gateway-keys-file; Triton must then run unrestricted)"
     if any(c.isspace() or c in "\"'#(),]" for c in str(keys_map)):
