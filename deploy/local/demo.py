@@ -6,7 +6,9 @@ rendered from deploy/haproxy/haproxy-authz.cfg.tmpl (basic-auth users alice and 
 authz Lua action in front of `triton_backend`); tarn-gateway-sync writing into that
 HAProxy and ZooKeeper; the demo model repository uploaded to HDFS; `tarn submit`; then it
 waits until an instance serves through HAProxy, runs one inference as alice (allowed) and
-one as bob (denied, 403) with tritonclient, and prints where the dashboard is.
+one as bob (denied, 403) with tritonclient, shows that the instance itself refuses the same
+request without the deployment's Triton key (which only HAProxy adds), and prints where the
+dashboard is.
 
 `down` stops the application (`tarn stop`), the processes `up` started, and the stack,
 then checks that no process is left in the run directory.
@@ -26,8 +28,8 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from demo_support import (DemoError, DemoState, free_port, haproxy_servers, http_status,  # noqa: E402
-                          leftover_processes, parse_hadoop_env, serving, tail, wait_until)
+from demo_support import (DemoError, DemoState, create_credential, free_port, haproxy_servers,  # noqa: E402
+                          http_status, leftover_processes, parse_hadoop_env, serving, tail, wait_until)
 from demo_prometheus import start_prometheus  # noqa: E402
 
 DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
@@ -40,6 +42,7 @@ RANGER_SERVICE = "triton_demo"
 BACKEND = "triton_backend"
 ZK_PATH = "/services/triton/instances"
 HDFS_MODELS = "/tarn-demo/models"
+HDFS_SECRETS = "/tarn-demo/triton.jceks"
 USERS = {"alice": "alice-demo", "bob": "bob-demo"}  # HAProxy's basic-auth userlist (demo only)
 SERVE_TIMEOUT_S = 420.0
 HADOOP_LOG = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")  # skein driver chatter
@@ -56,7 +59,7 @@ class Demo:
         self.state = DemoState(self.dir)
         self.instances = instances
         self.step_no = 0
-        self.steps = 9
+        self.steps = 10
 
     # ------------------------------------------------------------------ output
 
@@ -86,12 +89,15 @@ class Demo:
         self.state.save()
         env = self._stack_up()
         authz_url = self._authz(env, token)
-        haproxy = self._haproxy(authz_url, token)
+        # The deployment's Triton key: in its credential file on HDFS and HAProxy's key map only.
+        gateway_key = secrets.token_urlsafe(32)
+        haproxy = self._haproxy(authz_url, token, gateway_key)
         self._gateway_sync(env, haproxy["socket"])
-        self._upload(env)
+        self._upload(env, gateway_key)
         self._submit(env, authz_url, token)
         self._wait_serving(env, haproxy)
         self._infer(haproxy["url"])
+        self._direct(haproxy)
         self._prometheus(token)
         self.state.data["up_s"] = round(time.monotonic() - began, 1)
         self.state.save()
@@ -135,14 +141,18 @@ class Demo:
         self.done(t, url)
         return url
 
-    def _haproxy(self, authz_url: str, token: str) -> Dict[str, str]:
+    def _haproxy(self, authz_url: str, token: str, gateway_key: str) -> Dict[str, str]:
         t = self.step("HAProxy with the authz Lua action in front of triton_backend (deploy/haproxy/haproxy-authz.cfg.tmpl)")
         import render_authz  # deploy/haproxy, put on sys.path below
         http_port = free_port()
+        keys = self.dir / "gateway-keys.map"
+        keys.write_text(f"{BACKEND} {gateway_key}\n")
+        keys.chmod(0o600)
         cfg = self.dir / "haproxy-authz.cfg"
         cfg.write_text(render_authz.render(
             run_dir=self.dir, http_port=http_port, index_port=free_port(), authz_url=authz_url, gateway_token=token,
-            users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1"))
+            users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1",
+            gateway_keys=keys))
         cfg.chmod(0o600)  # it holds the gateway token
         check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
         if check.returncode != 0:
@@ -173,7 +183,7 @@ class Demo:
         self.state.save()
         self.done(t, url)
 
-    def _upload(self, env: Dict[str, str]) -> None:
+    def _upload(self, env: Dict[str, str], gateway_key: str) -> None:
         t = self.step(f"upload the demo model repository ({MODELS.relative_to(ROOT)}) to HDFS {HDFS_MODELS}")
         if not MODELS.is_dir():
             raise DemoError(f"{MODELS} is missing")
@@ -186,8 +196,17 @@ class Demo:
                 client.upload(f"{HDFS_MODELS}/{path.relative_to(MODELS)}", str(path), overwrite=True)
         except hdfs.HdfsError as exc:
             raise DemoError(f"uploading to WebHDFS {env['WEBHDFS_URL']} failed: {exc}") from None
+        try:
+            client.delete(HDFS_SECRETS)
+        except hdfs.HdfsError as exc:
+            raise DemoError(f"deleting {HDFS_SECRETS} on WebHDFS failed: {exc}") from None
+        create_credential(env, self._secrets_uri(env), "tarn.gateway.key", gateway_key)
         models = sorted(p.name for p in MODELS.iterdir() if (p / "config.pbtxt").exists())
-        self.done(t, f"{len(files)} files, models {', '.join(models)}")
+        self.done(t, f"{len(files)} files, models {', '.join(models)}; the Triton key in {HDFS_SECRETS}")
+
+    @staticmethod
+    def _secrets_uri(env: Dict[str, str]) -> str:
+        return f"jceks://hdfs@{env['HDFS_DEFAULT_FS'].split('://', 1)[1].rstrip('/')}{HDFS_SECRETS}"
 
     def _submit(self, env: Dict[str, str], authz_url: str, token: str) -> None:
         t = self.step(f"tarn submit --name {DEPLOYMENT} (tarn-am in the AM container, the node-agent and "
@@ -208,12 +227,13 @@ class Demo:
             "--no-autoscale", "--drain-timeout", "20",
             "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
             "--tritonserver", str(runtime.binary), "--wait", "240",
+            "--secrets", self._secrets_uri(env),
         ]
         agent_env = {
             "TARN_NODE_AGENT_TRITON_ARGS": f"--backend-directory={runtime.backend_directory}",
             "LD_LIBRARY_PATH": runtime_env["LD_LIBRARY_PATH"], "PATH": runtime_env["PATH"],
             "TARN_NODE_AGENT_EXIT_TIMEOUT_S": "5", "TARN_NODE_AGENT_HEARTBEAT_INTERVAL_S": "2",
-            "TARN_NODE_AGENT_DRAIN_UNROUTED_TIMEOUT_S": "5",
+            "TARN_NODE_AGENT_DRAIN_UNROUTED_TIMEOUT_S": "5", "TARN_NODE_AGENT_REQUIRE_GATEWAY_KEY": "true",
         }
         for key, value in agent_env.items():
             args += ["--agent-env", f"{key}={value}"]
@@ -288,6 +308,22 @@ class Demo:
             raise DemoError(f"alice's inference failed: {exc}", self.dir / "haproxy-authz.log") from None
         finally:
             client.close()
+        self.done(t)
+
+    def _direct(self, haproxy: Dict[str, str]) -> None:
+        t = self.step("the same inference straight to the instance's port, around HAProxy: refused "
+                      "(Triton answers only requests carrying the deployment's key)")
+        server = next(s for s in haproxy_servers(haproxy["socket"], BACKEND) if serving(s))
+        url = f"http://{server['srv_addr']}:{server['srv_port']}"
+        body = b'{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1.0]}]}'
+        infer = http_status(f"{url}/v2/models/identity/infer", body=body, timeout_s=10)
+        index = http_status(f"{url}/v2/repository/index", body=b"{}", timeout_s=10)
+        ready = http_status(f"{url}/v2/health/ready")
+        if infer != 403 or index != 403 or ready != 200:
+            raise DemoError(f"straight to {url}: infer {infer}, repository index {index}, health {ready}; "
+                            "expected 403, 403 and 200")
+        print(f"    straight to the instance {url}: infer -> HTTP 403, repository index -> HTTP 403, "
+              "health -> 200", flush=True)
         self.done(t)
 
     def _prometheus(self, token: str) -> None:

@@ -25,6 +25,7 @@ from .commands import Acks, Commands
 from .drain import terminate_timeout_s
 from .drainer import Drainer
 from .errors import SecretsError, StagingError, TritonError
+from .launch import GATEWAY_KEY_HEADER
 from .lifecycle import Lifecycle
 from .model_loads import ModelLoads
 from .model_memory import reading
@@ -84,7 +85,10 @@ class NodeAgent:
                 return await shutdown.terminated_before_start()
             log.info("starting tritonserver", extra={"parallelism": prepared.plan.parallelism,
                                                       "model_repository": str(prepared.staged.path),
-                                                      "secret_env": prepared.secret_names})
+                                                      "secret_env": prepared.secret_names,
+                                                      "gateway_key": prepared.gateway_key is not None})
+            if prepared.gateway_key is not None:
+                self.api.send_gateway_key(GATEWAY_KEY_HEADER, prepared.gateway_key)
             try:
                 self.process.start(prepared.plan.argv, prepared.plan.env)
             except TritonError as exc:

@@ -93,6 +93,10 @@ class TritonApi:
                                        limits=httpx.Limits(max_keepalive_connections=0))
         self._metrics_url = f"http://{host}:{metrics_port}/metrics"
 
+    def send_gateway_key(self, header: str, key: str) -> None:
+        """Triton restricts the repository API the agent uses (index, load, unload) to this key."""
+        self._http.headers[header] = key
+
     async def close(self) -> None:
         await self._http.aclose()
 
