@@ -11,6 +11,7 @@ X-TARN-User (for a trusted proxy in front of HAProxy that authenticated the user
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import string
 from pathlib import Path
@@ -19,6 +20,10 @@ from typing import Dict, Iterable, Optional, Sequence
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "haproxy-authz.cfg.tmpl"
 LUA_FILE = HERE / "tarn_authz.lua"
+GRPC_LUA_FILE = HERE / "tarn_authz_grpc.lua"
+GRPC_BLOCKS = re.compile(r"^# grpc:begin\n.*?^# grpc:end\n", re.M | re.S)
+# tune.bufsize above the largest gRPC message read: room for the headers and HAProxy's reserve.
+GRPC_BUFFER_HEADROOM = 16384
 
 
 def trusted_header_rules(networks: Sequence[str]) -> str:
@@ -35,7 +40,9 @@ def trusted_header_rules(networks: Sequence[str]) -> str:
 def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, gateway_token: str,
            users: Iterable[str], servers: Iterable[str] = (), bind: str = "127.0.0.1", cache_ttl_s: float = 2.0,
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
-           lua_file: Path = LUA_FILE) -> str:
+           lua_file: Path = LUA_FILE, grpc_port: Optional[int] = None, grpc_servers: Iterable[str] = (),
+           grpc_max_message: int = 65536) -> str:
+    """Without ``grpc_port`` the gRPC frontend and backend are left out."""
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
             raise ValueError(f"the {name} must be non-empty without spaces, quotes or '#'")
@@ -46,8 +53,14 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
         USERS="\n".join(f"    {line.strip()}" for line in users if line.strip()),
         SERVERS="\n".join(f"    {line.strip()}" for line in servers if line.strip()),
         TRUSTED_HEADER_RULES=trusted_header_rules(trusted_networks),
+        GRPC_PORT=grpc_port, GRPC_LUA_FILE=GRPC_LUA_FILE, GRPC_MAX_MESSAGE=grpc_max_message,
+        GRPC_BUFSIZE=max(16384, grpc_max_message + GRPC_BUFFER_HEADROOM),
+        GRPC_SERVERS="\n".join(f"    {line.strip()}" for line in grpc_servers if line.strip()),
     )
-    return string.Template(TEMPLATE.read_text()).substitute(values)
+    template = TEMPLATE.read_text()
+    if grpc_port is None:
+        template = GRPC_BLOCKS.sub("", template)
+    return string.Template(template).substitute(values)
 
 
 def main() -> None:
@@ -60,6 +73,10 @@ def main() -> None:
     parser.add_argument("--gateway-token-file", type=Path, required=True)
     parser.add_argument("--users-file", type=Path, required=True)
     parser.add_argument("--server", action="append", default=[], help="a static `server name host:port` line")
+    parser.add_argument("--grpc-port", type=int, help="a gRPC (HTTP/2) frontend on this port; none without it")
+    parser.add_argument("--grpc-server", action="append", default=[], help="a static gRPC `server name host:port` line")
+    parser.add_argument("--grpc-max-message", type=int, default=65536,
+                        help="the largest gRPC request message (bytes) the gateway reads and so admits")
     parser.add_argument("--cache-ttl-s", type=float, default=2.0)
     parser.add_argument("--trusted-network", action="append", default=[])
     parser.add_argument("--out", type=Path, required=True)
@@ -67,7 +84,8 @@ def main() -> None:
     text = render(run_dir=args.run_dir, http_port=args.http_port, index_port=args.index_port,
                   authz_url=args.authz_url, gateway_token=args.gateway_token_file.read_text().strip(),
                   users=args.users_file.read_text().splitlines(), servers=args.server, bind=args.bind,
-                  cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network)
+                  cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network, grpc_port=args.grpc_port,
+                  grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message)
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 
