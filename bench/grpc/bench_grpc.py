@@ -52,8 +52,9 @@ userlist tarn_users
 frontend alone
     bind 127.0.0.1:{port} proto h2
     option http-buffer-request
-    http-request return status 200 content-type application/grpc hdr grpc-status 16 unless {{ http_auth(tarn_users) }}
+    http-request return status 200 hdr grpc-status 16 unless {{ http_auth(tarn_users) }}
     http-request del-header Authorization
+    http-after-response set-header content-type application/grpc unless {{ res.hdr(content-type) -m found }}
     default_backend triton_grpc_backend
 backend triton_grpc_backend
     server triton1 {triton} proto h2

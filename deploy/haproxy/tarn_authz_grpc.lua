@@ -14,9 +14,10 @@
 --
 --   ModelInfer                                         -> infer on the model
 --   ModelMetadata, ModelReady, ModelConfig, ModelStatistics -> metadata on the model
---   RepositoryIndex  -> allowed only to a user who may `list` every model Triton has (the
---                       answer is Triton's own; a filtered gRPC answer would need trailers,
---                       which a Lua applet cannot send)
+--   RepositoryIndex  -> Triton's answer with only the models the user may `list`: the action
+--                       asks authz (one batch) about Triton's HTTP index and leaves the names
+--                       in txn.tarn_grpc_index; the filter tarn_grpc_index rewrites the
+--                       response message and keeps Triton's trailers
 --   ServerLive, ServerReady, ServerMetadata            -> any authenticated user
 --   ModelStreamInfer -> refused: the action runs once, before later messages of the stream
 --                       exist, and each of them names its own model
@@ -106,8 +107,9 @@ local function decide(txn, outcome, reason)
     if reason then txn:set_var("txn.tarn_grpc_message", reason) end
 end
 
--- Whether the user may list every model in Triton's index; nil when authz or Triton did not answer.
-local function may_list_all(user)
+-- The models in Triton's index the user may `list`, newline-separated between newlines (the
+-- filter's lookup); nil when authz or Triton did not answer.
+local function listable(user)
     local res = core.httpclient():post{
         url = INDEX_URL .. "/v2/repository/index",
         headers = { ["X-TARN-Index-Secret"] = { INDEX_SECRET }, ["Content-Type"] = { "application/json" } },
@@ -118,14 +120,15 @@ local function may_list_all(user)
     local names = {}
     for entry in res.body:gmatch("%b{}") do
         local name = entry:match('"name"%s*:%s*"(.-)"')
-        if name then names[#names + 1] = name end
+        if name and not name:find("[\n\\]") then names[#names + 1] = name end
     end
     local answers = helpers.ask_many(user, names, "list")
     if answers == nil then return nil end
+    local kept = {}
     for i = 1, #names do
-        if not answers[i] then return false end
+        if answers[i] then kept[#kept + 1] = names[i] end
     end
-    return true
+    return "\n" .. table.concat(kept, "\n") .. "\n"
 end
 
 local function answer(txn, allowed, denied_reason)
@@ -145,8 +148,9 @@ local function enforce_grpc(txn)
     local method = path:sub(1, #SERVICE) == SERVICE and path:sub(#SERVICE + 1) or nil
     if method and OPEN_METHODS[method] then return decide(txn, "allow") end
     if method == "RepositoryIndex" then
-        return answer(txn, may_list_all(user), "tarn: RepositoryIndex is answered only to users who may list "
-            .. "every model; POST /v2/repository/index on the HTTP gateway lists those you may")
+        local kept = listable(user)
+        if kept then txn:set_var("txn.tarn_grpc_index", kept) end
+        return answer(txn, kept and true or nil)
     end
     if method == "ModelStreamInfer" then
         return decide(txn, "deny", "tarn: ModelStreamInfer is not offered through the gateway "
@@ -160,4 +164,55 @@ local function enforce_grpc(txn)
         .. " may not " .. action .. " on this model")
 end
 
+-- RepositoryIndexResponse keeping only the ModelIndex entries (field 1, name in their field 1)
+-- named in `kept`; anything else in the message is dropped.
+local function filtered_index(body, kept)
+    if #body < 5 or body:byte(1) ~= 0 or #body ~= 5 + string.unpack(">I4", body, 2) then return nil end
+    local message, out, i = body:sub(6), {}, 1
+    while i <= #message do
+        local start, key, len = i
+        key, i = varint(message, i)
+        if key ~= 10 then return nil end -- field 1, length-delimited: all Triton sends
+        len, i = varint(message, i)
+        if len == nil or len > #message - i + 1 then return nil end
+        local names = field1_values(message:sub(i, i + len - 1))
+        if names and #names == 1 and kept:find("\n" .. names[1] .. "\n", 1, true) then
+            out[#out + 1] = message:sub(start, i + len - 1)
+        end
+        i = i + len
+    end
+    local filtered = table.concat(out)
+    return "\0" .. string.pack(">I4", #filtered) .. filtered
+end
+
+-- The response side of RepositoryIndex: Triton's answer, filtered. The frontend waits for the
+-- whole body (http-response wait-for-body); one that is not whole or not understood becomes
+-- an empty index (fail closed). Triton's trailers (grpc-status) pass unchanged.
+local IndexFilter = { id = "tarn gRPC index filter", flags = filter.FLT_CFG_FL_HTX }
+IndexFilter.__index = IndexFilter
+
+function IndexFilter:new()
+    return setmetatable({ done = false }, IndexFilter)
+end
+
+function IndexFilter:http_headers(txn, http_msg)
+    if http_msg.channel:is_resp() and txn:get_var("txn.tarn_grpc_index") then
+        filter.register_data_filter(self, http_msg.channel)
+    end
+    return filter.CONTINUE
+end
+
+function IndexFilter:http_payload(txn, http_msg)
+    local body = http_msg:body() or ""
+    if self.done then
+        http_msg:remove()
+        return
+    end
+    self.done = true
+    local kept = txn:get_var("txn.tarn_grpc_index") or "\n"
+    local filtered = http_msg:eom() and filtered_index(body, kept) or nil
+    http_msg:set(filtered or "\0\0\0\0\0")
+end
+
 core.register_action("tarn_authz_grpc", { "http-req" }, enforce_grpc, 0)
+core.register_filter("tarn_grpc_index", IndexFilter, function(flt) return flt end)
