@@ -23,13 +23,14 @@
 --                       exist, and each of them names its own model
 --   anything else (repository load/unload, shared memory, trace, log settings) -> deny
 --
--- A model name must be seen whole and once: the message must be the request's only one,
--- complete (no more than TARN_AUTHZ_GRPC_MAX_MESSAGE bytes, which the template keeps below
--- HAProxy's buffer so a complete-looking body cannot hide a rest), uncompressed, well formed,
--- with field 1 present once (protobuf lets a later copy win: two copies are refused).
+-- A model name must be seen whole and once: the buffered body must be exactly one message,
+-- complete by its own length prefix (Triton parses a unary call's first message alone),
+-- uncompressed, well formed, with field 1 present once (protobuf lets a later copy win: two
+-- copies are refused). A message over TARN_AUTHZ_GRPC_MAX_MESSAGE bytes (the template keeps
+-- HAProxy's buffer above it) is refused as too large.
 
 local helpers = tarn_authz_helpers
-local MAX_MESSAGE = tonumber(os.getenv("TARN_AUTHZ_GRPC_MAX_MESSAGE") or "") or 49152
+local MAX_MESSAGE = tonumber(os.getenv("TARN_AUTHZ_GRPC_MAX_MESSAGE") or "") or 65536
 local INDEX_URL = os.getenv("TARN_AUTHZ_INDEX_URL") or ""
 local INDEX_SECRET = os.getenv("TARN_AUTHZ_INDEX_SECRET") or ""
 local TIMEOUT_MS = tonumber(os.getenv("TARN_AUTHZ_TIMEOUT_MS") or "1000") or 1000
