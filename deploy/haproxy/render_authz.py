@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "haproxy-authz.cfg.tmpl"
 LUA_FILE = HERE / "tarn_authz.lua"
 GRPC_LUA_FILE = HERE / "tarn_authz_grpc.lua"
-GRPC_BLOCKS = re.compile(r"^# grpc:begin\n.*?^# grpc:end\n", re.M | re.S)
+GRPC_BLOCKS = re.compile(r"(?:^\n)?^# grpc:begin\b.*?^# grpc:end\n", re.M | re.S)
 # tune.bufsize above the largest gRPC message read: room for the headers and HAProxy's reserve.
 GRPC_BUFFER_HEADROOM = 16384
 
