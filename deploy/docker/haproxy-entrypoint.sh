@@ -8,6 +8,9 @@ set -- --run-dir "$run_dir" --http-port "${HAPROXY_HTTP_PORT:-8080}" --bind 0.0.
   --authz-url "${HAPROXY_AUTHZ_URL:-http://authz:8096}" \
   --gateway-token-file "$secrets/TARN_AUTHZ_GATEWAY_TOKEN" --users-file "$secrets/haproxy-users" \
   --out "$run_dir/haproxy.cfg"
+if [ -n "${HAPROXY_GRPC_PORT:-}" ]; then
+  set -- "$@" --grpc-port "$HAPROXY_GRPC_PORT"
+fi
 if [ -n "${HAPROXY_TRUSTED_NETWORKS:-}" ]; then
   for net in $HAPROXY_TRUSTED_NETWORKS; do set -- "$@" --trusted-network "$net"; done
 fi

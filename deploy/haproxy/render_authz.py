@@ -13,6 +13,7 @@ X-TARN-User (for a trusted proxy in front of HAProxy that authenticated the user
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import string
 from pathlib import Path
@@ -21,20 +22,26 @@ from typing import Dict, Iterable, Optional, Sequence
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "haproxy-authz.cfg.tmpl"
 LUA_FILE = HERE / "tarn_authz.lua"
+GRPC_LUA_FILE = HERE / "tarn_authz_grpc.lua"
+GRPC_BLOCKS = re.compile(r"(?:^\n)?^# grpc:begin\b.*?^# grpc:end\n", re.M | re.S)
+# tune.bufsize above the largest gRPC message read: room for the headers and HAProxy's reserve.
+GRPC_BUFFER_HEADROOM = 16384
 
 
 GATEWAY_KEY_HEADER = "tarn-gateway-key"
+# Triton's gRPC server reads a restricted protocol's key from metadata with this prefix.
+GRPC_GATEWAY_KEY_HEADER = f"triton-grpc-protocol-{GATEWAY_KEY_HEADER}"
 
 
-def gateway_key_rule(keys_map: Optional[Path]) -> str:
+def gateway_key_rule(keys_map: Optional[Path], header: str = GATEWAY_KEY_HEADER) -> str:
     """The backend line that adds the deployment's Triton key, looked up by backend name in the
     map file (read when HAProxy starts; `set map` on the admin socket changes it live). A
     backend the map lacks sends no usable key, which Triton refuses."""
     if keys_map is None:
-        return f"    # {GATEWAY_KEY_HEADER}: off (no --gateway-keys-file; Triton must then run unrestricted)"
+        return f"    # {header}: off (no --gateway-keys-file; Triton must then run unrestricted)"
     if any(c.isspace() or c in "\"'#(),]" for c in str(keys_map)):
         raise ValueError("the gateway keys file's path must be without spaces, quotes, '#', brackets or commas")
-    return f"    http-request set-header {GATEWAY_KEY_HEADER} %[be_name,map({keys_map})]"
+    return f"    http-request set-header {header} %[be_name,map({keys_map})]"
 
 
 def trusted_header_rules(networks: Sequence[str]) -> str:
@@ -51,7 +58,9 @@ def trusted_header_rules(networks: Sequence[str]) -> str:
 def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, gateway_token: str,
            users: Iterable[str], servers: Iterable[str] = (), bind: str = "127.0.0.1", cache_ttl_s: float = 2.0,
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
-           lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None) -> str:
+           lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None, grpc_port: Optional[int] = None,
+           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536) -> str:
+    """Without ``grpc_port`` the gRPC frontend and backend are left out."""
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
             raise ValueError(f"the {name} must be non-empty without spaces, quotes or '#'")
@@ -62,8 +71,15 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
         USERS="\n".join(f"    {line.strip()}" for line in users if line.strip()),
         SERVERS="\n".join(f"    {line.strip()}" for line in servers if line.strip()),
         TRUSTED_HEADER_RULES=trusted_header_rules(trusted_networks), GATEWAY_KEY_RULE=gateway_key_rule(gateway_keys),
+        GRPC_KEY_RULE=gateway_key_rule(gateway_keys, GRPC_GATEWAY_KEY_HEADER),
+        GRPC_PORT=grpc_port, GRPC_LUA_FILE=GRPC_LUA_FILE, GRPC_MAX_MESSAGE=grpc_max_message,
+        GRPC_BUFSIZE=max(16384, grpc_max_message + GRPC_BUFFER_HEADROOM),
+        GRPC_SERVERS="\n".join(f"    {line.strip()}" for line in grpc_servers if line.strip()),
     )
-    return string.Template(TEMPLATE.read_text()).substitute(values)
+    template = TEMPLATE.read_text()
+    if grpc_port is None:
+        template = GRPC_BLOCKS.sub("", template)
+    return string.Template(template).substitute(values)
 
 
 def main() -> None:
@@ -76,6 +92,10 @@ def main() -> None:
     parser.add_argument("--gateway-token-file", type=Path, required=True)
     parser.add_argument("--users-file", type=Path, required=True)
     parser.add_argument("--server", action="append", default=[], help="a static `server name host:port` line")
+    parser.add_argument("--grpc-port", type=int, help="a gRPC (HTTP/2) frontend on this port; none without it")
+    parser.add_argument("--grpc-server", action="append", default=[], help="a static gRPC `server name host:port` line")
+    parser.add_argument("--grpc-max-message", type=int, default=65536,
+                        help="the largest gRPC request message (bytes) the gateway reads and so admits")
     parser.add_argument("--cache-ttl-s", type=float, default=2.0)
     parser.add_argument("--trusted-network", action="append", default=[])
     parser.add_argument("--gateway-keys-file", type=Path, help="`<backend> <Triton key>` lines (mode 600)")
@@ -85,7 +105,8 @@ def main() -> None:
                   authz_url=args.authz_url, gateway_token=args.gateway_token_file.read_text().strip(),
                   users=args.users_file.read_text().splitlines(), servers=args.server, bind=args.bind,
                   cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network,
-                  gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None)
+                  gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None,
+                  grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message)
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 

@@ -243,3 +243,6 @@ end
 
 core.register_action("tarn_authz", { "http-req" }, enforce, 0)
 core.register_service("tarn_repository_index", "http", repository_index)
+
+-- Shared with tarn_authz_grpc.lua (loaded after this file into the same Lua state).
+tarn_authz_helpers = { ask = ask, ask_many = ask_many }

@@ -40,6 +40,7 @@ STACK = ROOT / "deploy" / "local" / "stack"
 DEPLOYMENT = "demo"
 RANGER_SERVICE = "triton_demo"
 BACKEND = "triton_backend"
+GRPC_BACKEND = "triton_grpc_backend"
 ZK_PATH = "/services/triton/instances"
 HDFS_MODELS = "/tarn-demo/models"
 HDFS_SECRETS = "/tarn-demo/triton.jceks"
@@ -98,6 +99,7 @@ class Demo:
         self._wait_serving(env, haproxy)
         self._infer(haproxy["url"])
         self._direct(haproxy)
+        self._infer_grpc(haproxy["grpc"])
         self._prometheus(token)
         self.state.data["up_s"] = round(time.monotonic() - began, 1)
         self.state.save()
@@ -144,13 +146,14 @@ class Demo:
     def _haproxy(self, authz_url: str, token: str, gateway_key: str) -> Dict[str, str]:
         t = self.step("HAProxy with the authz Lua action in front of triton_backend (deploy/haproxy/haproxy-authz.cfg.tmpl)")
         import render_authz  # deploy/haproxy, put on sys.path below
-        http_port = free_port()
+        http_port, grpc_port = free_port(), free_port()
         keys = self.dir / "gateway-keys.map"
-        keys.write_text(f"{BACKEND} {gateway_key}\n")
+        keys.write_text(f"{BACKEND} {gateway_key}\n{GRPC_BACKEND} {gateway_key}\n")
         keys.chmod(0o600)
         cfg = self.dir / "haproxy-authz.cfg"
         cfg.write_text(render_authz.render(
-            run_dir=self.dir, http_port=http_port, index_port=free_port(), authz_url=authz_url, gateway_token=token,
+            run_dir=self.dir, http_port=http_port, index_port=free_port(), grpc_port=grpc_port,
+            authz_url=authz_url, gateway_token=token,
             users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1",
             gateway_keys=keys))
         cfg.chmod(0o600)  # it holds the gateway token
@@ -162,7 +165,8 @@ class Demo:
         from tarnstack import haproxy_command
         wait_until(lambda: "Name: HAProxy" in haproxy_command(sock, "show info"), "HAProxy (authz) starting", 30,
                    self.dir / "haproxy-authz.log", proc)
-        haproxy = {"url": f"http://127.0.0.1:{http_port}", "socket": sock, "cfg": str(cfg)}
+        haproxy = {"url": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "socket": sock,
+                   "cfg": str(cfg)}
         self.state.data["haproxy"] = haproxy
         self.state.save()
         self.done(t, f"{haproxy['url']} (users: {', '.join(USERS)})")
@@ -174,7 +178,8 @@ class Demo:
         service_env = dict(env, TARN_GATEWAY_SYNC_ZK_HOSTS=env["ZK_HOSTS"], TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=socket_path,
                            TARN_GATEWAY_SYNC_REDIS_URL=env["REDIS_URL"], TARN_GATEWAY_SYNC_DEPLOYMENTS=DEPLOYMENT,
                            TARN_GATEWAY_SYNC_REPLICA_ID="demo-1", TARN_GATEWAY_SYNC_PORT=str(port),
-                           TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30")
+                           TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30",
+                           TARN_GATEWAY_SYNC_GRPC_BACKENDS=f"{BACKEND}={GRPC_BACKEND}")
         proc = self.state.spawn("gateway-sync", [str(VENV_BIN / "tarn-gateway-sync")], service_env)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_status(f"{url}/healthz") == 200, "tarn-gateway-sync starting", 60,
@@ -326,6 +331,30 @@ class Demo:
               "health -> 200", flush=True)
         self.done(t)
 
+    def _infer_grpc(self, address: str) -> None:
+        """The same through HAProxy's gRPC frontend (gateway-sync keeps triton_grpc_backend)."""
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(url=address)
+        tensor = grpcclient.InferInput("INPUT0", [3], "FP32")
+        tensor.set_data_from_numpy(np.array([1.0, 2.0, 3.0], dtype=np.float32))
+        try:
+            output = wait_until(lambda: _grpc_answer(client, tensor), "alice's gRPC inference through HAProxy", 30,
+                                self.dir / "haproxy-authz.log")
+            print(f"    alice (gRPC {address}): identity = {output}  (allowed)", flush=True)
+            try:
+                client.infer("identity", [tensor], headers=_grpc_basic("bob"))
+            except InferenceServerException as exc:
+                if exc.status() != "StatusCode.PERMISSION_DENIED":
+                    raise DemoError(f"bob's gRPC inference failed with {exc.status()}, expected PERMISSION_DENIED")
+                print("    bob   (gRPC): identity(...) -> PERMISSION_DENIED  (denied by tarn-authz)", flush=True)
+            else:
+                raise DemoError("bob's gRPC inference was allowed; the policies deny it")
+        finally:
+            client.close()
+
     def _prometheus(self, token: str) -> None:
         t = self.step("Prometheus scraping tarn-am, the node-agent and Triton, found through tarn-am's "
                       "service discovery (deploy/prometheus)")
@@ -345,6 +374,7 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
   YARN        {d['env'].get('YARN_RM_WEBAPP_URL')}/cluster/app/{d['app_id']}
   prometheus  {d['prometheus_url']}   (scrapes tarn-am, node-agents, Triton; try deployment:tarn_container_load:avg)
   inference   {url}   users alice:{USERS['alice']} (allowed), bob:{USERS['bob']} (denied)
+  gRPC        {d['haproxy']['grpc']}   the same users (basic credentials in the authorization metadata)
   try         curl -u alice:{USERS['alice']} {url}/v2/models/identity
               .venv/bin/python examples/onnx_resnet50.py --url {url.split('://', 1)[1]} --user alice --password {USERS['alice']}
               source {self.run_dir}/stack.env; TARN_TOKEN={token} .venv/bin/tarn status --name {DEPLOYMENT}
@@ -432,6 +462,15 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
 def _basic(user: str) -> Dict[str, str]:
     import base64
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+
+
+def _grpc_basic(user: str) -> Dict[str, str]:
+    return {key.lower(): value for key, value in _basic(user).items()}  # gRPC metadata keys are lower case
+
+
+def _grpc_answer(client, tensor) -> Optional[list]:
+    """alice's identity over gRPC; an exception (the gRPC backend not filled yet) means not yet."""
+    return client.infer("identity", [tensor], headers=_grpc_basic("alice")).as_numpy("OUTPUT0").tolist()
 
 
 def _alive(pid: int) -> bool:

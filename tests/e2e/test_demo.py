@@ -44,6 +44,9 @@ def test_demo_up_serves_alice_and_denies_bob_through_haproxy(demo: DemoDeploymen
     assert "HTTP 403 Forbidden" in demo.up_output
     # Around HAProxy, straight to the instance, Triton itself refuses (it has no key to match).
     assert "infer -> HTTP 403, repository index -> HTTP 403, health -> 200" in demo.up_output
+    # The same through HAProxy's gRPC frontend, its backend kept by gateway-sync.
+    assert f"alice (gRPC {demo.state['haproxy']['grpc']}): identity = [1.0, 2.0, 3.0]  (allowed)" in demo.up_output
+    assert "identity(...) -> PERMISSION_DENIED  (denied by tarn-authz)" in demo.up_output
     assert f"{demo.state['am_address']}/dashboard#token={demo.token}" in demo.up_output
     # Prometheus scrapes tarn-am, the node-agent and Triton (its step waited for all three), and the demo says where.
     assert f"prometheus  {demo.state['prometheus_url']}" in demo.up_output
