@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -29,6 +30,8 @@ HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy" / "haproxy.cfg.tmpl"
 MINICLUSTER = ROOT / "deploy" / "local" / "hadoop" / "minicluster"
 ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar"
 START_TIMEOUT_S = 60.0
+sys.path.insert(0, str(ROOT / "deploy" / "haproxy"))
+from render_authz import gateway_key_rule  # noqa: E402  (standard library only, as this file)
 
 
 class StackError(RuntimeError):
@@ -272,12 +275,21 @@ class Stack:
         self.state["ports"].update({"haproxy_http": free_port(), "haproxy_slots_http": free_port(),
                                     "haproxy_stats": free_port()})
         extra = []
+        # One Triton key for every backend of the local stack, in the map HAProxy reads at start.
+        keys = self.run_dir / "gateway-keys.map"
+        key = self.state.setdefault("gateway_key", secrets.token_urlsafe(32))
+        backends = ["triton_backend", "triton_slots"] + [f"test_{kind}_{i}" for i in range(test_backends)
+                                                         for kind in ("dyn", "slots")]
+        keys.write_text("".join(f"{name} {key}\n" for name in backends))
+        keys.chmod(0o600)
+        self.state["env"]["GATEWAY_KEYS_MAP"] = str(keys)
         for i in range(test_backends):
             for kind in ("dyn", "slots"):
                 name, port = f"test_{kind}_{i}", free_port()
-                lines = [f"frontend fe_{name}", f"    bind 127.0.0.1:{port}", f"    default_backend {name}",
+                lines = [f"frontend fe_{name}", f"    bind 127.0.0.1:{port}",
+                         "    http-request del-header tarn-gateway-key", f"    default_backend {name}",
                          "", f"backend {name}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-                         "    default-server inter 1s fall 2 rise 1"]
+                         "    default-server inter 1s fall 2 rise 1", gateway_key_rule(keys)]
                 lines += [f"    server triton-{n} 0.0.0.0:8000 check disabled" for n in range(1, slots + 1)] \
                     if kind == "slots" else []
                 extra.append("\n".join(lines) + "\n")
@@ -287,6 +299,7 @@ class Stack:
             SLOTS_HTTP_PORT=self.state["ports"]["haproxy_slots_http"],
             STATS_PORT=self.state["ports"]["haproxy_stats"],
             SLOT_SERVERS="\n".join(f"    server triton-{n} 0.0.0.0:8000 check disabled" for n in range(1, slots + 1)),
+            GATEWAY_KEY_RULE=gateway_key_rule(keys),
             EXTRA="\n".join(extra),
         )
         (self.run_dir / "haproxy.cfg").write_text(text)

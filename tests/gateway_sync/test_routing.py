@@ -40,6 +40,14 @@ def test_no_snapshot_means_the_view_is_not_authoritative():
     assert set(empty.routable()) == {"h:1"} and not empty.authoritative
 
 
+def test_a_delta_does_not_make_the_view_authoritative():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    delta = ev.MembershipDelta(deployment="d", app_id="app", snapshot_seq=2, full_seq=1, lifecycle_through="2-0",
+                               desired_count=1, members=[member(2, ev.InstanceState.READY, 1)])
+    fleet = apply_lifecycle(fleet, delta, "3-0")
+    assert set(fleet.routable()) == {"h:1", "h:2"} and not fleet.authoritative
+
+
 def test_a_snapshot_that_covers_an_instance_and_omits_it_removes_it():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
     fleet = apply_lifecycle(fleet, snapshot([], "1-0"), "2-0")

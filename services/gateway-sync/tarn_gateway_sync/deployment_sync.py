@@ -63,7 +63,8 @@ class UnroutedAnnouncer:
 class DeploymentSync:
     def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
                  resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
-                 claims: Claims, places: PlaceStore, clock: Clock = Clock()) -> None:
+                 claims: Claims, places: PlaceStore, clock: Clock = Clock(),
+                 grpc_backends: Optional[Mapping[str, str]] = None) -> None:
         self._discovery = discovery
         self._haproxies = list(haproxies)
         self._zookeeper = zookeeper
@@ -74,6 +75,7 @@ class DeploymentSync:
         self.claims = claims
         self._places = places
         self._clock = clock
+        self._grpc_backends = dict(grpc_backends or {})  # HTTP backend -> the gRPC one kept beside it
 
     def deployments(self) -> List[str]:
         return list(self._discovery.records)
@@ -89,7 +91,8 @@ class DeploymentSync:
         ok = True
         for place in sorted(self.claims.to_clean):
             if place.kind == HAPROXY:
-                cleaned = all([await haproxy.clean(place.name) for haproxy in self._haproxies])
+                names = [place.name] + ([self._grpc_backends[place.name]] if place.name in self._grpc_backends else [])
+                cleaned = all([await haproxy.clean(name) for haproxy in self._haproxies for name in names])
             else:
                 cleaned = await self._zookeeper.clean(place)
             if cleaned:
@@ -109,6 +112,11 @@ class DeploymentSync:
         targets = self._resolver.targets
         intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
                                gone=await targets(gone), authoritative=fleet.authoritative)
+        grpc_backend = self._grpc_backends.get(record.haproxy_backend)
+        # The same instances at their gRPC ports, keyed by the same addresses (scope, drain counts).
+        grpc_intent = RoutingIntent(
+            desired=await targets(routable, grpc=True), draining=await targets(draining, grpc=True),
+            gone=await targets(gone, grpc=True), authoritative=fleet.authoritative) if grpc_backend else None
         # Only what it owns as of the last refresh: a record new or moved since owns nothing
         # yet, and is not synced (False) until a refresh decides its places.
         backend, znodes = places_of(record, self.claims.default_ensemble)
@@ -118,6 +126,9 @@ class DeploymentSync:
         for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
             counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
+            if grpc_backend and grpc_intent is not None:
+                ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
+                counted.append(haproxy.open_requests.get(grpc_backend, {}))
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
         self._metrics.routed.labels(name).set(len(routable))

@@ -39,17 +39,21 @@ class Resolver:
         self._ttl_s = ttl_s
         self._cache: Dict[str, Tuple[str, float]] = {}
 
-    async def targets(self, members: Dict[str, Member]) -> Dict[str, Target]:
-        """One Target per address; an address whose host does not resolve is left out."""
+    async def targets(self, members: Dict[str, Member], grpc: bool = False) -> Dict[str, Target]:
+        """One Target per address, at the instance's HTTP port (``grpc``: its gRPC port, and
+        those without one left out); an address whose host does not resolve is left out."""
         targets = {}
         for address, member in members.items():
             assert member.endpoints is not None
+            port = member.endpoints.grpc_port if grpc else member.endpoints.http_port
+            if port is None:
+                continue
             try:
                 ip = await self.resolve(member.endpoints.host)
             except OSError as exc:
                 self._errors("resolve", exc, address=address)
                 continue
-            targets[address] = Target(address, ip, member.endpoints.http_port)
+            targets[address] = Target(address, ip, port)
         return targets
 
     async def resolve(self, host: str) -> str:
@@ -81,10 +85,11 @@ class HaproxyGateway:
         self._clock = clock
         self._drains: Dict[str, DrainClock] = {}  # by backend
         self.open_requests: Dict[str, Dict[str, Optional[int]]] = {}  # by backend, then address
+        self._grpc = frozenset(settings.grpc_backend_of().values())  # their servers speak h2
 
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
-        if backend not in self._allowed.backends:  # admission refused it already: never reached
+        if backend not in self._allowed.backends and backend not in self._grpc:  # admission refused it already
             self._errors("refused", ValueError(f"backend {backend!r} is not allowed"), backend=backend)
             return False
         try:
@@ -96,7 +101,7 @@ class HaproxyGateway:
                 drain_timeout_s=settings.drain_timeout_s, server_prefix=settings.haproxy_server_prefix,
                 slot_prefix=settings.haproxy_slot_prefix, scope=scope)
             if actions and self._may_write():
-                await self.api.apply(backend, actions)
+                await self.api.apply(backend, actions, "proto h2" if backend in self._grpc else "")
             self.open_requests[backend] = open_requests(intent.draining, observed)
             if intent is NOTHING:
                 self._drains.pop(backend, None)

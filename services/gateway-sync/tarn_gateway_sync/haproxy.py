@@ -97,13 +97,15 @@ class RuntimeApi:
                        for s in servers]
         return servers
 
-    async def apply(self, backend: str, actions: Sequence[HaproxyAction]) -> None:
-        """Execute a plan in order; the first refusal raises (the next reconcile retries)."""
+    async def apply(self, backend: str, actions: Sequence[HaproxyAction], server_options: str = "") -> None:
+        """Execute a plan in order; the first refusal raises (the next reconcile retries).
+        ``server_options`` follow each `add server` (`proto h2` for a gRPC backend)."""
         exhausted: Optional[SlotsExhausted] = None
         for action in actions:
             ref = f"{backend}/{getattr(action, 'name', '')}"
             if isinstance(action, AddServer):
-                await self.execute(f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else ""))
+                await self.execute(f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else "")
+                                   + (f" {server_options}" if server_options else ""))
                 await self.execute(f"enable server {ref}")
                 if self.check:
                     await self.execute(f"enable health {ref}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Mapping, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.membership import Member, MembershipView, apply_event, apply_snapshot, forget_stopped
+from tarn_shared.membership import Member, MembershipView, apply_delta, apply_event, apply_snapshot, forget_stopped
 
 DRAINING_STATES = frozenset({ev.InstanceState.DRAINING, ev.InstanceState.UNROUTED})
 # Unready is alive but failing its probes (slow, not dead): taken out as gently as a drain,
@@ -50,6 +50,8 @@ def apply_lifecycle(fleet: Fleet, event: ev.Event, entry_id: Optional[str] = Non
     if isinstance(event, ev.MembershipSnapshot):
         view = forget_stopped(apply_snapshot(fleet.view, event, entry_id))
         return Fleet(view, fleet.authoritative or event.lifecycle_through is not None)
+    if isinstance(event, ev.MembershipDelta):  # never authoritative: it does not list the whole fleet
+        return Fleet(apply_delta(fleet.view, event, entry_id), fleet.authoritative)
     if isinstance(event, ev.InstanceEvent):
         return Fleet(apply_event(fleet.view, event, entry_id), fleet.authoritative)
     return fleet

@@ -146,11 +146,13 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         "TARN_AM_CRASH_LOOP_FAILURES": str(options.crash_loop_failures),
         "TARN_AM_CRASH_LOOP_WINDOW_S": repr(options.crash_loop_window_s),
         "TARN_AM_ALLOW_QUERY_TOKEN": "true" if options.allow_query_token else "false",
+        "TARN_AM_PLACEMENT": options.placement,
     }
     optional = {
         "TARN_AM_ZK_ENSEMBLE": options.zk_ensemble,
         "TARN_AM_RANGER_SERVICE": options.ranger_service,
         "TARN_AM_AUTHZ_URL": options.authz_url,
+        "TARN_AM_MODEL_PLAN": options.model_plan.model_dump_json() if options.model_plan else None,
         # Secrets travel in the spec, which skein stores in the submitter's private
         # staging directory; they are never put on a command line.
         "TARN_AM_TOKEN": options.token.get_secret_value() if options.token else None,
@@ -174,7 +176,7 @@ def agent_environment(options: SubmitOptions) -> Dict[str, str]:
         "TARN_NODE_AGENT_METRICS_PORT": str(options.metrics_port),
         "TARN_NODE_AGENT_TP": str(options.tp),
         "TARN_NODE_AGENT_PP": str(options.pp),
-        "TARN_NODE_AGENT_MODEL_CONTROL_MODE": options.model_control_mode,
+        "TARN_NODE_AGENT_MODEL_CONTROL_MODE": options.triton_model_control_mode,
         # The policy's period: submit refused an --agent-env that differs from it.
         "TARN_NODE_AGENT_TELEMETRY_INTERVAL_S": repr(options.telemetry_interval_s),
     })
