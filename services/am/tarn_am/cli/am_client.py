@@ -21,9 +21,9 @@ class Yarn:
     """skein's client for one command: its Java driver starts on first use, with everything it
     prints in the command's log, and stops when the command ends (``close``, called by main)."""
 
-    def __init__(self, log: CommandLog, login=None) -> None:
+    def __init__(self, log: CommandLog) -> None:
         self.log = log
-        self.login = login  # a kerberos_login.KeytabLogin, or None: the ticket cache
+        self.login = None  # a kerberos_login.KeytabLogin (--principal/--keytab), or None: the ticket cache
         self._client = None
 
     def client(self):
@@ -60,10 +60,8 @@ def skein_client(log: CommandLog, login=None):
     client_class = _client_class()
     try:
         with log.capturing_output():
-            if login is None:
-                return client_class(log=None, log_level="debug" if log.verbose else "info")
-            return client_class(log=None, log_level="debug" if log.verbose else "info",
-                                principal=login.principal, keytab=login.keytab)
+            keytab = {} if login is None else {"principal": login.principal, "keytab": login.keytab}
+            return client_class(log=None, log_level="debug" if log.verbose else "info", **keytab)
     except Exception as exc:  # the Java driver would not start: Hadoop's configuration, JAVA_HOME...
         raise CliError(f"cannot start skein's driver (is HADOOP_CONF_DIR set?): {str(exc).rstrip('.')}; "
                        f"its output is in {log.path}") from None
