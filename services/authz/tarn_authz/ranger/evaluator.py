@@ -175,7 +175,8 @@ class PolicyEngine:
         request's principals (with one access asked, the others never change the outcome; see
         docs/architecture.md), then the audit flag from any audited policy that matches."""
         request = scan.request
-        deciders, audited_lists = self._grants.lookup(request.resource, scan.scopes, scan.principals | {ANYONE},
+        resource, scopes, tokens = request.resource, scan.scopes, scan.tokens
+        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals | {ANYONE},
                                                       scan.folded[scan.requested[0]])
         policies = self.policies
         result = scan.result
@@ -184,20 +185,19 @@ class PolicyEngine:
             policy = policies[rank]
             if policy.windows and not policy.applicable(now_ms):
                 continue
-            if result.allowed and result.priority > policy.priority:
-                break  # an allow by a higher priority is final
+            if result.allowed and (result.priority > policy.priority or not policy.has_deny):
+                break  # an allow by a higher priority is final; without a deny, one of equal priority too
             for prm in policy.resources:
-                match_type = scan.match_type(prm)
-                if match_type is None:
+                match_type = prm.match_type(resource, scopes, tokens)
+                if not (match_type == M_SELF or match_type == M_SELF_AND_ALL_DESCENDANTS
+                        or (scan.descendants_match and match_type == M_DESCENDANT)):
                     continue
                 if not audit_determined and policy.audit_enabled:
                     audit_determined = audited = True
                 if not result.determined:
                     scan.evaluate_items(policy, match_type)
-            if result.allowed and not policy.has_deny:
-                break  # no deny policy can follow at this priority
-            if result.determined:
-                break
+            if result.determined or (result.allowed and not policy.has_deny):
+                break  # a deny decided, or no deny policy can follow at this priority
         if not audit_determined:
             audited = any(self._matches(policies[rank], scan, now_ms) for rank in in_order(audited_lists))
         scan.audited = audited
