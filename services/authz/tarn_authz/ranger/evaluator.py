@@ -133,7 +133,8 @@ class PolicyEngine:
         groups = request.user_groups
         roles = request.user_roles or self.roles.roles_for(user, groups)
         requested = self.all_access_types if is_any else (access,)
-        principals = frozenset(["u:" + user] if user is not None else ()).union(
+        # ANYONE stands for {USER} and public in the grant index; no policy names it as a principal
+        principals = frozenset(["u:" + user, ANYONE] if user is not None else (ANYONE,)).union(
             ["g:" + g for g in groups], ["r:" + r for r in roles])
         scan = _Scan(request, requested, roles, principals)
         if self.indexed and not is_any and request.resource:
@@ -176,7 +177,7 @@ class PolicyEngine:
         docs/architecture.md), then the audit flag from any audited policy that matches."""
         request = scan.request
         resource, scopes, tokens = request.resource, scan.scopes, scan.tokens
-        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals | {ANYONE},
+        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals,
                                                       scan.folded[scan.requested[0]])
         policies = self.policies
         result = scan.result

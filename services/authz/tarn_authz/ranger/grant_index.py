@@ -71,7 +71,7 @@ class _Level:
         self.exact: dict[str, _Entry] = {}
         # literal head -> (kind, pattern) -> (the pattern's full match on the probe, its entry)
         self.heads: dict[str, dict[tuple[str, str], tuple[Callable[[str], object], _Entry]]] = {}
-        self.head_lengths: tuple[int, ...] = ()
+        self.head_lengths: dict[str, tuple[int, ...]] = {}  # by first character: the trie's first level
         self.always = _Entry()
         self.everything = _Entry()
 
@@ -93,7 +93,10 @@ class _Level:
     def freeze(self) -> None:
         for entry in self._all():
             entry.freeze()
-        self.head_lengths = tuple(sorted({len(k) for k in self.heads}))
+        lengths: dict[str, set[int]] = {}
+        for head in self.heads:
+            lengths.setdefault(head[:1], set()).add(len(head))
+        self.head_lengths = {first: tuple(sorted(n)) for first, n in lengths.items()}
 
     def _all(self) -> Iterator[_Entry]:
         yield self.always
@@ -114,8 +117,11 @@ class _Level:
         if exact is not None:
             found.append(exact)
         heads = self.heads
+        ends = heads.get("")  # ends-with patterns: no head
+        if ends:
+            found.extend(entry for matches, entry in ends.values() if matches(probe))
         size = len(probe)
-        for length in self.head_lengths:
+        for length in self.head_lengths.get(probe[:1], ()):
             if length > size:
                 break
             patterns = heads.get(probe[:length])
