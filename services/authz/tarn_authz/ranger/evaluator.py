@@ -13,7 +13,7 @@ from .compiled import CompiledPolicy
 from .grant_index import ANYONE, GrantIndex, in_order
 from .javacompat import fold_case, java_hash_order
 from .models import POLICY_TYPE_ACCESS, RangerRoles, ServicePolicies, UnsupportedPolicyFeature
-from .outcomes import Outcome, evaluate_items
+from .outcomes import Outcome, evaluate_items, evaluate_one_access
 from .resource_matcher import M_DESCENDANT, M_SELF, M_SELF_AND_ALL_DESCENDANTS, PolicyResourceMatcher, ServiceDefHelper
 from .roles import RoleResolver
 from .validity import to_epoch_ms
@@ -177,8 +177,9 @@ class PolicyEngine:
         docs/architecture.md), then the audit flag from any audited policy that matches."""
         request = scan.request
         resource, scopes, tokens = request.resource, scan.scopes, scan.tokens
-        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals,
-                                                      scan.folded[scan.requested[0]])
+        access = scan.requested[0]
+        folded = scan.folded[access]
+        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals, folded)
         policies = self.policies
         result = scan.result
         audited, audit_determined = self._initial_audit
@@ -196,7 +197,8 @@ class PolicyEngine:
                 if not audit_determined and policy.audit_enabled:
                     audit_determined = audited = True
                 if not result.determined:
-                    scan.evaluate_items(policy, match_type)
+                    evaluate_one_access(policy, match_type, access, folded, request.user, request.user_groups,
+                                        scan.roles, request.ignore_descendant_deny, scan.per_access, result)
             if result.determined or (result.allowed and not policy.has_deny):
                 break  # a deny decided, or no deny policy can follow at this priority
         if not audit_determined:

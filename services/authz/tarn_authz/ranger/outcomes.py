@@ -21,34 +21,11 @@ def evaluate_items(policy: CompiledPolicy, match_type: int, requested, folded, u
                    is_any: bool, ignore_descendant_deny: bool, per_access: dict[str, Outcome],
                    result: Outcome) -> None:
     """RangerDefaultPolicyEvaluator.evaluatePolicyItems, one access type at a time."""
-    priority = policy.priority
-    items = policy.items
     for access in requested:
-        decided = items.determining_item(user, groups, roles, folded[access])
-        if decided is None and policy.deny_all_else:
-            decided = False
-        one = None
-        if decided is False:
-            if match_type != M_DESCENDANT or not ignore_descendant_deny:
-                one = Outcome(False, True, priority, policy.id)
-        elif decided is True:
-            one = Outcome(True, False, priority, policy.id)
+        one = _item_outcome(policy, match_type, folded[access], user, groups, roles, ignore_descendant_deny)
         if one is None:
             continue
-        old = per_access.get(access)
-        if old is None:
-            per_access[access] = one
-        elif old.allowed:
-            if not one.allowed:
-                if priority >= old.priority:
-                    per_access[access] = one
-            elif priority > old.priority:
-                per_access[access] = one
-        else:
-            if priority >= old.priority and one.allowed and is_any:
-                per_access[access] = one
-            elif priority > old.priority:
-                per_access[access] = one
+        _merge(per_access, access, one, is_any)
         if is_any:
             if ignore_descendant_deny and one.allowed:
                 break
@@ -60,6 +37,42 @@ def evaluate_items(policy: CompiledPolicy, match_type: int, requested, folded, u
         composite = composite_of_group(per_access, requested)
     if composite is not None:
         copy_outcome(composite, result)
+
+
+def evaluate_one_access(policy: CompiledPolicy, match_type: int, access: str, folded: str, user, groups, roles,
+                        ignore_descendant_deny: bool, per_access: dict[str, Outcome], result: Outcome) -> None:
+    """evaluate_items when one access type is asked: the composite is that access's result, which
+    `result` already mirrors when this policy's items say nothing."""
+    one = _item_outcome(policy, match_type, folded, user, groups, roles, ignore_descendant_deny)
+    if one is not None:
+        _merge(per_access, access, one, False)
+        copy_outcome(per_access[access], result)
+
+
+def _item_outcome(policy: CompiledPolicy, match_type: int, folded: str, user, groups, roles,
+                  ignore_descendant_deny: bool) -> Outcome | None:
+    decided = policy.items.determining_item(user, groups, roles, folded)
+    if decided is None and policy.deny_all_else:
+        decided = False
+    if decided is False:
+        if match_type != M_DESCENDANT or not ignore_descendant_deny:
+            return Outcome(False, True, policy.priority, policy.id)
+    elif decided is True:
+        return Outcome(True, False, policy.priority, policy.id)
+    return None
+
+
+def _merge(per_access: dict[str, Outcome], access: str, one: Outcome, is_any: bool) -> None:
+    """RangerAccessResult's rule for a policy's result for one access type over the one it holds."""
+    old = per_access.get(access)
+    priority = one.priority
+    if old is None:
+        per_access[access] = one
+    elif old.allowed:
+        if (priority >= old.priority) if not one.allowed else (priority > old.priority):
+            per_access[access] = one
+    elif (priority >= old.priority and one.allowed and is_any) or priority > old.priority:
+        per_access[access] = one
 
 
 def composite_of_group(per_access: dict[str, Outcome], accesses) -> Outcome | None:
