@@ -134,7 +134,8 @@ def measure(count: int, requests: int, seconds: float) -> list[tuple[str, float,
     previous_cache = DecisionCache(previous)
     for req in mix:
         previous_cache.evaluate_at(req, NOW_MS)
-    rows.append(("cached", cpu, wall, TARGETS[count].get("cached", 0), rate(previous_cache.evaluate_at, mix, seconds)[0]))
+    before, _ = rate(previous_cache.evaluate_at, mix, seconds)
+    rows.append(("cached", cpu, wall, TARGETS[count].get("cached", 0), before))
     return rows
 
 

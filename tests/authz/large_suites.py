@@ -106,5 +106,7 @@ def _roles(rng: random.Random) -> dict:
         roles.append({"id": i + 1, "name": name, "isEnabled": True,
                       "users": [{"name": u, "isAdmin": False} for u in rng.sample(USERS, rng.randint(0, 3))],
                       "groups": [{"name": g, "isAdmin": False} for g in rng.sample(GROUPS, rng.randint(0, 1))],
-                      "roles": [{"name": r, "isAdmin": False} for r in rng.sample(ROLE_NAMES[i + 1:], rng.randint(0, min(1, len(ROLE_NAMES) - i - 1)))]})
+                      # a role contains only later roles: no cycles
+                      "roles": [{"name": r, "isAdmin": False}
+                                for r in rng.sample(ROLE_NAMES[i + 1:], rng.randint(0, min(1, len(ROLE_NAMES) - i - 1)))]})
     return {"serviceName": "svc", "roleVersion": 1, "rangerRoles": roles}

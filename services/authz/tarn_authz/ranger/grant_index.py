@@ -75,14 +75,14 @@ class _Level:
         self.always = _Entry()
         self.everything = _Entry()
 
-    def entries_for(self, matcher: ValueMatcher | None) -> _Entry:
-        if matcher is None or matcher.dynamic or (matcher.opts.ignore_case and matcher.opts.quoted_case_sensitive):
+    def entries_for(self, matcher: ValueMatcher) -> _Entry:
+        if matcher.dynamic or (matcher.opts.ignore_case and matcher.opts.quoted_case_sensitive):
             return self.always
         literal = matcher.literal
         if matcher.kind == EQ:
             return self.exact.setdefault(fold_case(literal) if self.fold else literal, _Entry())
         # a value can only match if it starts with the literal head (none for an ends-with)
-        head = "" if matcher.kind == ENDS else literal[:min(i for i in (literal.find("*"), literal.find("?"), len(literal)) if i >= 0)]
+        head = "" if matcher.kind == ENDS else re.split(r"[*?]", literal, maxsplit=1)[0]
         key = fold_case(head) if self.fold else head
         patterns = self.heads.setdefault(key, {})
         found = patterns.get((matcher.kind, literal))
@@ -164,7 +164,8 @@ class GrantIndex:
     def lookup(self, resource: Mapping[str, str], scopes: Mapping[str, str], principals: frozenset[str],
                access: str) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
         """For the resource level that narrows most: the sorted rank lists of the policies that could
-        decide `access` for `principals` (ANYONE among them), and those of the audited policies that could match."""
+        decide `access` for `principals` (ANYONE among them), and those of the audited policies that
+        could match."""
         best: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] = ([], [])
         best_size = -1
         for name, value in resource.items():
