@@ -66,7 +66,7 @@ def index_answer(eng: PolicyEngine, req: AccessRequest) -> tuple[set[int], set[i
 
 def scan_answer(eng: PolicyEngine, req: AccessRequest) -> tuple[set[int], set[int]]:
     """What the full scan matches: those whose items decide, and those audited."""
-    scan = _Scan(req, (req.access_type,), req.user_roles, frozenset())
+    scan = _Scan(req, (req.access_type,), req.user_roles, frozenset(), False)
     deciding, audited = set(), set()
     for rank, pol in enumerate(eng.policies):
         if not any(scan.match_type(prm) is not None for prm in pol.resources):

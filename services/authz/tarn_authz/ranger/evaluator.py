@@ -136,7 +136,7 @@ class PolicyEngine:
         # ANYONE stands for {USER} and public in the grant index; no policy names it as a principal
         principals = frozenset(["u:" + user, ANYONE] if user is not None else (ANYONE,)).union(
             ["g:" + g for g in groups], ["r:" + r for r in roles])
-        scan = _Scan(request, requested, roles, principals)
+        scan = _Scan(request, requested, roles, principals, is_any)
         if self.indexed and not is_any and request.resource:
             self._decide_indexed(scan, now_ms)
         else:
@@ -218,7 +218,7 @@ class _Scan:
                  "descendants_match", "per_access", "result", "audited")
 
     def __init__(self, request: AccessRequest, requested: tuple[str, ...], roles: frozenset[str],
-                 principals: frozenset[str]):
+                 principals: frozenset[str], is_any: bool):
         self.request = request
         self.requested = requested
         self.folded = {a: fold_case(a) for a in requested}
@@ -226,8 +226,8 @@ class _Scan:
         self.principals = principals
         self.tokens = {"USER": request.user}
         self.scopes = request.resource_element_matching_scopes
-        self.is_any = (request.access_type or ANY_ACCESS) == ANY_ACCESS
-        self.descendants_match = self.is_any or request.resource_matching_scope == SELF_OR_DESCENDANTS
+        self.is_any = is_any
+        self.descendants_match = is_any or request.resource_matching_scope == SELF_OR_DESCENDANTS
         self.per_access: dict[str, Outcome] = {}
         self.result = Outcome()
         self.audited = False
