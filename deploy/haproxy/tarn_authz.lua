@@ -64,17 +64,27 @@ local function cache_get(key)
     return nil
 end
 
--- Cache hits not yet reported: key -> { count, first_s, last_s, user, action, model, allowed, client }.
-local hits, hits_size, hits_dropped = {}, 0, 0
+-- Cache hits not yet reported, by decision, cache key and client address (nested, so a hit
+-- builds no string): { count, first_s, last_s, user, action, model, allowed, client, key }.
+local hits, hits_size, hits_dropped = { [true] = {}, [false] = {} }, 0, 0
 
-local function count_hit(user, action, model, allowed, client, now)
-    local key = user .. "\0" .. action .. "\0" .. model .. (allowed and "\0+\0" or "\0-\0") .. client
-    local h = hits[key]
+local function add_hits(allowed, key, client, h)
+    local by_client = hits[allowed][key]
+    if by_client == nil then
+        by_client = {}
+        hits[allowed][key] = by_client
+    end
+    by_client[client] = h
+    hits_size = hits_size + 1
+end
+
+local function count_hit(key, user, action, model, allowed, client, now)
+    local by_client = hits[allowed][key]
+    local h = by_client and by_client[client]
     if h then
         h[1], h[3] = h[1] + 1, now
     elseif hits_size < HITS_MAX then
-        hits[key] = { 1, now, now, user, action, model, allowed, client }
-        hits_size = hits_size + 1
+        add_hits(allowed, key, client, { 1, now, now, user, action, model, allowed, client, key })
     else
         hits_dropped = hits_dropped + 1
     end
@@ -150,7 +160,7 @@ local function ask(user, model, action, client)
     local key = user .. "\0" .. action .. "\0" .. model
     local cached, now = cache_get(key)
     if cached ~= nil then
-        count_hit(user, action, model, cached, client, now)
+        count_hit(key, user, action, model, cached, client, now)
         return cached
     end
     local http = core.httpclient()
@@ -177,7 +187,7 @@ local function ask_many(user, models, action, client)
             missing[#missing + 1] = i
         else
             answers[i] = cached
-            count_hit(user, action, model, cached, client, now)
+            count_hit(key, user, action, model, cached, client, now)
         end
     end
     if #missing == 0 then return answers end
@@ -313,24 +323,25 @@ local function report_hits()
     end
     if hits_size == 0 then return end
     local taken = hits
-    hits, hits_size = {}, 0
-    local batch, keys = {}, {}
+    hits, hits_size = { [true] = {}, [false] = {} }, 0
+    local batch = {}
     local function send()
         if post_summary(batch) == nil then
-            for i, key in ipairs(keys) do
-                local h, newer = batch[i], hits[key]
-                if newer then
-                    newer[1], newer[2] = newer[1] + h[1], h[2]
-                else
-                    hits[key], hits_size = h, hits_size + 1
-                end
+            for _, h in ipairs(batch) do
+                local by_client = hits[h[7]][h[9]]
+                local newer = by_client and by_client[h[8]]
+                if newer then newer[1], newer[2] = newer[1] + h[1], h[2] else add_hits(h[7], h[9], h[8], h) end
             end
         end
-        batch, keys = {}, {}
+        batch = {}
     end
-    for key, h in pairs(taken) do
-        batch[#batch + 1], keys[#keys + 1] = h, key
-        if #batch >= SUMMARY_BATCH then send() end
+    for _, by_key in pairs(taken) do
+        for _, by_client in pairs(by_key) do
+            for _, h in pairs(by_client) do
+                batch[#batch + 1] = h
+                if #batch >= SUMMARY_BATCH then send() end
+            end
+        end
     end
     if #batch > 0 then send() end
 end
