@@ -70,7 +70,7 @@ class Decider:
         self._metrics.decided(state.name, answer.allowed, time.perf_counter() - started)
         return answer
 
-    def summarise(self, state: ServiceState, identity: Identity, hits: "CacheHits") -> bool:
+    def summarise(self, state: ServiceState, identity: Identity, hits: CacheHits) -> bool:
         """Audits decisions a gateway served from its cache as one summarised event (Ranger's audit
         summarisation: ``event_count``, ``event_dur_ms``), when the deciding policy is audited; the
         result is the gateway's, the policy the one deciding now. True when recorded."""
