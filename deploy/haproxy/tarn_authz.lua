@@ -182,7 +182,8 @@ end
 local function ask_many(user, models, action, client)
     local answers, missing = {}, {}
     for i, model in ipairs(models) do
-        local cached, now = cache_get(user .. "\0" .. action .. "\0" .. model)
+        local key = user .. "\0" .. action .. "\0" .. model
+        local cached, now = cache_get(key)
         if cached == nil then
             missing[#missing + 1] = i
         else

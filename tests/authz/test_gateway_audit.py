@@ -35,11 +35,12 @@ class AuditedGateway:
     def __init__(self, url: str, authz: ServerThread, audit_log: Path) -> None:
         self.url, self.authz, self.audit_log = url, authz, audit_log
 
-    def get(self, path: str, user: str, source: str, times: int = 1) -> list:
+    def get(self, path: str, user: str, source: str, times: int = 1, method: str = "GET") -> list:
         """``times`` requests on one keep-alive connection from ``source``: their status codes."""
         transport = httpx.HTTPTransport(local_address=source)
         with httpx.Client(transport=transport, auth=(user, PASSWORDS[user]), timeout=30) as client:
-            return [client.get(self.url + path).status_code for _ in range(times)]
+            return [client.request(method, self.url + path, json={} if method == "POST" else None).status_code
+                    for _ in range(times)]
 
     def events(self, client_ip: str) -> list:
         if not self.audit_log.exists():
@@ -111,6 +112,20 @@ def test_cache_hits_are_audited_as_summaries_whose_counts_add_up_to_every_reques
     assert all(json.loads(e["additional_info"]) == {"served_from": "gateway cache"} for e in summaries)
     assert len(found) < requests / 3  # summarised, not one event per request
     assert {e["policy"] for e in found} == {1 if allowed else 4}
+
+
+def test_list_decisions_served_from_the_cache_for_the_index_are_audited_per_model(audited):
+    requests = 20
+    assert audited.get("/v2/repository/index", "carol", "127.0.0.5", requests, "POST") == [200] * requests
+
+    def counted() -> dict:
+        totals: dict = {}
+        for e in audited.events("127.0.0.5"):
+            totals[(e["resource"], e["access"])] = totals.get((e["resource"], e["access"]), 0) + e["event_count"]
+        return totals
+
+    expected = {("add_sub", "list"): requests, ("identity", "list"): requests}
+    wait_for(lambda: counted() == expected, WAIT_S, lambda: f"list events counting {expected}, not {counted()}")
 
 
 def test_the_summary_endpoint_takes_the_gateway_token_only_and_refuses_bad_entries(audited):
