@@ -59,7 +59,7 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
            users: Iterable[str], servers: Iterable[str] = (), bind: str = "127.0.0.1", cache_ttl_s: float = 2.0,
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
            lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None, grpc_port: Optional[int] = None,
-           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536) -> str:
+           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536, audit_summary_ms: int = 5000) -> str:
     """Without ``grpc_port`` the gRPC frontend and backend are left out."""
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
@@ -67,6 +67,7 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
     values: Dict[str, object] = dict(
         RUN_DIR=run_dir, HTTP_PORT=http_port, INDEX_PORT=index_port, AUTHZ_URL=authz_url.rstrip("/"),
         GATEWAY_TOKEN=gateway_token, CACHE_TTL_S=cache_ttl_s, TIMEOUT_MS=timeout_ms, BIND=bind,
+        AUDIT_SUMMARY_MS=int(audit_summary_ms),
         INDEX_SECRET=index_secret or secrets.token_hex(16), LUA_FILE=lua_file,
         USERS="\n".join(f"    {line.strip()}" for line in users if line.strip()),
         SERVERS="\n".join(f"    {line.strip()}" for line in servers if line.strip()),
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--grpc-max-message", type=int, default=65536,
                         help="the largest gRPC request message (bytes) the gateway reads and so admits")
     parser.add_argument("--cache-ttl-s", type=float, default=2.0)
+    parser.add_argument("--audit-summary-ms", type=int, default=5000,
+                        help="how often the cache hits counted are posted to authz's /audit/summary")
     parser.add_argument("--trusted-network", action="append", default=[])
     parser.add_argument("--gateway-keys-file", type=Path, help="`<backend> <Triton key>` lines (mode 600)")
     parser.add_argument("--out", type=Path, required=True)
@@ -106,7 +109,8 @@ def main() -> None:
                   users=args.users_file.read_text().splitlines(), servers=args.server, bind=args.bind,
                   cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network,
                   gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None,
-                  grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message)
+                  grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message,
+                  audit_summary_ms=args.audit_summary_ms)
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 

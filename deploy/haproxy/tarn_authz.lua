@@ -26,7 +26,15 @@
 -- Settings come from the environment (the configuration's `global` section sets them with
 -- setenv): TARN_AUTHZ_URL, TARN_AUTHZ_GATEWAY_TOKEN, TARN_AUTHZ_CACHE_TTL_S (default 2),
 -- TARN_AUTHZ_TIMEOUT_MS (default 1000), TARN_AUTHZ_INDEX_URL and TARN_AUTHZ_INDEX_SECRET
--- (an internal listener that reaches Triton's unfiltered index; see the template).
+-- (an internal listener that reaches Triton's unfiltered index; see the template),
+-- TARN_AUTHZ_AUDIT_SUMMARY_MS (default 5000).
+--
+-- Audit: authz audits what it decides; each question carries the end client's address (the
+-- connection's source) as X-Forwarded-For, which authz believes from the gateway token only.
+-- Decisions served from the cache are counted per (user, action, model, decision, client) and
+-- a task posts the counts to authz's /audit/summary every TARN_AUTHZ_AUDIT_SUMMARY_MS, which
+-- audits each as one event with event_count (Ranger's audit summarisation). A hit costs one
+-- table update; counts authz did not take are kept for the next round (up to HITS_MAX keys).
 
 local AUTHZ_URL = os.getenv("TARN_AUTHZ_URL") or "http://127.0.0.1:8096"
 local TOKEN = os.getenv("TARN_AUTHZ_GATEWAY_TOKEN") or ""
@@ -34,7 +42,10 @@ local CACHE_TTL_S = tonumber(os.getenv("TARN_AUTHZ_CACHE_TTL_S") or "2") or 2
 local TIMEOUT_MS = tonumber(os.getenv("TARN_AUTHZ_TIMEOUT_MS") or "1000") or 1000
 local INDEX_URL = os.getenv("TARN_AUTHZ_INDEX_URL") or ""
 local INDEX_SECRET = os.getenv("TARN_AUTHZ_INDEX_SECRET") or ""
+local SUMMARY_MS = math.max(100, tonumber(os.getenv("TARN_AUTHZ_AUDIT_SUMMARY_MS") or "5000") or 5000)
 local CACHE_MAX = 50000
+local HITS_MAX = 100000
+local SUMMARY_BATCH = 1000
 
 -- Decisions by user, action and model; each HAProxy thread has its own Lua state and cache.
 local cache, cache_size = {}, 0
@@ -46,10 +57,37 @@ end
 
 local function cache_get(key)
     local hit = cache[key]
-    if hit and hit.expires > now_s() then
-        return hit.allowed
+    if hit then
+        local now = now_s()
+        if hit.expires > now then return hit.allowed, now end
     end
     return nil
+end
+
+-- Cache hits not yet reported, by decision, cache key and client address (nested, so a hit
+-- builds no string): { count, first_s, last_s, user, action, model, allowed, client, key }.
+local hits, hits_size, hits_dropped = { [true] = {}, [false] = {} }, 0, 0
+
+local function add_hits(allowed, key, client, h)
+    local by_client = hits[allowed][key]
+    if by_client == nil then
+        by_client = {}
+        hits[allowed][key] = by_client
+    end
+    by_client[client] = h
+    hits_size = hits_size + 1
+end
+
+local function count_hit(key, user, action, model, allowed, client, now)
+    local by_client = hits[allowed][key]
+    local h = by_client and by_client[client]
+    if h then
+        h[1], h[3] = h[1] + 1, now
+    elseif hits_size < HITS_MAX then
+        add_hits(allowed, key, client, { 1, now, now, user, action, model, allowed, client, key })
+    else
+        hits_dropped = hits_dropped + 1
+    end
 end
 
 local function cache_put(key, allowed)
@@ -111,21 +149,24 @@ local function classify(path)
     return "deny"
 end
 
-local function authz_headers(user, extra)
-    local headers = { ["X-TARN-Token"] = { TOKEN }, ["X-TARN-User"] = { user } }
+local function authz_headers(user, client, extra)
+    local headers = { ["X-TARN-Token"] = { TOKEN }, ["X-TARN-User"] = { user }, ["X-Forwarded-For"] = { client } }
     for k, v in pairs(extra or {}) do headers[k] = { v } end
     return headers
 end
 
--- true / false, or nil when authz could not answer.
-local function ask(user, model, action)
+-- true / false, or nil when authz could not answer. client: the end client's address.
+local function ask(user, model, action, client)
     local key = user .. "\0" .. action .. "\0" .. model
-    local cached = cache_get(key)
-    if cached ~= nil then return cached end
-    local client = core.httpclient()
-    local res = client:get{
+    local cached, now = cache_get(key)
+    if cached ~= nil then
+        count_hit(key, user, action, model, cached, client, now)
+        return cached
+    end
+    local http = core.httpclient()
+    local res = http:get{
         url = AUTHZ_URL .. "/authorize?action=" .. action .. "&model=" .. url_encode(model),
-        headers = authz_headers(user, { ["Accept"] = "text/plain" }),
+        headers = authz_headers(user, client, { ["Accept"] = "text/plain" }),
         timeout = TIMEOUT_MS,
     }
     if not res or res.status ~= 200 then
@@ -138,21 +179,27 @@ local function ask(user, model, action)
 end
 
 -- The decisions for many models at once (one batch request for those not cached).
-local function ask_many(user, models, action)
+local function ask_many(user, models, action, client)
     local answers, missing = {}, {}
     for i, model in ipairs(models) do
-        local cached = cache_get(user .. "\0" .. action .. "\0" .. model)
-        if cached == nil then missing[#missing + 1] = i else answers[i] = cached end
+        local key = user .. "\0" .. action .. "\0" .. model
+        local cached, now = cache_get(key)
+        if cached == nil then
+            missing[#missing + 1] = i
+        else
+            answers[i] = cached
+            count_hit(key, user, action, model, cached, client, now)
+        end
     end
     if #missing == 0 then return answers end
     local checks = {}
     for n, i in ipairs(missing) do
         checks[n] = '{"model":' .. json_string(models[i]) .. ',"action":"' .. action .. '"}'
     end
-    local client = core.httpclient()
-    local res = client:post{
+    local http = core.httpclient()
+    local res = http:post{
         url = AUTHZ_URL .. "/authorize",
-        headers = authz_headers(user, { ["Accept"] = "text/plain", ["Content-Type"] = "application/json" }),
+        headers = authz_headers(user, client, { ["Accept"] = "text/plain", ["Content-Type"] = "application/json" }),
         body = '{"checks":[' .. table.concat(checks, ",") .. ']}',
         timeout = TIMEOUT_MS,
     }
@@ -187,7 +234,7 @@ local function enforce(txn)
     elseif kind == "index" then
         txn:set_var("txn.tarn_authz", "index")
     elseif kind == "model" then
-        local allowed = ask(user, model, action)
+        local allowed = ask(user, model, action, txn.f:src() or "")
         if allowed == nil then
             txn:set_var("txn.tarn_authz", "unavailable")
         else
@@ -229,7 +276,7 @@ local function repository_index(applet)
             names[#names + 1] = name
         end
     end
-    local answers = ask_many(user, names, "list")
+    local answers = ask_many(user, names, "list", applet.f:src() or "")
     if answers == nil then
         reply(applet, 503, "text/plain", "authorization unavailable\n")
         return
@@ -240,6 +287,72 @@ local function repository_index(applet)
     end
     reply(applet, 200, "application/json", "[" .. table.concat(kept, ",") .. "]")
 end
+
+local function hits_json(h)
+    return '{"user":' .. json_string(h[4]) .. ',"action":' .. json_string(h[5]) .. ',"model":' .. json_string(h[6])
+        .. ',"allowed":' .. tostring(h[7]) .. ',"client":' .. json_string(h[8]) .. ',"count":' .. string.format("%d", h[1])
+        .. ',"first_ms":' .. string.format("%d", math.floor(h[2] * 1000))
+        .. ',"last_ms":' .. string.format("%d", math.floor(h[3] * 1000)) .. '}'
+end
+
+-- Posts one batch; true when authz took it, false when it refused it (kept no longer), nil
+-- when it did not answer (kept for the next round).
+local function post_summary(batch)
+    local entries = {}
+    for _, h in ipairs(batch) do entries[#entries + 1] = hits_json(h) end
+    local res = core.httpclient():post{
+        url = AUTHZ_URL .. "/audit/summary",
+        headers = { ["X-TARN-Token"] = { TOKEN }, ["Content-Type"] = { "application/json" } },
+        body = '{"entries":[' .. table.concat(entries, ",") .. ']}',
+        timeout = TIMEOUT_MS * 5,
+    }
+    if res and res.status == 200 then return true end
+    if res and res.status >= 400 and res.status < 500 and res.status ~= 401 and res.status ~= 404 then
+        core.Alert("tarn_authz: authz refused " .. #batch .. " cache-hit audit entries (" .. res.status .. "): "
+            .. (res.body or ""):sub(1, 200))
+        return false
+    end
+    return nil
+end
+
+-- Reports the cache hits counted so far; what authz did not answer for goes back into `hits`.
+local function report_hits()
+    if hits_dropped > 0 then
+        core.Alert("tarn_authz: " .. hits_dropped .. " cache hits not audited (more than " .. HITS_MAX
+            .. " distinct entries waiting)")
+        hits_dropped = 0
+    end
+    if hits_size == 0 then return end
+    local taken = hits
+    hits, hits_size = { [true] = {}, [false] = {} }, 0
+    local batch = {}
+    local function send()
+        if post_summary(batch) == nil then
+            for _, h in ipairs(batch) do
+                local by_client = hits[h[7]][h[9]]
+                local newer = by_client and by_client[h[8]]
+                if newer then newer[1], newer[2] = newer[1] + h[1], h[2] else add_hits(h[7], h[9], h[8], h) end
+            end
+        end
+        batch = {}
+    end
+    for _, by_key in pairs(taken) do
+        for _, by_client in pairs(by_key) do
+            for _, h in pairs(by_client) do
+                batch[#batch + 1] = h
+                if #batch >= SUMMARY_BATCH then send() end
+            end
+        end
+    end
+    if #batch > 0 then send() end
+end
+
+core.register_task(function()
+    while true do
+        core.msleep(SUMMARY_MS)
+        report_hits()
+    end
+end)
 
 core.register_action("tarn_authz", { "http-req" }, enforce, 0)
 core.register_service("tarn_repository_index", "http", repository_index)

@@ -110,7 +110,7 @@ end
 
 -- The models in Triton's index the user may `list`, newline-separated between newlines (the
 -- filter's lookup); nil when authz or Triton did not answer.
-local function listable(user)
+local function listable(user, client)
     local res = core.httpclient():post{
         url = INDEX_URL .. "/v2/repository/index",
         headers = { ["X-TARN-Index-Secret"] = { INDEX_SECRET }, ["Content-Type"] = { "application/json" } },
@@ -123,7 +123,7 @@ local function listable(user)
         local name = entry:match('"name"%s*:%s*"(.-)"')
         if name and not name:find("[\n\\]") then names[#names + 1] = name end
     end
-    local answers = helpers.ask_many(user, names, "list")
+    local answers = helpers.ask_many(user, names, "list", client)
     if answers == nil then return nil end
     local kept = {}
     for i = 1, #names do
@@ -149,7 +149,7 @@ local function enforce_grpc(txn)
     local method = path:sub(1, #SERVICE) == SERVICE and path:sub(#SERVICE + 1) or nil
     if method and OPEN_METHODS[method] then return decide(txn, "allow") end
     if method == "RepositoryIndex" then
-        local kept = listable(user)
+        local kept = listable(user, txn.f:src() or "")
         if kept then txn:set_var("txn.tarn_grpc_index", kept) end
         return answer(txn, kept and true or nil)
     end
@@ -161,7 +161,7 @@ local function enforce_grpc(txn)
     if not action then return decide(txn, "deny", "tarn: this method is not offered through the gateway") end
     local model, outcome, reason = model_of(txn.sf:req_body() or "")
     if model == nil then return decide(txn, outcome, reason) end
-    answer(txn, helpers.ask(user, model, action), "tarn: " .. user:gsub("[^%w%-%._@]", "?")
+    answer(txn, helpers.ask(user, model, action, txn.f:src() or ""), "tarn: " .. user:gsub("[^%w%-%._@]", "?")
         .. " may not " .. action .. " on this model")
 end
 

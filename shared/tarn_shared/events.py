@@ -490,6 +490,7 @@ class AuditDecision(Event):
     seq_num: int = 0
     event_count: int = 1
     event_dur_ms: int = 0
+    additional_info: Optional[str] = None  # JSON; a summary of gateway cache hits says so here
     cluster_name: str = ""
     policy_version: Optional[int] = None
     reqData: Optional[str] = None

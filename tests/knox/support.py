@@ -145,9 +145,12 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def topology(zk_ensemble: str, zk_namespace: str, authz_url: str, *, cache_ttl_ms: int = 1000) -> str:
-    """HeaderPreAuth (trusted only from 127.0.0.1) stands in for LDAP or Kerberos: it names the user
-    and groups; the rest is the production topology of deploy/knox/topologies/tarn.xml."""
+def topology(zk_ensemble: str, zk_namespace: str, authz_url: str, *, cache_ttl_ms: int = 1000,
+             preauth_addresses: str = "127.0.0.1", authz_params: Optional[Dict[str, str]] = None) -> str:
+    """HeaderPreAuth (trusted only from ``preauth_addresses``) stands in for LDAP or Kerberos: it names
+    the user and groups; the rest is the production topology of deploy/knox/topologies/tarn.xml.
+    ``authz_params``: more TarnAuthz provider params."""
+    more = "".join(f"\n      <param><name>{k}</name><value>{v}</value></param>" for k, v in (authz_params or {}).items())
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <topology>
   <gateway>
@@ -156,7 +159,7 @@ def topology(zk_ensemble: str, zk_namespace: str, authz_url: str, *, cache_ttl_m
       <name>HeaderPreAuth</name>
       <enabled>true</enabled>
       <param><name>preauth.validation.method</name><value>preauth.ip.validation</value></param>
-      <param><name>preauth.ip.addresses</name><value>127.0.0.1</value></param>
+      <param><name>preauth.ip.addresses</name><value>{preauth_addresses}</value></param>
       <param><name>preauth.custom.header</name><value>{USER_HEADER}</value></param>
       <param><name>preauth.custom.group.header</name><value>{GROUPS_HEADER}</value></param>
     </provider>
@@ -171,7 +174,7 @@ def topology(zk_ensemble: str, zk_namespace: str, authz_url: str, *, cache_ttl_m
       <enabled>true</enabled>
       <param><name>authz.url</name><value>{authz_url}</value></param>
       <param><name>authz.cache.ttl.ms</name><value>{cache_ttl_ms}</value></param>
-      <param><name>authz.timeout.ms</name><value>1000</value></param>
+      <param><name>authz.timeout.ms</name><value>1000</value></param>{more}
     </provider>
     <provider>
       <role>ha</role>

@@ -15,6 +15,7 @@ from tarn_shared.streams import StreamPublisher, connect
 
 from .api import Services, router
 from .audit import AuditSink
+from .audit_summary import router as audit_summary_router
 from .hdfs_audit import HdfsAuditWriter
 from .decisions import Decider
 from .identity import CallerCheck
@@ -85,6 +86,7 @@ def create_app(settings: AuthzSettings) -> FastAPI:
     app = FastAPI(title="tarn-authz", version="0.1.0", lifespan=lifespan,
                   description="Ranger-exact policy decision point for Triton models (service type `triton`).")
     app.include_router(router)
+    app.include_router(audit_summary_router)
     return app
 
 

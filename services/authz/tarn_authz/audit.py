@@ -67,7 +67,8 @@ class AuditSink:
 
     def record(self, *, service: str, deployment: str, user: Optional[str], model: str, action: str,
                allowed: bool, policy_id: int, policy_version: Optional[int], repo_type: int,
-               client_ip: Optional[str], moment: datetime, reason: Optional[str] = None) -> None:
+               client_ip: Optional[str], moment: datetime, reason: Optional[str] = None, event_count: int = 1,
+               event_dur_ms: int = 0, additional_info: Optional[str] = None) -> None:
         if len(self._queue) >= self._queue_size:
             self._metrics.audit_events.labels("queue", "dropped").inc()
             return
@@ -76,7 +77,8 @@ class AuditSink:
             deployment=deployment, repoType=repo_type, repo=service, reqUser=user or "", evtTime=ranger_time(moment),
             access=action, resource=model, action=action, result=1 if allowed else 0, agent=self.app_id,
             policy=policy_id, cliIP=client_ip, agentHost=self.host, seq_num=self._seq,
-            cluster_name=self.cluster_name, policy_version=policy_version, reason=reason, ts=moment.timestamp()))
+            cluster_name=self.cluster_name, policy_version=policy_version, reason=reason, ts=moment.timestamp(),
+            event_count=event_count, event_dur_ms=event_dur_ms, additional_info=additional_info))
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -19,7 +19,8 @@ import java.util.List;
 /**
  * tarn-authz's {@code /authorize}, asked as a trusted caller: the gateway token in
  * {@code X-TARN-Token}, the Knox-authenticated user in {@code X-TARN-User}, the user's groups
- * in {@code X-TARN-Groups}. Every failure to get a decision becomes
+ * in {@code X-TARN-Groups}, the client's address as Knox saw it in {@code X-Forwarded-For} (what
+ * authz audits as cliIP, believed from the gateway token only). Every failure to get a decision becomes
  * {@link AuthzUnavailableException} here and nowhere else.
  */
 public class AuthzClient {
@@ -42,7 +43,7 @@ public class AuthzClient {
   }
 
   /** May {@code user} (with {@code groups}) do {@code action} on {@code model}? */
-  public boolean allowed(String user, Collection<String> groups, String model, String action)
+  public boolean allowed(String user, Collection<String> groups, String model, String action, String client)
       throws AuthzUnavailableException {
     StringBuilder url = new StringBuilder(baseUrl).append("/authorize?model=").append(encode(model))
         .append("&action=").append(encode(action));
@@ -52,7 +53,7 @@ public class AuthzClient {
     if (deployment != null) {
       url.append("&deployment=").append(encode(deployment));
     }
-    Answer answer = exchange("GET", url.toString(), user, groups, null);
+    Answer answer = exchange("GET", url.toString(), user, groups, client, null);
     if (answer.status == 400) {
       return false; // authz refuses the question (e.g. an over-long name): deny, as HAProxy does
     }
@@ -64,8 +65,8 @@ public class AuthzClient {
   }
 
   /** One decision per model, in order (the batch form of /authorize). */
-  public List<Boolean> allowedEach(String user, Collection<String> groups, List<String> models, String action)
-      throws AuthzUnavailableException {
+  public List<Boolean> allowedEach(String user, Collection<String> groups, List<String> models, String action,
+                                   String client) throws AuthzUnavailableException {
     List<Boolean> answers = new ArrayList<>(models.size());
     for (int start = 0; start < models.size(); start += MAX_BATCH) {
       List<String> chunk = models.subList(start, Math.min(models.size(), start + MAX_BATCH));
@@ -86,7 +87,7 @@ public class AuthzClient {
       } catch (IOException e) {
         throw new AuthzUnavailableException("cannot write the batch request", e);
       }
-      Answer answer = exchange("POST", baseUrl + "/authorize", user, groups, payload);
+      Answer answer = exchange("POST", baseUrl + "/authorize", user, groups, client, payload);
       if (answer.status != 200) {
         throw new AuthzUnavailableException("authz answered " + answer.status + ": " + abbreviate(answer.body));
       }
@@ -105,8 +106,45 @@ public class AuthzClient {
     return answers;
   }
 
-  private Answer exchange(String method, String url, String user, Collection<String> groups, byte[] payload)
-      throws AuthzUnavailableException {
+  /**
+   * Decisions served from the cache, for authz's {@code /audit/summary} (at most MAX_BATCH a call).
+   * Returns false when authz refused them as malformed (they are not worth sending again).
+   */
+  public boolean reportHits(List<CacheHits.Hits> hits) throws AuthzUnavailableException {
+    ObjectNode request = JSON.createObjectNode();
+    ArrayNode entries = request.putArray("entries");
+    for (CacheHits.Hits h : hits) {
+      ObjectNode entry = entries.addObject().put("user", h.user).put("model", h.model).put("action", h.action)
+          .put("allowed", h.allowed).put("client", h.client).put("count", h.count).put("first_ms", h.firstMs)
+          .put("last_ms", h.lastMs);
+      ArrayNode groups = entry.putArray("groups");
+      h.groups.forEach(groups::add);
+    }
+    if (rangerService != null) {
+      request.put("service", rangerService);
+    }
+    if (deployment != null) {
+      request.put("deployment", deployment);
+    }
+    byte[] payload;
+    try {
+      payload = JSON.writeValueAsBytes(request);
+    } catch (IOException e) {
+      throw new AuthzUnavailableException("cannot write the audit summary", e);
+    }
+    Answer answer = exchange("POST", baseUrl + "/audit/summary", null, java.util.Collections.<String>emptyList(),
+        null, payload);
+    if (answer.status == 400 || answer.status == 422) {
+      return false;
+    }
+    if (answer.status != 200) {
+      throw new AuthzUnavailableException("authz answered " + answer.status + ": " + abbreviate(answer.body));
+    }
+    return true;
+  }
+
+  private Answer exchange(String method, String url, String user, Collection<String> groups, String client,
+                          byte[] payload) throws AuthzUnavailableException {
     HttpURLConnection connection = null;
     try {
       connection = (HttpURLConnection) new URL(url).openConnection();
@@ -116,7 +154,12 @@ public class AuthzClient {
       connection.setUseCaches(false);
       connection.setInstanceFollowRedirects(false);
       connection.setRequestProperty("X-TARN-Token", gatewayToken);
-      connection.setRequestProperty("X-TARN-User", user);
+      if (user != null) {
+        connection.setRequestProperty("X-TARN-User", user);
+      }
+      if (client != null && !client.isEmpty()) {
+        connection.setRequestProperty("X-Forwarded-For", client);
+      }
       if (!groups.isEmpty()) {
         connection.setRequestProperty("X-TARN-Groups", String.join(",", groups));
       }

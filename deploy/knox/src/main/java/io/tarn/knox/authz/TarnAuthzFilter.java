@@ -40,6 +40,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Locale;
 import java.util.TreeSet;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 
 /**
  * Per-model authorization for TRITON through tarn-authz: maps the request path to a model
@@ -52,7 +55,8 @@ import java.util.TreeSet;
  * {@code authz.url} (required), the gateway token from the alias {@code authz.gateway.token.alias}
  * (default {@code tarn.authz.gateway.token}) or else the param {@code authz.gateway.token},
  * {@code authz.timeout.ms} (1000), {@code authz.cache.ttl.ms} (2000), {@code authz.cache.max.entries}
- * (50000), {@code authz.ranger.service} and {@code authz.deployment} (which Ranger service
+ * (50000), {@code authz.audit.summary.ms} (5000: how often the decisions served from the cache are
+ * sent to authz's audit as counts), {@code authz.ranger.service} and {@code authz.deployment} (which Ranger service
  * authz answers for; its default when unset). The deployment's Triton key, which Knox adds as
  * {@code tarn-gateway-key} to every request it passes on (a client's copy is dropped), comes
  * from the alias {@code gateway.key.alias} (default {@code tarn.gateway.key}) or else the param
@@ -68,6 +72,7 @@ public class TarnAuthzFilter implements Filter {
   public static final String CACHE_MAX_ENTRIES = "authz.cache.max.entries";
   public static final String RANGER_SERVICE = "authz.ranger.service";
   public static final String DEPLOYMENT = "authz.deployment";
+  public static final String AUDIT_SUMMARY_MS = "authz.audit.summary.ms";
   public static final String KEY = "gateway.key";
   public static final String KEY_ALIAS = "gateway.key.alias";
   public static final String DEFAULT_KEY_ALIAS = "tarn.gateway.key";
@@ -80,6 +85,8 @@ public class TarnAuthzFilter implements Filter {
 
   private AuthzClient authz;
   private DecisionCache cache;
+  private CacheHits hits;
+  private ScheduledExecutorService reporter;
   private String routePrefix;
   private String gatewayKey;
   private Auditor auditor;
@@ -99,6 +106,14 @@ public class TarnAuthzFilter implements Filter {
     authz = new AuthzClient(url, token, timeoutMs, param(config, RANGER_SERVICE, null), param(config, DEPLOYMENT, null));
     cache = new DecisionCache(intParam(config, CACHE_TTL_MS, 2000), intParam(config, CACHE_MAX_ENTRIES, 50_000),
         System::nanoTime);
+    hits = new CacheHits(intParam(config, CACHE_MAX_ENTRIES, 50_000) * 2, System::currentTimeMillis);
+    int summaryMs = Math.max(100, intParam(config, AUDIT_SUMMARY_MS, 5000));
+    reporter = Executors.newSingleThreadScheduledExecutor(runnable -> {
+      Thread thread = new Thread(runnable, "tarn-authz-audit-summary");
+      thread.setDaemon(true);
+      return thread;
+    });
+    reporter.scheduleWithFixedDelay(this::reportHits, summaryMs, summaryMs, TimeUnit.MILLISECONDS);
     routePrefix = param(config, ROUTE_PREFIX, "");
     gatewayKey = secret(config, KEY_ALIAS, DEFAULT_KEY_ALIAS, KEY);
     if (gatewayKey == null) {
@@ -117,6 +132,40 @@ public class TarnAuthzFilter implements Filter {
 
   @Override
   public void destroy() {
+    if (reporter != null) {
+      reporter.shutdown();
+      try {
+        reporter.awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      reportHits(); // what was counted since the last round
+    }
+  }
+
+  /** Sends the cache hits counted so far to authz's audit; what it did not take is counted again. */
+  void reportHits() {
+    long dropped = hits.takeDropped();
+    if (dropped > 0) {
+      LOG.error("TarnAuthz: {} cache hits not audited (too many distinct entries waiting)", dropped);
+    }
+    List<CacheHits.Hits> pending = hits.drain();
+    for (int start = 0; start < pending.size(); start += AuthzClient.MAX_BATCH) {
+      List<CacheHits.Hits> batch = pending.subList(start, Math.min(pending.size(), start + AuthzClient.MAX_BATCH));
+      try {
+        if (!authz.reportHits(batch)) {
+          LOG.error("TarnAuthz: authz refused {} cache-hit audit entries as malformed", batch.size());
+        }
+      } catch (AuthzUnavailableException e) {
+        LOG.warn("TarnAuthz: cannot report cache hits to authz; keeping them: {}", e.getMessage());
+        hits.restore(pending.subList(start, pending.size()));
+        return;
+      } catch (RuntimeException e) {
+        LOG.error("TarnAuthz: reporting cache hits failed; keeping them", e);
+        hits.restore(pending.subList(start, pending.size()));
+        return;
+      }
+    }
   }
 
   @Override
@@ -144,7 +193,7 @@ public class TarnAuthzFilter implements Filter {
         chain.doFilter(request, response);
         return;
       case MODEL:
-        Boolean allowed = decide(user, groups, route.model, route.action);
+        Boolean allowed = decide(user, groups, route.model, route.action, original.getRemoteAddr());
         if (allowed == null) {
           refuse(request, response, HttpServletResponse.SC_SERVICE_UNAVAILABLE, "authorization unavailable", user, route);
         } else if (allowed) {
@@ -155,7 +204,7 @@ public class TarnAuthzFilter implements Filter {
         }
         return;
       case INDEX:
-        serveIndex(request, response, chain, user, groups);
+        serveIndex(request, response, chain, user, groups, original.getRemoteAddr());
         return;
       default:
         refuse(request, response, HttpServletResponse.SC_FORBIDDEN, "forbidden", user, route);
@@ -163,14 +212,15 @@ public class TarnAuthzFilter implements Filter {
   }
 
   /** true / false, or null when authz gave no answer. */
-  private Boolean decide(String user, List<String> groups, String model, String action) {
+  private Boolean decide(String user, List<String> groups, String model, String action, String client) {
     String key = DecisionCache.key(user, groups, action, model);
     Boolean cached = cache.get(key);
     if (cached != null) {
+      hits.hit(user, groups, action, model, cached, client);
       return cached;
     }
     try {
-      boolean allowed = authz.allowed(user, groups, model, action);
+      boolean allowed = authz.allowed(user, groups, model, action, client);
       cache.put(key, allowed);
       return allowed;
     } catch (AuthzUnavailableException e) {
@@ -181,7 +231,7 @@ public class TarnAuthzFilter implements Filter {
 
   /** Triton's repository index, keeping only the models the user may list. */
   private void serveIndex(HttpServletRequest request, HttpServletResponse response, FilterChain chain,
-                          String user, List<String> groups) throws IOException, ServletException {
+                          String user, List<String> groups, String client) throws IOException, ServletException {
     BufferedResponse held = new BufferedResponse(response);
     chain.doFilter(new IdentityEncodingRequest(request), held);
     if (held.errorSent()) {
@@ -212,12 +262,14 @@ public class TarnAuthzFilter implements Filter {
         listable.put(name.asText(), cached);
         if (cached == null) {
           unknown.add(name.asText());
+        } else {
+          hits.hit(user, groups, LIST, name.asText(), cached, client);
         }
       }
     }
     try {
       List<Boolean> answers = unknown.isEmpty() ? Collections.<Boolean>emptyList()
-          : authz.allowedEach(user, groups, unknown, LIST);
+          : authz.allowedEach(user, groups, unknown, LIST, client);
       for (int i = 0; i < unknown.size(); i++) {
         listable.put(unknown.get(i), answers.get(i));
         cache.put(DecisionCache.key(user, groups, LIST, unknown.get(i)), answers.get(i));
