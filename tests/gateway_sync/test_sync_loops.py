@@ -40,6 +40,9 @@ class ScriptedSync:
     async def clean_released(self):
         return True
 
+    async def observe(self, name):
+        pass
+
     async def sync(self, name, scope):
         self.calls.append((name, scope))
         self.ticks.now += self.takes_s

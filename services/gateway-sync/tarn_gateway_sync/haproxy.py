@@ -92,10 +92,14 @@ class RuntimeApi:
             raise HaproxyCommandError(f"HAProxy at {self.address} has no backend {backend!r}")
         servers = parse_servers_state(answer)
         if any(s.admin is Admin.DRAIN for s in servers):
-            sessions = parse_sessions(await self.command(f"show stat {backend} 4 -1"))
+            sessions = await self.sessions(backend)
             servers = [ServerState(s.name, s.ip, s.port, s.admin, s.operational_up, sessions.get(s.name, 0))
                        for s in servers]
         return servers
+
+    async def sessions(self, backend: str) -> Dict[str, int]:
+        """Open requests per server of ``backend`` (``show stat``)."""
+        return parse_sessions(await self.command(f"show stat {backend} 4 -1"))
 
     async def apply(self, backend: str, actions: Sequence[HaproxyAction]) -> None:
         """Execute a plan in order; the first refusal raises (the next reconcile retries)."""

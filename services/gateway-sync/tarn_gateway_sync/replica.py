@@ -11,7 +11,8 @@ from tarn_shared.streams import StreamPublisher, connect
 from .admission import Allowlist, Gate
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
-from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
+from .gateways import HaproxyGateway, RestartWatch, ZookeeperGateway
+from .resolver import Resolver
 from .haproxy import RuntimeApi
 from .ownership import Claims
 from .pending import PendingWork
@@ -48,7 +49,8 @@ class GatewaySync:
             self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
             clock)
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
-                                   reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
+                                   reconcile_interval_s=settings.reconcile_interval_s,
+                                   reconcile_min_gap_s=settings.reconcile_min_gap_s, clock=clock)
         self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),
                                      settings.haproxy_watch_interval_s)
         self._stop = asyncio.Event()
