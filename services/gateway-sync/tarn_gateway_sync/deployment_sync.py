@@ -105,6 +105,11 @@ class DeploymentSync:
             ok = ok and cleaned
         return ok
 
+    def forget_applied(self) -> None:
+        """What each gateway remembers applying may be stale: the next syncs read."""
+        for gateway in [*self._haproxies, self._zookeeper]:
+            gateway.forget_applied()
+
     async def observe(self, name: str) -> None:
         """Before a full sync, outside the write lock: each gateway it owns reads what it holds."""
         record = self._discovery.records.get(name)

@@ -94,7 +94,9 @@ class HaproxyGateway:
         if scope is not None and applied is not None:
             endpoints = [t.endpoint for part in (intent.desired, intent.draining, intent.gone) for t in part.values()]
             observed = applied.around(endpoints, len(intent.desired))
-            if any(s.admin is Admin.DRAIN for s in observed):  # a drain ends when its sessions do
+            leaving = {t.endpoint for t in intent.draining.values()}
+            # A drain ends when its sessions do: read them only while one of the scope's drains.
+            if any(s.admin is Admin.DRAIN and s.endpoint in leaving for s in observed):
                 applied.with_sessions(await self.api.sessions(backend))
                 observed = applied.around(endpoints, len(intent.desired))
             return applied, observed
@@ -124,6 +126,10 @@ class HaproxyGateway:
         since = {n: t for n, t in self._drains.get(backend, DrainClock()).since.items() if n not in names}
         since.update(drains.since)
         return DrainClock(since)
+
+    def forget_applied(self) -> None:
+        for memory in (self._applied, self._read, self._touched):
+            memory.clear()
 
     def _forget(self, backend: str) -> None:
         for memory in (self._drains, self.open_requests, self._applied, self._read, self._touched):
@@ -211,6 +217,10 @@ class ZookeeperGateway:
             observed = await ensemble.observe(key[1])
         self._applied[key] = applied = AppliedZnodes(session, observed)
         return applied, observed
+
+    def forget_applied(self) -> None:
+        for memory in (self._applied, self._read, self._touched):
+            memory.clear()
 
     def _encoded(self, deployment: str, routable: Dict[str, Member], scope: Optional[Set[str]]) -> Dict[str, bytes]:
         """Each routable address's payload, encoded again only when its member changed."""

@@ -75,6 +75,10 @@ class ControlLoop:
         self._clock = clock
         self._write_lock = asyncio.Lock()  # one phase writes at a time
 
+    def forget_applied(self) -> None:
+        """The gateways may have changed behind this replica (another led, HAProxy restarted)."""
+        self._sync.forget_applied()
+
     async def run_apply(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.apply(await self._work.next_changes(DRAIN_POLL_S))
