@@ -182,7 +182,7 @@ class ZookeeperGateway:
             if session is None:
                 raise UnavailableError(f"ZooKeeper at {ensemble.hosts} has no session")
             key = (ensemble.hosts, path)
-            applied, observed = await self._observed(ensemble, key, session, scope, leaving | set(routable))
+            applied, observed = await self._observed(ensemble, key, session, scope)
             actions = plan_znodes(self._encoded(name, routable, scope), leaving, observed, session_id=session,
                                   authoritative=authoritative, scope=scope)
             if actions and self._may_write():
@@ -201,7 +201,8 @@ class ZookeeperGateway:
             self._errors("zookeeper", exc, deployment=name)
         return False
 
-    async def _observed(self, ensemble, key, session: int, scope: Optional[Set[str]], names: Set[str]):
+    async def _observed(self, ensemble, key, session: int, scope: Optional[Set[str]]):
+        """The znodes a plan looks at: from what this session wrote for an event's scope, else read."""
         applied = self._applied.get(key)
         if applied is not None and applied.session_id != session:
             del self._applied[key]  # a new session: the old one's nodes are gone
