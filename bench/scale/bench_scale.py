@@ -209,7 +209,9 @@ class Shards:
         return totals
 
 
-async def run_phase(args, agents: int, seconds: float, churn_per_s: float) -> PhaseResult:
+async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> List[PhaseResult]:
+    """One fleet of ``agents`` registered once, then measured at each churn rate in turn
+    (registering 10,000 servers takes minutes here: HAProxy's add server is the cost)."""
     deployment = f"scale{agents}x{uuid.uuid4().hex[:6]}"
     app_id = "application_1700000000000_0001"
     zk_path = f"/tarn-bench-{deployment}/instances"
@@ -220,9 +222,10 @@ async def run_phase(args, agents: int, seconds: float, churn_per_s: float) -> Ph
                                                  zk_path=zk_path, haproxy_backend=BACKEND, max_instances=agents))
     services = Services(args, deployment, app_id, zk_path)
     shards = Shards(args, deployment, app_id, max(1, math.ceil(agents / args.agents_per_shard)))
+    results: List[PhaseResult] = []
     zk = KazooClient(hosts=args.zk_hosts)
     zk.start(timeout=15)
-    result = PhaseResult(agents=agents, seconds=seconds, churn_per_s=churn_per_s, shards=len(shards.procs))
+    result = PhaseResult(agents=agents, seconds=seconds, churn_per_s=churns[0], shards=len(shards.procs))
     rng = random.Random(agents)
     next_port = 20000
     live: Dict[int, Instance] = {}
@@ -262,79 +265,87 @@ async def run_phase(args, agents: int, seconds: float, churn_per_s: float) -> Ph
         result.lifecycle_events += agents
         await asyncio.sleep(1.0)  # the registration's tail out of the window
 
-        pids = services.pids() | {"redis": _pid_of(args.run_dir, "redis"), "haproxy": _pid_of(args.run_dir, "haproxy"),
-                                  "simulator": os.getpid()}
-        shard_pids = [p.pid for p in shards.procs]
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        cpu0["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
-        read0 = (await group_lag(client, telemetry, "tarn-am") or {"read": 0})["read"]
-        shards.everyone("go")
-        t0 = time.monotonic()
-        churn_per_tick = churn_per_s * agents / TICKS_PER_S
-        churn_debt = 0.0
-        leaving: List[Instance] = []
-        tick = 0
-        while time.monotonic() - t0 < seconds:
-            tick_at = t0 + tick / TICKS_PER_S
-            delay = tick_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.1:
-                result.late_ticks += 1
-            # churn: last tick's draining instances stop and are replaced (in their slot); new ones start draining
-            changes: List[ev.Event] = []
+        for churn_per_s in churns:
+            if results:  # the next rate on the same fleet: fresh shards, handed the live slots
+                result = PhaseResult(agents=agents, seconds=seconds, churn_per_s=churn_per_s, shards=len(shards.procs))
+                shards = Shards(args, deployment, app_id, len(shards.procs))
+                for port, instance in live.items():
+                    shards.send(slot_of[port], f"slot {slot_of[port]} {port} {instance.seq}")
+                shards.flush()
+            pids = services.pids() | {"redis": _pid_of(args.run_dir, "redis"),
+                                      "haproxy": _pid_of(args.run_dir, "haproxy"), "simulator": os.getpid()}
+            shard_pids = [p.pid for p in shards.procs]
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            cpu0["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
+            read0 = (await group_lag(client, telemetry, "tarn-am") or {"read": 0})["read"]
+            shards.everyone("go")
+            t0 = time.monotonic()
+            churn_per_tick = churn_per_s * agents / TICKS_PER_S
+            churn_debt = 0.0
+            leaving: List[Instance] = []
+            tick = 0
+            while time.monotonic() - t0 < seconds:
+                tick_at = t0 + tick / TICKS_PER_S
+                delay = tick_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.1:
+                    result.late_ticks += 1
+                # churn: last tick's draining instances stop and are replaced (in their slot); new ones start draining
+                changes: List[ev.Event] = []
+                for instance in leaving:
+                    changes.append(lifecycle_event(ev.InstanceStopped, instance, exit_code=0, reason="drained"))
+                    replacement = new_instance()
+                    live[replacement.port] = replacement
+                    changes.append(lifecycle_event(ev.InstanceReady, replacement))
+                    slot = slot_of[replacement.port] = slot_of.pop(instance.port)
+                    shards.send(slot, f"slot {slot} {replacement.port} {replacement.seq}")
+                leaving = []
+                churn_debt += churn_per_tick
+                while churn_debt >= 1 and live:
+                    churn_debt -= 1
+                    instance = live.pop(rng.choice(list(live)))
+                    changes.append(lifecycle_event(ev.InstanceDraining, instance, timeout_s=30))
+                    leaving.append(instance)
+                    shards.send(slot_of[instance.port], f"idle {slot_of[instance.port]}")
+                shards.flush()
+                if changes:
+                    await publisher.publish_many(lifecycle, changes)
+                    result.lifecycle_events += len(changes)
+                if tick % TICKS_PER_S == 0:
+                    am = await group_lag(client, telemetry, "tarn-am")
+                    gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}")
+                    if am:
+                        result.am_lag_max = max(result.am_lag_max, am["lag"] + am["pending"])
+                    if gs:
+                        result.gs_lag_max = max(result.gs_lag_max, gs["lag"] + gs["pending"])
+                tick += 1
+            elapsed = time.monotonic() - t0
+            cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            cpu1["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
+            published = shards.stop()
+            am = await group_lag(client, telemetry, "tarn-am") or {"lag": -1, "pending": -1, "read": read0}
+            gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}") or {"lag": -1, "pending": -1}
+            aml = await group_lag(client, lifecycle, "tarn-am") or {"lag": -1, "pending": -1}
+            result.cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / elapsed for name in pids}
+            result.offered_per_s = 2.0 * agents
+            result.published_per_s = published["published"] / elapsed
+            result.late_ticks += published["late_ticks"]
+            result.am_handled_per_s = (am["read"] - read0) / elapsed
+            result.am_lag_end = am["lag"] + am["pending"]
+            result.gs_lag_end = gs["lag"] + gs["pending"]
+            result.am_lifecycle_lag_end = aml["lag"] + aml["pending"]
+            # the draining instances of the last tick count as gone for the gateways
             for instance in leaving:
-                changes.append(lifecycle_event(ev.InstanceStopped, instance, exit_code=0, reason="drained"))
-                replacement = new_instance()
-                live[replacement.port] = replacement
-                changes.append(lifecycle_event(ev.InstanceReady, replacement))
-                slot = slot_of[replacement.port] = slot_of.pop(instance.port)
-                shards.send(slot, f"slot {slot} {replacement.port} {replacement.seq}")
-            leaving = []
-            churn_debt += churn_per_tick
-            while churn_debt >= 1 and live:
-                churn_debt -= 1
-                instance = live.pop(rng.choice(list(live)))
-                changes.append(lifecycle_event(ev.InstanceDraining, instance, timeout_s=30))
-                leaving.append(instance)
-                shards.send(slot_of[instance.port], f"idle {slot_of[instance.port]}")
-            shards.flush()
-            if changes:
-                await publisher.publish_many(lifecycle, changes)
-                result.lifecycle_events += len(changes)
-            if tick % TICKS_PER_S == 0:
-                am = await group_lag(client, telemetry, "tarn-am")
-                gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}")
-                if am:
-                    result.am_lag_max = max(result.am_lag_max, am["lag"] + am["pending"])
-                if gs:
-                    result.gs_lag_max = max(result.gs_lag_max, gs["lag"] + gs["pending"])
-            tick += 1
-        elapsed = time.monotonic() - t0
-        cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        cpu1["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
-        published = shards.stop()
-        am = await group_lag(client, telemetry, "tarn-am") or {"lag": -1, "pending": -1, "read": read0}
-        gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}") or {"lag": -1, "pending": -1}
-        aml = await group_lag(client, lifecycle, "tarn-am") or {"lag": -1, "pending": -1}
-        result.cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / elapsed for name in pids}
-        result.offered_per_s = 2.0 * agents
-        result.published_per_s = published["published"] / elapsed
-        result.late_ticks += published["late_ticks"]
-        result.am_handled_per_s = (am["read"] - read0) / elapsed
-        result.am_lag_end = am["lag"] + am["pending"]
-        result.gs_lag_end = gs["lag"] + gs["pending"]
-        result.am_lifecycle_lag_end = aml["lag"] + aml["pending"]
-        # the draining instances of the last tick count as gone for the gateways
-        for instance in leaving:
-            await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
-        settle = time.monotonic()
-        while routed() != (len(live), len(live)):
-            if time.monotonic() - settle > 30:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            result.converged_s = time.monotonic() - settle
+                await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
+            settle = time.monotonic()
+            while routed() != (len(live), len(live)):
+                if time.monotonic() - settle > 30:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                result.converged_s = time.monotonic() - settle
+            results.append(result)
     finally:
         for proc in shards.procs:
             if proc.poll() is None:
@@ -351,7 +362,7 @@ async def run_phase(args, agents: int, seconds: float, churn_per_s: float) -> Ph
         for stream in (lifecycle, telemetry, ev.acks_stream(deployment)):
             await client.delete(stream)
         await client.aclose()
-    return result
+    return results
 
 
 def _pid_of(run_dir: str, name: str) -> int:
@@ -445,13 +456,14 @@ def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, 
 async def main(args) -> bool:
     raw = await raw_xadd_rate(args.redis_url, 3.0)
     sizes = sorted(int(x) for x in args.sizes.split(","))
-    phases = []
+    phases: List[PhaseResult] = []
     for n in sizes:
-        phases.append(await run_phase(args, n, args.seconds, args.churn_per_s))
-        print(json.dumps(asdict(phases[-1])), flush=True)  # each phase as it ends: a long run leaves its part
-    # the largest fleet again, at the absolute change rate of 1,000 agents: the cost per change
-    same_rate = await run_phase(args, sizes[-1], args.seconds, args.churn_per_s * 1000 / sizes[-1])
-    print(json.dumps(asdict(same_rate)), flush=True)
+        # the largest fleet is measured twice: also at the absolute change rate of 1,000 agents (cost per change)
+        churns = [args.churn_per_s] + ([args.churn_per_s * 1000 / n] if n == sizes[-1] else [])
+        for result in await run_phase(args, n, args.seconds, churns):
+            phases.append(result)
+            print(json.dumps(asdict(result)), flush=True)  # each phase as it ends: a long run leaves its part
+    same_rate = phases.pop()
     return print_report(raw, phases, same_rate, next((p for p in phases if p.agents == 1000), None))
 
 

@@ -23,7 +23,8 @@ _SRV_RUNNING = 2
 _ERROR = re.compile(r"No such|Require|not in maintenance|Unknown command|Already exists|[Ee]rror|[Ff]ailed|"
                     r"[Ii]nvalid|[Cc]an't|[Cc]annot|Permission denied|still has|not found|Unexpected")
 _SEPARATORS = re.compile(r"[;\n\r\x00]")  # `;` and a line end start another Runtime API command
-BATCH_CHARS = 8000  # per request line: under HAProxy's default tune.bufsize (16 kB)
+BATCH_CHARS = 2000  # per request: well under tune.bufsize (16 kB), and answered within timeout_s at 10,000 servers
+DUMP_TIMEOUT_FACTOR = 15  # a whole backend's dump grows with it: 10,000 servers took 5 s here
 
 
 class HaproxyCommandError(TarnError):
@@ -51,12 +52,12 @@ class RuntimeApi:
                 raise ValueError(f"not a HAProxy Runtime API address: {address!r}")
             self._unix, self._tcp = None, (host, int(port))
 
-    async def command(self, line: str) -> str:
+    async def command(self, line: str, timeout_s: Optional[float] = None) -> str:
         """Send one command on a fresh connection (HAProxy closes it after answering)."""
         if _SEPARATORS.search(line):  # the last net: names are checked before they get here (admission)
             raise HaproxyCommandError(f"refused to send {line!r} to HAProxy at {self.address}: it holds a separator")
         try:
-            return await asyncio.wait_for(self._exchange(line), timeout=self.timeout_s)
+            return await asyncio.wait_for(self._exchange(line), timeout=timeout_s or self.timeout_s)
         except (OSError, asyncio.TimeoutError, EOFError) as exc:
             raise UnavailableError(f"HAProxy at {self.address} unreachable: {exc!r}") from None
 
@@ -88,7 +89,7 @@ class RuntimeApi:
         return f"{fields['Pid']}@{fields.get('Start_time_sec', '')}"
 
     async def servers(self, backend: str) -> List[ServerState]:
-        answer = await self.command(f"show servers state {backend}")
+        answer = await self.command(f"show servers state {backend}", self.timeout_s * DUMP_TIMEOUT_FACTOR)
         if answer.startswith("Can't find backend"):
             raise HaproxyCommandError(f"HAProxy at {self.address} has no backend {backend!r}")
         servers = parse_servers_state(answer)
@@ -100,7 +101,8 @@ class RuntimeApi:
 
     async def sessions(self, backend: str) -> Dict[str, int]:
         """Open requests per server of ``backend`` (``show stat``)."""
-        return parse_sessions(await self.command(f"show stat {backend} 4 -1"))
+        answer = await self.command(f"show stat {backend} 4 -1", self.timeout_s * DUMP_TIMEOUT_FACTOR)
+        return parse_sessions(answer)
 
     async def apply(self, backend: str, actions: Sequence[HaproxyAction]) -> None:
         """Execute a plan in order; a refusal raises (the next reconcile retries). The
