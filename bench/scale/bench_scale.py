@@ -38,7 +38,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kazoo.client import KazooClient
 
@@ -312,6 +312,7 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
                 if changes:
                     await publisher.publish_many(lifecycle, changes)
                     result.lifecycle_events += len(changes)
+                    last_changes = {e.endpoints.http_port: isinstance(e, ev.InstanceReady) for e in changes}
                 if tick % TICKS_PER_S == 0:
                     am = await group_lag(client, telemetry, "tarn-am")
                     gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}")
@@ -338,13 +339,8 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
             # the draining instances of the last tick count as gone for the gateways
             for instance in leaving:
                 await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
-            settle = time.monotonic()
-            while routed() != (len(live), len(live)):
-                if time.monotonic() - settle > 30:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                result.converged_s = time.monotonic() - settle
+                last_changes[instance.port] = False
+            result.converged_s = await converged(args, zk, zk_path, last_changes, lambda: routed() == (len(live),) * 2)
             results.append(result)
     finally:
         for proc in shards.procs:
@@ -363,6 +359,33 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
             await client.delete(stream)
         await client.aclose()
     return results
+
+
+async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool], equal) -> Optional[float]:
+    """Seconds from the last change until both gateways show the newest changes (cheap probes
+    of those servers and znodes, every 20 ms: a whole dump of 10,000 servers takes seconds
+    here) and then hold exactly the fleet (one whole check); None past 30 s."""
+    started = time.monotonic()
+
+    def shown(port: int) -> Tuple[bool, bool]:
+        name = f"tarn-127.0.0.1:{port}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(args.haproxy_socket)
+            s.sendall(f"get weight {BACKEND}/{name}\n".encode())
+            answer = s.recv(4096)
+        return not answer.startswith(b"No such"), zk.exists(f"{zk_path}/127.0.0.1:{port}") is not None
+
+    while any(shown(port) != (want, want) for port, want in last_changes.items()):
+        if time.monotonic() - started > 30:
+            return None
+        await asyncio.sleep(0.02)
+    at = time.monotonic() - started
+    while not equal():  # a change that failed and waits for its retry
+        if time.monotonic() - started > 30:
+            return None
+        await asyncio.sleep(0.1)
+        at = time.monotonic() - started
+    return at
 
 
 def _pid_of(run_dir: str, name: str) -> int:
@@ -446,10 +469,10 @@ def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, 
         print(f"gateway-sync CPU at {same_rate.agents:,} / at 1,000, same change rate: {ratio:.2f}x "
               f"(target <= {GS_CPU_RATIO}x): {'met' if met else 'MISSED'}")
     if biggest.agents >= 10_000:
-        met = biggest.cpu["am-consumers"] <= AM_CPU_AT_10000
+        met = biggest.cpu["am-consumers"] <= AM_CPU_AT_10000 and verdicts(biggest)["am"]
         ok = ok and met
         print(f"AM consumers at {biggest.agents:,}: {biggest.cpu['am-consumers']:.1f}% of a core "
-              f"(target <= {AM_CPU_AT_10000:.0f}%): {'met' if met else 'MISSED'}")
+              f"(target <= {AM_CPU_AT_10000:.0f}% while keeping up): {'met' if met else 'MISSED'}")
     return ok
 
 
