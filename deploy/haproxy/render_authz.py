@@ -4,13 +4,16 @@
     deploy/haproxy/render_authz.py --authz-url http://127.0.0.1:8096 --gateway-token-file /etc/tarn/gw.token \
         --users-file /etc/tarn/haproxy-users --http-port 8080 --out /etc/haproxy/haproxy.cfg
 
---users-file holds userlist lines (`user alice password <crypt(3) hash>`). --trusted-network
+--users-file holds userlist lines (`user alice password <crypt(3) hash>`). --gateway-keys-file is
+the map of each backend's Triton key (`<backend> <key>` lines; docs/deploy.md, "Triton answers
+only the gateways"): the backend adds it to every request as tarn-gateway-key. --trusted-network
 enables the documented opt-in: requests from those networks may name the user with
 X-TARN-User (for a trusted proxy in front of HAProxy that authenticated the user itself).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import string
 from pathlib import Path
@@ -19,6 +22,26 @@ from typing import Dict, Iterable, Optional, Sequence
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "haproxy-authz.cfg.tmpl"
 LUA_FILE = HERE / "tarn_authz.lua"
+GRPC_LUA_FILE = HERE / "tarn_authz_grpc.lua"
+GRPC_BLOCKS = re.compile(r"(?:^\n)?^# grpc:begin\b.*?^# grpc:end\n", re.M | re.S)
+# tune.bufsize above the largest gRPC message read: room for the headers and HAProxy's reserve.
+GRPC_BUFFER_HEADROOM = 16384
+
+
+GATEWAY_KEY_HEADER = "tarn-gateway-key"
+# Triton's gRPC server reads a restricted protocol's key from metadata with this prefix.
+GRPC_GATEWAY_KEY_HEADER = f"triton-grpc-protocol-{GATEWAY_KEY_HEADER}"
+
+
+def gateway_key_rule(keys_map: Optional[Path], header: str = GATEWAY_KEY_HEADER) -> str:
+    """The backend line that adds the deployment's Triton key, looked up by backend name in the
+    map file (read when HAProxy starts; `set map` on the admin socket changes it live). A
+    backend the map lacks sends no usable key, which Triton refuses."""
+    if keys_map is None:
+        return f"    # {header}: off (no --gateway-keys-file; Triton must then run unrestricted)"
+    if any(c.isspace() or c in "\"'#(),]" for c in str(keys_map)):
+        raise ValueError("the gateway keys file's path must be without spaces, quotes, '#', brackets or commas")
+    return f"    http-request set-header {header} %[be_name,map({keys_map})]"
 
 
 def trusted_header_rules(networks: Sequence[str]) -> str:
@@ -35,7 +58,9 @@ def trusted_header_rules(networks: Sequence[str]) -> str:
 def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, gateway_token: str,
            users: Iterable[str], servers: Iterable[str] = (), bind: str = "127.0.0.1", cache_ttl_s: float = 2.0,
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
-           lua_file: Path = LUA_FILE) -> str:
+           lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None, grpc_port: Optional[int] = None,
+           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536) -> str:
+    """Without ``grpc_port`` the gRPC frontend and backend are left out."""
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
             raise ValueError(f"the {name} must be non-empty without spaces, quotes or '#'")
@@ -45,9 +70,16 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
         INDEX_SECRET=index_secret or secrets.token_hex(16), LUA_FILE=lua_file,
         USERS="\n".join(f"    {line.strip()}" for line in users if line.strip()),
         SERVERS="\n".join(f"    {line.strip()}" for line in servers if line.strip()),
-        TRUSTED_HEADER_RULES=trusted_header_rules(trusted_networks),
+        TRUSTED_HEADER_RULES=trusted_header_rules(trusted_networks), GATEWAY_KEY_RULE=gateway_key_rule(gateway_keys),
+        GRPC_KEY_RULE=gateway_key_rule(gateway_keys, GRPC_GATEWAY_KEY_HEADER),
+        GRPC_PORT=grpc_port, GRPC_LUA_FILE=GRPC_LUA_FILE, GRPC_MAX_MESSAGE=grpc_max_message,
+        GRPC_BUFSIZE=max(16384, grpc_max_message + GRPC_BUFFER_HEADROOM),
+        GRPC_SERVERS="\n".join(f"    {line.strip()}" for line in grpc_servers if line.strip()),
     )
-    return string.Template(TEMPLATE.read_text()).substitute(values)
+    template = TEMPLATE.read_text()
+    if grpc_port is None:
+        template = GRPC_BLOCKS.sub("", template)
+    return string.Template(template).substitute(values)
 
 
 def main() -> None:
@@ -60,14 +92,21 @@ def main() -> None:
     parser.add_argument("--gateway-token-file", type=Path, required=True)
     parser.add_argument("--users-file", type=Path, required=True)
     parser.add_argument("--server", action="append", default=[], help="a static `server name host:port` line")
+    parser.add_argument("--grpc-port", type=int, help="a gRPC (HTTP/2) frontend on this port; none without it")
+    parser.add_argument("--grpc-server", action="append", default=[], help="a static gRPC `server name host:port` line")
+    parser.add_argument("--grpc-max-message", type=int, default=65536,
+                        help="the largest gRPC request message (bytes) the gateway reads and so admits")
     parser.add_argument("--cache-ttl-s", type=float, default=2.0)
     parser.add_argument("--trusted-network", action="append", default=[])
+    parser.add_argument("--gateway-keys-file", type=Path, help="`<backend> <Triton key>` lines (mode 600)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     text = render(run_dir=args.run_dir, http_port=args.http_port, index_port=args.index_port,
                   authz_url=args.authz_url, gateway_token=args.gateway_token_file.read_text().strip(),
                   users=args.users_file.read_text().splitlines(), servers=args.server, bind=args.bind,
-                  cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network)
+                  cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network,
+                  gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None,
+                  grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message)
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 

@@ -9,12 +9,19 @@
 --   deny         403 (a deny, an unmapped path, or no authenticated user)
 --   unavailable  503: authz did not answer (fail closed)
 --   index        answered by the service lua.tarn_repository_index (filtered by `list`)
+-- A path not in canonical form is answered 400 by the action itself (txn:done).
 --
---   /v2/models/{m}[/versions/{v}]/infer            -> infer on m
---   /v2/models/{m}[/versions/{v}][/config|/ready]  -> metadata on m
+--   /v2/models/{m}[/versions/{digits}]/infer|generate|generate_stream -> infer on m
+--   /v2/models/{m}[/versions/{digits}][/config|/ready]               -> metadata on m
 --   /v2/repository/index                           -> the models the user may `list`
 --   /v2, /v2/health/live, /v2/health/ready         -> any authenticated user
 --   anything else (stats, load/unload, trace, ...) -> deny
+--
+-- The mapping follows Triton 2.51's own routing (src/http_server.cc, HTTPAPIServer::Handle):
+-- RE2 FullMatch on the raw path (query cut off), case-sensitive, no percent-decoding and no
+-- dot-segment or slash clean-up, so `%69dentity` and `identity;x` are other model names to
+-- Triton. Rather than guess what an encoded or dotted path means to each hop, the action refuses
+-- any path outside the canonical form (see `canonical`); what it accepts, Triton routes verbatim.
 --
 -- Settings come from the environment (the configuration's `global` section sets them with
 -- setenv): TARN_AUTHZ_URL, TARN_AUTHZ_GATEWAY_TOKEN, TARN_AUTHZ_CACHE_TTL_S (default 2),
@@ -54,10 +61,6 @@ local function cache_put(key, allowed)
     cache[key] = { allowed = allowed, expires = now_s() + CACHE_TTL_S }
 end
 
-local function url_decode(s)
-    return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 local function url_encode(s)
     return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
 end
@@ -70,9 +73,26 @@ local function json_string(s)
     return '"' .. escaped .. '"'
 end
 
--- What a path asks for: kind ("server", "index", "model", "deny"), model, action.
+-- Canonical: starts with "/", only RFC 3986 unreserved and sub-delim characters, ":" and "@"
+-- (so no "%", ";", backslash, "#", spaces or non-ASCII), no empty segment ("//", a trailing "/")
+-- and no "." or ".." segment.
+local function canonical(path)
+    if path:sub(1, 1) ~= "/" or path:find("[^%w%-%._~!$&'()*+,=:@/]") then return false end
+    if path:find("//", 1, true) or (path ~= "/" and path:sub(-1) == "/") then return false end
+    return not (path .. "/"):find("/%.%.?/")
+end
+
+local MODEL_ACTIONS = {
+    [""] = "metadata", ["/config"] = "metadata", ["/ready"] = "metadata",
+    ["/infer"] = "infer", ["/generate"] = "infer", ["/generate_stream"] = "infer",
+}
+
+-- What a path asks for: kind ("server", "index", "model", "deny", "refuse"), model, action.
 local function classify(path)
-    if path == "/v2" or path == "/v2/" or path == "/v2/health/live" or path == "/v2/health/ready" then
+    if not canonical(path) then
+        return "refuse"
+    end
+    if path == "/v2" or path == "/v2/health/live" or path == "/v2/health/ready" then
         return "server"
     end
     if path == "/v2/repository/index" then
@@ -82,13 +102,11 @@ local function classify(path)
     if not model or model == "stats" then
         return "deny"
     end
-    local _, after_version = rest:match("^/versions/([^/]+)(.*)$")
+    local _, after_version = rest:match("^/versions/(%d+)(.*)$")
     if after_version then rest = after_version end
-    if rest == "/infer" then
-        return "model", url_decode(model), "infer"
-    end
-    if rest == "" or rest == "/" or rest == "/config" or rest == "/ready" then
-        return "model", url_decode(model), "metadata"
+    local action = MODEL_ACTIONS[rest]
+    if action then
+        return "model", model, action
     end
     return "deny"
 end
@@ -159,6 +177,11 @@ local function enforce(txn)
     end
     local path = txn.sf:path()
     local kind, model, action = classify(path)
+    if kind == "refuse" then
+        txn:done(txn:reply{ status = 400, headers = { ["content-type"] = { "text/plain" } },
+                            body = "request path not in canonical form (no %-escapes, ';', '//', '.' or '..' segments, trailing '/')\n" })
+        return
+    end
     if kind == "server" then
         txn:set_var("txn.tarn_authz", "allow")
     elseif kind == "index" then
@@ -220,3 +243,6 @@ end
 
 core.register_action("tarn_authz", { "http-req" }, enforce, 0)
 core.register_service("tarn_repository_index", "http", repository_index)
+
+-- Shared with tarn_authz_grpc.lua (loaded after this file into the same Lua state).
+tarn_authz_helpers = { ask = ask, ask_many = ask_many }

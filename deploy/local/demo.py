@@ -6,7 +6,9 @@ rendered from deploy/haproxy/haproxy-authz.cfg.tmpl (basic-auth users alice and 
 authz Lua action in front of `triton_backend`); tarn-gateway-sync writing into that
 HAProxy and ZooKeeper; the demo model repository uploaded to HDFS; `tarn submit`; then it
 waits until an instance serves through HAProxy, runs one inference as alice (allowed) and
-one as bob (denied, 403) with tritonclient, and prints where the dashboard is.
+one as bob (denied, 403) with tritonclient, shows that the instance itself refuses the same
+request without the deployment's Triton key (which only HAProxy adds), and prints where the
+dashboard is.
 
 `down` stops the application (`tarn stop`), the processes `up` started, and the stack,
 then checks that no process is left in the run directory.
@@ -26,8 +28,8 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from demo_support import (DemoError, DemoState, free_port, haproxy_servers, http_status,  # noqa: E402
-                          leftover_processes, parse_hadoop_env, serving, tail, wait_until)
+from demo_support import (DemoError, DemoState, create_credential, free_port, haproxy_servers,  # noqa: E402
+                          http_status, leftover_processes, parse_hadoop_env, serving, tail, wait_until)
 from demo_prometheus import start_prometheus  # noqa: E402
 
 DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
@@ -38,8 +40,10 @@ STACK = ROOT / "deploy" / "local" / "stack"
 DEPLOYMENT = "demo"
 RANGER_SERVICE = "triton_demo"
 BACKEND = "triton_backend"
+GRPC_BACKEND = "triton_grpc_backend"
 ZK_PATH = "/services/triton/instances"
 HDFS_MODELS = "/tarn-demo/models"
+HDFS_SECRETS = "/tarn-demo/triton.jceks"
 USERS = {"alice": "alice-demo", "bob": "bob-demo"}  # HAProxy's basic-auth userlist (demo only)
 SERVE_TIMEOUT_S = 420.0
 HADOOP_LOG = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")  # skein driver chatter
@@ -56,7 +60,7 @@ class Demo:
         self.state = DemoState(self.dir)
         self.instances = instances
         self.step_no = 0
-        self.steps = 9
+        self.steps = 10
 
     # ------------------------------------------------------------------ output
 
@@ -86,12 +90,16 @@ class Demo:
         self.state.save()
         env = self._stack_up()
         authz_url = self._authz(env, token)
-        haproxy = self._haproxy(authz_url, token)
+        # The deployment's Triton key: in its credential file on HDFS and HAProxy's key map only.
+        gateway_key = secrets.token_urlsafe(32)
+        haproxy = self._haproxy(authz_url, token, gateway_key)
         self._gateway_sync(env, haproxy["socket"])
-        self._upload(env)
+        self._upload(env, gateway_key)
         self._submit(env, authz_url, token)
         self._wait_serving(env, haproxy)
         self._infer(haproxy["url"])
+        self._direct(haproxy)
+        self._infer_grpc(haproxy["grpc"])
         self._prometheus(token)
         self.state.data["up_s"] = round(time.monotonic() - began, 1)
         self.state.save()
@@ -135,14 +143,19 @@ class Demo:
         self.done(t, url)
         return url
 
-    def _haproxy(self, authz_url: str, token: str) -> Dict[str, str]:
+    def _haproxy(self, authz_url: str, token: str, gateway_key: str) -> Dict[str, str]:
         t = self.step("HAProxy with the authz Lua action in front of triton_backend (deploy/haproxy/haproxy-authz.cfg.tmpl)")
         import render_authz  # deploy/haproxy, put on sys.path below
-        http_port = free_port()
+        http_port, grpc_port = free_port(), free_port()
+        keys = self.dir / "gateway-keys.map"
+        keys.write_text(f"{BACKEND} {gateway_key}\n{GRPC_BACKEND} {gateway_key}\n")
+        keys.chmod(0o600)
         cfg = self.dir / "haproxy-authz.cfg"
         cfg.write_text(render_authz.render(
-            run_dir=self.dir, http_port=http_port, index_port=free_port(), authz_url=authz_url, gateway_token=token,
-            users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1"))
+            run_dir=self.dir, http_port=http_port, index_port=free_port(), grpc_port=grpc_port,
+            authz_url=authz_url, gateway_token=token,
+            users=[f"user {u} insecure-password {p}" for u, p in USERS.items()], bind="127.0.0.1",
+            gateway_keys=keys))
         cfg.chmod(0o600)  # it holds the gateway token
         check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
         if check.returncode != 0:
@@ -152,7 +165,8 @@ class Demo:
         from tarnstack import haproxy_command
         wait_until(lambda: "Name: HAProxy" in haproxy_command(sock, "show info"), "HAProxy (authz) starting", 30,
                    self.dir / "haproxy-authz.log", proc)
-        haproxy = {"url": f"http://127.0.0.1:{http_port}", "socket": sock, "cfg": str(cfg)}
+        haproxy = {"url": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "socket": sock,
+                   "cfg": str(cfg)}
         self.state.data["haproxy"] = haproxy
         self.state.save()
         self.done(t, f"{haproxy['url']} (users: {', '.join(USERS)})")
@@ -164,7 +178,8 @@ class Demo:
         service_env = dict(env, TARN_GATEWAY_SYNC_ZK_HOSTS=env["ZK_HOSTS"], TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=socket_path,
                            TARN_GATEWAY_SYNC_REDIS_URL=env["REDIS_URL"], TARN_GATEWAY_SYNC_DEPLOYMENTS=DEPLOYMENT,
                            TARN_GATEWAY_SYNC_REPLICA_ID="demo-1", TARN_GATEWAY_SYNC_PORT=str(port),
-                           TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30")
+                           TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30",
+                           TARN_GATEWAY_SYNC_GRPC_BACKENDS=f"{BACKEND}={GRPC_BACKEND}")
         proc = self.state.spawn("gateway-sync", [str(VENV_BIN / "tarn-gateway-sync")], service_env)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_status(f"{url}/healthz") == 200, "tarn-gateway-sync starting", 60,
@@ -173,7 +188,7 @@ class Demo:
         self.state.save()
         self.done(t, url)
 
-    def _upload(self, env: Dict[str, str]) -> None:
+    def _upload(self, env: Dict[str, str], gateway_key: str) -> None:
         t = self.step(f"upload the demo model repository ({MODELS.relative_to(ROOT)}) to HDFS {HDFS_MODELS}")
         if not MODELS.is_dir():
             raise DemoError(f"{MODELS} is missing")
@@ -186,8 +201,17 @@ class Demo:
                 client.upload(f"{HDFS_MODELS}/{path.relative_to(MODELS)}", str(path), overwrite=True)
         except hdfs.HdfsError as exc:
             raise DemoError(f"uploading to WebHDFS {env['WEBHDFS_URL']} failed: {exc}") from None
+        try:
+            client.delete(HDFS_SECRETS)
+        except hdfs.HdfsError as exc:
+            raise DemoError(f"deleting {HDFS_SECRETS} on WebHDFS failed: {exc}") from None
+        create_credential(env, self._secrets_uri(env), "tarn.gateway.key", gateway_key)
         models = sorted(p.name for p in MODELS.iterdir() if (p / "config.pbtxt").exists())
-        self.done(t, f"{len(files)} files, models {', '.join(models)}")
+        self.done(t, f"{len(files)} files, models {', '.join(models)}; the Triton key in {HDFS_SECRETS}")
+
+    @staticmethod
+    def _secrets_uri(env: Dict[str, str]) -> str:
+        return f"jceks://hdfs@{env['HDFS_DEFAULT_FS'].split('://', 1)[1].rstrip('/')}{HDFS_SECRETS}"
 
     def _submit(self, env: Dict[str, str], authz_url: str, token: str) -> None:
         t = self.step(f"tarn submit --name {DEPLOYMENT} (tarn-am in the AM container, the node-agent and "
@@ -208,12 +232,13 @@ class Demo:
             "--no-autoscale", "--drain-timeout", "20",
             "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
             "--tritonserver", str(runtime.binary), "--wait", "240",
+            "--secrets", self._secrets_uri(env),
         ]
         agent_env = {
             "TARN_NODE_AGENT_TRITON_ARGS": f"--backend-directory={runtime.backend_directory}",
             "LD_LIBRARY_PATH": runtime_env["LD_LIBRARY_PATH"], "PATH": runtime_env["PATH"],
             "TARN_NODE_AGENT_EXIT_TIMEOUT_S": "5", "TARN_NODE_AGENT_HEARTBEAT_INTERVAL_S": "2",
-            "TARN_NODE_AGENT_DRAIN_UNROUTED_TIMEOUT_S": "5",
+            "TARN_NODE_AGENT_DRAIN_UNROUTED_TIMEOUT_S": "5", "TARN_NODE_AGENT_REQUIRE_GATEWAY_KEY": "true",
         }
         for key, value in agent_env.items():
             args += ["--agent-env", f"{key}={value}"]
@@ -290,6 +315,46 @@ class Demo:
             client.close()
         self.done(t)
 
+    def _direct(self, haproxy: Dict[str, str]) -> None:
+        t = self.step("the same inference straight to the instance's port, around HAProxy: refused "
+                      "(Triton answers only requests carrying the deployment's key)")
+        server = next(s for s in haproxy_servers(haproxy["socket"], BACKEND) if serving(s))
+        url = f"http://{server['srv_addr']}:{server['srv_port']}"
+        body = b'{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1.0]}]}'
+        infer = http_status(f"{url}/v2/models/identity/infer", body=body, timeout_s=10)
+        index = http_status(f"{url}/v2/repository/index", body=b"{}", timeout_s=10)
+        ready = http_status(f"{url}/v2/health/ready")
+        if infer != 403 or index != 403 or ready != 200:
+            raise DemoError(f"straight to {url}: infer {infer}, repository index {index}, health {ready}; "
+                            "expected 403, 403 and 200")
+        print(f"    straight to the instance {url}: infer -> HTTP 403, repository index -> HTTP 403, "
+              "health -> 200", flush=True)
+        self.done(t)
+
+    def _infer_grpc(self, address: str) -> None:
+        """The same through HAProxy's gRPC frontend (gateway-sync keeps triton_grpc_backend)."""
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(url=address)
+        tensor = grpcclient.InferInput("INPUT0", [3], "FP32")
+        tensor.set_data_from_numpy(np.array([1.0, 2.0, 3.0], dtype=np.float32))
+        try:
+            output = wait_until(lambda: _grpc_answer(client, tensor), "alice's gRPC inference through HAProxy", 30,
+                                self.dir / "haproxy-authz.log")
+            print(f"    alice (gRPC {address}): identity = {output}  (allowed)", flush=True)
+            try:
+                client.infer("identity", [tensor], headers=_grpc_basic("bob"))
+            except InferenceServerException as exc:
+                if exc.status() != "StatusCode.PERMISSION_DENIED":
+                    raise DemoError(f"bob's gRPC inference failed with {exc.status()}, expected PERMISSION_DENIED")
+                print("    bob   (gRPC): identity(...) -> PERMISSION_DENIED  (denied by tarn-authz)", flush=True)
+            else:
+                raise DemoError("bob's gRPC inference was allowed; the policies deny it")
+        finally:
+            client.close()
+
     def _prometheus(self, token: str) -> None:
         t = self.step("Prometheus scraping tarn-am, the node-agent and Triton, found through tarn-am's "
                       "service discovery (deploy/prometheus)")
@@ -309,6 +374,7 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
   YARN        {d['env'].get('YARN_RM_WEBAPP_URL')}/cluster/app/{d['app_id']}
   prometheus  {d['prometheus_url']}   (scrapes tarn-am, node-agents, Triton; try deployment:tarn_container_load:avg)
   inference   {url}   users alice:{USERS['alice']} (allowed), bob:{USERS['bob']} (denied)
+  gRPC        {d['haproxy']['grpc']}   the same users (basic credentials in the authorization metadata)
   try         curl -u alice:{USERS['alice']} {url}/v2/models/identity
               .venv/bin/python examples/onnx_resnet50.py --url {url.split('://', 1)[1]} --user alice --password {USERS['alice']}
               source {self.run_dir}/stack.env; TARN_TOKEN={token} .venv/bin/tarn status --name {DEPLOYMENT}
@@ -396,6 +462,15 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
 def _basic(user: str) -> Dict[str, str]:
     import base64
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+
+
+def _grpc_basic(user: str) -> Dict[str, str]:
+    return {key.lower(): value for key, value in _basic(user).items()}  # gRPC metadata keys are lower case
+
+
+def _grpc_answer(client, tensor) -> Optional[list]:
+    """alice's identity over gRPC; an exception (the gRPC backend not filled yet) means not yet."""
+    return client.infer("identity", [tensor], headers=_grpc_basic("alice")).as_numpy("OUTPUT0").tolist()
 
 
 def _alive(pid: int) -> bool:

@@ -97,10 +97,13 @@ def wait_until(check: Callable[[], object], what: str, timeout_s: float, log: Op
     raise DemoError(f"{what}: not done within {timeout_s:.0f} s ({last})", log)
 
 
-def http_status(url: str, headers: Optional[Mapping[str, str]] = None, timeout_s: float = 2.0) -> int:
+def http_status(url: str, headers: Optional[Mapping[str, str]] = None, timeout_s: float = 2.0,
+                body: Optional[bytes] = None) -> int:
+    """The status of a GET, or of a POST of the JSON ``body``."""
     import urllib.error
     import urllib.request
-    request = urllib.request.Request(url, headers=dict(headers or {}))
+    headers = dict(headers or {}, **({"Content-Type": "application/json"} if body is not None else {}))
+    request = urllib.request.Request(url, data=body, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout_s) as response:
@@ -166,3 +169,14 @@ def leftover_processes(run_dir: Path) -> List[str]:
             found.append(f"{entry.name} {cmdline[:160]}")
     return found
 
+
+def create_credential(env: Mapping[str, str], provider: str, alias: str, value: str) -> None:
+    """One alias in a JCEKS credential file, with Hadoop's own CredentialShell (store password
+    Hadoop's default). Its --value is on that tool's command line for a moment: a demo only
+    (an operator's `hadoop credential create` prompts for it)."""
+    tool = HERE / "hadoop" / "credential"
+    result = subprocess.run([str(tool), "create", alias, "--value", value, "--provider", provider], env=dict(env),
+                            capture_output=True, text=True, timeout=180)
+    if result.returncode != 0 or "successfully created" not in result.stdout:
+        raise DemoError(f"`credential create {alias}` failed (exit {result.returncode}): "
+                        f"{(result.stdout + result.stderr).strip()[-800:]}")

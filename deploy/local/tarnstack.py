@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
+import shutil
 import string
 import subprocess
 import sys
@@ -19,12 +21,17 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kdc  # noqa: E402 (the KDC beside this script)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy" / "haproxy.cfg.tmpl"
 MINICLUSTER = ROOT / "deploy" / "local" / "hadoop" / "minicluster"
 ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar"
 START_TIMEOUT_S = 60.0
+sys.path.insert(0, str(ROOT / "deploy" / "haproxy"))
+from render_authz import gateway_key_rule  # noqa: E402  (standard library only, as this file)
 
 
 class StackError(RuntimeError):
@@ -134,12 +141,15 @@ class Stack:
 
     # ------------------------------------------------------------ public
 
-    def up(self, hadoop: bool = False, test_backends: int = 0, slots: int = 8) -> Dict[str, str]:
+    def up(self, hadoop: bool = False, test_backends: int = 0, slots: int = 8,
+           kerberos: bool = False) -> Dict[str, str]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.running():
             raise StackError(f"a stack already runs from {self.run_dir}; run `stack down` first")
-        self.state = {"processes": {}, "ports": {}, "env": {}, "test_backends": []}
+        self.state = {"processes": {}, "ports": {}, "env": {}, "test_backends": [], "kerberos": kerberos}
         try:
+            if kerberos:
+                self._start_kdc()
             self.start("redis")
             self.start("zookeeper")
             self._render_haproxy(test_backends, slots)
@@ -164,6 +174,8 @@ class Stack:
         self.state = {}
         for path in (self.state_path, self.run_dir / "stack.env"):
             path.unlink(missing_ok=True)
+        # The realm's keys and tickets go with the stack.
+        shutil.rmtree(self.kdc.dir, ignore_errors=True)
         return stopped
 
     def running(self) -> Dict[str, bool]:
@@ -172,7 +184,7 @@ class Stack:
     def start(self, name: str) -> None:
         """(Re)start one component on its recorded ports (new ones the first time)."""
         starter = {"redis": self._start_redis, "zookeeper": self._start_zookeeper,
-                   "haproxy": self._start_haproxy}[name]
+                   "haproxy": self._start_haproxy, "kdc": self._start_kdc_process}[name]
         starter()
         self._save()
 
@@ -188,6 +200,10 @@ class Stack:
     @property
     def env(self) -> Dict[str, str]:
         return dict(self.state.get("env", {}))
+
+    @property
+    def kdc(self) -> "kdc.Kdc":
+        return kdc.Kdc(self.run_dir / "kerberos")
 
     # ------------------------------------------------------------ components
 
@@ -219,30 +235,61 @@ class Stack:
         data_dir = self.run_dir / "zookeeper"
         data_dir.mkdir(exist_ok=True)
         cfg = self.run_dir / "zoo.cfg"
+        sasl = self._zookeeper_sasl() if self.state.get("kerberos") else []
         # Debian's scripts hard-code /etc paths; run the main class with our own config.
-        cfg.write_text("\n".join([
+        cfg.write_text("\n".join(sasl + [
             "tickTime=500", "initLimit=10", "syncLimit=5", f"dataDir={data_dir}",
             f"clientPort={port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
             "4lw.commands.whitelist=ruok,srvr,stat,mntr,cons,wchs",
             "maxSessionTimeout=60000", "minSessionTimeout=1000", "",
         ]))
         java = os.path.join(os.environ.get("JAVA_HOME", "/usr"), "bin", "java")
-        proc = self._spawn("zookeeper", [java, "-Xmx256m", "-Dzookeeper.jmx.log4j.disable=true",
+        jvm_sasl = [f"-Djava.security.krb5.conf={self.kdc.krb5_conf}",
+                    f"-Djava.security.auth.login.config={self.run_dir / 'zookeeper-jaas.conf'}"] if sasl else []
+        proc = self._spawn("zookeeper", [java, "-Xmx256m", "-Dzookeeper.jmx.log4j.disable=true", *jvm_sasl,
                                          "-cp", ZOOKEEPER_CLASSPATH,
                                          "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)])
         wait_until(lambda: zk_ruok(port), "zookeeper", self.run_dir / "zookeeper.log", proc)
         self.state["env"]["ZK_HOSTS"] = f"127.0.0.1:{port}"
 
+    def _zookeeper_sasl(self) -> List[str]:
+        """SASL/GSSAPI: clients may authenticate as their principal (sasl ACLs name it);
+        unauthenticated clients still connect, and only open znodes take their writes."""
+        (self.run_dir / "zookeeper-jaas.conf").write_text(
+            "Server {\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+            f'  useKeyTab=true storeKey=true useTicketCache=false keyTab="{self.kdc.keytab("zookeeper")}"\n'
+            f'  principal="{kdc.principal("zookeeper/localhost")}";\n}};\n')
+        return ["authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"]
+
+    def _start_kdc(self) -> None:
+        self.kdc.create(self._port("kdc"))
+        self.start("kdc")
+        self.state["env"].update(self.kdc.client_env())
+
+    def _start_kdc_process(self) -> None:
+        realm = self.kdc
+        proc = self._spawn("kdc", realm.command(), env=realm.env())
+        wait_until(realm.can_log_in, "the KDC", self.run_dir / "kdc.log", proc)
+
     def _render_haproxy(self, test_backends: int, slots: int) -> None:
         self.state["ports"].update({"haproxy_http": free_port(), "haproxy_slots_http": free_port(),
                                     "haproxy_stats": free_port()})
         extra = []
+        # One Triton key for every backend of the local stack, in the map HAProxy reads at start.
+        keys = self.run_dir / "gateway-keys.map"
+        key = self.state.setdefault("gateway_key", secrets.token_urlsafe(32))
+        backends = ["triton_backend", "triton_slots"] + [f"test_{kind}_{i}" for i in range(test_backends)
+                                                         for kind in ("dyn", "slots")]
+        keys.write_text("".join(f"{name} {key}\n" for name in backends))
+        keys.chmod(0o600)
+        self.state["env"]["GATEWAY_KEYS_MAP"] = str(keys)
         for i in range(test_backends):
             for kind in ("dyn", "slots"):
                 name, port = f"test_{kind}_{i}", free_port()
-                lines = [f"frontend fe_{name}", f"    bind 127.0.0.1:{port}", f"    default_backend {name}",
+                lines = [f"frontend fe_{name}", f"    bind 127.0.0.1:{port}",
+                         "    http-request del-header tarn-gateway-key", f"    default_backend {name}",
                          "", f"backend {name}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-                         "    default-server inter 1s fall 2 rise 1"]
+                         "    default-server inter 1s fall 2 rise 1", gateway_key_rule(keys)]
                 lines += [f"    server triton-{n} 0.0.0.0:8000 check disabled" for n in range(1, slots + 1)] \
                     if kind == "slots" else []
                 extra.append("\n".join(lines) + "\n")
@@ -252,6 +299,7 @@ class Stack:
             SLOTS_HTTP_PORT=self.state["ports"]["haproxy_slots_http"],
             STATS_PORT=self.state["ports"]["haproxy_stats"],
             SLOT_SERVERS="\n".join(f"    server triton-{n} 0.0.0.0:8000 check disabled" for n in range(1, slots + 1)),
+            GATEWAY_KEY_RULE=gateway_key_rule(keys),
             EXTRA="\n".join(extra),
         )
         (self.run_dir / "haproxy.cfg").write_text(text)
@@ -278,8 +326,9 @@ class Stack:
         hadoop_run = self.run_dir / "hadoop"
         self.state["hadoop"] = True
         self._save()
+        secure = ["--kerberos-dir", str(self.kdc.dir)] if self.state.get("kerberos") else []
         result = subprocess.run([str(MINICLUSTER), "up", "--run-dir", str(hadoop_run),
-                                 "--env-file", str(self.run_dir / "hadoop.env")])
+                                 "--env-file", str(self.run_dir / "hadoop.env"), *secure])
         if result.returncode != 0:
             raise StackError(f"the minicluster did not start (exit {result.returncode}); see {hadoop_run}")
         self.state["env"].update(read_env_file(self.run_dir / "hadoop.env"))
@@ -330,13 +379,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     parser.add_argument("--hadoop", action="store_true", help="also start the YARN/HDFS minicluster")
+    parser.add_argument("--kerberos", action="store_true",
+                        help="a KDC of the stack's own; ZooKeeper with SASL, the minicluster in secure mode")
     parser.add_argument("--slots", type=int, default=8, help="placeholder slots in triton_slots")
     args = parser.parse_args(argv)
     stack = Stack(args.run_dir)
     try:
         if args.command == "up":
             started = time.monotonic()
-            env = stack.up(hadoop=args.hadoop, slots=args.slots)
+            env = stack.up(hadoop=args.hadoop, slots=args.slots, kerberos=args.kerberos)
             print(f"stack up in {time.monotonic() - started:.1f}s; source {stack.run_dir / 'stack.env'}")
             for key, value in sorted(env.items()):
                 print(f"  {key}={value}")
@@ -351,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for name, ok in status.items():
                 print(f"{name}: {'running' if ok else 'DEAD'}")
             return 0 if all(status.values()) else 1
-    except StackError as exc:
+    except (StackError, kdc.KdcError) as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
     return 0

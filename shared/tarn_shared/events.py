@@ -12,7 +12,7 @@ application keeps them:
 ==============================  ====================================================
 ``tarn:deployments`` (hash)     deployment name -> DeploymentRecord JSON
 ``tarn:deployments:events``     DeploymentRecord published on every change
-``tarn:<name>:lifecycle``       container and instance events, MembershipSnapshot
+``tarn:<name>:lifecycle``       container and instance events, MembershipSnapshot, MembershipDelta
 ``tarn:<name>:telemetry``       TelemetrySample, InstanceHeartbeat (trimmed)
 ``tarn:<name>:commands:<cid>``  commands addressed to one container
 ``tarn:<name>:acks``            CommandAck from the node-agents
@@ -24,7 +24,9 @@ Sequence rules (see ``tarn_shared.membership``): every instance event carries ``
 a number the instance's node-agent increases with each lifecycle event it emits. A
 consumer never lets an older ``seq`` overwrite a newer one, so a stale snapshot cannot
 bring back an instance seen draining or stopped later. The AM publishes a
-MembershipSnapshot on every change and at least every ``SNAPSHOT_INTERVAL_S``.
+MembershipDelta on every change and a full MembershipSnapshot every
+``FULL_SNAPSHOT_INTERVAL_S`` (and whenever a delta would be no smaller), so what a change
+costs does not grow with the fleet.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 # SNAPSHOT_STALE_AFTER_S as no news rather than as the truth.
 SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOT_STALE_AFTER_S = 3 * SNAPSHOT_INTERVAL_S
+# Since deltas carry every change, the full snapshot (2.4 MB at 10,000 instances) only bounds
+# how far back a restarted reader replays and how long a member nobody announced lingers.
+FULL_SNAPSHOT_INTERVAL_S = 60.0
 # Telemetry streams are trimmed (approximately) to this many entries: 20 s of 1,000 instances
 # at one sample a second, about 20 MB of Redis (a sample with two models and a GPU is ~1 kB).
 # tarn-am reads it live from "$" and keeps only each instance's latest sample.
@@ -276,7 +281,7 @@ class MemberState(BaseModel):
 
 
 class MembershipSnapshot(Event):
-    """The AM's full view, on every change and every SNAPSHOT_INTERVAL_S.
+    """The AM's full view, every FULL_SNAPSHOT_INTERVAL_S (MembershipDelta in between).
 
     ``lifecycle_through`` is the id of the last lifecycle entry the AM had applied when
     it built the snapshot: a consumer may drop an instance missing from the snapshot
@@ -290,6 +295,28 @@ class MembershipSnapshot(Event):
     desired_count: int = Field(ge=0)
     members: List[MemberState] = Field(default_factory=list)
     interval_s: float = SNAPSHOT_INTERVAL_S
+
+
+class MembershipDelta(Event):
+    """What changed in the AM's view since its previous snapshot or delta, on every change
+    between full snapshots: ``members`` newly listed or changed, ``removed`` the ids listed
+    before and not any more (stopped, or no container of ours holds them).
+
+    ``lifecycle_through`` as in MembershipSnapshot: a consumer drops a removed id only if
+    everything it knows of it came from an entry at or before it. A delta never makes an
+    unlisted member go and never stands for the whole fleet: only a full snapshot does.
+    ``snapshot_seq`` numbers deltas and snapshots in one sequence; ``full_seq`` is the full
+    snapshot this one follows.
+    """
+
+    type: Literal["membership.delta"] = "membership.delta"
+    app_id: str
+    snapshot_seq: int = Field(ge=0)
+    full_seq: int = Field(ge=0)
+    lifecycle_through: Optional[str] = None
+    desired_count: int = Field(ge=0)
+    members: List[MemberState] = Field(default_factory=list)
+    removed: List[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- telemetry
@@ -340,6 +367,39 @@ class ModelSample(BaseModel):
     pending_requests: float = Field(0.0, ge=0)
 
 
+class ModelLoadState(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    UNLOADED = "unloaded"
+    FAILED = "failed"
+
+
+class DeviceMemory(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    index: int
+    bytes: int = Field(ge=0)
+
+
+class ModelOnInstance(BaseModel):
+    """One model on one instance (``--placement per-model``): its state in Triton, and what
+    its load measured. ``memory_bytes`` is the footprint placement counts: the GPU memory
+    the load added (NVML, summed over the devices) where GPUs are readable, else the growth
+    of the Triton process group's RSS; None when neither could be read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    state: ModelLoadState
+    memory_bytes: Optional[int] = Field(None, ge=0)
+    memory_source: Optional[Literal["nvml", "rss"]] = None
+    host_memory_bytes: Optional[int] = Field(None, ge=0)  # the RSS growth, also with GPUs
+    gpu_memory_bytes: Optional[List[DeviceMemory]] = None  # per device, where readable
+    load_time_s: Optional[float] = Field(None, ge=0)
+    error: Optional[str] = None
+
+
 class TelemetrySample(Event):
     """One interval of an instance's load. ``gpus`` is None when no allocated GPU could be
     read (``gpu_error`` says why): unavailable is never reported as zeros. One failing GPU
@@ -357,6 +417,8 @@ class TelemetrySample(Event):
     # Additive: the allocated MIG devices, and devices that failed while the others were read.
     mig_devices: Optional[List[MigDeviceSample]] = None
     gpus_unreadable: Optional[List[GpuUnreadable]] = None
+    # Additive: the models Triton holds, with their measured memory (explicit model control).
+    model_states: Optional[List[ModelOnInstance]] = None
 
 
 # ---------------------------------------------------------------- commands
@@ -399,6 +461,7 @@ class CommandAck(Event):
     command_type: str
     status: AckStatus
     message: str = ""
+    model_state: Optional[ModelOnInstance] = None  # additive: a load's or unload's outcome
 
 
 # ---------------------------------------------------------------- audit
@@ -440,7 +503,7 @@ _EVENT_TYPES: Dict[str, Type[Event]] = {
         DeploymentRecord,
         ContainerRequested, ContainerRunning, ContainerCompleted, ContainerFailed,
         InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped,
-        InstanceHeartbeat, MembershipSnapshot, TelemetrySample,
+        InstanceHeartbeat, MembershipSnapshot, MembershipDelta, TelemetrySample,
         DrainCommand, LoadModelCommand, UnloadModelCommand, CommandAck,
         AuditDecision,
     )

@@ -9,14 +9,16 @@ Shared by the AM and gateway-sync so both read the same stream the same way:
 * a snapshot removes an instance it does not list only if everything known of that
   instance came from a stream entry the AM had already applied (``lifecycle_through``);
   a snapshot without that mark, or no snapshot at all, removes nothing, so an empty or
-  restarted Redis never reads as an empty fleet.
+  restarted Redis never reads as an empty fleet;
+* a delta lists what changed and which ids went; it removes only those, by the same rule
+  (``lifecycle_through``), and never stands for the whole fleet.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
-from .events import Endpoints, InstanceEvent, InstanceState, MembershipSnapshot
+from .events import Endpoints, InstanceEvent, InstanceState, MemberState, MembershipDelta, MembershipSnapshot
 
 STATE_ORDER = {
     InstanceState.REQUESTED: 0,
@@ -102,21 +104,41 @@ def apply_event(view: MembershipView, event: InstanceEvent, entry_id: Optional[s
 
 def apply_snapshot(view: MembershipView, snapshot: MembershipSnapshot, entry_id: Optional[str] = None) -> MembershipView:
     members = dict(view.members)  # one copy for the whole snapshot, not one per member
-    for state in snapshot.members:
+    _apply_listed(members, snapshot.members, snapshot.app_id, entry_id)
+    if snapshot.lifecycle_through is not None:
+        listed = {s.instance_id for s in snapshot.members}
+        _remove_seen(members, (i for i in list(members) if i not in listed), snapshot.lifecycle_through, entry_id)
+    return MembershipView(members)
+
+
+def apply_delta(view: MembershipView, delta: MembershipDelta, entry_id: Optional[str] = None) -> MembershipView:
+    """Costs what the delta lists, never a pass over the whole fleet."""
+    members = dict(view.members)
+    _apply_listed(members, delta.members, delta.app_id, entry_id)
+    if delta.lifecycle_through is not None:
+        _remove_seen(members, delta.removed, delta.lifecycle_through, entry_id)
+    return MembershipView(members)
+
+
+def _apply_listed(members: Dict[str, Member], listed: Iterable[MemberState], app_id: str,
+                  entry_id: Optional[str]) -> None:
+    for state in listed:
         _apply_into(members, Member(
             instance_id=state.instance_id, state=InstanceState(state.state), seq=state.seq,
-            endpoints=state.endpoints, models=tuple(state.models), app_id=snapshot.app_id,
-            entry_id=entry_id,
+            endpoints=state.endpoints, models=tuple(state.models), app_id=app_id, entry_id=entry_id,
         ))
-    if snapshot.lifecycle_through is not None:
-        through = stream_id_key(snapshot.lifecycle_through)
-        listed = {s.instance_id for s in snapshot.members}
-        for member in list(members.values()):
-            if member.instance_id in listed or member.state is InstanceState.STOPPED:
-                continue
-            if member.entry_id is not None and stream_id_key(member.entry_id) <= through:
-                members[member.instance_id] = replace(member, state=InstanceState.STOPPED, entry_id=entry_id)
-    return MembershipView(members)
+
+
+def _remove_seen(members: Dict[str, Member], instance_ids: Iterable[str], lifecycle_through: str,
+                 entry_id: Optional[str]) -> None:
+    """Mark stopped those of ``instance_ids`` known only from entries at or before ``lifecycle_through``."""
+    through = stream_id_key(lifecycle_through)
+    for instance_id in instance_ids:
+        member = members.get(instance_id)
+        if member is None or member.state is InstanceState.STOPPED:
+            continue
+        if member.entry_id is not None and stream_id_key(member.entry_id) <= through:
+            members[instance_id] = replace(member, state=InstanceState.STOPPED, entry_id=entry_id)
 
 
 def forget_stopped(view: MembershipView, keep: int = 10_000) -> MembershipView:

@@ -179,10 +179,7 @@ class StreamPublisher:
         while self._queued:
             batch, self._queued = self._queued, []
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for stream, fields, maxlen, _ in batch:
-                        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await self._send_batch(batch)
             except asyncio.CancelledError:
                 for *_, future in batch + self._queued:
                     future.cancel()
@@ -196,5 +193,15 @@ class StreamPublisher:
                     future.set_exception(reply)
                 else:
                     future.set_result(as_text(reply))
+
+    async def _send_batch(self, batch: List[Tuple[str, Dict[str, str], Optional[int], asyncio.Future]]) -> List:
+        if len(batch) == 1:
+            # Alone: a plain XADD, without building and resetting a pipeline on the hot path.
+            stream, fields, maxlen, _ = batch[0]
+            return [await self._redis.xadd(stream, fields, maxlen=maxlen, approximate=True)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, fields, maxlen, _ in batch:
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+            return await pipe.execute(raise_on_error=False)
 
 

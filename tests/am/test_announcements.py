@@ -79,6 +79,60 @@ def test_a_snapshot_number_is_never_reused_even_when_publishing_failed():
     assert first.snapshot_seq == 1 and [m.instance_id for m in first.members] == ["c1"]
     second, announcer = announcer.snapshot({}, set(), "5-0", 2)  # the first one's publish failed
     assert second.snapshot_seq == 2
-    announcer = announcer.snapshot_sent(version=7, now=100.0)
-    assert not announcer.snapshot_due(False, 7, 100.0 + ev.SNAPSHOT_INTERVAL_S / 2)
+    announcer = announcer.sent(second, version=7, now=100.0)
+    assert not announcer.snapshot_due(False, 7, 100.0 + announcer.full_every_s / 2)
     assert announcer.snapshot_due(True, 7, 100.0) and announcer.snapshot_due(False, 8, 100.0)
+    assert announcer.snapshot_due(False, 7, 100.0 + announcer.full_every_s)
+
+
+def fleet(n: int, **changed) -> dict:
+    members = {f"c{i}": member(f"c{i}") for i in range(n)}
+    members.update(changed)
+    return members
+
+
+def test_the_first_membership_update_is_a_full_snapshot():
+    update, _ = Announcer("d", APP).update(fleet(10), set(fleet(10)), "5-0", 10, now=0.0)
+    assert isinstance(update, ev.MembershipSnapshot) and len(update.members) == 10
+
+
+def test_a_change_between_full_snapshots_publishes_only_what_changed():
+    members = fleet(10)
+    full, announcer = Announcer("d", APP).update(members, set(members), "5-0", 10, now=0.0)
+    announcer = announcer.sent(full, version=1, now=0.0)
+    draining = member("c3", ev.InstanceState.DRAINING, seq=4)
+    members = fleet(10, c3=draining)
+    live = set(members) - {"c7"}  # c7's container ended
+    delta, announcer = announcer.update(members, live, "9-0", 9, now=1.0)
+    assert isinstance(delta, ev.MembershipDelta)
+    assert [(m.instance_id, m.state, m.seq) for m in delta.members] == [("c3", ev.InstanceState.DRAINING, 4)]
+    assert delta.removed == ["c7"]
+    assert (delta.full_seq, delta.snapshot_seq, delta.lifecycle_through) == (full.snapshot_seq, 2, "9-0")
+    announcer = announcer.sent(delta, version=2, now=1.0)
+    again, _ = announcer.update(members, live, "9-0", 9, now=2.0)
+    assert again is None  # told already: nothing to publish
+
+
+def test_a_delta_that_failed_to_publish_is_carried_by_the_next_one():
+    members = fleet(10)
+    full, announcer = Announcer("d", APP).update(members, set(members), "5-0", 10, now=0.0)
+    announcer = announcer.sent(full, version=1, now=0.0)
+    members = fleet(10, c1=member("c1", ev.InstanceState.DRAINING, seq=4))
+    lost, announcer = announcer.update(members, set(members), "6-0", 10, now=1.0)  # its publish failed
+    members = fleet(10, c1=member("c1", ev.InstanceState.DRAINING, seq=4), c2=member("c2", seq=9))
+    delta, _ = announcer.update(members, set(members), "7-0", 10, now=2.0)
+    assert sorted(m.instance_id for m in delta.members) == ["c1", "c2"]
+    assert delta.snapshot_seq == lost.snapshot_seq + 1
+
+
+def test_a_full_snapshot_goes_out_when_due_asked_for_or_no_larger_than_the_delta():
+    members = fleet(10)
+    full, announcer = Announcer("d", APP).update(members, set(members), "5-0", 10, now=0.0)
+    announcer = announcer.sent(full, version=1, now=0.0)
+    one_changed = fleet(10, c1=member("c1", seq=4))
+    assert isinstance(announcer.update(one_changed, set(members), "6-0", 10, now=1.0, full=True)[0],
+                      ev.MembershipSnapshot)  # e.g. the bus recovered: Redis may be empty
+    assert isinstance(announcer.update(one_changed, set(members), "6-0", 10, now=announcer.full_every_s)[0],
+                      ev.MembershipSnapshot)
+    most_changed = {i: member(i, seq=5) for i in members}
+    assert isinstance(announcer.update(most_changed, set(members), "6-0", 10, now=1.0)[0], ev.MembershipSnapshot)

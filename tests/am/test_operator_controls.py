@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from typing import Iterator, List
 
@@ -20,12 +19,12 @@ from tarn_shared import events as ev
 
 from tests.am.conftest import TARN, Deployment, submitted
 from tests.hadoop.cluster import HadoopCluster
+from tests.support.inference_load import InferenceLoad
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 NOT_YET = (httpx.HTTPError, KeyError)
-BODY = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
 OVERLOADED_AGENTS = {"TARN_NODE_AGENT_TARGET_QUEUE_TIME_US": "10", "TARN_NODE_AGENT_TARGET_PENDING_REQUESTS": "0.05"}
 
 
@@ -43,32 +42,6 @@ def state(d: Deployment) -> dict:
 def healthz(d: Deployment) -> httpx.Response:
     with d.http(token=None) as http:
         return http.get("/healthz", timeout=5)
-
-
-class Requests:
-    """Steady inference requests to one instance from a few threads (the load the policy sees)."""
-
-    def __init__(self, address: str, threads: int = 4) -> None:
-        self.address, self.stop = address, threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=f"http://{self.address}", timeout=5, trust_env=False) as http:
-            while not self.stop.is_set():
-                try:
-                    http.post("/v2/models/identity/infer", json=BODY)
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-
-    def __enter__(self) -> "Requests":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=10)
 
 
 def requested_since(redis_url: str, deployment: str, since_id: str) -> List[ev.Event]:
@@ -108,7 +81,7 @@ def test_a_count_outside_the_bounds_is_refused_and_a_pause_holds_the_target_acro
     off = d.tarn("autoscale", "off", "--name", d.name, "--reason", "load test").stdout
     assert "autoscale paused since" in off and "load test" in off
     address = state(d)["instances"][0]["address"]
-    with Requests(address):
+    with InferenceLoad([f"http://{address}"], threads=4):
         wanted = wait_for(lambda: (lambda s: s if "the policy would: 1 → 2" in (s["policy_reason"] or "") else None)(
             state(d)), 90, "the policy wanting a second instance", ignore=NOT_YET)
         since = last_entry_id(redis_url, d.name)

@@ -75,6 +75,13 @@ def test_a_valid_repository_passes():
     assert repository_verdict(checks()["--model-repository"], Facts("DIRECTORY", entries("a/", "a/1/"))) is None
 
 
+def test_a_model_the_models_file_names_must_be_in_the_repository():
+    facts = Facts("DIRECTORY", entries("a/", "a/1/", "b/", "b/1/"))
+    assert repository_verdict(checks()["--model-repository"], facts, ["a", "b"]) is None
+    assert repository_verdict(checks()["--model-repository"], facts, ["a", "c", "d"]) == (
+        "--model-repository hdfs://nn:8020/models: has no model 'c', 'd' that --models names")
+
+
 def secrets_check() -> Check:
     return checks("--secrets", "hdfs:///s/hf.jceks")["--secrets"]
 

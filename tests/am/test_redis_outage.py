@@ -8,7 +8,6 @@ gateway-sync: that path is gateway-sync's half of the item, tested on its side).
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Iterator, List
 
@@ -17,13 +16,13 @@ import pytest
 
 from tests.am.conftest import Deployment, submitted
 from tests.hadoop.cluster import HadoopCluster
+from tests.support.inference_load import InferenceLoad
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 NOT_YET = (httpx.HTTPError, KeyError)
 OUTAGE_S = 60.0
 AFTER_S = 30.0  # longer than the 20 s heartbeat timeout: the old rule would have fired by now
-BODY = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
 
 
 @pytest.fixture(scope="module")
@@ -60,43 +59,6 @@ def both_ready(d: Deployment):
     return rows if len(ready) == 2 and state["ready"] == 2 and state["running"] == 2 else None
 
 
-class Load:
-    """Steady requests to every address, one thread each; counts what failed and why."""
-
-    def __init__(self, addresses: List[str], interval_s: float = 0.05) -> None:
-        self.addresses, self.interval_s = addresses, interval_s
-        self.sent = self.failed = 0
-        self.errors: List[str] = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(a,), daemon=True) for a in addresses]
-
-    def _run(self, address: str) -> None:
-        with httpx.Client(base_url=f"http://{address}", timeout=5, trust_env=False) as http:
-            while not self.stop.is_set():
-                try:
-                    ok = http.post("/v2/models/identity/infer", json=BODY).status_code == 200
-                    why = "" if ok else "status"
-                except httpx.HTTPError as exc:
-                    ok, why = False, repr(exc)
-                with self.lock:
-                    self.sent += 1
-                    if not ok:
-                        self.failed += 1
-                        self.errors.append(f"{address} {why}")
-                time.sleep(self.interval_s)
-
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=10)
-
-
 def test_redis_killed_60_s_and_restarted_empty_loses_no_container_and_no_request(two_instances: Deployment, stack):
     d = two_instances
     rows = wait_for(lambda: both_ready(d), 300, "two ready instances", ignore=NOT_YET)
@@ -105,7 +67,7 @@ def test_redis_killed_60_s_and_restarted_empty_loses_no_container_and_no_request
     hosts = {r["host"] for r in rows}
     assert len(hosts) == 2, rows
 
-    with Load(addresses) as load:
+    with InferenceLoad([f"http://{a}" for a in addresses], interval_s=0.05) as load:
         time.sleep(5)
         stack.kill("redis")
         killed_at = time.monotonic()
@@ -124,11 +86,11 @@ def test_redis_killed_60_s_and_restarted_empty_loses_no_container_and_no_request
 
     print(f"\n[redis outage] killed {back_at - killed_at:.1f} s, restarted empty; fleet view: both ready "
           f"{converged_s:.2f} s after Redis came back, snapshot in the new Redis {reseeded_s:.2f} s; "
-          f"containers before {before} after {after}; requests {load.sent}, failed {load.failed}")
+          f"containers before {before} after {after}; requests {load.summary()}")
     assert after == before, "a container was lost or replaced"
     assert state["running"] == 2 and state["ready"] == 2
     kinds = [e["kind"] for e in state["events"]]
     assert "container.failed" not in kinds and "container.completed" not in kinds, kinds
-    assert load.failed == 0, load.errors[:10]
-    assert load.sent > 0
+    assert load.failed == [], load.failed[:10]
+    assert load.ok > 0
     assert converged_s < 30.0 and reseeded_s < 30.0

@@ -166,3 +166,17 @@ def test_env_may_not_carry_the_agents_credential_store_password_which_belongs_in
     assert "--env: HADOOP_CREDSTORE_PASSWORD is the node-agent's own" in str(err.value)
     assert "give it with --agent-env" in str(err.value)
     assert options(base + ["--agent-env", "HADOOP_CREDSTORE_PASSWORD=pw"]).agent_env == {"HADOOP_CREDSTORE_PASSWORD": "pw"}
+
+
+def test_the_repository_and_credential_file_systems_get_delegation_tokens():
+    from tarn_am.cli.spec import token_file_systems
+
+    named = options(["submit", "--model-repository", "hdfs://nn1:8020/models", "--runtime", "process",
+                     "--secrets", "jceks://hdfs@nn2:8020/secrets/s.jceks"])
+    assert token_file_systems(named) == ["hdfs://nn1:8020", "hdfs://nn2:8020"]
+    same = options(["submit", "--model-repository", "hdfs://nn1:8020/models", "--runtime", "process",
+                    "--secrets", "hdfs://nn1:8020/secrets/s.jceks"])
+    assert token_file_systems(same) == ["hdfs://nn1:8020"]
+    # The default file system (hdfs:///, a local path) always gets its token from skein.
+    assert token_file_systems(options(["submit", "--model-repository", "hdfs:///models", "--runtime", "process"])) == []
+    assert token_file_systems(options(["submit", "--model-repository", "/nfs/models", "--runtime", "process"])) == []

@@ -12,11 +12,12 @@ from tests.support.ports import LOOPBACK, free_port
 
 
 class ServerThread:
-    def __init__(self, app, port: Optional[int] = None) -> None:
+    def __init__(self, app, port: Optional[int] = None, **options) -> None:
+        """``options``: uvicorn.Config's, as the service passes them (tarn_authz.app.SERVER_OPTIONS)."""
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=self.port, log_config=None,
-                                                     access_log=False, lifespan="on"))
+        options = {"log_config": None, "access_log": False, **options}
+        self._server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=self.port, lifespan="on", **options))
         self._thread: Optional[threading.Thread] = None
 
     def start(self, timeout_s: float = 30.0) -> "ServerThread":

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tarn_authz.app import create_app
+from tarn_authz.app import SERVER_OPTIONS, create_app
 from tarn_authz.settings import AuthzSettings
 from tests.authz.servers import ServerThread
 
@@ -45,7 +45,7 @@ def start_authz(tmp_path: Path) -> Iterator[Callable[..., ServerThread]]:
     servers = []
 
     def start(**overrides) -> ServerThread:
-        server = ServerThread(create_app(settings_for(tmp_path, **overrides))).start()
+        server = ServerThread(create_app(settings_for(tmp_path, **overrides)), **SERVER_OPTIONS).start()
         servers.append(server)
         return server
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
+import uuid
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -14,7 +17,7 @@ from tarn_shared import events
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import connect
 from tests.authz.audit_format import RANGER_AUDIT_FIELDS
-from tests.authz.support import GATEWAY, SERVICE, start_authz, write_policy_dir  # noqa: F401
+from tests.authz.support import GATEWAY, PLAIN_TOKEN, SERVICE, start_authz, write_policy_dir  # noqa: F401
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -58,6 +61,26 @@ def test_audited_decisions_reach_the_stream_and_the_log4j_file(tmp_path, start_a
     assert len(first["evtTime"]) == len("2026-06-01 12:00:00.000")
 
 
+def test_the_audited_client_address_is_what_a_trusted_gateway_forwards_and_never_a_client_header(
+        tmp_path, start_authz, redis_url):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    before = len(_audit_entries(redis_url))
+    server = start_authz(ranger_audit=True, redis_url=redis_url)
+    asked = [  # (headers, the cliIP audited)
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "203.0.113.9"}, "203.0.113.9"),
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "198.51.100.1, 2001:db8::7"}, "2001:db8::7"),
+        ({**GATEWAY, "X-TARN-User": "alice", "X-Forwarded-For": "not-an-address"}, "127.0.0.1"),
+        ({"X-TARN-Token": PLAIN_TOKEN, "X-Forwarded-For": "203.0.113.66"}, "127.0.0.1"),  # not a gateway
+    ]
+    with httpx.Client(base_url=server.url) as client:
+        for headers, _ in asked:
+            answer = client.get("/authorize", params={"model": "llama-7b", "action": "infer"}, headers=headers)
+            assert answer.status_code == 200, answer.text
+    entries = wait_for(lambda: (lambda e: e if len(e) >= len(asked) else None)(_audit_entries(redis_url)[before:]),
+                       WAIT_S, "one audit event per question", interval_s=POLL_S)
+    assert [e["cliIP"] for e in entries] == [expected for _, expected in asked]
+
+
 def test_no_audit_without_the_flag(tmp_path, start_authz, redis_url):  # noqa: F811
     write_policy_dir(tmp_path / "policies")
     audit_log = tmp_path / "audit.log"
@@ -98,3 +121,37 @@ def test_services_named_by_deployment_records_are_served(tmp_path, start_authz, 
         wait_for(lambda: "triton_dev" not in client.get("/healthz").json()["services"], WAIT_S,
                  "triton_dev to be dropped", interval_s=POLL_S)
         assert SERVICE in client.get("/healthz").json()["services"]
+
+
+@pytest.mark.hadoop
+def test_audit_reaches_hdfs_in_rangers_layout_and_survives_hdfs_refusing_for_a_while(
+        tmp_path, start_authz, hadoop_cluster, webhdfs):  # noqa: F811
+    write_policy_dir(tmp_path / "policies")
+    directory = f"/tarn-test/audit-{uuid.uuid4().hex[:8]}"
+    webhdfs.makedirs(directory)
+    webhdfs.set_permission(directory, "555")  # read only: the first writes are refused
+    server = start_authz(ranger_audit=True, ranger_app_id="tarn-gw", audit_hdfs_url=hadoop_cluster.webhdfs_url,
+                         audit_hdfs_dir=directory, audit_hdfs_user="ranger")
+    day = datetime.now(timezone.utc).strftime("%Y%m%d")
+    path = f"{directory}/tarn-gw/{day}/tarn-gw_ranger_audit_{socket.gethostname()}.log"
+    with httpx.Client(base_url=server.url) as client:
+        def ask(user):
+            assert client.get("/authorize", params={"model": "llama-7b", "action": "infer"},
+                              headers={**GATEWAY, "X-TARN-User": user}).status_code == 200
+        ask("alice")
+        wait_for(lambda: "tarn_authz_audit_events_total{destination=\"hdfs\",outcome=\"failed\"}" in
+                 client.get("/metrics", headers=GATEWAY).text, WAIT_S, "a refused HDFS write, counted")
+        webhdfs.set_permission(directory, "777")
+        ask("bob")
+    lines = wait_for(lambda: (lambda t: t if t and len(t.splitlines()) >= 2 else None)(_read(webhdfs, path)),
+                     WAIT_S * 3, f"both events in {path}", interval_s=0.2)
+    written = [json.loads(line) for line in lines.splitlines()]
+    assert [(e["reqUser"], e["result"], e["agent"]) for e in written] == [("alice", 1, "tarn-gw"), ("bob", 0, "tarn-gw")]
+    assert list(written[0]) == [f for f in RANGER_AUDIT_FIELDS if f in written[0]]  # the log4j line's shape
+
+
+def _read(webhdfs, path: str) -> str:
+    if webhdfs.status(path, strict=False) is None:
+        return ""
+    with webhdfs.read(path, encoding="utf-8") as reader:
+        return reader.read()

@@ -28,6 +28,7 @@ from tarn_authz.ranger import compiled as compiled_module
 from tarn_authz.ranger import matcher_options as matcher_options_module
 from tarn_authz.ranger import policy_items as policy_items_module
 from tarn_authz.ranger.validity import java_time_zone
+from tests.authz.large_suites import large_suites
 from tests.authz.oracle import client as oracle
 from tests.authz.ranger_cases import TRITON_SERVICEDEF
 
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 SUITES = 330            # x REQUESTS_PER_SUITE cases, one JVM run
 REQUESTS_PER_SUITE = 32
+LARGE_SUITES = 6        # of 1,000 to 1,500 policies each (tests/authz/large_suites.py), 48 requests each
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp()) * 1000
 # the moment America/Los_Angeles springs forward: Ranger converts schedule bounds near it its own way
@@ -463,7 +465,7 @@ def disagreements(suites_: list[dict], ours: list[list[tuple]], theirs: list[lis
 @pytest.fixture(scope="module")
 def differential():
     oracle.build()
-    generated = generate_suites(SUITES)
+    generated = generate_suites(SUITES) + large_suites([TRITON, TRITON, CATALOG], LARGE_SUITES, 20260601, NOW_MS)
     answers = oracle.evaluate(generated)
     rejected = [(i, a) for i, a in enumerate(answers) if isinstance(a, str)]
     assert not rejected, f"Ranger rejected {len(rejected)} suites, e.g. {rejected[:3]}"
@@ -478,15 +480,20 @@ def test_evaluator_agrees_with_rangers_java_engine(differential, capsys):
     assert cases >= 10_000, f"only {cases} cases generated"
     found = disagreements(generated, ours, theirs)
 
-    hits = feature_hits(generated, ours)
+    small = len(generated) - LARGE_SUITES  # the ablations run on the small suites only (they rebuild each one)
+    hits = feature_hits(generated[:small], ours[:small])
     with MUTANTS["deny-first order removed"]():
         hits["evaluation order (deny first)"] = sum(
-            a != b for s, d in zip(generated, ours) for a, b in zip(d, decide(s)))
+            a != b for s, d in zip(generated[:small], ours[:small]) for a, b in zip(d, decide(s)))
+    large = [(len(_policies(s)), len(d)) for s, d in zip(generated[small:], ours[small:])]
+    assert all(n >= 1000 for n, _ in large), large
     outcomes = Counter((a[0], a[2] != -1) for d in theirs for a in d)
     with capsys.disabled():  # the table belongs in every run's log, not only in failures
         print(f"\n{cases} cases in {len(generated)} suites; Ranger: {outcomes[(True, True)]} allowed, "
               f"{outcomes[(False, True)]} denied by a policy, {outcomes[(False, False)]} denied by no policy; "
               f"{len(found)} disagreements")
+        print(f"of which {sum(c for _, c in large)} cases in {len(large)} suites of "
+              f"{min(n for n, _ in large):,} to {max(n for n, _ in large):,} policies")
         print(f"{'feature':<32}cases whose decision depends on it")
         for feature, count in sorted(hits.items()):
             print(f"{feature:<32}{count}")

@@ -40,6 +40,8 @@ requests = st.builds(
 
 
 class ExhaustiveEngine(PolicyEngine):
+    indexed = False  # Ranger's loop over every policy, for every request
+
     def candidates(self, request):
         return list(self.policies)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tarn_authz.app import create_app
+from tarn_authz.app import SERVER_OPTIONS, create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.support.ports import free_port
@@ -61,7 +61,7 @@ def gateway(triton_server, tmp_path_factory):
     (tmp / "policies").mkdir()
     (tmp / "policies" / "triton_prod.json").write_text(json.dumps(POLICIES))
     authz_port = free_port()
-    authz = ServerThread(create_app(settings_for(tmp)), port=authz_port).start()
+    authz = ServerThread(create_app(settings_for(tmp)), port=authz_port, **SERVER_OPTIONS).start()
     http_port, index_port = free_port(), free_port()
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(_render_module().render(
@@ -177,5 +177,5 @@ def test_authz_down_fails_closed_with_503(gateway):
         assert gateway.call("POST", "/v2/repository/index", "carol", json={}).status_code == 503
         assert gateway.call("GET", "/v2/health/ready", "alice").status_code == 200  # no model right needed
     finally:
-        gateway.authz = ServerThread(create_app(settings_for(gateway.tmp)), port=gateway.authz_port).start()
+        gateway.authz = ServerThread(create_app(settings_for(gateway.tmp)), port=gateway.authz_port, **SERVER_OPTIONS).start()
     assert gateway.call("POST", "/v2/models/add_sub/infer", "alice", json=_infer_add_sub()).status_code == 200

@@ -127,7 +127,7 @@ def test_haproxy_entrypoint_renders_a_configuration_haproxy_accepts(tmp_path):
     env = {"PATH": f"{shims}:{os.environ['PATH']}", "HAPROXY_RUN_DIR": str(run_dir),
            "HAPROXY_SECRETS_DIR": str(secrets), "HAPROXY_TEMPLATE_DIR": str(ROOT / "deploy/haproxy"),
            "HAPROXY_HTTP_PORT": "18080", "HAPROXY_AUTHZ_URL": "http://authz:8096",
-           "HAPROXY_TRUSTED_NETWORKS": "10.1.2.0/24"}
+           "HAPROXY_TRUSTED_NETWORKS": "10.1.2.0/24", "HAPROXY_GRPC_PORT": "18081"}
     done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     config = (run_dir / "haproxy.cfg").read_text()
@@ -137,6 +137,7 @@ def test_haproxy_entrypoint_renders_a_configuration_haproxy_accepts(tmp_path):
     assert f"stats socket {run_dir}/haproxy-authz.sock" in config
     assert "bind 0.0.0.0:18080" in config
     assert "acl tarn_trusted_net src 10.1.2.0/24" in config
+    assert "bind 0.0.0.0:18081 proto h2" in config and "tarn_authz_grpc.lua" in config
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
@@ -22,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.e2e.conftest import ROOT, DemoDeployment, demo_support, wait_for
 from tests.hadoop.cluster import kill_container
+from tests.support.inference_load import InferenceLoad
 
 import tarnstack  # noqa: E402  (deploy/local, put on sys.path by tests.e2e.conftest)
 
@@ -44,6 +42,11 @@ def identity_request(client: httpclient.InferenceServerClient, headers: dict) ->
 def test_demo_up_serves_alice_and_denies_bob_through_haproxy(demo: DemoDeployment):
     assert "alice: identity([1.0, 2.0, 3.0]) = [1.0, 2.0, 3.0]  (allowed)" in demo.up_output
     assert "HTTP 403 Forbidden" in demo.up_output
+    # Around HAProxy, straight to the instance, Triton itself refuses (it has no key to match).
+    assert "infer -> HTTP 403, repository index -> HTTP 403, health -> 200" in demo.up_output
+    # The same through HAProxy's gRPC frontend, its backend kept by gateway-sync.
+    assert f"alice (gRPC {demo.state['haproxy']['grpc']}): identity = [1.0, 2.0, 3.0]  (allowed)" in demo.up_output
+    assert "identity(...) -> PERMISSION_DENIED  (denied by tarn-authz)" in demo.up_output
     assert f"{demo.state['am_address']}/dashboard#token={demo.token}" in demo.up_output
     # Prometheus scrapes tarn-am, the node-agent and Triton (its step waited for all three), and the demo says where.
     assert f"prometheus  {demo.state['prometheus_url']}" in demo.up_output
@@ -120,41 +123,6 @@ def test_killed_triton_container_leaves_rotation_in_haproxy_and_zookeeper(demo: 
     wait_for(lambda: [s for s in demo.serving() if s != server] or None, 240, "a replacement serving in HAProxy")
 
 
-class HaproxyLoad:
-    """Two threads of identity inferences through HAProxy as alice, counting each outcome."""
-    PAYLOAD = {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
-
-    def __init__(self, demo: DemoDeployment, threads: int = 2) -> None:
-        self.demo, self.outcomes, self.stop = demo, Counter(), threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        sent = self.PAYLOAD["inputs"][0]["data"]
-        with httpx.Client(base_url=self.demo.haproxy_url, headers=self.demo.auth("alice"), timeout=30,
-                          trust_env=False) as http:
-            while not self.stop.is_set():
-                try:
-                    response = http.post("/v2/models/identity/infer", json=self.PAYLOAD)
-                    ok = response.status_code == 200 and response.json()["outputs"][0]["data"] == sent
-                    self.outcomes["ok" if ok else f"http {response.status_code}"] += 1
-                except httpx.HTTPError as exc:
-                    self.outcomes[type(exc).__name__] += 1
-
-    @property
-    def failed(self) -> Dict[str, int]:
-        return {k: v for k, v in self.outcomes.items() if k != "ok"}
-
-    def __enter__(self) -> "HaproxyLoad":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
-
-
 def zk_children(demo: DemoDeployment) -> List[str]:
     zk = KazooClient(hosts=demo.state["env"]["ZK_HOSTS"])
     zk.start(timeout=15)
@@ -174,7 +142,7 @@ def test_redis_down_60_s_and_back_empty_drops_no_request_through_haproxy(demo: D
     servers, znodes = demo.serving(), zk_children(demo)
     assert len(containers) == 2 and len(znodes) == 2, (containers, znodes)
     stack = tarnstack.Stack(demo.run_dir)
-    with HaproxyLoad(demo) as load:
+    with InferenceLoad([demo.haproxy_url], threads=2, headers=demo.auth("alice")) as load:
         time.sleep(3)
         stack.kill("redis")
         time.sleep(60)
@@ -190,11 +158,10 @@ def test_redis_down_60_s_and_back_empty_drops_no_request_through_haproxy(demo: D
         converged_s = time.monotonic() - back_at
         time.sleep(30)  # past the 20 s heartbeat timeout, measured from Redis' return
     after = sorted((i["instance_id"], i["address"]) for i in demo.instances())
-    print(f"\nRedis down 60 s, back empty, under load through HAProxy: {load.outcomes['ok']} ok, "
-          f"{sum(load.failed.values())} failed {load.failed}; tarn-am's view whole {converged_s:.2f} s after; "
+    print(f"\nRedis down 60 s, back empty, under load through HAProxy: {load.summary()}; tarn-am's view whole {converged_s:.2f} s after; "
           f"containers kept {after == containers}")
-    assert not load.failed, load.outcomes
-    assert load.outcomes["ok"] > 0
+    assert load.failed == [], load.failed[:10]
+    assert load.ok > 0
     assert after == containers, "a container was lost or replaced"
     assert demo.serving() == servers and zk_children(demo) == znodes
     assert converged_s < 30
@@ -203,10 +170,10 @@ def test_redis_down_60_s_and_back_empty_drops_no_request_through_haproxy(demo: D
 def test_scale_down_under_load_through_haproxy_drops_no_request(demo: DemoDeployment):
     demo.tarn("scale", "2")
     wait_for(lambda: len(demo.serving()) == 2, 240, "two instances serving in HAProxy", interval_s=0.5)
-    with HaproxyLoad(demo) as load:
+    with InferenceLoad([demo.haproxy_url], threads=2, headers=demo.auth("alice")) as load:
         time.sleep(2)
-        before = load.outcomes["ok"]
-        assert before > 0, load.outcomes
+        before = load.ok
+        assert before > 0, load.summary()
         started = time.monotonic()
         demo.tarn("scale", "1")
 
@@ -218,10 +185,9 @@ def test_scale_down_under_load_through_haproxy_drops_no_request(demo: DemoDeploy
         wait_for(released, 180, "the drained container released and its server deleted", interval_s=0.5)
         drained_s = time.monotonic() - started
         time.sleep(2)  # keep sending to the survivor
-    print(f"\nscale 2 -> 1 under load: {load.outcomes['ok']} requests ok, {sum(load.failed.values())} failed "
-          f"{load.failed}; drained and released in {drained_s:.1f} s")
-    assert not load.failed, load.outcomes
-    assert load.outcomes["ok"] > before
+    print(f"\nscale 2 -> 1 under load: {load.summary()}; drained and released in {drained_s:.1f} s")
+    assert load.failed == [], load.failed[:10]
+    assert load.ok > before
     assert len(demo.serving()) == 1
 
 

@@ -20,7 +20,8 @@ from tarn_shared import events as ev
 from tests.gateway_sync.support import EventPublisher, in_process, settings_for
 from tests.support.polling import until
 
-from tests.node_agent.agent_process import AgentProcess, Load
+from tests.node_agent.agent_process import AgentProcess
+from tests.support.inference_load import InferenceLoad
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 SLOW_MODELS = Path(__file__).resolve().parents[1] / "slow_models"
@@ -77,7 +78,7 @@ async def world(stack, redis_url, deployment, zk_hosts, haproxy_backend, tmp_pat
 
     try:
         async with in_process(settings_for(stack, zk_hosts, deployment=deployment, drain_timeout_s=120.0)):
-            yield start, Backend(haproxy_backend["socket"], backend["name"]), f"127.0.0.1:{backend['port']}"
+            yield start, Backend(haproxy_backend["socket"], backend["name"]), f"http://127.0.0.1:{backend['port']}"
     finally:
         for agent in agents:
             await asyncio.to_thread(agent.stop)
@@ -98,7 +99,7 @@ async def test_a_drain_mid_request_under_load_finishes_every_request(world, tmp_
     start, backend, frontend = world
     env = _yarn_site(tmp_path / "hadoop-conf", KILL_DELAY_MS) if how == "SIGTERM" else None
     drained, other = await _serving(start, backend, env=env)
-    load = Load(frontend, "slow", clients=8).start()
+    load = InferenceLoad([frontend], "slow", threads=8).start()
     try:
         open_at_drain = await until(lambda: backend.open_requests(drained), 30, "requests executing on it")
         drain_at = time.monotonic()
@@ -130,7 +131,7 @@ async def test_a_drain_mid_request_under_load_finishes_every_request(world, tmp_
 async def test_an_unready_but_alive_instance_is_drained_and_its_open_requests_finish(world):
     start, backend, frontend = world
     drained, other = await _serving(start, backend, ["--health-interval-s", "0.5", "--probe-timeout-s", "0.5"])
-    load = Load(frontend, "slow", clients=6).start()
+    load = InferenceLoad([frontend], "slow", threads=6).start()
     try:
         await until(lambda: backend.open_requests(drained), 30, "requests executing on it")
         os.kill(drained.triton_pid, signal.SIGSTOP)  # slow, not dead: probes time out

@@ -82,6 +82,16 @@ def test_an_instance_with_a_hostile_host_is_taken_out_and_a_snapshot_keeps_the_o
     assert [m.instance_id for m in admitted.members] == ["c0", "c2"] and [r[0] for r in refused] == ["c1"]
 
 
+def test_a_delta_with_a_hostile_member_keeps_the_others_and_its_removals():
+    members = [ev.MemberState(instance_id=f"c{n}", state=ev.InstanceState.READY, seq=1, endpoints=endpoints(h))
+               for n, h in enumerate(["10.0.0.1", "x;del"])]
+    delta = ev.MembershipDelta(deployment="d", app_id="a", snapshot_seq=2, full_seq=1, desired_count=2,
+                               members=members, removed=["c9"])
+    admitted, refused = admitted_lifecycle(delta)
+    assert [m.instance_id for m in admitted.members] == ["c0"] and admitted.removed == ["c9"]
+    assert [r[0] for r in refused] == ["c1"]
+
+
 def test_a_refusal_is_counted_and_logged_once_per_version(caplog):
     registry = CollectorRegistry()
     gate = Gate(ALLOWED, OWN, Metrics(registry).refused)

@@ -40,6 +40,27 @@ def test_no_snapshot_means_the_view_is_not_authoritative():
     assert set(empty.routable()) == {"h:1"} and not empty.authoritative
 
 
+def test_a_delta_does_not_make_the_view_authoritative():
+    fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
+    delta = ev.MembershipDelta(deployment="d", app_id="app", snapshot_seq=2, full_seq=1, lifecycle_through="2-0",
+                               desired_count=1, members=[member(2, ev.InstanceState.READY, 1)])
+    fleet = apply_lifecycle(fleet, delta, "3-0")
+    assert set(fleet.routable()) == {"h:1", "h:2"} and not fleet.authoritative
+
+
+def test_a_delta_applied_in_place_touches_only_the_addresses_it_names():
+    fleet = Fleet()
+    for port in (1, 2, 3, 5):
+        fleet.apply(event(ev.InstanceReady, port, 1), f"{port}-0")
+    # c5 was seen after lifecycle_through: the delta does not know it yet, so it stays.
+    delta = ev.MembershipDelta(deployment="d", app_id="app", snapshot_seq=2, full_seq=1, lifecycle_through="3-0",
+                               desired_count=3, members=[member(4, ev.InstanceState.READY, 1)],
+                               removed=["c2", "c5", "unknown"])
+    assert fleet.apply(delta, "6-0") == {"h:2", "h:4"}
+    assert set(fleet.routable()) == {"h:1", "h:3", "h:4", "h:5"} and fleet.gone() == {"h:2"}
+    assert fleet.apply(delta, "7-0") == set()  # the same delta again changes nothing
+
+
 def test_a_snapshot_that_covers_an_instance_and_omits_it_removes_it():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
     fleet = apply_lifecycle(fleet, snapshot([], "1-0"), "2-0")

@@ -58,17 +58,17 @@ def build_knox() -> None:
 
 
 class AuthzProcess:
-    """tarn-authz (the console script of this virtualenv) serving POLICIES from a local folder."""
+    """tarn-authz (the console script of this virtualenv) serving POLICIES (or ``policies``) from a local folder."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, policies: Optional[Dict] = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "authz.log"
         self.proc: Optional[subprocess.Popen] = None
-        policies = workdir / "policies"
-        policies.mkdir(parents=True, exist_ok=True)
-        (policies / f"{RANGER_SERVICE}.json").write_text(json.dumps(POLICIES))
+        folder = workdir / "policies"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{RANGER_SERVICE}.json").write_text(json.dumps(policies or POLICIES))
 
     def env(self) -> Dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TARN_", "RANGER_"))}
@@ -213,7 +213,8 @@ class KnoxGateway:
                 "--add-exports=java.base/sun.security.pkcs=ALL-UNNAMED", "--add-opens=java.base/java.util=ALL-UNNAMED",
                 "-cp", self._classpath(), main, *args]
 
-    def prepare(self, topologies: Dict[str, str]) -> None:
+    def prepare(self, topologies: Dict[str, str], aliases: Optional[Dict[str, str]] = None) -> None:
+        """``aliases``: more topology aliases (name -> value), e.g. the Triton key tarn.gateway.key."""
         for sub in ("conf/topologies", "conf/descriptors", "conf/shared-providers", "data/services", "data/deployments", "data/security/keystores", "logs"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         (self.home / "conf" / "gateway-site.xml").write_text(GATEWAY_SITE.format(port=self.port))
@@ -225,6 +226,8 @@ class KnoxGateway:
         self._identity_keystore()
         for name in topologies:
             self._knoxcli("create-alias", "tarn.authz.gateway.token", "--cluster", name, "--value", GATEWAY_TOKEN)
+            for alias, value in (aliases or {}).items():
+                self._knoxcli("create-alias", alias, "--cluster", name, "--value", value)
 
     def _identity_keystore(self) -> None:
         # Knox 2.0 cannot make its self-signed certificate on Java 17 (it reaches into

@@ -6,15 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import redis
-import tritonclient.http as httpclient
 
 from tarn_shared import events as ev
 from tests.support.polling import wait_for
@@ -105,56 +100,3 @@ def _tritonserver_child(agent_pid: int) -> int:
     raise AssertionError(f"no tritonserver among the children of agent {agent_pid}")
 
 
-@dataclass
-class Outcome:
-    started_at: float
-    ended_at: float
-    error: Optional[str] = None
-
-
-@dataclass
-class Load:
-    """``clients`` threads, each sending one request after the other to ``model`` at ``url``
-    (HAProxy's frontend) until stopped; every outcome is kept."""
-
-    url: str
-    model: str
-    clients: int
-    outcomes: List[Outcome] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: List[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> "Load":
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    @property
-    def failed(self) -> List[Outcome]:
-        return [o for o in self.outcomes if o.error is not None]
-
-    def succeeded_after(self, at: float) -> int:
-        return sum(1 for o in self.outcomes if o.error is None and o.started_at >= at)
-
-    def _client(self) -> None:
-        client = httpclient.InferenceServerClient(url=self.url, network_timeout=60, connection_timeout=10)
-        values = np.arange(4, dtype=np.float32)
-        try:
-            while not self._stop.is_set():
-                tensor = httpclient.InferInput("INPUT0", [4], "FP32")
-                tensor.set_data_from_numpy(values)
-                started = time.monotonic()
-                try:
-                    answer = client.infer(self.model, [tensor]).as_numpy("OUTPUT0")
-                    error = None if np.array_equal(answer, values) else f"wrong answer {answer!r}"
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                    error = repr(exc)[:300]
-                self.outcomes.append(Outcome(started, time.monotonic(), error))
-        finally:
-            client.close()

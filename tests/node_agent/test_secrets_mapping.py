@@ -34,3 +34,18 @@ def test_an_alias_mapping_to_a_variable_that_changes_which_code_triton_loads_is_
         map_to_environment({"huggingface.token": "hf_value", alias: "/tmp/evil.so"})
     assert f"credential alias {alias!r} maps to {name}" in str(failure.value)
     assert "/tmp/evil.so" not in str(failure.value) and "hf_value" not in str(failure.value)
+
+
+def test_the_gateway_key_alias_is_kept_apart_from_tritons_environment_and_never_printed():
+    mapped = map_to_environment({"tarn.gateway.key": "k" * 32, "tarn.env.my_var": "v1"})
+
+    assert mapped.gateway_key == "k" * 32
+    assert mapped.values == {"MY_VAR": "v1"} and mapped.ignored_aliases == []
+    assert "k" * 32 not in repr(mapped)
+
+
+@pytest.mark.parametrize("key", ["short", "has space in it 1234", "with:colon-and-more-chars", "a=b" * 8, "%" * 20])
+def test_a_gateway_key_triton_or_the_gateways_could_not_carry_is_refused_without_printing_it(key):
+    with pytest.raises(SecretsError, match="'tarn.gateway.key' must be 16 to 512 characters") as failure:
+        map_to_environment({"tarn.gateway.key": key})
+    assert key not in str(failure.value)

@@ -1,5 +1,5 @@
 from tarn_shared import events as ev
-from tarn_shared.membership import MembershipView, apply_event, apply_snapshot, forget_stopped
+from tarn_shared.membership import MembershipView, apply_delta, apply_event, apply_snapshot, forget_stopped
 
 EP = {"c1": ev.Endpoints(host="n1", http_port=8000), "c2": ev.Endpoints(host="n2", http_port=8000)}
 
@@ -13,6 +13,13 @@ def snapshot(members, through=None):
                                  lifecycle_through=through,
                                  members=[ev.MemberState(instance_id=c, state=s, seq=q, endpoints=EP[c])
                                           for c, s, q in members])
+
+
+def delta(members, removed=(), through=None):
+    return ev.MembershipDelta(deployment="d", app_id="a", snapshot_seq=2, full_seq=1, desired_count=len(members),
+                              lifecycle_through=through, removed=list(removed),
+                              members=[ev.MemberState(instance_id=c, state=s, seq=q, endpoints=EP[c])
+                                       for c, s, q in members])
 
 
 def test_a_ready_instance_is_routable_under_its_host_port():
@@ -79,3 +86,23 @@ def test_tombstones_are_bounded_oldest_first():
     for i, cid in enumerate(["c1", "c2"]):
         view = apply_event(view, event(ev.InstanceStopped, cid, 1), f"{100 + i}-0")
     assert set(forget_stopped(view, keep=1).members) == {"c2"}
+
+
+def test_a_delta_never_drops_an_instance_it_does_not_name():
+    view = apply_event(MembershipView(), event(ev.InstanceReady, "c1", 1), "100-0")
+    view = apply_delta(view, delta([("c2", "ready", 1)], through="200-0"), "201-0")
+    assert set(view.routable()) == {"n1:8000", "n2:8000"}
+
+
+def test_a_delta_removes_a_named_instance_the_am_had_already_seen_and_keeps_one_it_had_not():
+    view = apply_event(MembershipView(), event(ev.InstanceReady, "c1", 1), "100-0")
+    view = apply_event(view, event(ev.InstanceReady, "c2", 1), "300-0")
+    view = apply_delta(view, delta([], removed=["c1", "c2"], through="200-0"), "301-0")
+    assert view.members["c1"].state is ev.InstanceState.STOPPED
+    assert list(view.routable()) == ["n2:8000"]  # c2 came back after what the AM had applied
+
+
+def test_a_stale_delta_never_resurrects_a_stopped_instance():
+    view = apply_event(MembershipView(), event(ev.InstanceStopped, "c1", 3), "200-0")
+    view = apply_delta(view, delta([("c1", "ready", 2)], through="150-0"), "201-0")
+    assert view.routable() == {} and view.members["c1"].state is ev.InstanceState.STOPPED

@@ -1,6 +1,7 @@
 """What tarn-am announces on the lifecycle stream about what it observes, pure: container
 transitions, stops on behalf of agents that can no longer say so (a lost container, an
-orphan of an earlier application or attempt), and the membership snapshot.
+orphan of an earlier application or attempt), and the membership: a delta on each change, a
+full snapshot every ``full_every_s`` (or when a delta would be no smaller).
 
 ``Announcer`` holds who tarn-am announces as and what it has announced; the control loop
 publishes the events it builds and keeps the returned copy (no I/O here).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from tarn_shared import events as ev
 from tarn_shared.membership import Member
@@ -38,9 +39,13 @@ class Announcer:
     app_id: str
     attempt: Optional[str] = None  # this application attempt (from the AM's own container id)
     published: Mapping[str, str] = field(default_factory=dict)  # skein id -> container state announced
-    snapshot_seq: int = 0
-    snapshot_version: int = -1  # the view's version the last snapshot showed
-    snapshot_at: float = 0.0
+    snapshot_seq: int = 0  # numbers snapshots and deltas alike
+    snapshot_version: int = -1  # the view's version the last snapshot or delta showed
+    snapshot_at: float = 0.0  # when the last full snapshot went out
+    full_seq: int = 0  # the last full snapshot's number; 0: none sent yet
+    listed: Mapping[str, Member] = field(default_factory=dict)  # what the consumers were last told
+    pending: Mapping[str, Member] = field(default_factory=dict)  # what they are told once sent() says so
+    full_every_s: float = ev.FULL_SNAPSHOT_INTERVAL_S
 
     # -- containers ------------------------------------------------------------------
     def taken_over(self, containers: Sequence[ObservedContainer]) -> "Announcer":
@@ -94,22 +99,69 @@ class Announcer:
                                   seq=member.seq + 1, endpoints=member.endpoints, models=list(member.models),
                                   reason=reason[:REASON_MAX])
 
-    # -- the membership snapshot -----------------------------------------------------
+    # -- the membership -------------------------------------------------------------
     def snapshot_due(self, changed: bool, version: int, now: float) -> bool:
-        return changed or version != self.snapshot_version or now - self.snapshot_at >= ev.SNAPSHOT_INTERVAL_S
+        return changed or version != self.snapshot_version or self.full_due(now)
+
+    def full_due(self, now: float) -> bool:
+        return self.full_seq == 0 or now - self.snapshot_at >= self.full_every_s
 
     def snapshot(self, members: Mapping[str, Member], live: set, lifecycle_through: Optional[str],
                  desired: int) -> Tuple[ev.MembershipSnapshot, "Announcer"]:
-        """The next snapshot, and the announcer that numbered it: a number once handed out is
-        never reused, even when publishing it fails (it may have reached Redis)."""
+        """The next full snapshot, and the announcer that numbered it: a number once handed out
+        is never reused, even when publishing it fails (it may have reached Redis)."""
         seq = self.snapshot_seq + 1
+        current = _listable(members, live)
         snapshot = ev.MembershipSnapshot(
             deployment=self.deployment, app_id=self.app_id, snapshot_seq=seq,
-            lifecycle_through=lifecycle_through, desired_count=desired,
-            members=[ev.MemberState(instance_id=m.instance_id, state=m.state, seq=m.seq, endpoints=m.endpoints,
-                                    models=list(m.models))
-                     for m in members.values() if m.state is not ev.InstanceState.STOPPED and m.instance_id in live])
-        return snapshot, replace(self, snapshot_seq=seq)
+            lifecycle_through=lifecycle_through, desired_count=desired, interval_s=self.full_every_s,
+            members=[_member_state(m) for m in current.values()])
+        return snapshot, replace(self, snapshot_seq=seq, pending=current)
 
-    def snapshot_sent(self, version: int, now: float) -> "Announcer":
-        return replace(self, snapshot_version=version, snapshot_at=now)
+    def update(self, members: Mapping[str, Member], live: set, lifecycle_through: Optional[str], desired: int,
+               now: float, full: bool = False) -> Tuple[Optional[Membership], "Announcer"]:
+        """What to publish about the membership now: a full snapshot when ``full``, due, or
+        no larger than the delta would be; else the delta (None: nothing changed)."""
+        if full or self.full_due(now):
+            return self.snapshot(members, live, lifecycle_through, desired)
+        current = _listable(members, live)
+        # The view replaces a member only when it changes: most are the very object last listed.
+        changed = [m for i, m in current.items()
+                   if (told := self.listed.get(i)) is not m and (told is None or _key(told) != _key(m))]
+        removed = sorted(i for i in self.listed if i not in current)
+        if len(changed) + len(removed) > len(current) / 2:
+            return self.snapshot(members, live, lifecycle_through, desired)
+        if not changed and not removed:
+            return None, self
+        seq = self.snapshot_seq + 1
+        delta = ev.MembershipDelta(
+            deployment=self.deployment, app_id=self.app_id, snapshot_seq=seq, full_seq=self.full_seq,
+            lifecycle_through=lifecycle_through, desired_count=desired,
+            members=[_member_state(m) for m in changed], removed=removed)
+        return delta, replace(self, snapshot_seq=seq, pending=current)
+
+    def sent(self, published: Optional[Membership], version: int, now: float) -> "Announcer":
+        """After ``published`` reached Redis (None: nothing needed to)."""
+        if published is None:
+            return replace(self, snapshot_version=version)
+        sent = replace(self, snapshot_version=version, listed=self.pending, pending={})
+        if isinstance(published, ev.MembershipSnapshot):
+            return replace(sent, snapshot_at=now, full_seq=published.snapshot_seq)
+        return sent
+
+
+Membership = Union[ev.MembershipSnapshot, ev.MembershipDelta]
+
+
+def _listable(members: Mapping[str, Member], live: set) -> Dict[str, Member]:
+    return {i: m for i, m in members.items() if m.state is not ev.InstanceState.STOPPED and i in live}
+
+
+def _key(member: Member) -> tuple:
+    """What a consumer learns of a member: a change in any of it goes in the next delta."""
+    return member.state, member.seq, member.endpoints, tuple(member.models)
+
+
+def _member_state(member: Member) -> ev.MemberState:
+    return ev.MemberState(instance_id=member.instance_id, state=member.state, seq=member.seq,
+                          endpoints=member.endpoints, models=list(member.models))

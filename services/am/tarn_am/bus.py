@@ -1,6 +1,6 @@
 """The one adapter between tarn-am and Redis: lifecycle, telemetry, commands, acks, the record.
 
-It also keeps what tarn-am writes bounded: after each snapshot the lifecycle stream is trimmed
+It also keeps what tarn-am writes bounded: after each full snapshot the lifecycle stream is trimmed
 as far as ``tarn_shared.retention`` allows, and a container's command stream goes when the
 container ends; every COMMANDS_SWEEP_S the acks stream is trimmed too and any command stream
 a container no longer live left is deleted.
@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from tarn_shared import events as ev
 from tarn_shared.consumer import ConsumerConfig, StreamConsumer
 from tarn_shared.deployments import put_record, remove_record
-from tarn_shared.membership import apply_snapshot
+from tarn_shared.membership import apply_delta, apply_snapshot
 from tarn_shared.streams import StreamPublisher, as_text, connect, read_range, trim_for_groups, trim_lifecycle
 
 from .bus_health import BusHealth, bus_health
@@ -159,6 +159,8 @@ class RedisBus:
                 continue  # the group's consumer dead-letters it
             if isinstance(event, ev.MembershipSnapshot):
                 view.membership = apply_snapshot(view.membership, event, entry_id)
+            elif isinstance(event, ev.MembershipDelta):
+                view.membership = apply_delta(view.membership, event, entry_id)
             view.apply_lifecycle(entry_id, event, now())
             count += 1
         return count

@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
+from tarn_shared import events as ev
+
 from . import fleet_memory, reconcile
 from . import target as tg
 from .actions import carry_out
@@ -37,6 +39,7 @@ class LoopStats:
     phase_errors: Counter = field(default_factory=Counter)
     last_round_at: Optional[float] = None
     snapshots: int = 0
+    deltas: int = 0
     phase_ok_at: Dict[str, float] = field(default_factory=dict)  # each phase's last good pass (/healthz)
     phase_error: Dict[str, str] = field(default_factory=dict)  # each phase's last failure, until it passes
 
@@ -251,16 +254,20 @@ class Controller:
         since = self.bus.health(now).since
         recovered = since is not None and self.announcer.snapshot_at < since
         if self.announcer.snapshot_due(bool(changed) or recovered, self.view.version, now):
-            await self._snapshot(now)
+            await self._publish_membership(now, full=recovered)
         await self.bus.delete_command_streams([c.instance_id for c in changed if not c.active])
 
-    async def _snapshot(self, now: float) -> None:
-        version = self.view.version
-        snapshot, self.announcer = self.announcer.snapshot(
-            self.view.membership.members, self.view.live_instances(), self.view.lifecycle_through, self.desired)
-        await self.bus.publish_snapshot(snapshot, self.view.live_instances())
-        self.announcer = self.announcer.snapshot_sent(version, now)
-        self.stats.snapshots += 1
+    async def _publish_membership(self, now: float, full: bool) -> None:
+        version, live = self.view.version, self.view.live_instances()
+        update, self.announcer = self.announcer.update(
+            self.view.membership.members, live, self.view.lifecycle_through, self.desired, now, full)
+        if isinstance(update, ev.MembershipSnapshot):
+            await self.bus.publish_snapshot(update, live)
+            self.stats.snapshots += 1
+        elif update is not None:  # a delta: the stream is trimmed at full snapshots only
+            await self.bus.publish_lifecycle(update)
+            self.stats.deltas += 1
+        self.announcer = self.announcer.sent(update, version, now)
 
     # -- read side for the API and /metrics --------------------------------------------
     @property

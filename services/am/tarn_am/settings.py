@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -12,6 +12,7 @@ from tarn_shared.settings import CommaList, TarnSettings
 
 from . import policy_config as policy
 from .containers import Slot
+from .model_copies import ModelPlan
 from .policy_config import AutoscaleConfig
 from .reconcile import ReconcileTimings
 
@@ -67,6 +68,10 @@ class AmSettings(TarnSettings):
     ranger_app_id: Optional[str] = Field(None, description="--ranger-app-id: plugin id and audit agent")
     ranger_audit: bool = Field(False, description="--ranger-audit: authz audits this deployment's decisions")
     model_repository: Optional[str] = Field(None, description="--model-repository, for /models and the dashboard")
+    placement: Literal["all-models", "per-model"] = Field(
+        "all-models", description="--placement: every model on every instance, or per-model copies")
+    model_plan: Optional[ModelPlan] = Field(None, description="per-model mode: each model's min/max copies and "
+                                                              "declared memory (JSON, from tarn submit)")
 
     loop_interval_s: float = Field(1.0, gt=0, description="period of the reconcile loop")
     drain_timeout_s: float = Field(60.0, description="how long a drain may take before the container is released")

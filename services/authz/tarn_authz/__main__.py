@@ -13,7 +13,7 @@ from tarn_shared.cli_help import settings_parser
 from tarn_shared.errors import ConfigError
 from tarn_shared.logs import configure_logging
 
-from .app import create_app
+from .app import SERVER_OPTIONS, create_app
 from .settings import AuthzSettings
 
 
@@ -40,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"tarn-authz: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json, service="authz")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
     return 0
 
 

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from .decisions import SCOPE_ANY, SCOPE_SELF, Decider, UnknownAction
-from .identity import MAX_NAME, CallerCheck
+from .identity import MAX_NAME, CallerCheck, client_address
 from .decision_metrics import AuthzMetrics
 from .registry import PolicyRegistry, ServiceState
 
@@ -151,8 +151,7 @@ async def authorize(request: Request) -> Response:
     model_name = _model(params.get("model"), scope)
     state = _state(svc, params.get("service"), params.get("deployment"))
     try:
-        answer = svc.decider.decide(state, identity, model_name, action, scope,
-                                    request.client.host if request.client else None)
+        answer = svc.decider.decide(state, identity, model_name, action, scope, client_address(request, identity))
     except UnknownAction as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     if _wants_json(request, params.get("format")):
@@ -169,7 +168,7 @@ async def authorize_batch(request: Request, svc: ServicesDep, batch: BatchIn,
                           format: FormatParam = None) -> Response:
     identity = svc.callers.identity(request, None, batch.user, tuple(g for g in batch.groups if g))
     state = _state(svc, batch.service, batch.deployment)
-    client = request.client.host if request.client else None
+    client = client_address(request, identity)
     out = []
     for index, check in enumerate(batch.checks):
         model_name = check.model or ""

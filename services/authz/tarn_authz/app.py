@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import AsyncIterator, Callable, Optional
 
 import httpx
@@ -14,6 +15,7 @@ from tarn_shared.streams import StreamPublisher, connect
 
 from .api import Services, router
 from .audit import AuditSink
+from .hdfs_audit import HdfsAuditWriter
 from .decisions import Decider
 from .identity import CallerCheck
 from .decision_metrics import AuthzMetrics, PolicyCollector
@@ -21,6 +23,10 @@ from .ranger_admin import RangerAdminClient
 from .registry import PolicyRegistry, Source
 from .settings import AuthzSettings
 from .sources import DiskCache, FolderSource, RangerSource
+
+# How tarn-authz is served. proxy_headers off: uvicorn would take X-Forwarded-For from any
+# loopback caller; identity.client_address takes it from trusted gateways only.
+SERVER_OPTIONS = {"proxy_headers": False, "log_config": None, "access_log": False}
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ def create_app(settings: AuthzSettings) -> FastAPI:
             audit = AuditSink(app_id=settings.ranger_app_id, metrics=metrics,
                               publisher=StreamPublisher(redis) if redis is not None else None,
                               log_path=settings.audit_log, queue_size=settings.audit_queue_size,
-                              cluster_name=settings.ranger_cluster_name)
+                              cluster_name=settings.ranger_cluster_name, hdfs=hdfs_audit(settings))
             app.state.services = Services(registry, Decider(metrics, audit, settings.max_policy_age_s), CallerCheck(settings), metrics)
             records = (lambda: read_records(redis)) if settings.serve_deployments and redis is not None else None
             await registry.refresh_all()  # serve with what we have at once: Ranger, else the disk copy
@@ -80,3 +86,10 @@ def create_app(settings: AuthzSettings) -> FastAPI:
                   description="Ranger-exact policy decision point for Triton models (service type `triton`).")
     app.include_router(router)
     return app
+
+
+def hdfs_audit(settings: AuthzSettings) -> Optional[HdfsAuditWriter]:
+    if not settings.audit_hdfs_url:
+        return None
+    return HdfsAuditWriter(settings.audit_hdfs_url, settings.audit_hdfs_dir, settings.ranger_app_id,
+                           socket.gethostname(), settings.audit_hdfs_user)

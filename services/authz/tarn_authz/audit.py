@@ -7,8 +7,9 @@ it (fields in AuthzAuditEvent's declaration order, nulls left out, ``evtTime`` a
 decisions the engine marks audited are recorded (Ranger's ``isAudited``).
 
 The request path only appends to a bounded queue; a background task writes and publishes,
-so neither a slow disk nor Redis being down slows a decision. Events that do not fit are
-dropped and counted."""
+so neither a slow disk nor Redis or HDFS being down slows a decision. Events Redis or HDFS
+did not take are kept and sent again (a bounded number; beyond it the oldest are dropped
+and counted). HDFS: Ranger's layout, hdfs_audit.py."""
 from __future__ import annotations
 
 import asyncio
@@ -18,12 +19,13 @@ import socket
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from tarn_shared.events import AuditDecision, audit_stream
 from tarn_shared.streams import StreamPublisher
 
 from .decision_metrics import AuthzMetrics
+from .hdfs_audit import HdfsAuditWriter
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ def log4j_line(event: AuditDecision) -> str:
 
 class AuditSink:
     def __init__(self, *, app_id: str, metrics: AuthzMetrics, publisher: Optional[StreamPublisher] = None,
-                 log_path: Optional[Path] = None, queue_size: int = 10_000, cluster_name: str = "") -> None:
+                 log_path: Optional[Path] = None, queue_size: int = 10_000, cluster_name: str = "",
+                 hdfs: Optional[HdfsAuditWriter] = None) -> None:
         self.app_id = app_id
         self.cluster_name = cluster_name
         self.host = socket.gethostname()
@@ -55,7 +58,9 @@ class AuditSink:
         self._publisher = publisher
         self._log_path = log_path
         self._queue: Deque[AuditDecision] = deque()
-        self._unpublished: Deque[AuditDecision] = deque()
+        self._hdfs = hdfs
+        # Events a destination has not taken yet, by destination.
+        self._kept: Dict[str, Deque[AuditDecision]] = {"hdfs": deque(), "stream": deque()}
         self._queue_size = queue_size
         self._wake = asyncio.Event()
         self._seq = 0
@@ -96,26 +101,36 @@ class AuditSink:
             except OSError as exc:
                 self._metrics.audit_events.labels("log4j", "failed").inc(len(batch))
                 log.error("cannot write the audit log", extra={"path": str(self._log_path), "error": str(exc)})
-        if self._publisher is None:
-            return
+        if self._hdfs is not None:
+            await self._send("hdfs", batch, self._write_hdfs)
+        if self._publisher is not None:
+            await self._send("stream", batch, lambda pending: self._publisher.publish_many(audit_stream(), pending))
+
+    async def _send(self, destination: str, batch: List[AuditDecision], send) -> None:
+        """Sends what was kept for ``destination`` plus ``batch``; on failure keeps them for the next flush."""
+        kept = self._kept[destination]
         for event in batch:
-            if len(self._unpublished) >= self._queue_size:
-                self._unpublished.popleft()
-                self._metrics.audit_events.labels("stream", "dropped").inc()
-            self._unpublished.append(event)
-        if not self._unpublished:
+            if len(kept) >= self._queue_size:
+                kept.popleft()
+                self._metrics.audit_events.labels(destination, "dropped").inc()
+            kept.append(event)
+        if not kept:
             return
-        pending = list(self._unpublished)
+        pending = list(kept)
         try:
-            await self._publisher.publish_many(audit_stream(), pending)
-        except Exception as exc:  # UnavailableError, or Redis refusing: keep the events, retry later
-            self._metrics.audit_events.labels("stream", "failed").inc(len(pending))
-            log.warning("audit stream unreachable; keeping events", extra={"pending": len(pending),
-                                                                           "error": str(exc)})
+            await send(pending)
+        except Exception as exc:  # Redis or HDFS unreachable or refusing: keep the events, retry later
+            self._metrics.audit_events.labels(destination, "failed").inc(len(pending))
+            log.warning("audit destination unreachable; keeping events",
+                        extra={"destination": destination, "pending": len(pending), "error": str(exc)})
             return
         for _ in pending:
-            self._unpublished.popleft()
-        self._metrics.audit_events.labels("stream", "published").inc(len(pending))
+            kept.popleft()
+        self._metrics.audit_events.labels(destination, "published").inc(len(pending))
+
+    async def _write_hdfs(self, pending: List[AuditDecision]) -> None:
+        assert self._hdfs is not None
+        await asyncio.to_thread(self._hdfs.write, [(e.evtTime, log4j_line(e)) for e in pending])
 
     def _append(self, batch: List[AuditDecision]) -> None:
         assert self._log_path is not None

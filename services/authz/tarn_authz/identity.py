@@ -14,9 +14,14 @@ Two kinds of caller, told apart by the token they present (``X-TARN-Token`` or
   ignored, so a misconfigured gateway is noticed at once.
 
 Any other token is a 401.
+
+The client address audited (``cliIP``) is the end client's: a trusted gateway names it in
+``X-Forwarded-For`` (the last entry: the one the gateway itself added); anyone else's
+header is ignored and the connection's peer address is used.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple, Optional
 
 from fastapi import HTTPException, Request, status
@@ -28,6 +33,7 @@ from .settings import AuthzSettings
 USER_HEADER = "x-tarn-user"
 KNOX_ACTOR_HEADER = "x-knox-actor-id"
 GROUPS_HEADER = "x-tarn-groups"
+FORWARDED_FOR_HEADER = "x-forwarded-for"
 MAX_NAME = 256
 
 
@@ -71,3 +77,15 @@ class CallerCheck:
         if user is not None and len(user) > MAX_NAME:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"user name longer than {MAX_NAME} characters")
         return Identity(True, user, groups)
+
+
+def client_address(request: Request, identity: Identity) -> Optional[str]:
+    """The end client's address for the audit: what a trusted gateway forwarded, else the peer."""
+    peer = request.client.host if request.client else None
+    if not identity.trusted:
+        return peer
+    forwarded = request.headers.get(FORWARDED_FOR_HEADER, "").rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return peer

@@ -66,12 +66,31 @@ class AuthzSettings(TarnSettings):
     # -- audit -------------------------------------------------------------------------------
     audit_log: Optional[Path] = Field(
         None, description="JSON-lines file in the format of Ranger's log4j audit destination; unset = none")
-    audit_queue_size: int = Field(10_000, ge=1, description="Audit events waiting for Redis; beyond it they "
-                                                           "are dropped and counted")
+    audit_queue_size: int = Field(10_000, ge=1, description="Audit events waiting for Redis (and for HDFS); "
+                                                           "beyond it the oldest are dropped and counted")
+    audit_hdfs_url: Optional[str] = Field(
+        None, description="WebHDFS base URL (http://namenode:9870) of Ranger's HDFS audit destination; unset = none")
+    audit_hdfs_dir: str = Field("/ranger/audit", description="xasecure.audit.destination.hdfs.dir: files go to "
+                                "<dir>/<ranger_app_id>/<yyyyMMdd>/<ranger_app_id>_ranger_audit_<host>.log")
+    audit_hdfs_user: str = Field("ranger", description="The HDFS user writing the audit files (simple auth)")
 
     # -- HTTP --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address of the API")
     port: int = Field(8096, ge=0, le=65535)
+
+    @field_validator("audit_hdfs_url")
+    @classmethod
+    def _webhdfs_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("is WebHDFS's http:// or https:// base URL (the NameNode's web address)")
+        return value.rstrip("/") if value else None
+
+    @field_validator("audit_hdfs_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("is an absolute HDFS path without '..'")
+        return value.rstrip("/") or "/"
 
     @field_validator("ranger_service")
     @classmethod

@@ -118,11 +118,11 @@ def endpoints_refusal(endpoints: Optional[ev.Endpoints]) -> Optional[Refusal]:
 
 def admitted_lifecycle(event: ev.Event) -> Tuple[Optional[ev.Event], Tuple[Tuple[str, int, Refusal], ...]]:
     """The event with what may not be routed taken out (an instance event whole, a
-    snapshot's bad members), and what was: (instance id, seq, why)."""
+    snapshot's or a delta's bad members), and what was: (instance id, seq, why)."""
     if isinstance(event, ev.InstanceEvent):
         refusal = endpoints_refusal(event.endpoints)
         return (None, ((event.instance_id, event.seq, refusal),)) if refusal else (event, ())
-    if isinstance(event, ev.MembershipSnapshot):
+    if isinstance(event, (ev.MembershipSnapshot, ev.MembershipDelta)):
         refused = tuple((m.instance_id, m.seq, r) for m in event.members if (r := endpoints_refusal(m.endpoints)))
         if not refused:
             return event, ()

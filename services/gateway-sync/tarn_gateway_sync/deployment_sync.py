@@ -71,7 +71,8 @@ class UnroutedAnnouncer:
 class DeploymentSync:
     def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
                  resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
-                 claims: Claims, places: PlaceStore, clock: Clock = Clock()) -> None:
+                 claims: Claims, places: PlaceStore, clock: Clock = Clock(),
+                 grpc_backends: Optional[Mapping[str, str]] = None) -> None:
         self._discovery = discovery
         self._haproxies = list(haproxies)
         self._zookeeper = zookeeper
@@ -82,6 +83,7 @@ class DeploymentSync:
         self.claims = claims
         self._places = places
         self._clock = clock
+        self._grpc_backends = dict(grpc_backends or {})  # HTTP backend -> the gRPC one kept beside it
 
     def deployments(self) -> List[str]:
         return list(self._discovery.records)
@@ -97,7 +99,8 @@ class DeploymentSync:
         ok = True
         for place in sorted(self.claims.to_clean):
             if place.kind == HAPROXY:
-                cleaned = all([await haproxy.clean(place.name) for haproxy in self._haproxies])
+                names = [place.name] + ([self._grpc_backends[place.name]] if place.name in self._grpc_backends else [])
+                cleaned = all([await haproxy.clean(name) for haproxy in self._haproxies for name in names])
             else:
                 cleaned = await self._zookeeper.clean(place)
             if cleaned:
@@ -116,8 +119,11 @@ class DeploymentSync:
         if record is None:
             return
         backend, znodes = places_of(record, self.claims.default_ensemble)
+        grpc_backend = self._grpc_backends.get(record.haproxy_backend)
         for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             await haproxy.observe(record.haproxy_backend)
+            if grpc_backend:
+                await haproxy.observe(grpc_backend)
         if self.claims.owns(name, znodes):
             await self._zookeeper.observe(record)
 
@@ -134,6 +140,11 @@ class DeploymentSync:
         targets = self._resolver.targets
         intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
                                gone=await targets(gone), authoritative=authoritative)
+        grpc_backend = self._grpc_backends.get(record.haproxy_backend)
+        # The same instances at their gRPC ports, keyed by the same addresses (scope, drain counts).
+        grpc_intent = RoutingIntent(
+            desired=await targets(routable, grpc=True), draining=await targets(draining, grpc=True),
+            gone=await targets(gone, grpc=True), authoritative=authoritative) if grpc_backend else None
         # Only what it owns as of the last refresh: a record new or moved since owns nothing
         # yet, and is not synced (False) until a refresh decides its places.
         backend, znodes = places_of(record, self.claims.default_ensemble)
@@ -143,6 +154,9 @@ class DeploymentSync:
         for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
             counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
+            if grpc_backend and grpc_intent is not None:
+                ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
+                counted.append(haproxy.open_requests.get(grpc_backend, {}))
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
         self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))

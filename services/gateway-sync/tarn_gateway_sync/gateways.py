@@ -17,7 +17,7 @@ from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .pending import pause
 from .applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
-from .plan import (Admin, DeleteZnode, DrainClock, Layout, ObservedZnode, RoutingIntent, ServerState, Target,
+from .plan import (Admin, DeleteZnode, DrainClock, Layout, ObservedZnode, RoutingIntent, ServerState,
                    detect_layout, plan_haproxy, plan_znodes)
 from .routing import znode_data
 from .settings import GatewaySyncSettings
@@ -47,11 +47,12 @@ class HaproxyGateway:
         self._applied: Dict[str, AppliedBackend] = {}
         self._read: Dict[str, List[ServerState]] = {}  # by backend: a reconcile's read, taken before the lock
         self._touched: Dict[str, Set[str]] = {}  # by backend: servers applies changed since that read began
+        self._grpc = frozenset(settings.grpc_backend_of().values())  # their servers speak h2
 
     async def observe(self, backend: str) -> None:
         """A full sync's read, taken before it holds the write lock; what applies change
         meanwhile is noted and wins over it. A failed read is left to the sync to report."""
-        if backend not in self._allowed.backends:
+        if backend not in self._allowed.backends and backend not in self._grpc:
             return
         self._read.pop(backend, None)
         self._touched[backend] = set()
@@ -62,7 +63,7 @@ class HaproxyGateway:
 
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
-        if backend not in self._allowed.backends:  # admission refused it already: never reached
+        if backend not in self._allowed.backends and backend not in self._grpc:  # admission refused it already
             self._errors("refused", ValueError(f"backend {backend!r} is not allowed"), backend=backend)
             return False
         try:
@@ -111,7 +112,7 @@ class HaproxyGateway:
 
     async def _execute(self, backend: str, applied: AppliedBackend, actions) -> None:
         try:
-            await self.api.apply(backend, actions)
+            await self.api.apply(backend, actions, "proto h2" if backend in self._grpc else "")
         except (HaproxyCommandError, UnavailableError, SlotsExhaustedError):
             for memory in (self._applied, self._read, self._touched):  # partly executed: read again next time
                 memory.pop(backend, None)

@@ -104,18 +104,19 @@ class RuntimeApi:
         answer = await self.command(f"show stat {backend} 4 -1", self.timeout_s * DUMP_TIMEOUT_FACTOR)
         return parse_sessions(answer)
 
-    async def apply(self, backend: str, actions: Sequence[HaproxyAction]) -> None:
+    async def apply(self, backend: str, actions: Sequence[HaproxyAction], server_options: str = "") -> None:
         """Execute a plan in order; a refusal raises (the next reconcile retries). The
         commands go out joined by ``;``, up to BATCH_CHARS per request: HAProxy answers each
         request in one pass, where one connection per command costs a round trip each (tens
-        of ms on a busy machine) and 10,000 instances churning need hundreds a second."""
+        of ms on a busy machine) and 10,000 instances churning need hundreds a second.
+        ``server_options`` follow each `add server` (`proto h2` for a gRPC backend)."""
         lines: List[str] = []
         exhausted: Optional[SlotsExhausted] = None
         for action in actions:
             if isinstance(action, SlotsExhausted):
                 exhausted = action
             else:
-                lines += self._commands(f"{backend}/{action.name}", action)
+                lines += self._commands(f"{backend}/{action.name}", action, server_options)
         batch: List[str] = []
         for line in lines:
             if batch and sum(len(b) + 1 for b in batch) + len(line) > BATCH_CHARS:
@@ -130,9 +131,10 @@ class RuntimeApi:
                 f"{', '.join(exhausted.addresses)}: add `server triton-N 0.0.0.0:8000 check disabled` lines "
                 f"(at least --max-instances of them) and reload HAProxy")
 
-    def _commands(self, ref: str, action: HaproxyAction) -> List[str]:
+    def _commands(self, ref: str, action: HaproxyAction, server_options: str = "") -> List[str]:
         if isinstance(action, AddServer):
-            return [f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else ""),
+            return [f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else "")
+                    + (f" {server_options}" if server_options else ""),
                     f"enable server {ref}"] + ([f"enable health {ref}"] if self.check else [])
         if isinstance(action, FillSlot):
             return [f"set server {ref} addr {action.ip} port {action.port}", f"set server {ref} state ready"] + \

@@ -47,7 +47,7 @@ class GatewaySync:
             ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader, allowed), Resolver(errors, clock),
             work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics,
             self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
-            clock)
+            clock, settings.grpc_backend_of())
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s,
                                    reconcile_min_gap_s=settings.reconcile_min_gap_s, clock=clock)

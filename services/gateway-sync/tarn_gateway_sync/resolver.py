@@ -23,17 +23,21 @@ class Resolver:
         self._ttl_s = ttl_s
         self._cache: Dict[str, Tuple[str, float]] = {}
 
-    async def targets(self, members: Dict[str, Member]) -> Dict[str, Target]:
-        """One Target per address; an address whose host does not resolve is left out."""
+    async def targets(self, members: Dict[str, Member], grpc: bool = False) -> Dict[str, Target]:
+        """One Target per address, at the instance's HTTP port (``grpc``: its gRPC port, and
+        those without one left out); an address whose host does not resolve is left out."""
         targets = {}
         for address, member in members.items():
             assert member.endpoints is not None
+            port = member.endpoints.grpc_port if grpc else member.endpoints.http_port
+            if port is None:
+                continue
             try:
                 ip = await self.resolve(member.endpoints.host)
             except OSError as exc:
                 self._errors("resolve", exc, address=address)
                 continue
-            targets[address] = Target(address, ip, member.endpoints.http_port)
+            targets[address] = Target(address, ip, port)
         return targets
 
     async def resolve(self, host: str) -> str:

@@ -3,8 +3,8 @@ rules. Pure: no I/O, no clock.
 
 A Fleet is kept in place and indexed by address, so an event costs work for the addresses
 it touched only: each address is classified (routable, draining, gone) when one of its
-members changes, never by a pass over the fleet or its tombstones. Snapshots (periodic)
-rebuild the index."""
+members changes, never by a pass over the fleet or its tombstones: a membership delta
+costs the members it lists. Full snapshots (periodic) rebuild the index."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Deque, Dict, FrozenSet, Iterable, Mapping, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.membership import (Member, MembershipView, apply_snapshot, forget_stopped, member_from_event,
-                                    stream_id_key, supersedes)
+from tarn_shared.membership import (Member, MembershipView, apply_delta, apply_snapshot, forget_stopped,
+                                    member_from_event, stream_id_key, supersedes)
 
 DRAINING_STATES = frozenset({ev.InstanceState.DRAINING, ev.InstanceState.UNROUTED})
 # Unready is alive but failing its probes (slow, not dead): taken out as gently as a drain,
@@ -80,6 +80,8 @@ class Fleet:
         (empty: nothing did). Events that do not concern routing change nothing."""
         if isinstance(event, ev.MembershipSnapshot):
             return self._apply_snapshot(event, entry_id)
+        if isinstance(event, ev.MembershipDelta):
+            return self._apply_delta(event, entry_id)
         if not isinstance(event, ev.InstanceEvent):
             return set()
         new = member_from_event(event, entry_id)
@@ -88,6 +90,21 @@ class Fleet:
             return set()
         if old is not None and new.endpoints is None:
             new = replace(new, endpoints=old.endpoints, models=new.models or old.models)
+        return self._put(old, new)
+
+    def _apply_delta(self, delta: ev.MembershipDelta, entry_id: Optional[str]) -> Set[str]:
+        """The shared delta rule applied to the members the delta names only, so it costs what
+        it lists; never authoritative (it does not list the whole fleet)."""
+        named = {m.instance_id for m in delta.members} | set(delta.removed)
+        before = {i: self.members[i] for i in named if i in self.members}
+        touched: Set[str] = set()
+        for instance_id, new in apply_delta(MembershipView(before), delta, entry_id).members.items():
+            if before.get(instance_id) != new:
+                touched |= self._put(before.get(instance_id), new)
+        return touched
+
+    def _put(self, old: Optional[Member], new: Member) -> Set[str]:
+        """Set one member that superseded ``old``; the addresses it touched."""
         self.members[new.instance_id] = new
         touched = {a for a in (_address(old), _address(new)) if a is not None}
         if _address(old) is not None and _address(old) != _address(new):

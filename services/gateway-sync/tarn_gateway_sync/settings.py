@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import socket
-from typing import List, Literal, Optional
+from typing import Dict, List, Literal, Optional
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tarn_shared import defaults
@@ -67,6 +67,12 @@ class GatewaySyncSettings(TarnSettings):
         default_factory=list,
         description="ZooKeeper ensembles a deployment record may name besides zk_hosts, separated by spaces "
                     "(host:port,...[/chroot]); gateway-sync connects to them with its own credentials")
+    grpc_backends: CommaList = Field(
+        default_factory=list,
+        description="gRPC backends kept beside HTTP ones, comma separated http_backend=grpc_backend pairs (e.g. "
+                    "triton_backend=triton_grpc_backend, as deploy/haproxy/haproxy-authz.cfg.tmpl names them): a "
+                    "deployment routed to the first also gets its instances' gRPC ports in the second, added with "
+                    "`proto h2`; empty = none")
     host: str = Field("127.0.0.1", description="Address of the health and metrics API")
     port: int = Field(8095, ge=0, le=65535)
 
@@ -104,6 +110,28 @@ class GatewaySyncSettings(TarnSettings):
     @classmethod
     def _zk_ensembles(cls, value: List[str]) -> List[str]:
         return _each(value, lambda v: parse_ensemble(v)[1])
+
+    @model_validator(mode="after")
+    def _grpc_pairs(self) -> "GatewaySyncSettings":
+        grpc = self.grpc_backend_of()
+        for backend in grpc.values():
+            if backend in self.allowed_backends:  # a record naming it would put HTTP servers in an h2 backend
+                raise ValueError(f"grpc backend {backend!r} is also in allowed_backends")
+        if len(set(grpc.values())) != len(grpc):
+            raise ValueError("two HTTP backends share one grpc backend")
+        return self
+
+    def grpc_backend_of(self) -> Dict[str, str]:
+        """The gRPC backend kept beside each HTTP backend that has one."""
+        pairs = {}
+        for pair in self.grpc_backends:
+            http, sep, grpc = pair.partition("=")
+            problem = "" if sep else f"grpc_backends entry {pair!r} is not http_backend=grpc_backend"
+            problem = problem or backend_problem(http) or backend_problem(grpc)
+            if problem:
+                raise ValueError(problem)
+            pairs[http] = grpc
+        return pairs
 
     def allowed_ensembles(self) -> List[str]:
         """Every ensemble a record may name: zk_hosts first."""

@@ -25,9 +25,13 @@ from .commands import Acks, Commands
 from .drain import terminate_timeout_s
 from .drainer import Drainer
 from .errors import SecretsError, StagingError, TritonError
+from .launch import GATEWAY_KEY_HEADER
 from .lifecycle import Lifecycle
+from .model_loads import ModelLoads
+from .model_memory import reading
 from .nvml import GpuReader
 from .preparation import prepare
+from .process_memory import group_rss_bytes
 from .readiness import Readiness
 from .reporting import Reporter
 from .settings import NodeAgentSettings
@@ -81,14 +85,19 @@ class NodeAgent:
                 return await shutdown.terminated_before_start()
             log.info("starting tritonserver", extra={"parallelism": prepared.plan.parallelism,
                                                       "model_repository": str(prepared.staged.path),
-                                                      "secret_env": prepared.secret_names})
+                                                      "secret_env": prepared.secret_names,
+                                                      "gateway_key": prepared.gateway_key is not None})
+            if prepared.gateway_key is not None:
+                self.api.send_gateway_key(GATEWAY_KEY_HEADER, prepared.gateway_key)
             try:
                 self.process.start(prepared.plan.argv, prepared.plan.env)
             except TritonError as exc:
                 return await shutdown.failed_before_start(str(exc), EXIT_TRITON)
             readiness = Readiness(s, self.api, announcer, self.status)
-            reporter = Reporter(s, self.api, self.gpu, publisher, self.lifecycle, self.status)
-            commands = Commands(s, redis, self.api, acks, self.lifecycle, self.status,
+            loads = ModelLoads(self.api, lambda: reading(group_rss_bytes(self.process.pid), self.gpu.read()))
+            reporter = Reporter(s, self.api, self.gpu, publisher, self.lifecycle, self.status,
+                                loads if s.model_control_mode == "explicit" else None)
+            commands = Commands(s, redis, loads, acks, self.lifecycle, self.status,
                                 start_drain=shutdown.start_drain, models_changed=readiness.announce_ready)
 
             async def serve() -> None:

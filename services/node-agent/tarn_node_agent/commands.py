@@ -1,12 +1,13 @@
 """The AM's commands to this container: drain (handed to the shutdown), load and unload a
-model (through Triton's repository API). Each is acknowledged on the deployment's acks
-stream; one re-sent because its ack was not seen gets the same ack again."""
+model (through Triton's repository API, measured by model_loads.py). Each is acknowledged
+on the deployment's acks stream, a load's ack with the model's measured state; one re-sent
+because its ack was not seen gets the same ack again."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Dict
+from typing import Awaitable, Callable, Dict, Optional
 
 from redis.asyncio import Redis
 
@@ -18,8 +19,8 @@ from .agent_metrics import AgentStatus
 from .announcer import PUBLISH_RETRY_S
 from .errors import TritonError
 from .lifecycle import Lifecycle
+from .model_loads import ModelLoads
 from .settings import NodeAgentSettings
-from .triton import TritonApi
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ class Acks:
     publisher: StreamPublisher
     done: Dict[str, ev.CommandAck] = field(default_factory=dict, init=False)
 
-    async def send(self, command: ev.Command, status: ev.AckStatus, message: str, remember: bool = False) -> None:
+    async def send(self, command: ev.Command, status: ev.AckStatus, message: str, remember: bool = False,
+                   model_state: Optional[ev.ModelOnInstance] = None) -> None:
         s = self.settings
         ack = ev.CommandAck(deployment=s.deployment, app_id=s.app_id, container_id=s.container_id,
                             command_id=command.command_id, command_type=command.type, status=status,
-                            message=message)
+                            message=message, model_state=model_state)
         if remember:
             self.done[command.command_id] = ack
         await self.publisher.publish(ev.acks_stream(s.deployment), ack, retry_for_s=PUBLISH_RETRY_S)
@@ -46,7 +48,7 @@ class Acks:
 class Commands:
     settings: NodeAgentSettings
     redis: Redis
-    api: TritonApi
+    loads: ModelLoads
     acks: Acks
     lifecycle: Lifecycle
     status: AgentStatus
@@ -71,7 +73,7 @@ class Commands:
             return
         done = self.acks.done.get(event.command_id)
         if done is not None:  # re-sent because our ack was not seen: acknowledge again
-            await self.acks.send(event, done.status, done.message)
+            await self.acks.send(event, done.status, done.message, model_state=done.model_state)
             return
         self.status.commands_handled += 1
         if isinstance(event, ev.DrainCommand):
@@ -83,11 +85,11 @@ class Commands:
             return
         try:
             if isinstance(event, ev.LoadModelCommand):
-                await self.api.load_model(event.model, event.config)
+                state = await self.loads.load(event.model, event.config)
             else:
-                await self.api.unload_model(event.model)
+                state = await self.loads.unload(event.model)
         except TritonError as exc:
             await self.acks.send(event, ev.AckStatus.FAILED, str(exc), remember=True)
             return
-        await self.acks.send(event, ev.AckStatus.DONE, "", remember=True)
+        await self.acks.send(event, ev.AckStatus.DONE, "", remember=True, model_state=state)
         await self.models_changed()

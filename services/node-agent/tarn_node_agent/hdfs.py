@@ -158,6 +158,10 @@ def _translate(exc: HdfsError, what: str, path: str) -> Exception:
         return RepositoryNotFound(f"hdfs path {path} does not exist")
     if kind in ("AccessControlException", "SecurityException") or "Permission denied" in text:
         return RepositoryPermissionDenied(f"permission denied while {what} hdfs path {path}: {text}")
+    if "Authentication failure" in text or "Authentication required" in text:  # WebHDFS's 401
+        return StagingError(f"WebHDFS refused to authenticate the node-agent while {what} {path}: no valid "
+                            "delegation token (HADOOP_TOKEN_FILE_LOCATION) or Kerberos ticket (KRB5CCNAME, "
+                            "KRB5_CLIENT_KTNAME)")
     if kind in ("RetriableException", "StandbyException", "SafeModeException"):
         return UnavailableError(f"HDFS not available while {what} {path}: {text}")
     return StagingError(f"HDFS error while {what} {path}: {kind or 'error'}: {text}")

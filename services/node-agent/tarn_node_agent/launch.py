@@ -39,6 +39,11 @@ _BACKEND_LINE = re.compile(r'^\s*backend\s*:\s*"([^"]+)"', re.MULTILINE)
 INHERITED_NAMES = frozenset({"PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "HOME", "USER", "LOGNAME",
                              "LANG", "LANGUAGE", "TZ", "TMPDIR"})
 INHERITED_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRITON_", "NCCL_", "OMPI_", "OPAL_", "PMIX_", "UCX_", "HPCX_")
+# Everything but health and metadata (which probes and HAProxy's checks use) needs the gateway
+# key: tritonserver 2.51's --http-restricted-api / --grpc-restricted-protocol groups.
+GATEWAY_KEY_HEADER = "tarn-gateway-key"
+RESTRICTED_APIS = ("inference", "model-repository", "model-config", "shared-memory", "statistics",
+                   "trace", "logging")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,16 @@ def scrubbed_environment(agent_environ: Mapping[str, str], operator_env: Mapping
     env.update(operator_env)
     env.update(secrets)
     return env
+
+
+def restriction_args(key: Optional[str]) -> List[str]:
+    """The flags that make Triton answer RESTRICTED_APIS only with ``tarn-gateway-key: key``, which only
+    the gateways add; none without a key. Triton takes the key on its command line only: it is
+    never logged (TritonProcess logs the executable alone)."""
+    if key is None:
+        return []
+    spec = f"{','.join(RESTRICTED_APIS)}:{GATEWAY_KEY_HEADER}={key}"
+    return [f"--http-restricted-api={spec}", f"--grpc-restricted-protocol={spec}"]
 
 
 def plan_launch(options: TritonOptions, backends: Mapping[str, Optional[str]],

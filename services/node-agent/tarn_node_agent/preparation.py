@@ -5,7 +5,7 @@ plan. Each is read through its adapter (NVML, HDFS) and decided by a pure functi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
 from tarn_shared.errors import ConfigError
@@ -14,10 +14,11 @@ from tarn_shared.jceks import decode_keystore, store_password
 
 from .gpu_allocation import CUDA, Selection, triton_environment
 from .hdfs import Hdfs
-from .launch import LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch, scrubbed_environment
+from .launch import (LaunchPlan, TritonOptions, TritonPorts, model_backend, plan_launch, restriction_args,
+                     scrubbed_environment)
 from .nvml import GpuReader
 from .overlay import build_overlay
-from .secrets import map_to_environment
+from .secrets import GATEWAY_KEY_ALIAS, SecretEnvironment, map_to_environment
 from .settings import NodeAgentSettings
 from .node_cache import NodeCache, node_cache_dir
 from .staging import StagedRepository, Stager, StagingProgress, use_in_place
@@ -30,6 +31,7 @@ class Prepared:
     staged: StagedRepository
     plan: LaunchPlan
     secret_names: List[str]  # the values are in plan.env only
+    gateway_key: Optional[str] = field(default=None, repr=False)  # the agent's own calls send it too
 
 
 def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress,
@@ -38,13 +40,23 @@ def prepare(settings: NodeAgentSettings, environ: Mapping[str, str], progress: S
     container's too), the agent's own errors (staging, secrets) or UnavailableError for what
     HDFS refused. With ``gpu``, Triton's GPUs are chosen first (before minutes of staging)."""
     selection = choose_gpus(gpu, {**environ, **settings.extra_env()}) if gpu is not None else None
-    secret_env = read_secrets(settings, environ)
+    secrets = read_secrets(settings, environ)
+    gateway_key = checked_gateway_key(settings, secrets)
     staged = stage(settings, environ, progress)
-    env = scrubbed_environment(environ, settings.extra_env(), secret_env)
+    env = scrubbed_environment(environ, settings.extra_env(), secrets.values)
     if selection is not None:
         env = triton_environment(selection, env)
-    plan = plan_for(settings, staged, env, selection.gpu_count if selection else None)
-    return Prepared(staged, plan, sorted(secret_env))
+    plan = plan_for(settings, staged, env, selection.gpu_count if selection else None, gateway_key)
+    return Prepared(staged, plan, secrets.names, gateway_key)
+
+
+def checked_gateway_key(settings: NodeAgentSettings, secrets: SecretEnvironment) -> Optional[str]:
+    if secrets.gateway_key is None:
+        if settings.require_gateway_key:
+            raise ConfigError(f"require_gateway_key is set but no credential file (secrets) holds a "
+                              f"{GATEWAY_KEY_ALIAS} alias")
+        log.warning(f"no {GATEWAY_KEY_ALIAS} in the credential file: Triton answers anyone who reaches its ports")
+    return secrets.gateway_key
 
 
 def choose_gpus(gpu: GpuReader, environ: Mapping[str, str]) -> Selection:
@@ -64,14 +76,15 @@ def hdfs_client(settings: NodeAgentSettings, environ: Mapping[str, str], authori
                         environ=environ, pool_size=settings.staging_parallelism)
 
 
-def read_secrets(settings: NodeAgentSettings, environ: Mapping[str, str]) -> Dict[str, str]:
+def read_secrets(settings: NodeAgentSettings, environ: Mapping[str, str]) -> SecretEnvironment:
     location = settings.secrets_location
     if location is None:
-        return {}
+        return SecretEnvironment({})
     data = hdfs_client(settings, environ, location.authority).read_bytes(location.hdfs_path)
     mapped = map_to_environment(decode_keystore(data, store_password(environ), location.hdfs_path))
-    log.info("secrets read", extra={"variables": mapped.names, "ignored_aliases": mapped.ignored_aliases})
-    return mapped.values
+    log.info("secrets read", extra={"variables": mapped.names, "ignored_aliases": mapped.ignored_aliases,
+                                    "gateway_key": mapped.gateway_key is not None})
+    return mapped
 
 
 def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: StagingProgress) -> StagedRepository:
@@ -87,9 +100,10 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
 
 
 def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[str, str],
-             gpu_count: Optional[int] = None) -> LaunchPlan:
+             gpu_count: Optional[int] = None, gateway_key: Optional[str] = None) -> LaunchPlan:
     """The launch plan for the staged models; the files it rewrites go to this container's
-    overlay, never into the repository."""
+    overlay, never into the repository. With ``gateway_key``, Triton answers only requests
+    that carry it (last, after the operator's triton_args)."""
     s = settings
     backends: Dict[str, Optional[str]] = {}
     engine_args: Dict[str, str] = {}
@@ -103,7 +117,7 @@ def plan_for(settings: NodeAgentSettings, staged: StagedRepository, env: Dict[st
         executable=s.tritonserver, model_repository=staged.path, bind=s.triton_bind,
         ports=TritonPorts(http=s.http_port, grpc=s.grpc_port, metrics=s.metrics_port),
         model_control_mode=s.model_control_mode, load_models=s.load_models, exit_timeout_s=s.exit_timeout_s,
-        extra_args=s.triton_args, tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
+        extra_args=[*s.triton_args, *restriction_args(gateway_key)], tp=s.tp, pp=s.pp, parallel_backend=s.parallel_backend, mpirun=s.mpirun)
     overlay = s.overlay_dir / (s.container_id or "container")
     plan = plan_launch(options, backends, engine_args, env, gpu_count=gpu_count, overlay=overlay)
     if plan.rewrites:

@@ -17,6 +17,7 @@ from tarn_shared.streams import StreamPublisher
 from .agent_metrics import AgentStatus
 from .errors import TritonError
 from .lifecycle import Lifecycle
+from .model_loads import ModelLoads
 from .nvml import GpuReader
 from .settings import NodeAgentSettings
 from .telemetry import MetricsParseError, Snapshot, model_samples, normalized_load, parse_triton_metrics
@@ -33,6 +34,7 @@ class Reporter:
     publisher: StreamPublisher
     lifecycle: Lifecycle
     status: AgentStatus
+    loads: Optional[ModelLoads] = None  # explicit model control: each model's state in every sample
 
     async def heartbeats(self) -> None:
         while True:
@@ -60,7 +62,8 @@ class Reporter:
                 triton_up = False
                 self.status.count_error("triton")
                 log.warning("cannot read Triton's metrics", extra={"error": str(exc)})
-            await self._publish(await self._sample(interval, triton_up, models))
+            sample = await self._sample(interval, triton_up, models)
+            await self._publish(sample.model_copy(update={"model_states": await self._model_states()}))
 
     async def _sample(self, interval_s: float, triton_up: bool,
                       models: List[ev.ModelSample]) -> ev.TelemetrySample:
@@ -76,6 +79,18 @@ class Reporter:
                                   interval_s=interval_s, triton_up=triton_up, load=load, models=models,
                                   gpus=reading.gpus, gpu_error=reading.error, mig_devices=reading.mig_devices or None,
                                   gpus_unreadable=reading.unreadable or None)
+
+    async def _model_states(self) -> Optional[List[ev.ModelOnInstance]]:
+        if self.loads is None:
+            return None
+        if self.lifecycle.state in (ev.InstanceState.DRAINING, ev.InstanceState.STOPPED):
+            # Requests to Triton while it stops keep its HTTP server waiting out the exit timeout.
+            return self.loads.states()
+        try:
+            return await self.loads.refresh()
+        except TritonError as exc:
+            log.warning("cannot read Triton's model index", extra={"error": str(exc)})
+            return self.loads.states()
 
     async def _publish(self, event: ev.Event) -> None:
         try:

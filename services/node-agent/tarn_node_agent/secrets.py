@@ -1,12 +1,14 @@
 """Secrets from a Hadoop credential file (JCEKS, as ``hadoop credential create`` writes it)
-mapped to Triton's environment. Values go nowhere else: not a log, an event or an error.
+mapped to Triton's environment, and the deployment's gateway key (``tarn.gateway.key``), which
+is not: Triton gets it only as its restricted-API key (launch.restriction_args). Values go
+nowhere else: not a log, an event or an error.
 """
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 from tarn_shared.settings import unsafe_env_name
 
@@ -15,13 +17,18 @@ from .errors import SecretsError
 log = logging.getLogger(__name__)
 ENV_PREFIX = "tarn.env."
 FIXED_ALIASES = {"huggingface.token": "HUGGING_FACE_HUB_TOKEN"}
+GATEWAY_KEY_ALIAS = "tarn.gateway.key"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Travels in an HTTP header and in tritonserver's `<apis>:<header>=<key>` flag, and is written
+# into HAProxy's map and Knox's alias: no ':', '=', ',', '%', quotes or spaces.
+GATEWAY_KEY = re.compile(r"^[A-Za-z0-9._~+/-]{16,512}$")
 
 
 @dataclass(frozen=True)
 class SecretEnvironment:
     values: Dict[str, str] = field(repr=False)  # never printed
     ignored_aliases: List[str] = field(default_factory=list)
+    gateway_key: Optional[str] = field(default=None, repr=False)
 
     @property
     def names(self) -> List[str]:
@@ -34,7 +41,13 @@ def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:
     (LD_PRELOAD, PATH, PYTHONPATH, ...)."""
     values: Dict[str, str] = {}
     ignored: List[str] = []
+    gateway_key = secrets.get(GATEWAY_KEY_ALIAS)
+    if gateway_key is not None and not GATEWAY_KEY.match(gateway_key):
+        raise SecretsError(f"credential alias {GATEWAY_KEY_ALIAS!r} must be 16 to 512 characters of "
+                           "A-Z a-z 0-9 . _ ~ + / - (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     for alias in sorted(secrets):
+        if alias == GATEWAY_KEY_ALIAS:
+            continue
         name = FIXED_ALIASES.get(alias)
         if name is None and alias.lower().startswith(ENV_PREFIX):
             # JCEKS keeps aliases in lower case, so the variable name is upper-cased back.
@@ -51,4 +64,4 @@ def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:
                         extra={"alias": alias})
             continue
         values[name] = secrets[alias]
-    return SecretEnvironment(values, ignored)
+    return SecretEnvironment(values, ignored, gateway_key)

@@ -57,12 +57,16 @@ class NodeAgentSettings(TarnSettings):
     overlay_dir: Path = Field(Path("tarn-overlay"), description="this container's copies of the model files "
                                                                "the agent rewrites (the repository is never written)")
     secrets: Optional[CredentialLocationStr] = Field(None, description="JCEKS credential file: hdfs://... or jceks://hdfs@host:port/...")
+    require_gateway_key: bool = Field(
+        False, description="refuse to start Triton unless the credential file holds tarn.gateway.key (the "
+                           "key HAProxy and Knox add; without it Triton answers anyone who reaches its ports)")
 
     # -- tritonserver
     tritonserver: str = Field("tritonserver", description="tritonserver executable (path or name on PATH)")
     triton_args: Annotated[List[str], NoDecode] = Field(
         default_factory=list, description="extra tritonserver arguments (environment: shell-style words)")
-    triton_bind: str = Field("0.0.0.0", description="address tritonserver listens on")
+    triton_bind: str = Field("0.0.0.0", description="address tritonserver's HTTP, gRPC and metrics listen on "
+                                                     "(e.g. the address only the gateways' network reaches)")
     http_port: int = Field(8000, ge=1, le=65535)
     grpc_port: int = Field(8001, ge=1, le=65535)
     metrics_port: int = Field(8002, ge=1, le=65535)

@@ -87,8 +87,15 @@ class TritonApi:
     """Triton's HTTP/REST (KServe v2 + repository extension) and metrics endpoints."""
 
     def __init__(self, host: str, http_port: int, metrics_port: int, timeout_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=timeout_s, trust_env=False)
+        # No idle keep-alive connection: Triton's shutdown waits (up to --exit-timeout-secs) for
+        # every open HTTP connection, the agent's own probe connection included.
+        self._http = httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=timeout_s, trust_env=False,
+                                       limits=httpx.Limits(max_keepalive_connections=0))
         self._metrics_url = f"http://{host}:{metrics_port}/metrics"
+
+    def send_gateway_key(self, header: str, key: str) -> None:
+        """Triton restricts the repository API the agent uses (index, load, unload) to this key."""
+        self._http.headers[header] = key
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -105,6 +112,12 @@ class TritonApi:
     async def ready_models(self) -> List[str]:
         response = await self._call("POST", "/v2/repository/index", json={"ready": True})
         return sorted({item["name"] for item in response.json() if item.get("state", "READY") == "READY"})
+
+    async def model_index(self) -> List[Dict[str, object]]:
+        """Every model in the repository with its state (and Triton's reason when unavailable)."""
+        response = await self._call("POST", "/v2/repository/index", json={})
+        entries = response.json()
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     async def load_model(self, model: str, config: Optional[str] = None) -> None:
         body = {"parameters": {"config": config}} if config else None

@@ -10,6 +10,7 @@ from .am_client import Yarn
 from .arguments import build_parser
 from .command_log import CommandLog
 from .exits import EXIT_FAILED, classify
+from .kerberos_login import keytab_login
 from .subcommands import COMMANDS
 
 
@@ -19,6 +20,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.yarn = Yarn(log)
     run = COMMANDS.get(args.command) or args.func
     try:
+        args.yarn.login = keytab_login(getattr(args, "principal", None), getattr(args, "keytab", None))
         return run(args)
     except BrokenPipeError:  # `tarn logs | head`: the reader left, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -23,11 +23,12 @@ class Yarn:
 
     def __init__(self, log: CommandLog) -> None:
         self.log = log
+        self.login = None  # a kerberos_login.KeytabLogin (--principal/--keytab), or None: the ticket cache
         self._client = None
 
     def client(self):
         if self._client is None:
-            self._client = skein_client(self.log)
+            self._client = skein_client(self.log, self.login)
         return self._client
 
     def close(self) -> None:
@@ -52,14 +53,15 @@ def _client_class():
     return QuietClient
 
 
-def skein_client(log: CommandLog):
+def skein_client(log: CommandLog, login=None):
     if shutil.which("yarn") is None:
         raise CliError("`yarn` is not on PATH: tarn reaches YARN through skein's driver, which needs "
                        "Hadoop's client (`yarn classpath --glob`) and HADOOP_CONF_DIR")
     client_class = _client_class()
     try:
         with log.capturing_output():
-            return client_class(log=None, log_level="debug" if log.verbose else "info")
+            keytab = {} if login is None else {"principal": login.principal, "keytab": login.keytab}
+            return client_class(log=None, log_level="debug" if log.verbose else "info", **keytab)
     except Exception as exc:  # the Java driver would not start: Hadoop's configuration, JAVA_HOME...
         raise CliError(f"cannot start skein's driver (is HADOOP_CONF_DIR set?): {str(exc).rstrip('.')}; "
                        f"its output is in {log.path}") from None

@@ -6,6 +6,7 @@ from typing import Dict
 
 from tarn_shared import defaults
 
+from ..model_copies import read_models_file
 from ..policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, STABILIZATION_S,
                              START_TIMEOUT_S, BLOCKED_TIMEOUT_S)
 from . import simulate
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="say which file skein's driver and Hadoop's client log to (and log more there)")
+    common.add_argument("--principal", help="Kerberos principal to log in as, with --keytab (default: the "
+                                            "ticket cache from kinit)")
+    common.add_argument("--keytab", help="keytab holding --principal's key")
 
     s = sub.add_parser("submit", help="submit a deployment to YARN", epilog=SUBMIT_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
@@ -137,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the crash-loop window (default {CRASH_LOOP_WINDOW_S:g})")
     ours.add_argument("--tritonserver", help="tritonserver executable for the node-agent (process runtime)")
     ours.add_argument("--model-control-mode", choices=["none", "poll", "explicit"])
+    models = s.add_argument_group("per-model placement (default: every model on every instance)")
+    models.add_argument("--placement", choices=["all-models", "per-model"],
+                        help="per-model: each model gets its own copies, placed by memory; Triton runs with "
+                             "--model-control-mode explicit (default all-models)")
+    models.add_argument("--model-min-copies", type=int, metavar="N", help="copies each model keeps (default 1; "
+                                                                           "0 lets an idle model unload)")
+    models.add_argument("--model-max-copies", type=int, metavar="N", help="copies a model may reach (default "
+                                                                           "--max-instances)")
+    models.add_argument("--model-memory", metavar="SIZE", help="a model's declared footprint until an agent "
+                                                               "measures it, e.g. 2GiB")
+    models.add_argument("--models", metavar="FILE", help="models.yaml: per-model min/max/memory overriding the "
+                                                         "flags; lists the deployment's models")
     ours.add_argument("--admin-token", help="token for /scale (or TARN_ADMIN_TOKEN; default: --token)")
     ours.add_argument("--allow-query-token", action="store_true", default=None,
                       help="accept ?token= (it leaks into logs; Grafana's seeds setup uses it)")
@@ -189,10 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 def submit_values(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str, object]:
     """argparse's namespace into SubmitOptions' fields, with the seeds' environment fallbacks."""
     values = {k: v for k, v in vars(args).items()
-              if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn")
+              if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn",
+                           "principal", "keytab")
               and v is not None}
     values["env"] = parse_env_pairs(args.env)
     values["agent_env"] = parse_env_pairs(args.agent_env, "--agent-env")
+    if args.models is not None:
+        values["models"] = read_models_file(args.models)
     values.setdefault("token", environ.get("TARN_TOKEN") or None)
     values.setdefault("admin_token", environ.get("TARN_ADMIN_TOKEN") or None)
     values.setdefault("authz_gateway_token", environ.get("TARN_AUTHZ_GATEWAY_TOKEN") or None)

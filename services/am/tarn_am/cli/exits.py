@@ -24,8 +24,21 @@ def classify(exc: BaseException) -> Tuple[int, str, bool]:
     if http:
         return EXIT_FAILED, http, False
     if type(exc).__module__.startswith("skein"):
-        return EXIT_FAILED, f"YARN (skein): {_one_line(exc)}", False
+        return EXIT_FAILED, kerberos_hint(_one_line(exc)) or f"YARN (skein): {_one_line(exc)}", False
     return EXIT_FAILED, f"unexpected {type(exc).__name__}: {_one_line(exc)}", True
+
+
+# What Hadoop's RPC client says when it has neither a ticket nor a token for a secure server.
+NO_CREDENTIALS = ("Kerberos ticket not found", "Client cannot authenticate via", "GSS initiate failed",
+                  "Failed to find any Kerberos tgt")
+
+
+def kerberos_hint(message: str) -> str:
+    """A Kerberized YARN refusing a caller without a ticket, said with the fix; else ''."""
+    if not any(marker in message for marker in NO_CREDENTIALS):
+        return ""
+    return ("YARN refused tarn: no valid Kerberos ticket; run kinit, or give --principal and --keytab "
+            f"(YARN said: {message[:200]})")
 
 
 def _http_failure(exc: BaseException) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from tarn_shared import defaults
 from tarn_shared.errors import ConfigError
@@ -16,6 +17,7 @@ from tarn_shared.locations import CredentialLocationStr, LocationStr
 from tarn_shared.settings import ENV_NAME, CommaList, unsafe_env_name
 
 from .. import policy_config as policy
+from ..model_copies import ModelPlan, ModelsFile, placement_problems, resolve_plan
 from ..policy_config import policy_problems
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" lets a trailing newline through
@@ -45,6 +47,8 @@ FLAG_OF = {  # field -> the flag a user typed, for error messages
     "start_timeout_s": "--start-timeout", "heartbeat_timeout_s": "--heartbeat-timeout",
     "blocked_timeout_s": "--blocked-timeout",
     "crash_loop_failures": "--crash-loop-failures", "crash_loop_window_s": "--crash-loop-window",
+    "placement": "--placement", "model_min_copies": "--model-min-copies", "model_max_copies": "--model-max-copies",
+    "model_memory": "--model-memory", "models": "--models",
 }
 # The node-agent's own periods, which the policy is checked against (policy_config.py), and
 # their values when --agent-env leaves them alone (the spec sets the telemetry interval).
@@ -119,8 +123,22 @@ class SubmitOptions(BaseModel):
     tritonserver: Optional[str] = None
     admin_token: Optional[SecretStr] = None
     allow_query_token: bool = False
-    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    model_control_mode: Optional[Literal["none", "poll", "explicit"]] = None  # see triton_model_control_mode
     agent_env: Dict[str, str] = Field(default_factory=dict)
+    # per-model placement (model_copies.py): the flags' defaults and the --models file
+    placement: Literal["all-models", "per-model"] = "all-models"
+    model_min_copies: int = Field(1, ge=0)
+    model_max_copies: Optional[int] = Field(None, ge=1)  # default: --max-instances
+    model_memory: Optional[ByteSize] = Field(None, gt=0)
+    models: Optional[ModelsFile] = None
+
+    @property
+    def triton_model_control_mode(self) -> str:
+        return "explicit" if self.placement == "per-model" else self.model_control_mode or "none"
+
+    @property
+    def model_plan(self) -> Optional[ModelPlan]:
+        return resolve_plan(self)[0] if self.placement == "per-model" else None
 
     @property
     def gpus(self) -> int:
@@ -213,6 +231,7 @@ class SubmitOptions(BaseModel):
                             "environment), not both")
         if self.python_env and not self.python_env.endswith((".tar.gz", ".tgz", ".zip")):
             problems.append("--python-env must be a .tar.gz/.tgz/.zip made by conda-pack")
+        problems += placement_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -252,6 +271,8 @@ def describe(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         flag = FLAG_OF.get(loc[0], loc[0]) if loc else ""
+        if loc[:1] == ["models"] and len(loc) > 1:  # which model and field of the file
+            flag = f"--models {'.'.join(loc[1:])}"
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{flag}: {message}" if flag else message)
     return "invalid submit options:\n  " + "\n  ".join(lines)

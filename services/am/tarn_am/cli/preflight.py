@@ -16,7 +16,7 @@ import getpass
 import posixpath
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tarn_shared.errors import ConfigError
 from tarn_shared.hadoop_conf import kerberos_enabled, read_hadoop_conf, webhdfs_urls_from_conf
@@ -97,14 +97,18 @@ def password_hint(container_env: Mapping[str, str], environ: Mapping[str, str]) 
 
 # ---------------------------------------------------------------- verdicts, pure
 
-def repository_verdict(check: Check, facts: Facts) -> Optional[str]:
+def repository_verdict(check: Check, facts: Facts, listed: Sequence[str] = ()) -> Optional[str]:
+    """``listed``: the models --models names, each of which the repository must hold."""
     where = f"{check.flag} {check.uri}"
     if facts.kind is None:
         return f"{where}: does not exist on HDFS"
     if facts.kind != "DIRECTORY":
         return f"{where}: is a file on HDFS, not a model repository directory"
-    _, problems = layout_problems(facts.entries)
-    return f"{where}: not a valid Triton model repository: {'; '.join(problems)}" if problems else None
+    models, problems = layout_problems(facts.entries)
+    if problems:
+        return f"{where}: not a valid Triton model repository: {'; '.join(problems)}"
+    absent = sorted(set(listed) - set(models))
+    return f"{where}: has no model {', '.join(map(repr, absent))} that --models names" if absent else None
 
 
 def secrets_verdict(check: Check, facts: Facts, password: str, hint: str) -> Optional[str]:
@@ -156,10 +160,15 @@ def secrets_facts(reader: WebHdfsReader, path: str) -> Facts:
 Reader = Callable[[str, str, bool], WebHdfsReader]  # (urls, user, kerberos) -> reader
 
 
-def open_reader(urls: str, user: str, kerberos: bool) -> WebHdfsReader:
+def open_reader(urls: str, user: str, kerberos: bool, login=None) -> WebHdfsReader:
+    """``login``: a kerberos_login.KeytabLogin (--principal/--keytab), else the ticket cache."""
     if not kerberos:
         return WebHdfsReader.open(urls, user)
-    auth = spnego_auth()
+    if login is not None:
+        from .kerberos_login import gssapi_credentials
+        auth = spnego_auth(gssapi_credentials(login))
+    else:
+        auth = spnego_auth()
     if auth is None:
         raise WebHdfsError("the cluster uses Kerberos and SPNEGO needs httpx-gssapi "
                            "(pip install 'tarn-am[kerberos]')")
@@ -181,6 +190,7 @@ def check_before_submit(options: SubmitOptions, environ: Mapping[str, str],
     user = hdfs_user(container_env, environ)
     problems: List[str] = []
     unchecked: List[str] = []
+    listed = sorted(options.model_plan.models) if options.model_plan else []
     for check in checks:
         urls = webhdfs_for(check, container_env, conf)
         if not urls:
@@ -189,7 +199,7 @@ def check_before_submit(options: SubmitOptions, environ: Mapping[str, str],
             continue
         try:
             with reader(urls, user, kerberos_enabled(conf)) as hdfs:
-                verdict = _verdict(check, hdfs, container_env, environ)
+                verdict = _verdict(check, hdfs, container_env, environ, listed)
         except WebHdfsError as exc:
             unchecked.append(f"{check.flag} {check.uri}: {exc}")
             continue
@@ -205,10 +215,10 @@ def check_before_submit(options: SubmitOptions, environ: Mapping[str, str],
 
 
 def _verdict(check: Check, hdfs: WebHdfsReader, container_env: Mapping[str, str],
-             environ: Mapping[str, str]) -> Optional[str]:
+             environ: Mapping[str, str], listed: Sequence[str]) -> Optional[str]:
     path = check.location.hdfs_path or "/"
     if check.flag == "--secrets":
         return secrets_verdict(check, secrets_facts(hdfs, path), store_password(container_env),
                                password_hint(container_env, environ))
-    return repository_verdict(check, repository_facts(hdfs, path))
+    return repository_verdict(check, repository_facts(hdfs, path), listed)
 

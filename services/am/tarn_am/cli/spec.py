@@ -39,6 +39,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import skein
 
+from tarn_shared.locations import parse_location
+
 from ..containers import Slot
 from .options import SubmitOptions
 
@@ -144,11 +146,13 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         "TARN_AM_CRASH_LOOP_FAILURES": str(options.crash_loop_failures),
         "TARN_AM_CRASH_LOOP_WINDOW_S": repr(options.crash_loop_window_s),
         "TARN_AM_ALLOW_QUERY_TOKEN": "true" if options.allow_query_token else "false",
+        "TARN_AM_PLACEMENT": options.placement,
     }
     optional = {
         "TARN_AM_ZK_ENSEMBLE": options.zk_ensemble,
         "TARN_AM_RANGER_SERVICE": options.ranger_service,
         "TARN_AM_AUTHZ_URL": options.authz_url,
+        "TARN_AM_MODEL_PLAN": options.model_plan.model_dump_json() if options.model_plan else None,
         # Secrets travel in the spec, which skein stores in the submitter's private
         # staging directory; they are never put on a command line.
         "TARN_AM_TOKEN": options.token.get_secret_value() if options.token else None,
@@ -172,7 +176,7 @@ def agent_environment(options: SubmitOptions) -> Dict[str, str]:
         "TARN_NODE_AGENT_METRICS_PORT": str(options.metrics_port),
         "TARN_NODE_AGENT_TP": str(options.tp),
         "TARN_NODE_AGENT_PP": str(options.pp),
-        "TARN_NODE_AGENT_MODEL_CONTROL_MODE": options.model_control_mode,
+        "TARN_NODE_AGENT_MODEL_CONTROL_MODE": options.triton_model_control_mode,
         # The policy's period: submit refused an --agent-env that differs from it.
         "TARN_NODE_AGENT_TELEMETRY_INTERVAL_S": repr(options.telemetry_interval_s),
     })
@@ -213,6 +217,18 @@ def triton_script(options: SubmitOptions, launcher: PythonLauncher) -> str:
     bind = (f'export TARN_NODE_AGENT_TRITON_BIND="${{TARN_NODE_AGENT_TRITON_BIND:-$({launcher.python()} -c '
             "'import os, socket; print(socket.gethostbyname(os.environ[\"NM_HOST\"]))')}\"\n")
     return launcher.prologue() + _ADVERTISE + bind + f"exec {launcher.python()} -m tarn_node_agent\n"
+
+
+def token_file_systems(options: SubmitOptions) -> List[str]:
+    """The HDFS file systems the containers read by name (repository, credential file): on a
+    Kerberized cluster skein gets an HDFS delegation token for each (and the default one)."""
+    found: List[str] = []
+    for value in (options.model_repository, options.secrets):
+        location = parse_location(value) if value else None
+        if location is not None and location.hdfs_path is not None and location.authority:
+            if f"hdfs://{location.authority}" not in found:
+                found.append(f"hdfs://{location.authority}")
+    return found
 
 
 def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLauncher,
@@ -257,6 +273,7 @@ def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLau
         tags={APP_TYPE_TAG, f"tarn-deployment:{options.name}", f"placement:{options.placement_tag}"},
         master=master,
         services=services,
+        file_systems=token_file_systems(options),
         # An AM container lost to its node is retried once by YARN (a new attempt; see README).
         max_attempts=2,
     )

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from tarn_shared.errors import ConfigError
+
 from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
 from .options import SubmitOptions
@@ -16,11 +18,16 @@ from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .owners import check_owners
-    from .preflight import check_before_submit
+    from .preflight import check_before_submit, open_reader
     from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
-    if not args.dry_run:
-        check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
+    if not args.dry_run:  # what every container would refuse, refused before YARN
+        check_before_submit(options, os.environ,
+                            reader=lambda urls, user, kerberos: open_reader(urls, user, kerberos, args.yarn.login))
+    if options.placement == "per-model" and not args.dry_run:
+        # Until tarn-am sends the loads, such a fleet would start Triton with no model at all.
+        raise ConfigError("--placement per-model: tarn-am does not place models yet (issue 16), so Triton "
+                          "would serve none; --dry-run shows the spec and the plan")
     client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
     if client is not None:
         check_owners(options, client)  # a backend or ZooKeeper path another live deployment owns

@@ -28,13 +28,14 @@ class WebHdfsError(TarnError):
     """WebHDFS could not answer (unreachable, refused, failed); says what and where."""
 
 
-def spnego_auth() -> Optional[httpx.Auth]:
-    """SPNEGO from the user's Kerberos ticket, or None without httpx-gssapi installed."""
+def spnego_auth(credentials=None) -> Optional[httpx.Auth]:
+    """SPNEGO from the user's Kerberos ticket (or these GSSAPI ``credentials``), or None
+    without httpx-gssapi installed."""
     try:
         from httpx_gssapi import OPTIONAL, HTTPSPNEGOAuth
     except ImportError:
         return None
-    return HTTPSPNEGOAuth(mutual_authentication=OPTIONAL)
+    return HTTPSPNEGOAuth(mutual_authentication=OPTIONAL, creds=credentials)
 
 
 class WebHdfsReader:
@@ -93,12 +94,23 @@ class WebHdfsReader:
                 continue
             if response.status_code == 404 or kind == "FileNotFoundException":
                 raise HdfsNotFound(f"hdfs path {path} does not exist")
-            if response.status_code in (401, 403) or kind in ("AccessControlException", "SecurityException"):
+            if response.status_code == 401:
+                raise WebHdfsError(_unauthenticated(base, op, path, self._user))
+            if response.status_code == 403 or kind in ("AccessControlException", "SecurityException"):
                 raise WebHdfsError(f"WebHDFS at {base} refused {op} {path} "
                                    f"(user {self._user or 'from the Kerberos ticket'}): {message}")
             raise WebHdfsError(f"WebHDFS at {base} answered {response.status_code} to {op} {path}: "
                                f"{kind or 'error'}: {message}")
         raise WebHdfsError(failure)
+
+
+def _unauthenticated(base: str, op: str, path: str, user: Optional[str]) -> str:
+    """A 401: the NameNode wants Kerberos (SPNEGO) and got no valid ticket."""
+    if user:
+        return (f"WebHDFS at {base} refused {op} {path} as user.name={user}: the cluster wants Kerberos "
+                "(SPNEGO); run kinit (or give a keytab) and set hadoop.security.authentication=kerberos")
+    return (f"WebHDFS at {base} refused {op} {path}: no valid Kerberos ticket for SPNEGO; run kinit, "
+            "or point KRB5_CLIENT_KTNAME at a keytab")
 
 
 def _field(response: httpx.Response, *keys: str):

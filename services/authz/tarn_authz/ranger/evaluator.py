@@ -10,9 +10,11 @@ from typing import NamedTuple
 
 from .candidate_index import CandidateIndex
 from .compiled import CompiledPolicy
+from .grant_index import ANYONE, GrantIndex, in_order
 from .javacompat import fold_case, java_hash_order
 from .models import POLICY_TYPE_ACCESS, RangerRoles, ServicePolicies, UnsupportedPolicyFeature
-from .resource_matcher import M_DESCENDANT, M_SELF, M_SELF_AND_ALL_DESCENDANTS, ServiceDefHelper
+from .outcomes import Outcome, evaluate_items, evaluate_one_access
+from .resource_matcher import M_DESCENDANT, M_SELF, M_SELF_AND_ALL_DESCENDANTS, PolicyResourceMatcher, ServiceDefHelper
 from .roles import RoleResolver
 from .validity import to_epoch_ms
 
@@ -42,18 +44,10 @@ class Decision(NamedTuple):
     reason: str = ""
 
 
-class _Outcome:
-    __slots__ = ("allowed", "determined", "priority", "policy_id")
-
-    def __init__(self, allowed=False, determined=False, priority=0, policy_id=-1):
-        self.allowed = allowed
-        self.determined = determined
-        self.priority = priority
-        self.policy_id = policy_id
-
 
 class PolicyEngine:
     """Immutable once built; build a new one when policies or roles change."""
+    indexed = True  # one-access requests go through the grant index (False: Ranger's scan for all)
 
     def __init__(self, service_policies: ServicePolicies, roles: RangerRoles | None = None):
         if service_policies.security_zones:
@@ -95,11 +89,15 @@ class PolicyEngine:
         ]
         compiled.sort(key=CompiledPolicy.sort_key)
         self.policies: tuple[CompiledPolicy, ...] = tuple(compiled)
-        self.policy_count = len(compiled)
         self._index = CandidateIndex(self.policies, helper.options)
+        self._grants = GrantIndex(self.policies, helper.options)
         bounds = sorted({b for p in compiled for w in p.windows for b in w.boundaries()})
         self.time_boundaries_ms: tuple[int, ...] = tuple(bounds)
         self.recurring = any(w.recurring for p in compiled for w in p.windows)
+
+    @property
+    def policy_count(self) -> int:
+        return len(self.policies)
 
     def time_slice(self, now_ms: int) -> object:
         """Equal for two instants only when every validity window answers the same at both."""
@@ -134,126 +132,115 @@ class PolicyEngine:
         user = request.user
         groups = request.user_groups
         roles = request.user_roles or self.roles.roles_for(user, groups)
-        tokens = {"USER": user}
-        scopes = request.resource_element_matching_scopes
-        resource = request.resource
-        ignore_descendant_deny = request.ignore_descendant_deny
-        descendants_match = is_any or request.resource_matching_scope == SELF_OR_DESCENDANTS
         requested = self.all_access_types if is_any else (access,)
-        folded = {a: fold_case(a) for a in requested}
-        principals = frozenset(["u:" + user] if user is not None else ()).union(
+        # ANYONE stands for {USER} and public in the grant index; no policy names it as a principal
+        principals = frozenset(["u:" + user, ANYONE] if user is not None else (ANYONE,)).union(
             ["g:" + g for g in groups], ["r:" + r for r in roles])
+        scan = _Scan(request, requested, roles, principals, is_any)
+        if self.indexed and not is_any and request.resource:
+            self._decide_indexed(scan, now_ms)
+        else:
+            self._decide_by_scan(scan, now_ms)
+        result = scan.result
+        reason = "" if result.policy_id != -1 else "no policy matched"
+        return Decision(result.allowed, scan.audited, result.policy_id, reason)
 
+    def _decide_by_scan(self, scan: _Scan, now_ms: int) -> None:
+        """Ranger's loop over the candidate policies in evaluation order."""
         audited, audit_determined = self._initial_audit
-        result = _Outcome()
-        per_access: dict[str, _Outcome] = {}
-
-        for policy in self.candidates(request):
+        result = scan.result
+        for policy in self.candidates(scan.request):
             if policy.windows and not policy.applicable(now_ms):
                 continue
             if result.allowed and result.priority > policy.priority:
                 result.determined = True  # an allow by a higher priority is final
-            may_decide = policy.items.may_decide_for(principals)
+            may_decide = policy.items.may_decide_for(scan.principals)
             for prm in policy.resources:
                 if (result.determined or not may_decide) and audit_determined:
                     break  # this policy can change neither the audit flag nor the access
-                match_type = prm.match_type(resource, scopes, tokens)
-                if not (match_type == M_SELF or match_type == M_SELF_AND_ALL_DESCENDANTS
-                        or (descendants_match and match_type == M_DESCENDANT)):
+                match_type = scan.match_type(prm)
+                if match_type is None:
                     continue
                 if not audit_determined and policy.audit_enabled:
                     audited = audit_determined = True
                 if not result.determined and may_decide:
-                    self._evaluate_items(policy, match_type, requested, folded, user, groups, roles,
-                                         is_any, ignore_descendant_deny, per_access, result)
+                    scan.evaluate_items(policy, match_type)
             if result.allowed and not policy.has_deny:
                 result.determined = True  # no deny policy can follow at this priority
             if audit_determined and result.determined:
                 break
+        scan.audited = audited
 
-        reason = "" if result.policy_id != -1 else "no policy matched"
-        return Decision(result.allowed, audited, result.policy_id, reason)
+    def _decide_indexed(self, scan: _Scan, now_ms: int) -> None:
+        """The same loop over only the policies with an item naming this access for one of the
+        request's principals (with one access asked, the others never change the outcome; see
+        docs/architecture.md), then the audit flag from any audited policy that matches."""
+        request = scan.request
+        resource, scopes, tokens = request.resource, scan.scopes, scan.tokens
+        access = scan.requested[0]
+        folded = scan.folded[access]
+        deciders, audited_lists = self._grants.lookup(resource, scopes, scan.principals, folded)
+        policies = self.policies
+        result = scan.result
+        audited, audit_determined = self._initial_audit
+        for rank in in_order(deciders):
+            policy = policies[rank]
+            if policy.windows and not policy.applicable(now_ms):
+                continue
+            if result.allowed and (result.priority > policy.priority or not policy.has_deny):
+                break  # an allow by a higher priority is final; without a deny, one of equal priority too
+            for prm in policy.resources:
+                match_type = prm.match_type(resource, scopes, tokens)
+                if not (match_type == M_SELF or match_type == M_SELF_AND_ALL_DESCENDANTS
+                        or (scan.descendants_match and match_type == M_DESCENDANT)):
+                    continue
+                if not audit_determined and policy.audit_enabled:
+                    audit_determined = audited = True
+                if not result.determined:
+                    evaluate_one_access(policy, match_type, access, folded, request.user, request.user_groups,
+                                        scan.roles, request.ignore_descendant_deny, scan.per_access, result)
+            if result.determined or (result.allowed and not policy.has_deny):
+                break  # a deny decided, or no deny policy can follow at this priority
+        if not audit_determined:
+            audited = any(self._matches(policies[rank], scan, now_ms) for rank in in_order(audited_lists))
+        scan.audited = audited
 
     @staticmethod
-    def _evaluate_items(policy: CompiledPolicy, match_type: int, requested, folded, user, groups, roles,
-                        is_any: bool, ignore_descendant_deny: bool, per_access: dict[str, _Outcome],
-                        result: _Outcome) -> None:
-        """RangerDefaultPolicyEvaluator.evaluatePolicyItems, one access type at a time."""
-        priority = policy.priority
-        items = policy.items
-        for access in requested:
-            decided = items.determining_item(user, groups, roles, folded[access])
-            if decided is None and policy.deny_all_else:
-                decided = False
-            one = None
-            if decided is False:
-                if match_type != M_DESCENDANT or not ignore_descendant_deny:
-                    one = _Outcome(False, True, priority, policy.id)
-            elif decided is True:
-                one = _Outcome(True, False, priority, policy.id)
-            if one is None:
-                continue
-            old = per_access.get(access)
-            if old is None:
-                per_access[access] = one
-            elif old.allowed:
-                if not one.allowed:
-                    if priority >= old.priority:
-                        per_access[access] = one
-                elif priority > old.priority:
-                    per_access[access] = one
-            else:
-                if priority >= old.priority and one.allowed and is_any:
-                    per_access[access] = one
-                elif priority > old.priority:
-                    per_access[access] = one
-            if is_any:
-                if ignore_descendant_deny and one.allowed:
-                    break
-                if not ignore_descendant_deny and not one.allowed:
-                    break
-        if is_any and not ignore_descendant_deny:
-            composite = _composite_of_groups(per_access, requested)
-        else:
-            composite = _composite_of_group(per_access, requested)
-        if composite is not None:
-            _copy(composite, result)
+    def _matches(policy: CompiledPolicy, scan: _Scan, now_ms: int) -> bool:
+        if policy.windows and not policy.applicable(now_ms):
+            return False
+        return any(scan.match_type(prm) is not None for prm in policy.resources)
 
 
-def _composite_of_group(per_access: dict[str, _Outcome], accesses) -> _Outcome | None:
-    """deriveAccessResultFromGroup: any allowed access decides; else all denied decides."""
-    denied = None
-    complete = True
-    for access in accesses:
-        outcome = per_access.get(access)
-        if outcome is None:
-            complete = False
-        elif outcome.allowed:
-            return outcome
-        elif denied is None:
-            denied = outcome
-    return denied if complete else None
+class _Scan:
+    """One request's evaluation state: what it asks, and the outcome so far."""
+    __slots__ = ("request", "requested", "folded", "roles", "principals", "tokens", "scopes", "is_any",
+                 "descendants_match", "per_access", "result", "audited")
 
+    def __init__(self, request: AccessRequest, requested: tuple[str, ...], roles: frozenset[str],
+                 principals: frozenset[str], is_any: bool):
+        self.request = request
+        self.requested = requested
+        self.folded = {a: fold_case(a) for a in requested}
+        self.roles = roles
+        self.principals = principals
+        self.tokens = {"USER": request.user}
+        self.scopes = request.resource_element_matching_scopes
+        self.is_any = is_any
+        self.descendants_match = is_any or request.resource_matching_scope == SELF_OR_DESCENDANTS
+        self.per_access: dict[str, Outcome] = {}
+        self.result = Outcome()
+        self.audited = False
 
-def _composite_of_groups(per_access: dict[str, _Outcome], accesses) -> _Outcome | None:
-    """getCompositeAccessResult when every access type is its own group (descendant denies count)."""
-    complete = True
-    first_allow = None
-    for access in java_hash_order(accesses):  # iteration order of a HashSet of singleton sets
-        outcome = per_access.get(access)
-        if outcome is None:
-            complete = False
-        elif not outcome.allowed:
-            return outcome
-        elif first_allow is None:
-            first_allow = outcome
-    if complete and first_allow is not None:
-        return first_allow
-    return None
+    def match_type(self, prm: PolicyResourceMatcher) -> int | None:
+        """The resource set's match type when it counts for this request, else None."""
+        match_type = prm.match_type(self.request.resource, self.scopes, self.tokens)
+        if match_type == M_SELF or match_type == M_SELF_AND_ALL_DESCENDANTS \
+                or (self.descendants_match and match_type == M_DESCENDANT):
+            return match_type
+        return None
 
-
-def _copy(source: _Outcome, target: _Outcome) -> None:
-    target.allowed = source.allowed
-    target.determined = source.determined
-    target.priority = source.priority
-    target.policy_id = source.policy_id
+    def evaluate_items(self, policy: CompiledPolicy, match_type: int) -> None:
+        request = self.request
+        evaluate_items(policy, match_type, self.requested, self.folded, request.user, request.user_groups,
+                       self.roles, self.is_any, request.ignore_descendant_deny, self.per_access, self.result)

@@ -29,6 +29,7 @@ import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.protocol.HdfsConstants.SafeModeAction;
 import org.apache.hadoop.metrics2.lib.DefaultMetricsSystem;
+import org.apache.hadoop.security.UserGroupInformation;
 import org.apache.hadoop.service.Service;
 import org.apache.hadoop.yarn.api.records.NodeId;
 import org.apache.hadoop.yarn.api.records.NodeLabel;
@@ -152,6 +153,13 @@ public final class TarnMiniCluster {
     conf.set("yarn.application.classpath", String.join(",",
         confDir.getPath(), conf.get("tarn.minicluster.lib-dir") + "/*"));
 
+    if ("kerberos".equalsIgnoreCase(conf.get("hadoop.security.authentication", "simple"))) {
+      // Secure mode: the daemons below log in themselves; the launcher's own HDFS calls
+      // (the /tmp and /user it creates) need a login first.
+      UserGroupInformation.setConfiguration(conf);
+      UserGroupInformation.loginUserFromKeytab(conf.get("dfs.namenode.kerberos.principal"),
+          conf.get("dfs.namenode.keytab.file"));
+    }
     Map<String, String> labels = nodeLabels(conf.get("tarn.minicluster.node-labels", ""));
     if (!labels.isEmpty()) {
       enableNodeLabels(new TreeMap<>(labels).values(), yarnHome);

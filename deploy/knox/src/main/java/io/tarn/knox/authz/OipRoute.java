@@ -1,6 +1,7 @@
 package io.tarn.knox.authz;
 
-import java.io.ByteArrayOutputStream;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -9,23 +10,41 @@ import java.util.regex.Pattern;
  * (deploy/haproxy/tarn_authz.lua, {@code classify}) decides it. Pure.
  *
  * <pre>
- *   /v2/models/{m}[/versions/{v}]/infer            infer on m
- *   /v2/models/{m}[/versions/{v}][/|/config|/ready] metadata on m
+ *   /v2/models/{m}[/versions/{digits}]/infer|generate|generate_stream  infer on m
+ *   /v2/models/{m}[/versions/{digits}][/config|/ready]                metadata on m
  *   /v2/repository/index                           the models the user may list
- *   /v2, /v2/, /v2/health/live, /v2/health/ready   any authenticated user
+ *   /v2, /v2/health/live, /v2/health/ready         any authenticated user
+ *   a path not in canonical form                   refused (400)
  *   anything else                                  deny
  * </pre>
- * The path is the raw (still percent-encoded) one; only the model name is decoded.
+ * The path is the raw one the client sent. Triton 2.51 (src/http_server.cc) routes the raw path
+ * with RE2 FullMatch: case-sensitive, never percent-decoded or cleaned of dot segments, so
+ * {@code %69dentity} or {@code identity;x} are other model names to it, while Jetty and Knox's
+ * rewriter may decode or normalize before dispatch. A path that any hop could read two ways is
+ * therefore refused; a canonical one means the same model to Knox and to Triton.
  */
 public final class OipRoute {
-  public enum Kind { SERVER, INDEX, MODEL, DENY }
+  public enum Kind { SERVER, INDEX, MODEL, DENY, REFUSE }
 
   private static final Pattern MODEL_PATH = Pattern.compile("^/v2/models/([^/]+)(.*)$", Pattern.DOTALL);
-  private static final Pattern VERSION = Pattern.compile("^/versions/([^/]+)(.*)$", Pattern.DOTALL);
-  private static final Pattern ESCAPE = Pattern.compile("%([0-9A-Fa-f]{2})");
+  private static final Pattern VERSION = Pattern.compile("^/versions/([0-9]+)(.*)$", Pattern.DOTALL);
+  /** RFC 3986 unreserved and sub-delims, ":" "@" "/": no "%", ";", backslash, "#", space or non-ASCII. */
+  private static final Pattern CANONICAL_CHARS = Pattern.compile("/[A-Za-z0-9._~!$&'()*+,=:@/-]*");
+  private static final Pattern DOT_SEGMENT = Pattern.compile("(^|/)\\.\\.?(/|$)");
+  private static final Map<String, String> MODEL_ACTIONS = new HashMap<>();
   private static final OipRoute SERVER = new OipRoute(Kind.SERVER, null, null);
   private static final OipRoute INDEX = new OipRoute(Kind.INDEX, null, null);
   private static final OipRoute DENY = new OipRoute(Kind.DENY, null, null);
+  private static final OipRoute REFUSE = new OipRoute(Kind.REFUSE, null, null);
+
+  static {
+    for (String metadata : new String[] {"", "/config", "/ready"}) {
+      MODEL_ACTIONS.put(metadata, "metadata");
+    }
+    for (String infer : new String[] {"/infer", "/generate", "/generate_stream"}) {
+      MODEL_ACTIONS.put(infer, "infer");
+    }
+  }
 
   public final Kind kind;
   public final String model;
@@ -41,7 +60,10 @@ public final class OipRoute {
     if (path == null) {
       return DENY;
     }
-    if (path.equals("/v2") || path.equals("/v2/") || path.equals("/v2/health/live") || path.equals("/v2/health/ready")) {
+    if (!canonical(path)) {
+      return REFUSE;
+    }
+    if (path.equals("/v2") || path.equals("/v2/health/live") || path.equals("/v2/health/ready")) {
       return SERVER;
     }
     if (path.equals("/v2/repository/index")) {
@@ -51,38 +73,21 @@ public final class OipRoute {
     if (!modelPath.matches() || modelPath.group(1).equals("stats")) {
       return DENY;
     }
-    String model = modelPath.group(1);
     String rest = modelPath.group(2);
     Matcher version = VERSION.matcher(rest);
     if (version.matches()) {
       rest = version.group(2);
     }
-    if (rest.equals("/infer")) {
-      return new OipRoute(Kind.MODEL, percentDecode(model), "infer");
-    }
-    if (rest.isEmpty() || rest.equals("/") || rest.equals("/config") || rest.equals("/ready")) {
-      return new OipRoute(Kind.MODEL, percentDecode(model), "metadata");
-    }
-    return DENY;
+    String action = MODEL_ACTIONS.get(rest);
+    return action == null ? DENY : new OipRoute(Kind.MODEL, modelPath.group(1), action);
   }
 
-  /** %XX to the byte it names, nothing else (as the Lua's url_decode); bytes read as UTF-8. */
-  static String percentDecode(String text) {
-    Matcher escape = ESCAPE.matcher(text);
-    if (!escape.find()) {
-      return text;
+  /** As the Lua's {@code canonical}: safe characters only, no empty, "." or ".." segment, no trailing "/". */
+  static boolean canonical(String path) {
+    if (!CANONICAL_CHARS.matcher(path).matches() || path.contains("//")) {
+      return false;
     }
-    ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-    int last = 0;
-    do {
-      byte[] literal = text.substring(last, escape.start()).getBytes(java.nio.charset.StandardCharsets.UTF_8);
-      bytes.write(literal, 0, literal.length);
-      bytes.write(Integer.parseInt(escape.group(1), 16));
-      last = escape.end();
-    } while (escape.find());
-    byte[] tail = text.substring(last).getBytes(java.nio.charset.StandardCharsets.UTF_8);
-    bytes.write(tail, 0, tail.length);
-    return new String(bytes.toByteArray(), java.nio.charset.StandardCharsets.UTF_8);
+    return (path.equals("/") || !path.endsWith("/")) && !DOT_SEGMENT.matcher(path).find();
   }
 
   /** The service-relative path: the request URI after the topology's context path and the route prefix. */

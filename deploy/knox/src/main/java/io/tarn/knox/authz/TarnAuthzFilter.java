@@ -53,7 +53,10 @@ import java.util.TreeSet;
  * (default {@code tarn.authz.gateway.token}) or else the param {@code authz.gateway.token},
  * {@code authz.timeout.ms} (1000), {@code authz.cache.ttl.ms} (2000), {@code authz.cache.max.entries}
  * (50000), {@code authz.ranger.service} and {@code authz.deployment} (which Ranger service
- * authz answers for; its default when unset).
+ * authz answers for; its default when unset). The deployment's Triton key, which Knox adds as
+ * {@code tarn-gateway-key} to every request it passes on (a client's copy is dropped), comes
+ * from the alias {@code gateway.key.alias} (default {@code tarn.gateway.key}) or else the param
+ * {@code gateway.key}; without one Knox adds none, and a restricted Triton refuses.
  */
 public class TarnAuthzFilter implements Filter {
   public static final String URL = "authz.url";
@@ -65,6 +68,9 @@ public class TarnAuthzFilter implements Filter {
   public static final String CACHE_MAX_ENTRIES = "authz.cache.max.entries";
   public static final String RANGER_SERVICE = "authz.ranger.service";
   public static final String DEPLOYMENT = "authz.deployment";
+  public static final String KEY = "gateway.key";
+  public static final String KEY_ALIAS = "gateway.key.alias";
+  public static final String DEFAULT_KEY_ALIAS = "tarn.gateway.key";
   static final String ROUTE_PREFIX = "tarn.route.prefix";
   static final String RESOURCE_ROLE = "resource.role";
   static final String LIST = "list";
@@ -75,6 +81,7 @@ public class TarnAuthzFilter implements Filter {
   private AuthzClient authz;
   private DecisionCache cache;
   private String routePrefix;
+  private String gatewayKey;
   private Auditor auditor;
 
   @Override
@@ -83,7 +90,7 @@ public class TarnAuthzFilter implements Filter {
     if (url == null) {
       throw new ServletException("TarnAuthz: the provider param " + URL + " (tarn-authz's base URL) is required");
     }
-    String token = gatewayToken(config);
+    String token = secret(config, TOKEN_ALIAS, DEFAULT_TOKEN_ALIAS, TOKEN);
     if (token == null) {
       throw new ServletException("TarnAuthz: no gateway token: create the alias " + param(config, TOKEN_ALIAS,
           DEFAULT_TOKEN_ALIAS) + " (knoxcli.sh create-alias) or set the provider param " + TOKEN);
@@ -93,6 +100,11 @@ public class TarnAuthzFilter implements Filter {
     cache = new DecisionCache(intParam(config, CACHE_TTL_MS, 2000), intParam(config, CACHE_MAX_ENTRIES, 50_000),
         System::nanoTime);
     routePrefix = param(config, ROUTE_PREFIX, "");
+    gatewayKey = secret(config, KEY_ALIAS, DEFAULT_KEY_ALIAS, KEY);
+    if (gatewayKey == null) {
+      LOG.warn("TarnAuthz: no Triton key (alias {} or param {}): a restricted Triton refuses what Knox passes on",
+          param(config, KEY_ALIAS, DEFAULT_KEY_ALIAS), KEY);
+    }
     try {
       auditor = AuditServiceFactory.getAuditService().getAuditor(AuditConstants.DEFAULT_AUDITOR_NAME,
           AuditConstants.KNOX_SERVICE_NAME, AuditConstants.KNOX_COMPONENT_NAME);
@@ -110,13 +122,18 @@ public class TarnAuthzFilter implements Filter {
   @Override
   public void doFilter(ServletRequest servletRequest, ServletResponse servletResponse, FilterChain chain)
       throws IOException, ServletException {
-    HttpServletRequest request = (HttpServletRequest) servletRequest;
+    HttpServletRequest request = new GatewayKeyRequest((HttpServletRequest) servletRequest, gatewayKey);
     HttpServletResponse response = (HttpServletResponse) servletResponse;
     HttpServletRequest original = original(request);
     String path = OipRoute.servicePath(original.getRequestURI(), original.getContextPath(), routePrefix);
     OipRoute route = OipRoute.classify(path);
     Subject subject = SubjectUtils.getCurrentSubject();
     String user = subject == null ? null : SubjectUtils.getEffectivePrincipalName(subject);
+    if (route.kind == OipRoute.Kind.REFUSE) {
+      refuse(request, response, HttpServletResponse.SC_BAD_REQUEST, "request path not in canonical form "
+          + "(no %-escapes, ';', '//', '.' or '..' segments, trailing '/')", null, route);
+      return;
+    }
     if (user == null || user.isEmpty()) {
       refuse(request, response, HttpServletResponse.SC_FORBIDDEN, "no authenticated user", null, route);
       return;
@@ -223,7 +240,7 @@ public class TarnAuthzFilter implements Filter {
   private void refuse(HttpServletRequest request, HttpServletResponse response, int status, String reason,
                       String user, OipRoute route) throws IOException {
     LOG.debug("TarnAuthz: {} {} for user {} ({}): {}", request.getMethod(), request.getRequestURI(), user, route, reason);
-    audit(request, status == HttpServletResponse.SC_FORBIDDEN ? ActionOutcome.FAILURE : ActionOutcome.UNAVAILABLE);
+    audit(request, status == HttpServletResponse.SC_SERVICE_UNAVAILABLE ? ActionOutcome.UNAVAILABLE : ActionOutcome.FAILURE);
     if (status == HttpServletResponse.SC_SERVICE_UNAVAILABLE) {
       response.setHeader("Retry-After", "1");
     }
@@ -295,8 +312,10 @@ public class TarnAuthzFilter implements Filter {
     }
   }
 
-  private static String gatewayToken(FilterConfig config) throws ServletException {
-    String alias = param(config, TOKEN_ALIAS, DEFAULT_TOKEN_ALIAS);
+  /** The alias named by {@code aliasParam} (topology's, then gateway-wide), else the plain param. */
+  private static String secret(FilterConfig config, String aliasParam, String defaultAlias, String plainParam)
+      throws ServletException {
+    String alias = param(config, aliasParam, defaultAlias);
     ServletContext context = config.getServletContext();
     Object services = context == null ? null : context.getAttribute(GatewayServices.GATEWAY_SERVICES_ATTRIBUTE);
     if (services instanceof GatewayServices) {
@@ -317,7 +336,7 @@ public class TarnAuthzFilter implements Filter {
         }
       }
     }
-    return param(config, TOKEN, null);
+    return param(config, plainParam, null);
   }
 
   private static String param(FilterConfig config, String name, String fallback) {

@@ -11,29 +11,42 @@ public class OipRouteTest {
   }
 
   @Test
-  public void inferenceNeedsInfer() {
+  public void inferenceAndGenerationNeedInfer() {
     expect("/v2/models/add_sub/infer", "infer on add_sub");
     expect("/v2/models/add_sub/versions/1/infer", "infer on add_sub");
+    expect("/v2/models/llm/generate", "infer on llm");
+    expect("/v2/models/llm/versions/12/generate_stream", "infer on llm");
   }
 
   @Test
   public void metadataConfigAndReadyNeedMetadata() {
     expect("/v2/models/identity", "metadata on identity");
-    expect("/v2/models/identity/", "metadata on identity");
     expect("/v2/models/identity/versions/2", "metadata on identity");
     expect("/v2/models/identity/config", "metadata on identity");
     expect("/v2/models/identity/versions/2/ready", "metadata on identity");
   }
 
   @Test
-  public void modelNamesArePercentDecoded() {
-    expect("/v2/models/my%20model/infer", "infer on my model");
-    expect("/v2/models/caf%C3%A9/ready", "metadata on café");
+  public void modelNamesAreTakenVerbatimAsTritonDoes() {
+    expect("/v2/models/IDENTITY/infer", "infer on IDENTITY");
+    expect("/v2/models/a.b-c_d~1/ready", "metadata on a.b-c_d~1");
+  }
+
+  @Test
+  public void pathsNotInCanonicalFormAreRefused() {
+    String[] refused = {"/v2/models/%69dentity/infer", "/v2/models/identity%2Finfer", "/v2//models/identity/infer",
+        "/v2/models/x/../identity/infer", "/v2/models/./identity/infer", "/v2/models/identity/infer/", "/v2/",
+        "/v2/models/identity;x=1/infer", "/v2/models/identity/infer;x", "/v2/models/a/../../repository/index",
+        "/v2/models/add_sub/versions//infer", "/v2/models/identity\\/infer", "/v2/models/caf\u00e9/ready",
+        "/v2/models/a b/infer", "/v2/models/identity/infer#x", "v2/models/identity/infer", "/v2/models/identity/..", ""};
+    for (String path : refused) {
+      expect(path, "refuse");
+    }
   }
 
   @Test
   public void serverEndpointsNeedOnlyAnAuthenticatedUser() {
-    for (String path : new String[] {"/v2", "/v2/", "/v2/health/live", "/v2/health/ready"}) {
+    for (String path : new String[] {"/v2", "/v2/health/live", "/v2/health/ready"}) {
       expect(path, "server");
     }
   }
@@ -45,10 +58,10 @@ public class OipRouteTest {
 
   @Test
   public void everythingElseIsDenied() {
-    String[] denied = {"", "/", "/v2/models", "/v2/models/", "/v2/models/stats", "/v2/models/add_sub/stats",
+    String[] denied = {"/", "/v2/models", "/v2/models/stats", "/v2/models/add_sub/stats",
         "/v2/models/add_sub/trace/setting", "/v2/repository/models/add_sub/load", "/v2/trace/setting",
-        "/v2/logging", "/v2/health", "/v2/models/add_sub/infer/", "/v2/models/a/../../repository/index",
-        "/v2/models/add_sub/versions//infer", "/metrics", "/v2/systemsharedmemory/status"};
+        "/v2/logging", "/v2/health", "/metrics", "/v2/systemsharedmemory/status", "/V2/Models/identity/infer",
+        "/v2/models/identity/versions/latest/infer", "/v2/models/identity/INFER", "/v2/repository/r/index"};
     for (String path : denied) {
       expect(path, "deny");
     }

@@ -16,7 +16,10 @@ import java.nio.charset.StandardCharsets;
 import java.security.PrivilegedExceptionAction;
 import java.util.EnumSet;
 import java.util.UUID;
+import java.util.Collections;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 import javax.security.auth.Subject;
 import javax.servlet.DispatcherType;
@@ -52,6 +55,9 @@ public class TarnAuthzFilterTest {
   private static final String INDEX = "[{\"name\":\"add_sub\",\"version\":\"1\",\"state\":\"READY\"},"
       + "{\"name\":\"identity\",\"version\":\"1\",\"state\":\"READY\"},{\"name\":\"secret\"}]";
   private static final AtomicInteger BACKEND_HITS = new AtomicInteger();
+  private static final String KEY = "knox-test-triton-key-0123456789";
+  /** The tarn-gateway-key values the last request reaching the stand-in Triton carried. */
+  private static final AtomicReference<List<String>> KEYS_SEEN = new AtomicReference<>();
   private static Server server;
   private static String base;
 
@@ -63,7 +69,7 @@ public class TarnAuthzFilterTest {
     connector.setPort(0);
     server.addConnector(connector);
     ContextHandlerCollection contexts = new ContextHandlerCollection();
-    contexts.addHandler(context("/gateway/tarn", TestServers.authzUrl(), TestServers.authzToken(), "2000"));
+    contexts.addHandler(context("/gateway/tarn", TestServers.authzUrl(), TestServers.authzToken(), "2000", KEY));
     contexts.addHandler(context("/gateway/shortcache", TestServers.authzUrl(), TestServers.authzToken(), "300"));
     contexts.addHandler(context("/gateway/down", "http://127.0.0.1:" + closedPort(), TestServers.authzToken(), "2000"));
     contexts.addHandler(context("/gateway/badtoken", TestServers.authzUrl(), "not-the-gateway-token", "2000"));
@@ -78,6 +84,11 @@ public class TarnAuthzFilterTest {
   }
 
   private static ServletContextHandler context(String path, String authzUrl, String token, String ttlMs) {
+    return context(path, authzUrl, token, ttlMs, null);
+  }
+
+  private static ServletContextHandler context(String path, String authzUrl, String token, String ttlMs,
+                                               String tritonKey) {
     ServletContextHandler context = new ServletContextHandler();
     context.setContextPath(path);
     context.addFilter(new FilterHolder(new SubjectFromHeaders()), "/*", EnumSet.of(DispatcherType.REQUEST));
@@ -86,6 +97,9 @@ public class TarnAuthzFilterTest {
     authz.setInitParameter(TarnAuthzFilter.TOKEN, token);
     authz.setInitParameter(TarnAuthzFilter.CACHE_TTL_MS, ttlMs);
     authz.setInitParameter(TarnAuthzFilter.ROUTE_PREFIX, "/triton");
+    if (tritonKey != null) {
+      authz.setInitParameter(TarnAuthzFilter.KEY, tritonKey);
+    }
     context.addFilter(authz, "/*", EnumSet.of(DispatcherType.REQUEST));
     context.addServlet(new ServletHolder(new Triton()), "/*");
     return context;
@@ -141,6 +155,7 @@ public class TarnAuthzFilterTest {
     @Override
     protected void service(HttpServletRequest request, HttpServletResponse response) throws IOException {
       BACKEND_HITS.incrementAndGet();
+      KEYS_SEEN.set(Collections.list(request.getHeaders(GatewayKeyRequest.HEADER)));
       byte[] body = (request.getRequestURI().endsWith("/v2/repository/index") ? INDEX : "reached")
           .getBytes(StandardCharsets.UTF_8);
       response.setContentType("application/json");
@@ -160,8 +175,16 @@ public class TarnAuthzFilterTest {
   }
 
   private static Reply call(String method, String path, String user, String groups) throws IOException {
+    return call(method, path, user, groups, null);
+  }
+
+  private static Reply call(String method, String path, String user, String groups, String clientKey)
+      throws IOException {
     HttpURLConnection connection = (HttpURLConnection) new URL(base + path).openConnection();
     connection.setRequestMethod(method);
+    if (clientKey != null) {
+      connection.setRequestProperty(GatewayKeyRequest.HEADER, clientKey);
+    }
     if (user != null) {
       connection.setRequestProperty("X-Test-User", user);
     }
@@ -207,6 +230,17 @@ public class TarnAuthzFilterTest {
       }
     }
     return total;
+  }
+
+  @Test
+  public void tritonGetsTheTopologysKeyNeverTheClients() throws Exception {
+    assertEquals(200, call("POST", "/gateway/tarn/triton/v2/models/add_sub/infer", "alice", null, "forged").status);
+    assertEquals(Collections.singletonList(KEY), KEYS_SEEN.get());
+    assertEquals(200, call("GET", "/gateway/tarn/triton/v2/health/ready", "alice", null, "forged").status);
+    assertEquals(Collections.singletonList(KEY), KEYS_SEEN.get());
+    // Without a key in the topology a client's copy is still dropped (a restricted Triton refuses).
+    assertEquals(200, call("POST", "/gateway/shortcache/triton/v2/models/add_sub/infer", "alice", null, KEY).status);
+    assertEquals(Collections.emptyList(), KEYS_SEEN.get());
   }
 
   @Test

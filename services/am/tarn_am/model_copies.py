@@ -1,0 +1,147 @@
+"""Per-model desired copies (``tarn submit --placement per-model``): the deployment file
+``--models models.yaml``, the flags' defaults, and the resolved plan tarn-am receives.
+
+    default:            # optional; else --model-min-copies, --model-max-copies, --model-memory
+      min: 1
+      max: 3
+      memory: 2GiB      # declared footprint, used until an agent measures the model
+    models:             # with a file, the deployment's models are these (all of the repository without one)
+      bert: {min: 0, max: 4, memory: 3GiB}
+      resnet: {}
+
+Validated with pydantic; every problem is one line naming the model and the field."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
+
+from tarn_shared.errors import ConfigError
+
+MODEL_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # the node-agent's rule for a model directory
+
+
+class CopiesEntry(BaseModel):
+    """One model's line of the file (or its ``default``); absent fields fall back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: Optional[int] = Field(None, ge=0)
+    max: Optional[int] = Field(None, ge=1)
+    memory: Optional[ByteSize] = Field(None, gt=0)
+
+
+class ModelsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: CopiesEntry = Field(default_factory=CopiesEntry)
+    models: Dict[str, CopiesEntry] = Field(min_length=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, dict):
+            value = {k: ({} if v is None else v) for k, v in value.items()}  # "resnet:" alone means defaults
+            for name in value:
+                if not isinstance(name, str) or not MODEL_NAME.match(name):
+                    raise ValueError(f"{name!r} is not a Triton model name (letters, digits, '_', '.', '-')")
+        return value
+
+
+class ModelTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_copies: int = Field(ge=0)
+    max_copies: int = Field(ge=1)
+    memory_bytes: int = Field(gt=0)  # declared; the agents' measurement replaces it
+
+
+class ModelPlan(BaseModel):
+    """What tarn-am places: ``models`` by name; ``default`` for any other model of the
+    repository (None when the file lists the deployment's models)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: Optional[ModelTarget] = None
+    models: Dict[str, ModelTarget] = Field(default_factory=dict)
+
+    def target_for(self, model: str) -> Optional[ModelTarget]:
+        return self.models.get(model, self.default)
+
+
+def read_models_file(path: str) -> object:
+    """The YAML document of ``--models``; unreadable or malformed YAML is one ConfigError."""
+    import yaml  # skein's own dependency; only `tarn submit --models` needs it
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"invalid submit options:\n  --models: cannot read {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"invalid submit options:\n  --models: {path} is not YAML{line}") from None
+    return {} if document is None else document
+
+
+def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int,
+            memory_bytes: Optional[int]) -> tuple[Optional[ModelPlan], List[str]]:
+    """The plan from the file over the flags' defaults, and its problems (one line each)."""
+    problems: List[str] = []
+
+    def target(label: str, entry: CopiesEntry) -> Optional[ModelTarget]:
+        low = entry.min if entry.min is not None else min_copies
+        high = entry.max if entry.max is not None else max_copies
+        memory = entry.memory if entry.memory is not None else memory_bytes
+        before = len(problems)
+        if low > high:
+            problems.append(f"{label}: min copies ({low}) is above max copies ({high})")
+        if memory is None:
+            problems.append(f"{label}: needs a declared memory (or --model-memory): its footprint until "
+                            "an agent measures it")
+        return ModelTarget(min_copies=low, max_copies=high, memory_bytes=int(memory)) \
+            if len(problems) == before else None
+
+    if file is None:
+        default = target("--model-min-copies/--model-max-copies", CopiesEntry())
+        return (ModelPlan(default=default) if default else None), problems
+    fallback = file.default
+    min_copies = fallback.min if fallback.min is not None else min_copies
+    max_copies = fallback.max if fallback.max is not None else max_copies
+    memory_bytes = fallback.memory if fallback.memory is not None else memory_bytes
+    models = {name: target(f"--models: model {name!r}", entry) for name, entry in sorted(file.models.items())}
+    if problems:
+        return None, problems
+    return ModelPlan(models={k: v for k, v in models.items() if v is not None}), problems
+
+
+def resolve_plan(options) -> tuple[Optional[ModelPlan], List[str]]:
+    """The plan of SubmitOptions ``options`` (its placement flags and file)."""
+    return resolve(options.models, options.model_min_copies, options.model_max_copies or options.max_instances,
+                   options.model_memory)
+
+
+def placement_problems(options) -> List[str]:
+    """What per-model mode asks of SubmitOptions' other flags, and the plan's own problems."""
+    given = [flag for flag, value in (("--model-max-copies", options.model_max_copies),
+                                      ("--model-memory", options.model_memory), ("--models", options.models))
+             if value is not None]
+    given += ["--model-min-copies"] if "model_min_copies" in options.model_fields_set else []
+    if options.placement != "per-model":
+        return [f"{flag} needs --placement per-model" for flag in given]
+    plan, problems = resolve_plan(options)
+    if options.model_control_mode not in (None, "explicit"):
+        problems.append(f"--model-control-mode {options.model_control_mode} conflicts with --placement "
+                        "per-model, which runs Triton with --model-control-mode explicit")
+    targets = dict(plan.models) if plan else {}
+    if plan is not None and plan.default is not None:
+        targets["(default)"] = plan.default
+    for name, t in sorted(targets.items()):
+        if t.min_copies > options.max_instances:
+            problems.append(f"model {name!r}: min copies ({t.min_copies}) cannot be placed on "
+                            f"--max-instances {options.max_instances} (at most one copy per instance)")
+    return problems

@@ -1,0 +1,49 @@
+"""One Kerberized stack for every test in tests/kerberos: `stack up --hadoop --kerberos`
+(a real MIT KDC, ZooKeeper with SASL, the minicluster in secure mode), started once per
+session and only when a test here runs.
+
+``login("alice")`` makes this process a Kerberos client as that principal: KRB5_CONFIG
+names the stack's realm, KRB5CCNAME a ticket cache of the test's own and
+KRB5_CLIENT_KTNAME the keytab MIT Kerberos gets the ticket from. ``login(None)``: no ticket.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Optional
+
+import pytest
+
+from tests.support.scripts import load_script
+
+tarnstack = load_script("deploy/local/tarnstack.py")
+kdc = tarnstack.kdc
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory) -> Iterator["tarnstack.Stack"]:
+    stack = tarnstack.Stack(tmp_path_factory.mktemp("kstack"))
+    try:
+        stack.up(hadoop=True, kerberos=True)
+    except (tarnstack.StackError, kdc.KdcError) as exc:
+        pytest.fail(f"the Kerberized stack did not start: {exc}", pytrace=False)
+    yield stack
+    stack.down()
+
+
+def client_env(stack, cache_dir: Path, keytab: Optional[str]) -> Dict[str, str]:
+    cache = cache_dir / f"ccache-{keytab or 'none'}"
+    env = {"KRB5_CONFIG": stack.env["KRB5_CONFIG"], "KRB5CCNAME": f"FILE:{cache}"}
+    if keytab:
+        env["KRB5_CLIENT_KTNAME"] = str(stack.kdc.keytab(keytab))
+    return env
+
+
+@pytest.fixture
+def login(secure_stack, tmp_path, monkeypatch) -> Callable[[Optional[str]], Dict[str, str]]:
+    def as_principal(keytab: Optional[str]) -> Dict[str, str]:
+        monkeypatch.delenv("KRB5_CLIENT_KTNAME", raising=False)
+        env = client_env(secure_stack, tmp_path, keytab)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return env
+    return as_principal
