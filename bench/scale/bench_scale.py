@@ -1,27 +1,41 @@
 """Scale: N simulated node-agents, each publishing a TelemetrySample and an InstanceHeartbeat
 on the deployment's telemetry stream every second (as tarn_node_agent.agent does), while the
 fleet churns (an instance drains, stops and is replaced: instance.draining, instance.stopped,
-instance.ready on the lifecycle stream), against:
+instance.ready on the lifecycle stream; --churn-per-s of the fleet each second), at each of
+--sizes (default 100, 1,000, 10,000), then once more at the largest size with the absolute
+change rate of 1,000 agents (the cost per change: gateway-sync's CPU there <= 2x its CPU at
+1,000). The telemetry is published by shards of the simulator (telemetry_shard.py), one
+process per --agents-per-shard agents; the lifecycle churn by this process. Against:
 
 - a real ``python -m tarn_gateway_sync`` process (lifecycle -> HAProxy Runtime API + ZooKeeper);
 - the AM's consumers in a process of their own (am_consumers.py: tarn_am.bus.RedisBus feeding
   tarn_am.view.FleetView, plus the control loop's once-a-second read). tarn-am itself needs
   skein's ApplicationClient, so it cannot run outside YARN.
 
-Measured per phase (the baseline phase with --baseline-agents, then --agents), each second:
+Measured per phase, each second:
 CPU of each process from /proc/<pid>/stat (utime+stime), and stream lag from XINFO GROUPS
 (``lag``: entries not yet delivered to the group, plus ``pending``: delivered, not acked).
-Baseline figures in the same run: the raw XADD rate this simulator sustains alone (no
-consumer), and the same services with --baseline-agents agents.
+Baseline figures in the same run: the raw XADD rate one simulator process sustains alone (no
+consumer), and the same services at the smaller sizes. gateway-sync runs its periodic full
+reconcile every --reconcile-interval-s (default 10 s), so each phase's CPU includes them.
 
 The simulated instances have no HTTP server behind them (1,000 of them would need 1,000
-listeners): HAProxy's health checks mark them down; what is measured is gateway-sync
-keeping HAProxy's server list and ZooKeeper equal to the fleet.
+listeners): HAProxy's health checks mark them down (--no-haproxy-checks adds them without);
+what is measured is gateway-sync keeping HAProxy's server list and ZooKeeper equal to the
+fleet. "gateways == fleet" is timed from the last change until the newest changes show in
+both (probed every 20 ms), then one whole comparison.
+
+What limits 10,000 here (2 cores shared with other engineers' tests): HAProxy's own Runtime
+API. One `add server` into a backend of 9,000 servers took about 50 ms and one `del server`
+about 20 ms at load average ~13 (joined on one request; they isolate HAProxy's threads), and
+`show servers state` of the backend 5 s; 1% churn of 10,000 asks for 100 of each per second.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import random
 import socket
@@ -29,9 +43,9 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kazoo.client import KazooClient
 
@@ -41,6 +55,8 @@ from tarn_shared.streams import StreamPublisher, connect
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+from tarnstack import Stack  # noqa: E402  the local stack's own control, to restart HAProxy between phases
 TICKS_PER_S = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BACKEND = "triton_backend"
@@ -76,6 +92,8 @@ class Instance:
 class PhaseResult:
     agents: int
     seconds: float
+    churn_per_s: float = 0.0  # fraction of the fleet replaced each second
+    shards: int = 1
     offered_per_s: float = 0.0  # telemetry entries the schedule asks for
     published_per_s: float = 0.0
     late_ticks: int = 0
@@ -99,6 +117,8 @@ class Services:
                    TARN_GATEWAY_SYNC_REPLICA_ID=self.replica, TARN_GATEWAY_SYNC_PORT=str(_free_port()),
                    TARN_GATEWAY_SYNC_ELECTION_PATH=f"/tarn-bench-election-{self.replica}/leader",
                    TARN_GATEWAY_SYNC_ALLOWED_ZK_PATHS=zk_path,  # the bench's own path, not the default namespace
+                   TARN_GATEWAY_SYNC_RECONCILE_INTERVAL_S=str(args.reconcile_interval_s),
+                   TARN_GATEWAY_SYNC_HAPROXY_CHECK=str(args.haproxy_checks).lower(),
                    TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_LOG_LEVEL="WARNING")
         run = Path(args.run_dir)
         self.logs = [open(run / f"gateway-sync-{deployment}.log", "ab"), open(run / f"am-{deployment}.log", "ab")]
@@ -162,7 +182,43 @@ async def group_lag(client, stream: str, group: str) -> Optional[Dict[str, int]]
     return None
 
 
-async def run_phase(args, agents: int, seconds: float) -> PhaseResult:
+class Shards:
+    """The telemetry publishers: slot k (one simulated agent) belongs to shard k % count."""
+
+    def __init__(self, args, deployment: str, app_id: str, count: int) -> None:
+        self.procs = [subprocess.Popen([sys.executable, str(HERE / "telemetry_shard.py"), args.redis_url, deployment,
+                                        app_id], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                      for _ in range(count)]
+
+    def send(self, slot: int, line: str) -> None:
+        stdin = self.procs[slot % len(self.procs)].stdin
+        assert stdin is not None
+        stdin.write(line.encode() + b"\n")
+
+    def everyone(self, line: str) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+    def flush(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.flush()
+
+    def stop(self) -> Dict[str, int]:
+        self.everyone("stop")
+        totals = {"published": 0, "late_ticks": 0}
+        for proc in self.procs:
+            out, _ = proc.communicate(timeout=30)
+            for key, value in json.loads(out.decode().strip().splitlines()[-1]).items():
+                totals[key] += value
+        return totals
+
+
+async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> List[PhaseResult]:
+    """One fleet of ``agents`` registered once, then measured at each churn rate in turn
+    (registering 10,000 servers takes minutes here: HAProxy's add server is the cost)."""
     deployment = f"scale{agents}x{uuid.uuid4().hex[:6]}"
     app_id = "application_1700000000000_0001"
     zk_path = f"/tarn-bench-{deployment}/instances"
@@ -172,12 +228,15 @@ async def run_phase(args, agents: int, seconds: float) -> PhaseResult:
     await put_record(client, ev.DeploymentRecord(deployment=deployment, app_id=app_id, zk_ensemble=args.zk_hosts,
                                                  zk_path=zk_path, haproxy_backend=BACKEND, max_instances=agents))
     services = Services(args, deployment, app_id, zk_path)
+    shards = Shards(args, deployment, app_id, max(1, math.ceil(agents / args.agents_per_shard)))
+    results: List[PhaseResult] = []
     zk = KazooClient(hosts=args.zk_hosts)
     zk.start(timeout=15)
-    result = PhaseResult(agents=agents, seconds=seconds)
+    result = PhaseResult(agents=agents, seconds=seconds, churn_per_s=churns[0], shards=len(shards.procs))
     rng = random.Random(agents)
     next_port = 20000
     live: Dict[int, Instance] = {}
+    slot_of: Dict[int, int] = {}  # port -> slot
 
     def new_instance() -> Instance:
         nonlocal next_port
@@ -200,95 +259,105 @@ async def run_phase(args, agents: int, seconds: float) -> PhaseResult:
         for i in range(0, agents, 200):
             await publisher.publish_many(lifecycle, [lifecycle_event(ev.InstanceReady, x) for x in first[i:i + 200]])
         live = {x.port: x for x in first}
+        for slot, instance in enumerate(first):
+            slot_of[instance.port] = slot
+            shards.send(slot, f"slot {slot} {instance.port} {instance.seq}")
+        shards.flush()
         while routed() != (agents, agents):
-            if time.monotonic() - started > 120:
+            if time.monotonic() - started > args.register_timeout_s:
                 break
             await asyncio.sleep(0.2)
         else:
             result.register_s = time.monotonic() - started
         result.lifecycle_events += agents
+        await asyncio.sleep(1.0)  # the registration's tail out of the window
 
-        pids = services.pids() | {"redis": _pid_of(args.run_dir, "redis"), "haproxy": _pid_of(args.run_dir, "haproxy"),
-                                  "simulator": os.getpid()}
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        read0 = (await group_lag(client, telemetry, "tarn-am") or {"read": 0})["read"]
-        t0 = time.monotonic()
-        published = 0
-        churn_per_tick = args.churn_per_s * agents / TICKS_PER_S
-        churn_debt = 0.0
-        leaving: List[Instance] = []
-        tick = 0
-        while time.monotonic() - t0 < seconds:
-            tick_at = t0 + tick / TICKS_PER_S
-            delay = tick_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.1:
-                result.late_ticks += 1
-            ports = sorted(live)
-            share = [live[p] for p in ports[tick % TICKS_PER_S::TICKS_PER_S]]
-            batch: List[ev.Event] = []
-            for instance in share:
-                batch.append(_sample(deployment, instance))
-                batch.append(ev.InstanceHeartbeat(deployment=deployment, app_id=app_id, instance_id=instance.instance_id,
-                                                  seq=instance.seq, state=ev.InstanceState.READY,
-                                                  endpoints=ev.Endpoints(host="127.0.0.1", http_port=instance.port)))
-            for i in range(0, len(batch), 500):
-                await publisher.publish_many(telemetry, batch[i:i + 500], maxlen=ev.TELEMETRY_MAXLEN)
-            published += len(batch)
-            # churn: last tick's draining instances stop and are replaced; new ones start draining
-            changes: List[ev.Event] = []
+        for churn_per_s in churns:
+            if results:  # the next rate on the same fleet: fresh shards, handed the live slots
+                result = PhaseResult(agents=agents, seconds=seconds, churn_per_s=churn_per_s, shards=len(shards.procs))
+                shards = Shards(args, deployment, app_id, len(shards.procs))
+                for port, instance in live.items():
+                    shards.send(slot_of[port], f"slot {slot_of[port]} {port} {instance.seq}")
+                shards.flush()
+            pids = services.pids() | {"redis": _pid_of(args.run_dir, "redis"),
+                                      "haproxy": _pid_of(args.run_dir, "haproxy"), "simulator": os.getpid()}
+            shard_pids = [p.pid for p in shards.procs]
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            cpu0["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
+            read0 = (await group_lag(client, telemetry, "tarn-am") or {"read": 0})["read"]
+            shards.everyone("go")
+            t0 = time.monotonic()
+            churn_per_tick = churn_per_s * agents / TICKS_PER_S
+            churn_debt = 0.0
+            leaving: List[Instance] = []
+            tick = 0
+            while time.monotonic() - t0 < seconds:
+                tick_at = t0 + tick / TICKS_PER_S
+                delay = tick_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.1:
+                    result.late_ticks += 1
+                # churn: last tick's draining instances stop and are replaced (in their slot); new ones start draining
+                changes: List[ev.Event] = []
+                for instance in leaving:
+                    changes.append(lifecycle_event(ev.InstanceStopped, instance, exit_code=0, reason="drained"))
+                    replacement = new_instance()
+                    live[replacement.port] = replacement
+                    changes.append(lifecycle_event(ev.InstanceReady, replacement))
+                    slot = slot_of[replacement.port] = slot_of.pop(instance.port)
+                    shards.send(slot, f"slot {slot} {replacement.port} {replacement.seq}")
+                leaving = []
+                churn_debt += churn_per_tick
+                while churn_debt >= 1 and live:
+                    churn_debt -= 1
+                    instance = live.pop(rng.choice(list(live)))
+                    changes.append(lifecycle_event(ev.InstanceDraining, instance, timeout_s=30))
+                    leaving.append(instance)
+                    shards.send(slot_of[instance.port], f"idle {slot_of[instance.port]}")
+                shards.flush()
+                if changes:
+                    await publisher.publish_many(lifecycle, changes)
+                    result.lifecycle_events += len(changes)
+                    last_changes = {e.endpoints.http_port: isinstance(e, ev.InstanceReady) for e in changes}
+                if tick % TICKS_PER_S == 0:
+                    am = await group_lag(client, telemetry, "tarn-am")
+                    gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}")
+                    if am:
+                        result.am_lag_max = max(result.am_lag_max, am["lag"] + am["pending"])
+                    if gs:
+                        result.gs_lag_max = max(result.gs_lag_max, gs["lag"] + gs["pending"])
+                tick += 1
+            elapsed = time.monotonic() - t0
+            cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            cpu1["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
+            published = shards.stop()
+            am = await group_lag(client, telemetry, "tarn-am") or {"lag": -1, "pending": -1, "read": read0}
+            gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}") or {"lag": -1, "pending": -1}
+            aml = await group_lag(client, lifecycle, "tarn-am") or {"lag": -1, "pending": -1}
+            result.cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / elapsed for name in pids}
+            result.offered_per_s = 2.0 * agents
+            result.published_per_s = published["published"] / elapsed
+            result.late_ticks += published["late_ticks"]
+            result.am_handled_per_s = (am["read"] - read0) / elapsed
+            result.am_lag_end = am["lag"] + am["pending"]
+            result.gs_lag_end = gs["lag"] + gs["pending"]
+            result.am_lifecycle_lag_end = aml["lag"] + aml["pending"]
+            # the draining instances of the last tick count as gone for the gateways
             for instance in leaving:
-                changes.append(lifecycle_event(ev.InstanceStopped, instance, exit_code=0, reason="drained"))
-                replacement = new_instance()
-                live[replacement.port] = replacement
-                changes.append(lifecycle_event(ev.InstanceReady, replacement))
-            leaving = []
-            churn_debt += churn_per_tick
-            while churn_debt >= 1 and live:
-                churn_debt -= 1
-                instance = live.pop(rng.choice(sorted(live)))
-                changes.append(lifecycle_event(ev.InstanceDraining, instance, timeout_s=30))
-                leaving.append(instance)
-            if changes:
-                await publisher.publish_many(lifecycle, changes)
-                result.lifecycle_events += len(changes)
-            if tick % TICKS_PER_S == 0:
-                am = await group_lag(client, telemetry, "tarn-am")
-                gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}")
-                if am:
-                    result.am_lag_max = max(result.am_lag_max, am["lag"] + am["pending"])
-                if gs:
-                    result.gs_lag_max = max(result.gs_lag_max, gs["lag"] + gs["pending"])
-            tick += 1
-        elapsed = time.monotonic() - t0
-        cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        am = await group_lag(client, telemetry, "tarn-am") or {"lag": -1, "pending": -1, "read": read0}
-        gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}") or {"lag": -1, "pending": -1}
-        aml = await group_lag(client, lifecycle, "tarn-am") or {"lag": -1, "pending": -1}
-        result.cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / elapsed for name in pids}
-        result.offered_per_s = 2.0 * agents
-        result.published_per_s = published / elapsed
-        result.am_handled_per_s = (am["read"] - read0) / elapsed
-        result.am_lag_end = am["lag"] + am["pending"]
-        result.gs_lag_end = gs["lag"] + gs["pending"]
-        result.am_lifecycle_lag_end = aml["lag"] + aml["pending"]
-        # the draining instances of the last tick count as gone for the gateways
-        for instance in leaving:
-            await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
-        settle = time.monotonic()
-        while routed() != (len(live), len(live)):
-            if time.monotonic() - settle > 30:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            result.converged_s = time.monotonic() - settle
+                await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
+                last_changes[instance.port] = False
+            result.converged_s = await converged(args, zk, zk_path, last_changes, lambda: routed() == (len(live),) * 2)
+            results.append(result)
     finally:
+        for proc in shards.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         services.stop()
-        # leave HAProxy's backend empty for the next phase
-        for instance in list(live.values()):
-            await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance))
-        await _empty_backend(args.haproxy_socket)
+        # HAProxy's backend empty for the next phase: a restart drops every runtime server at
+        # once (deleting 10,000 one by one through the Runtime API takes minutes here)
+        Stack(Path(args.run_dir)).restart("haproxy")
         if zk.exists(f"/tarn-bench-{deployment}"):
             zk.delete(f"/tarn-bench-{deployment}", recursive=True)
         zk.stop()
@@ -296,29 +365,37 @@ async def run_phase(args, agents: int, seconds: float) -> PhaseResult:
         for stream in (lifecycle, telemetry, ev.acks_stream(deployment)):
             await client.delete(stream)
         await client.aclose()
-    return result
+    return results
 
 
-async def _empty_backend(sock: str) -> None:
-    def command(text: str) -> str:
+async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool], equal) -> Optional[float]:
+    """Seconds from the last change until both gateways show the newest changes (cheap probes
+    of those servers and znodes, every 20 ms: a whole dump of 10,000 servers takes seconds
+    here) and then hold exactly the fleet (one whole check); None past 30 s."""
+    started = time.monotonic()
+
+    def shown(port: int) -> Tuple[bool, bool]:
+        name = f"tarn-127.0.0.1:{port}"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(sock)
-            s.sendall((text + "\n").encode())
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        return data.decode()
-    state = command(f"show servers state {BACKEND}")
-    for line in state.splitlines()[2:]:
-        parts = line.split()
-        if len(parts) > 3:
-            command(f"set server {BACKEND}/{parts[3]} state maint")
-            command(f"shutdown sessions server {BACKEND}/{parts[3]}")
-            command(f"del server {BACKEND}/{parts[3]}")
+            s.connect(args.haproxy_socket)
+            s.sendall(f"get weight {BACKEND}/{name}\n".encode())
+            answer = s.recv(4096)
+        return not answer.startswith(b"No such"), zk.exists(f"{zk_path}/127.0.0.1:{port}") is not None
+
+    while any(shown(port) != (want, want) for port, want in last_changes.items()):
+        if time.monotonic() - started > 30:
+            return None
+        await asyncio.sleep(0.02)
+    at = time.monotonic() - started
+    while not equal():  # a change that failed and waits for its retry
+        if time.monotonic() - started > 30:
+            return None
+        await asyncio.sleep(0.1)
+        at = time.monotonic() - started
+    return at
 
 
 def _pid_of(run_dir: str, name: str) -> int:
-    import json
     state = json.loads((Path(run_dir) / "stack.json").read_text())
     return state["processes"][name]["pid"]
 
@@ -327,6 +404,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+AM_CPU_AT_10000 = 50.0  # % of a core (issue 18)
+GS_CPU_RATIO = 2.0  # gateway-sync at 10,000 vs 1,000, same change rate
 
 
 def verdicts(result: PhaseResult) -> Dict[str, bool]:
@@ -341,50 +422,79 @@ def verdicts(result: PhaseResult) -> Dict[str, bool]:
             result.published_per_s >= 0.95 * result.offered_per_s}
 
 
-def print_report(raw: float, base: PhaseResult, full: PhaseResult) -> None:
-    print(f"\nraw XADD baseline (simulator alone, no consumer): {raw:,.0f} telemetry entries/s")
-    print(f"offered at {full.agents} agents: {full.offered_per_s:,.0f} entries/s = "
-          f"{full.offered_per_s / raw:.3f} x the raw XADD rate\n")
-    rows = [
-        ("agents", "{:d}", "agents"),
-        ("telemetry offered /s", "{:,.0f}", "offered_per_s"),
-        ("telemetry published /s", "{:,.0f}", "published_per_s"),
-        ("simulator late ticks", "{:d}", "late_ticks"),
-        ("lifecycle events", "{:d}", "lifecycle_events"),
-        ("AM telemetry handled /s", "{:,.0f}", "am_handled_per_s"),
-        ("AM telemetry lag max (entries)", "{:d}", "am_lag_max"),
-        ("AM telemetry lag at end", "{:d}", "am_lag_end"),
-        ("AM lifecycle lag at end", "{:d}", "am_lifecycle_lag_end"),
-        ("gateway-sync lifecycle lag max", "{:d}", "gs_lag_max"),
-        ("gateway-sync lifecycle lag at end", "{:d}", "gs_lag_end"),
-        ("initial registration of all (s)", "{:.2f}", "register_s"),
-        ("gateways == fleet after last change (s)", "{:.2f}", "converged_s"),
-    ]
-    print(f"{'':42}{'baseline':>14}{'target':>14}{'ratio':>10}")
-    for label, fmt, attr in rows:
-        a, b = getattr(base, attr), getattr(full, attr)
-        ratio = f"{b / a:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else ""
-        show = lambda v: "n/a" if v is None else fmt.format(v)
-        print(f"{label:42}{show(a):>14}{show(b):>14}{ratio:>10}")
-    for name in full.cpu:
-        a, b = base.cpu[name], full.cpu[name]
-        print(f"{'CPU % of a core: ' + name:42}{a:>14.1f}{b:>14.1f}{(b / a if a else 0):>10.2f}")
-    verdict = verdicts(full)
+ROWS = [
+    ("agents", "{:d}", "agents"),
+    ("churn (fraction of fleet /s)", "{:.4f}", "churn_per_s"),
+    ("simulator shards", "{:d}", "shards"),
+    ("telemetry offered /s", "{:,.0f}", "offered_per_s"),
+    ("telemetry published /s", "{:,.0f}", "published_per_s"),
+    ("simulator late ticks", "{:d}", "late_ticks"),
+    ("lifecycle events", "{:d}", "lifecycle_events"),
+    ("AM telemetry handled /s", "{:,.0f}", "am_handled_per_s"),
+    ("AM telemetry lag max (entries)", "{:d}", "am_lag_max"),
+    ("AM telemetry lag at end", "{:d}", "am_lag_end"),
+    ("AM lifecycle lag at end", "{:d}", "am_lifecycle_lag_end"),
+    ("gateway-sync lifecycle lag max", "{:d}", "gs_lag_max"),
+    ("gateway-sync lifecycle lag at end", "{:d}", "gs_lag_end"),
+    ("initial registration of all (s)", "{:.2f}", "register_s"),
+    ("gateways == fleet after last change (s)", "{:.2f}", "converged_s"),
+]
+
+
+def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, at_1000: Optional[PhaseResult]) -> bool:
+    """One table, a column per phase; True when every target was met."""
+    print(f"\nraw XADD baseline (one simulator process alone, no consumer): {raw:,.0f} telemetry entries/s")
+    print(f"HAProxy health checks on the simulated servers: {'on' if ARGS.haproxy_checks else 'off'}")
+    biggest = phases[-1]
+    print(f"offered at {biggest.agents} agents: {biggest.offered_per_s:,.0f} entries/s = "
+          f"{biggest.offered_per_s / raw:.3f} x that rate; load average now %.2f %.2f %.2f\n" % os.getloadavg())
+    columns = phases + [same_rate]
+    heads = [f"{p.agents:,}" for p in phases] + [f"{same_rate.agents:,}@1k rate"]
+    show = lambda fmt, v: "n/a" if v is None else fmt.format(v)  # noqa: E731
+    print(f"{'':42}" + "".join(f"{h:>16}" for h in heads))
+    for label, fmt, attr in ROWS:
+        print(f"{label:42}" + "".join(f"{show(fmt, getattr(p, attr)):>16}" for p in columns))
+    for name in biggest.cpu:
+        print(f"{'CPU % of a core: ' + name:42}" + "".join(f"{p.cpu[name]:>16.1f}" for p in columns))
     print()
-    print(f"AM keeps up with {full.agents} instances sending telemetry each second: "
-          f"{'met' if verdict['am'] else 'MISSED'}")
-    print(f"gateway-sync keeps up with {full.agents} instances (lag, CPU, gateways within 2 s): "
-          f"{'met' if verdict['gateway-sync'] else 'MISSED'}")
-    if not verdict["simulator"]:
-        print("note: the simulator itself fell behind its schedule (late ticks or < 95% of the offered rate); "
-              "the services saw less than the target load")
+    ok = True
+    for phase in columns:
+        verdict = verdicts(phase)
+        met = phase.converged_s is not None and phase.converged_s <= 2.0
+        ok = ok and met
+        print(f"{phase.agents:>6} agents, churn {phase.churn_per_s:.4f}/s: gateways == fleet within 2 s of the last "
+              f"change: {'met' if met else 'MISSED'} ({show('{:.2f}', phase.converged_s)} s); gateway-sync keeps up "
+              f"(lag, CPU < 90%): {'met' if verdict['gateway-sync'] else 'MISSED'}; AM keeps up: "
+              f"{'met' if verdict['am'] else 'MISSED'}")
+        if not verdict["simulator"]:
+            print("        note: the simulator fell behind its schedule (late ticks or < 95% of the offered rate); "
+                  "the services saw less than the target load")
+    if at_1000 is not None:
+        ratio = same_rate.cpu["gateway-sync"] / max(at_1000.cpu["gateway-sync"], 0.1)
+        met = ratio <= GS_CPU_RATIO
+        ok = ok and met
+        print(f"gateway-sync CPU at {same_rate.agents:,} / at 1,000, same change rate: {ratio:.2f}x "
+              f"(target <= {GS_CPU_RATIO}x): {'met' if met else 'MISSED'}")
+    if biggest.agents >= 10_000:
+        met = biggest.cpu["am-consumers"] <= AM_CPU_AT_10000 and verdicts(biggest)["am"]
+        ok = ok and met
+        print(f"AM consumers at {biggest.agents:,}: {biggest.cpu['am-consumers']:.1f}% of a core "
+              f"(target <= {AM_CPU_AT_10000:.0f}% while keeping up): {'met' if met else 'MISSED'}")
+    return ok
 
 
-async def main(args) -> None:
+async def main(args) -> bool:
     raw = await raw_xadd_rate(args.redis_url, 3.0)
-    base = await run_phase(args, args.baseline_agents, args.seconds)
-    full = await run_phase(args, args.agents, args.seconds)
-    print_report(raw, base, full)
+    sizes = sorted(int(x) for x in args.sizes.split(","))
+    phases: List[PhaseResult] = []
+    for n in sizes:
+        # the largest fleet is measured twice: also at the absolute change rate of 1,000 agents (cost per change)
+        churns = [args.churn_per_s] + ([args.churn_per_s * 1000 / n] if n == sizes[-1] else [])
+        for result in await run_phase(args, n, args.seconds, churns):
+            phases.append(result)
+            print(json.dumps(asdict(result)), flush=True)  # each phase as it ends: a long run leaves its part
+    same_rate = phases.pop()
+    return print_report(raw, phases, same_rate, next((p for p in phases if p.agents == 1000), None))
 
 
 if __name__ == "__main__":
@@ -393,8 +503,13 @@ if __name__ == "__main__":
     parser.add_argument("--zk-hosts", required=True)
     parser.add_argument("--haproxy-socket", required=True)
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--baseline-agents", type=int, default=100)
+    parser.add_argument("--sizes", default="100,1000,10000", help="fleet sizes, comma separated")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--churn-per-s", type=float, default=0.01, help="fraction of the fleet replaced per second")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--agents-per-shard", type=int, default=2500, help="simulated agents per publishing process")
+    parser.add_argument("--reconcile-interval-s", type=float, default=10.0)
+    parser.add_argument("--register-timeout-s", type=float, default=300.0)
+    parser.add_argument("--no-haproxy-checks", dest="haproxy_checks", action="store_false",
+                        help="add servers without health checks (the simulated agents have no listener)")
+    ARGS = parser.parse_args()
+    sys.exit(0 if asyncio.run(main(ARGS)) else 1)

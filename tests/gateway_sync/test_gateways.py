@@ -3,7 +3,10 @@ import asyncio
 
 import pytest
 
+from tarn_gateway_sync.haproxy import HaproxyCommandError, RuntimeApi
+from tarn_gateway_sync.plan import AddServer, Admin, DrainServer, ReadyServer
 from tarn_shared import events as ev
+from tarn_shared.defaults import ZK_PATH
 
 from .support import Backends, EventPublisher, Gateways, in_process, ports_answering, settings_for, until
 
@@ -161,3 +164,62 @@ async def _lacks(value, address):
 
 async def _lacks_any(servers, address):
     return address not in {f"{s.ip}:{s.port}" for s in await servers}
+
+
+async def test_events_are_applied_from_memory_and_only_the_reconcile_reads_servers_state(
+        stack, zk_hosts, haproxy_backend, world, monkeypatch):
+    publisher, gateways = world
+    sent = []
+    exchange = RuntimeApi._exchange
+
+    async def counted(api, line):
+        if api is not gateways.api:
+            sent.append(line)
+        return await exchange(api, line)
+
+    monkeypatch.setattr(RuntimeApi, "_exchange", counted)
+    ports = [44001 + i for i in range(8)]
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment,
+                                       reconcile_interval_s=600.0)) as service:
+        await until(lambda: service.control.last_reconcile is not None, 15, "the first reconcile")
+        await _route(publisher, gateways, ports[:4], "first four routed")
+        reads_before = sum(line.startswith("show servers state") for line in sent)
+        for port in ports[4:]:
+            await publisher.emit(ev.InstanceReady, port)
+        await publisher.emit(ev.InstanceStopped, ports[0], exit_code=0)
+        await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports[1:]}), 15, "changes applied")
+        assert sum(line.startswith("show servers state") for line in sent) == reads_before
+        assert any("add server" in line for line in sent)
+
+
+async def test_drift_made_by_hand_through_the_runtime_api_and_in_zookeeper_is_repaired_by_the_reconcile(
+        stack, zk_hosts, haproxy_backend, world):
+    publisher, gateways = world
+    ports = [45001 + i for i in range(6)]
+    backend = haproxy_backend["dyn"]["name"]
+    await publisher.record(zk_hosts, backend)
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment,
+                                       reconcile_interval_s=2.0)):
+        await _route(publisher, gateways, ports, "routed")
+        await publisher.snapshot(ports)  # authoritative: a server nobody asked for is removed
+        names = await gateways.haproxy_ready()
+        deleted, maint = names[addr(ports[0])], names[addr(ports[1])]
+        for line in (f"set server {backend}/{deleted} state maint", f"del server {backend}/{deleted}",
+                     f"set server {backend}/{maint} state maint", f"add server {backend}/tarn-stray 127.0.0.1:45999"):
+            await gateways.api.execute(line)
+        await asyncio.to_thread(gateways.zk.delete, f"{ZK_PATH}/{addr(ports[2])}")
+        assert await gateways.routed() == {addr(p) for p in ports[3:]}
+        await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports}), 20, "drift repaired")
+        await until(lambda: _lacks_any(gateways.haproxy_all(), "127.0.0.1:45999"), 10, "stray server removed")
+
+
+async def test_a_plan_goes_out_in_batches_of_commands_and_a_refusal_in_one_is_reported(stack, haproxy_backend):
+    api, backend = RuntimeApi(haproxy_backend["socket"], check=False), haproxy_backend["dyn"]["name"]
+    adds = [AddServer(f"tarn-batch-{i}", "127.0.0.2", 46000 + i) for i in range(300)]  # several requests' worth
+    await api.apply(backend, adds)
+    assert {s.name for s in await api.servers(backend)} >= {a.name for a in adds}
+    with pytest.raises(HaproxyCommandError, match="No such server"):
+        await api.apply(backend, [DrainServer("tarn-batch-0"), ReadyServer("tarn-nobody"), DrainServer("tarn-batch-1")])
+    drained = {s.name for s in await api.servers(backend) if s.admin is Admin.DRAIN}
+    assert {"tarn-batch-0", "tarn-batch-1"} <= drained

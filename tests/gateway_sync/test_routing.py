@@ -48,6 +48,19 @@ def test_a_delta_does_not_make_the_view_authoritative():
     assert set(fleet.routable()) == {"h:1", "h:2"} and not fleet.authoritative
 
 
+def test_a_delta_applied_in_place_touches_only_the_addresses_it_names():
+    fleet = Fleet()
+    for port in (1, 2, 3, 5):
+        fleet.apply(event(ev.InstanceReady, port, 1), f"{port}-0")
+    # c5 was seen after lifecycle_through: the delta does not know it yet, so it stays.
+    delta = ev.MembershipDelta(deployment="d", app_id="app", snapshot_seq=2, full_seq=1, lifecycle_through="3-0",
+                               desired_count=3, members=[member(4, ev.InstanceState.READY, 1)],
+                               removed=["c2", "c5", "unknown"])
+    assert fleet.apply(delta, "6-0") == {"h:2", "h:4"}
+    assert set(fleet.routable()) == {"h:1", "h:3", "h:4", "h:5"} and fleet.gone() == {"h:2"}
+    assert fleet.apply(delta, "7-0") == set()  # the same delta again changes nothing
+
+
 def test_a_snapshot_that_covers_an_instance_and_omits_it_removes_it():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
     fleet = apply_lifecycle(fleet, snapshot([], "1-0"), "2-0")
@@ -71,33 +84,33 @@ def test_changed_addresses_name_only_what_an_event_touched():
 
 def test_unrouted_is_due_once_per_draining_sequence():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceDraining, 1, 3), "1-0")
-    assert set(due_unrouted(fleet, None, {}, {})) == {"h:1"}
-    assert due_unrouted(fleet, None, {"c1": (3, None)}, {}) == {}
+    assert set(due_unrouted(fleet.draining(), {}, {})) == {"h:1"}
+    assert due_unrouted(fleet.draining(), {"c1": (3, None)}, {}) == {}
     unrouted = apply_lifecycle(fleet, event(ev.InstanceUnrouted, 1, 3), "2-0")
-    assert due_unrouted(unrouted, None, {}, {}) == {}
+    assert due_unrouted(unrouted.draining(), {}, {}) == {}
 
 
 def test_unrouted_is_announced_again_each_time_the_open_requests_change_until_zero():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceDraining, 1, 3), "1-0")
-    assert due_unrouted(fleet, None, {}, {"h:1": None})["h:1"][1] is None  # the first, not counted yet
-    assert due_unrouted(fleet, None, {"c1": (3, None)}, {"h:1": None}) == {}
-    assert due_unrouted(fleet, None, {"c1": (3, None)}, {"h:1": 4})["h:1"][1] == 4
-    assert due_unrouted(fleet, None, {"c1": (3, 4)}, {"h:1": 4}) == {}
-    assert due_unrouted(fleet, None, {"c1": (3, 4)}, {"h:1": 0})["h:1"][1] == 0
+    assert due_unrouted(fleet.draining(), {}, {"h:1": None})["h:1"][1] is None  # the first, not counted yet
+    assert due_unrouted(fleet.draining(), {"c1": (3, None)}, {"h:1": None}) == {}
+    assert due_unrouted(fleet.draining(), {"c1": (3, None)}, {"h:1": 4})["h:1"][1] == 4
+    assert due_unrouted(fleet.draining(), {"c1": (3, 4)}, {"h:1": 4}) == {}
+    assert due_unrouted(fleet.draining(), {"c1": (3, 4)}, {"h:1": 0})["h:1"][1] == 0
 
 
 def test_a_replica_that_never_announced_an_unrouted_instance_still_sends_its_counts():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceDraining, 1, 3), "1-0")
     unrouted = apply_lifecycle(fleet, event(ev.InstanceUnrouted, 1, 3), "2-0")
-    assert due_unrouted(unrouted, None, {}, {"h:1": None}) == {}
-    assert due_unrouted(unrouted, None, {}, {"h:1": 2})["h:1"][1] == 2
+    assert due_unrouted(unrouted.draining(), {}, {"h:1": None}) == {}
+    assert due_unrouted(unrouted.draining(), {}, {"h:1": 2})["h:1"][1] == 2
 
 
 def test_an_unready_instance_is_taken_out_gently_like_a_drain_not_removed_at_once():
     fleet = apply_lifecycle(Fleet(), event(ev.InstanceReady, 1, 1), "1-0")
     fleet = apply_lifecycle(fleet, event(ev.InstanceUnready, 1, 2, reason="tritonserver not answering in time"), "2-0")
     assert fleet.routable() == {} and set(fleet.draining()) == {"h:1"} and fleet.gone() == frozenset()
-    assert due_unrouted(fleet, None, {}, {"h:1": 0}) == {}  # unready is not a drain: nobody waits for it
+    assert due_unrouted(fleet.draining(), {}, {"h:1": 0}) == {}  # unready is not a drain: nobody waits for it
     back = apply_lifecycle(fleet, event(ev.InstanceReady, 1, 3), "3-0")
     assert set(back.routable()) == {"h:1"} and back.draining() == {}
 

@@ -1,5 +1,6 @@
 """The control loop's phases without servers: a clock and a sync of our own, so each
 phase's error handling, timing and retries are checked as they happen."""
+import asyncio
 import logging
 
 import pytest
@@ -30,6 +31,8 @@ class ScriptedSync:
     def __init__(self, ticks: Ticks, script: dict, takes_s: float = 0.5) -> None:
         self.ticks, self.script, self.takes_s = ticks, script, takes_s
         self.calls = []
+        self.observed = []  # (deployment, whether a phase held the write lock meanwhile)
+        self.lock = None
 
     def deployments(self):
         return list(self.script)
@@ -39,6 +42,9 @@ class ScriptedSync:
 
     async def clean_released(self):
         return True
+
+    async def observe(self, name):
+        self.observed.append((name, self.lock is not None and self.lock.locked()))
 
     async def sync(self, name, scope):
         self.calls.append((name, scope))
@@ -111,6 +117,29 @@ async def test_a_standby_writes_nothing_and_times_no_propagation(parts):
     assert sync.calls == [] and control.last_reconcile is None
     assert work.settled("a", None) == {}
     assert sample(registry, "tarn_gateway_sync_phase_seconds_count", phase="apply") == 0
+
+
+async def test_a_reconcile_reads_each_deployment_before_it_takes_the_write_lock(parts):
+    loop, _, _, _ = parts
+    control, sync = loop({"a": True, "b": True})
+    sync.lock = control._write_lock
+    await control.reconcile({"periodic"})
+    assert sync.observed == [("a", False), ("b", False)] and [n for n, _ in sync.calls] == ["a", "b"]
+
+
+async def test_full_reconciles_are_rate_limited_however_often_they_are_asked_for():
+    work, metrics = PendingWork(), Metrics(CollectorRegistry())
+    sync = ScriptedSync(Ticks(), {"a": True}, takes_s=0.0)
+    control = ControlLoop(sync, work, lambda: True, metrics, ErrorLog(metrics.errors, Clock()),
+                          reconcile_interval_s=30.0, reconcile_min_gap_s=0.3)
+    stop = asyncio.Event()
+    running = asyncio.create_task(control.run_reconcile(stop))
+    for _ in range(40):  # asked for every 25 ms for a second
+        work.request_reconcile("retry")
+        await asyncio.sleep(0.025)
+    stop.set()
+    await running
+    assert 2 <= len(sync.calls) <= 5  # about one per 0.3 s, not forty
 
 
 def test_an_error_is_counted_every_time_and_logged_once_per_window(caplog):

@@ -15,12 +15,13 @@ from tarn_shared.streams import StreamPublisher
 
 from .discovery import Discovery
 from .drain_counts import total_open_requests
-from .gateways import HaproxyGateway, Resolver, ZookeeperGateway
+from .gateways import HaproxyGateway, ZookeeperGateway
 from .ownership import Claims
 from .pending import PendingWork
 from .place_store import PlaceStore
 from .plan import RoutingIntent
-from .routing import Fleet, due_unrouted
+from .resolver import Resolver
+from .routing import DRAINING, GONE, ROUTABLE, due_unrouted
 from .sync_metrics import Clock, ErrorLog, Metrics
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,17 @@ class UnroutedAnnouncer:
         self._publisher = publisher
         self._errors = errors
         self._retry_soon = retry_soon
-        self._sent: Dict[str, Tuple[int, Optional[int]]] = {}  # instance id -> (draining seq, open requests)
+        # deployment -> instance id -> (draining seq, open requests)
+        self._sent: Dict[str, Dict[str, Tuple[int, Optional[int]]]] = {}
 
-    async def announce_due(self, record: ev.DeploymentRecord, fleet: Fleet, scope: Optional[Set[str]],
+    async def announce_due(self, record: ev.DeploymentRecord, draining: Mapping[str, Member], full: bool,
                            open_requests: Mapping[str, Optional[int]]) -> None:
-        for member, count in due_unrouted(fleet, scope, self._sent, open_requests).values():
+        """``draining``: the leaving members the gateways were just synced to (all of them when ``full``)."""
+        sent = self._sent.setdefault(record.deployment, {})
+        if full:  # what is no longer draining needs no more announcements
+            leaving = {m.instance_id for m in draining.values()}
+            self._sent[record.deployment] = sent = {i: v for i, v in sent.items() if i in leaving}
+        for member, count in due_unrouted(draining, sent, open_requests).values():
             await self._announce(record, member, count)
 
     async def _announce(self, record: ev.DeploymentRecord, member: Member, count: Optional[int]) -> None:
@@ -53,8 +60,9 @@ class UnroutedAnnouncer:
             self._errors("redis", exc, deployment=name, container_id=member.instance_id)
             self._retry_soon()
             return
-        first = self._sent.get(member.instance_id, (-1, None))[0] < member.seq
-        self._sent[member.instance_id] = (member.seq, count)
+        sent = self._sent.setdefault(name, {})
+        first = sent.get(member.instance_id, (-1, None))[0] < member.seq
+        sent[member.instance_id] = (member.seq, count)
         if first:
             log.info("instance unrouted", extra={"deployment": name, "container_id": member.instance_id,
                                                  "address": member.endpoints.address, "open_requests": count})
@@ -100,23 +108,43 @@ class DeploymentSync:
             ok = ok and cleaned
         return ok
 
+    def forget_applied(self) -> None:
+        """What each gateway remembers applying may be stale: the next syncs read."""
+        for gateway in [*self._haproxies, self._zookeeper]:
+            gateway.forget_applied()
+
+    async def observe(self, name: str) -> None:
+        """Before a full sync, outside the write lock: each gateway it owns reads what it holds."""
+        record = self._discovery.records.get(name)
+        if record is None:
+            return
+        backend, znodes = places_of(record, self.claims.default_ensemble)
+        grpc_backend = self._grpc_backends.get(record.haproxy_backend)
+        for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
+            await haproxy.observe(record.haproxy_backend)
+            if grpc_backend:
+                await haproxy.observe(grpc_backend)
+        if self.claims.owns(name, znodes):
+            await self._zookeeper.observe(record)
+
     async def sync(self, name: str, scope: Optional[Set[str]]) -> bool:
         """Make every gateway match the fleet for ``scope`` (None: everything). True when all
-        of them did; then due instance-unrouted events are announced."""
+        of them did; then due instance-unrouted events are announced. The work is the scope's:
+        only its addresses are looked up in the fleet, planned and encoded."""
         record, fleet = self._discovery.records.get(name), self._discovery.fleets.get(name)
         if record is None or fleet is None:
             return True  # removed since the loop listed it: the reconcile cleans its places
-        routable, draining, gone_addresses = fleet.routable(), fleet.draining(), fleet.gone()
-        gone = {m.endpoints.address: m for m in fleet.view.members.values()
-                if m.endpoints and m.endpoints.address in gone_addresses}
+        # Read once, before any await: the fleet changes in place as events arrive.
+        routable, draining, gone = (fleet.routes(kind, scope) for kind in (ROUTABLE, DRAINING, GONE))
+        authoritative = fleet.authoritative
         targets = self._resolver.targets
         intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
-                               gone=await targets(gone), authoritative=fleet.authoritative)
+                               gone=await targets(gone), authoritative=authoritative)
         grpc_backend = self._grpc_backends.get(record.haproxy_backend)
         # The same instances at their gRPC ports, keyed by the same addresses (scope, drain counts).
         grpc_intent = RoutingIntent(
             desired=await targets(routable, grpc=True), draining=await targets(draining, grpc=True),
-            gone=await targets(gone, grpc=True), authoritative=fleet.authoritative) if grpc_backend else None
+            gone=await targets(gone, grpc=True), authoritative=authoritative) if grpc_backend else None
         # Only what it owns as of the last refresh: a record new or moved since owns nothing
         # yet, and is not synced (False) until a refresh decides its places.
         backend, znodes = places_of(record, self.claims.default_ensemble)
@@ -130,14 +158,14 @@ class DeploymentSync:
                 ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
                 counted.append(haproxy.open_requests.get(grpc_backend, {}))
         if self.claims.owns(name, znodes):
-            ok = await self._zookeeper.sync(record, fleet, routable, set(draining) | gone_addresses, scope) and ok
-        self._metrics.routed.labels(name).set(len(routable))
-        self._work.watch_draining(name, set(draining))
+            ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
+        self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))
+        self._work.watch_draining(name, fleet.draining_addresses())
         if not ok:
             return False
         now = self._clock.wall()
         for address, since in self._work.settled(name, scope).items():
             change = "add" if address in routable else "remove"
             self._metrics.propagation.labels(change).observe(max(0.0, now - since))
-        await self._announcer.announce_due(record, fleet, scope, total_open_requests(counted))
+        await self._announcer.announce_due(record, draining, scope is None, total_open_requests(counted))
         return True

@@ -16,7 +16,7 @@ from tarn_shared.streams import REDIS_DOWN, read_range
 
 from .admission import Gate
 from .pending import PendingWork, pause
-from .routing import Fleet, apply_lifecycle, changed_addresses
+from .routing import Fleet
 from .sync_metrics import ErrorLog
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ def record_change(known: Optional[ev.DeploymentRecord], record: ev.DeploymentRec
 
 async def replay(client, stream: str, fleet: Fleet, admit: Callable[[ev.Event], Optional[ev.Event]]) -> Fleet:
     """``fleet`` after the stream's entries from the newest snapshot's ``lifecycle_through``
-    on (everything before it is in that snapshot), each as ``admit`` lets it through."""
+    on (everything before it is in that snapshot), each as ``admit`` lets it through
+    (applied to a copy, in place: the fleet given is left as it was)."""
+    fleet = fleet.copy()
     start = "-"
     async with aclosing(read_range(client, stream, batch=500, newest_first=True)) as newest_first:
         async for _, fields in newest_first:
@@ -57,7 +59,7 @@ async def replay(client, stream: str, fleet: Fleet, admit: Callable[[ev.Event], 
         event = _decoded(fields)
         event = admit(event) if event is not None else None
         if event is not None:
-            fleet = apply_lifecycle(fleet, event, entry_id)
+            fleet.apply(event, entry_id)
     return fleet
 
 
@@ -120,14 +122,12 @@ class Discovery:
         admitted = self._gate.admitted_event(name, event)
         if admitted is None:
             return
-        event = admitted
-        old = self.fleets.get(name, Fleet())
-        new = apply_lifecycle(old, event, entry_id)
-        if new == old:
-            return
-        self.fleets[name] = new
-        self._work.changed(name, changed_addresses(old, new), event.ts)
-        if new.authoritative and not old.authoritative:
+        fleet = self.fleets.setdefault(name, Fleet())
+        was_authoritative = fleet.authoritative
+        changed = fleet.apply(admitted, entry_id)  # in place: the work is the addresses it touched
+        if changed:
+            self._work.changed(name, changed, admitted.ts)
+        if fleet.authoritative and not was_authoritative:
             self._work.request_reconcile("snapshot")
 
     async def _serve(self, record: ev.DeploymentRecord) -> None:

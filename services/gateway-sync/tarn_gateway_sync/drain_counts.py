@@ -2,7 +2,7 @@
 count gateway-sync sends on the unrouted event so the node-agent waits for 0."""
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .plan import Admin, ServerState, Target
 
@@ -12,8 +12,11 @@ def open_requests(leaving: Mapping[str, Target], observed: Sequence[ServerState]
     servers in drain, 0 when it has none. None while a server there is still ready (its
     sessions were not read and new ones may come) or in maintenance (removed this round)."""
     counts: Dict[str, Optional[int]] = {}
+    at: Dict[Tuple[str, int], List[ServerState]] = {}
+    for server in observed:
+        at.setdefault(server.endpoint, []).append(server)
     for address, target in leaving.items():
-        servers = [s for s in observed if s.endpoint == target.endpoint]
+        servers = at.get(target.endpoint, [])
         counts[address] = None if any(s.admin is not Admin.DRAIN for s in servers) \
             else sum(s.sessions for s in servers)
     return counts

@@ -23,6 +23,8 @@ _SRV_RUNNING = 2
 _ERROR = re.compile(r"No such|Require|not in maintenance|Unknown command|Already exists|[Ee]rror|[Ff]ailed|"
                     r"[Ii]nvalid|[Cc]an't|[Cc]annot|Permission denied|still has|not found|Unexpected")
 _SEPARATORS = re.compile(r"[;\n\r\x00]")  # `;` and a line end start another Runtime API command
+BATCH_CHARS = 2000  # per request: well under tune.bufsize (16 kB), and answered within timeout_s at 10,000 servers
+DUMP_TIMEOUT_FACTOR = 15  # a whole backend's dump grows with it: 10,000 servers took 5 s here
 
 
 class HaproxyCommandError(TarnError):
@@ -50,12 +52,12 @@ class RuntimeApi:
                 raise ValueError(f"not a HAProxy Runtime API address: {address!r}")
             self._unix, self._tcp = None, (host, int(port))
 
-    async def command(self, line: str) -> str:
+    async def command(self, line: str, timeout_s: Optional[float] = None) -> str:
         """Send one command on a fresh connection (HAProxy closes it after answering)."""
         if _SEPARATORS.search(line):  # the last net: names are checked before they get here (admission)
             raise HaproxyCommandError(f"refused to send {line!r} to HAProxy at {self.address}: it holds a separator")
         try:
-            return await asyncio.wait_for(self._exchange(line), timeout=self.timeout_s)
+            return await asyncio.wait_for(self._exchange(line), timeout=timeout_s or self.timeout_s)
         except (OSError, asyncio.TimeoutError, EOFError) as exc:
             raise UnavailableError(f"HAProxy at {self.address} unreachable: {exc!r}") from None
 
@@ -87,52 +89,80 @@ class RuntimeApi:
         return f"{fields['Pid']}@{fields.get('Start_time_sec', '')}"
 
     async def servers(self, backend: str) -> List[ServerState]:
-        answer = await self.command(f"show servers state {backend}")
+        answer = await self.command(f"show servers state {backend}", self.timeout_s * DUMP_TIMEOUT_FACTOR)
         if answer.startswith("Can't find backend"):
             raise HaproxyCommandError(f"HAProxy at {self.address} has no backend {backend!r}")
         servers = parse_servers_state(answer)
         if any(s.admin is Admin.DRAIN for s in servers):
-            sessions = parse_sessions(await self.command(f"show stat {backend} 4 -1"))
+            sessions = await self.sessions(backend)
             servers = [ServerState(s.name, s.ip, s.port, s.admin, s.operational_up, sessions.get(s.name, 0))
                        for s in servers]
         return servers
 
+    async def sessions(self, backend: str) -> Dict[str, int]:
+        """Open requests per server of ``backend`` (``show stat``)."""
+        answer = await self.command(f"show stat {backend} 4 -1", self.timeout_s * DUMP_TIMEOUT_FACTOR)
+        return parse_sessions(answer)
+
     async def apply(self, backend: str, actions: Sequence[HaproxyAction], server_options: str = "") -> None:
-        """Execute a plan in order; the first refusal raises (the next reconcile retries).
+        """Execute a plan in order; a refusal raises (the next reconcile retries). The
+        commands go out joined by ``;``, up to BATCH_CHARS per request: HAProxy answers each
+        request in one pass, where one connection per command costs a round trip each (tens
+        of ms on a busy machine) and 10,000 instances churning need hundreds a second.
         ``server_options`` follow each `add server` (`proto h2` for a gRPC backend)."""
+        lines: List[str] = []
         exhausted: Optional[SlotsExhausted] = None
         for action in actions:
-            ref = f"{backend}/{getattr(action, 'name', '')}"
-            if isinstance(action, AddServer):
-                await self.execute(f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else "")
-                                   + (f" {server_options}" if server_options else ""))
-                await self.execute(f"enable server {ref}")
-                if self.check:
-                    await self.execute(f"enable health {ref}")
-            elif isinstance(action, FillSlot):
-                await self.execute(f"set server {ref} addr {action.ip} port {action.port}")
-                await self.execute(f"set server {ref} state ready")
-                if self.check:
-                    await self.execute(f"enable health {ref}")
-            elif isinstance(action, ReadyServer):
-                await self.execute(f"set server {ref} state ready")
-            elif isinstance(action, DrainServer):
-                await self.execute(f"set server {ref} state drain")
-            elif isinstance(action, RemoveServer):
-                await self.execute(f"set server {ref} state maint")
-                await self.execute(f"shutdown sessions server {ref}")
-                await self.execute(f"del server {ref}")
-            elif isinstance(action, ClearSlot):
-                await self.execute(f"set server {ref} state maint")
-                await self.execute(f"shutdown sessions server {ref}")
-                await self.execute(f"set server {ref} addr {EMPTY_SLOT_IP} port 8000")
-            elif isinstance(action, SlotsExhausted):
+            if isinstance(action, SlotsExhausted):
                 exhausted = action
+            else:
+                lines += self._commands(f"{backend}/{action.name}", action, server_options)
+        batch: List[str] = []
+        for line in lines:
+            if batch and sum(len(b) + 1 for b in batch) + len(line) > BATCH_CHARS:
+                await self._execute_batch(batch)
+                batch = []
+            batch.append(line)
+        if batch:
+            await self._execute_batch(batch)
         if exhausted is not None:
             raise SlotsExhaustedError(
                 f"backend {backend!r} at {self.address} has no free placeholder slot for "
                 f"{', '.join(exhausted.addresses)}: add `server triton-N 0.0.0.0:8000 check disabled` lines "
                 f"(at least --max-instances of them) and reload HAProxy")
+
+    def _commands(self, ref: str, action: HaproxyAction, server_options: str = "") -> List[str]:
+        if isinstance(action, AddServer):
+            return [f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else "")
+                    + (f" {server_options}" if server_options else ""),
+                    f"enable server {ref}"] + ([f"enable health {ref}"] if self.check else [])
+        if isinstance(action, FillSlot):
+            return [f"set server {ref} addr {action.ip} port {action.port}", f"set server {ref} state ready"] + \
+                ([f"enable health {ref}"] if self.check else [])
+        if isinstance(action, ReadyServer):
+            return [f"set server {ref} state ready"]
+        if isinstance(action, DrainServer):
+            return [f"set server {ref} state drain"]
+        if isinstance(action, RemoveServer):
+            return [f"set server {ref} state maint", f"shutdown sessions server {ref}", f"del server {ref}"]
+        assert isinstance(action, ClearSlot)
+        return [f"set server {ref} state maint", f"shutdown sessions server {ref}",
+                f"set server {ref} addr {EMPTY_SLOT_IP} port 8000"]
+
+    async def _execute_batch(self, lines: Sequence[str]) -> None:
+        for line in lines:  # each checked alone: the only separators sent are the ones joining them
+            if _SEPARATORS.search(line):
+                raise HaproxyCommandError(f"refused to send {line!r} to HAProxy at {self.address}: "
+                                          f"it holds a separator")
+        joined = ";".join(lines)
+        try:
+            answer = await asyncio.wait_for(self._exchange(joined), timeout=self.timeout_s)
+        except (OSError, asyncio.TimeoutError, EOFError) as exc:
+            raise UnavailableError(f"HAProxy at {self.address} unreachable: {exc!r}") from None
+        if _ERROR.search(answer):
+            shown = joined if len(joined) <= 300 else joined[:300] + "..."
+            raise HaproxyCommandError(f"HAProxy at {self.address} refused part of {shown!r}: "
+                                      f"{' '.join(answer.split())[:500]}")
 
 
 def parse_servers_state(answer: str) -> List[ServerState]:

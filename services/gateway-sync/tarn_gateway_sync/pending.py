@@ -64,7 +64,7 @@ class PendingWork:
             await asyncio.wait_for(self._reconcile.wait(), timeout=interval_s)
             triggers = self._triggers or {"requested"}
         except asyncio.TimeoutError:
-            triggers = {"periodic"}
+            triggers = set(self._triggers) or {"periodic"}  # asked for just as the period ended: say why
         self._reconcile.clear()
         self._triggers = set()
         return triggers

@@ -11,7 +11,8 @@ from tarn_shared.streams import StreamPublisher, connect
 from .admission import Allowlist, Gate
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
-from .gateways import HaproxyGateway, Resolver, RestartWatch, ZookeeperGateway
+from .gateways import HaproxyGateway, RestartWatch, ZookeeperGateway
+from .resolver import Resolver
 from .haproxy import RuntimeApi
 from .ownership import Claims
 from .pending import PendingWork
@@ -48,9 +49,9 @@ class GatewaySync:
             self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
             clock, settings.grpc_backend_of())
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
-                                   reconcile_interval_s=settings.reconcile_interval_s, clock=clock)
-        self.restarts = RestartWatch(apis, lambda: work.request_reconcile("haproxy_restart"),
-                                     settings.haproxy_watch_interval_s)
+                                   reconcile_interval_s=settings.reconcile_interval_s,
+                                   reconcile_min_gap_s=settings.reconcile_min_gap_s, clock=clock)
+        self.restarts = RestartWatch(apis, self._on_haproxy_restart, settings.haproxy_watch_interval_s)
         self._stop = asyncio.Event()
         self._tasks: List[asyncio.Task] = []
         metrics.watch_consumers(lambda: {s: c.stats for s, c in self.discovery.consumers.items()})
@@ -87,7 +88,12 @@ class GatewaySync:
             "haproxy": {a: i or "unreachable" for a, i in self.restarts.identity.items()},
         }
 
+    def _on_haproxy_restart(self) -> None:
+        self.control.forget_applied()  # its runtime servers are gone
+        self.work.request_reconcile("haproxy_restart")
+
     def _on_leadership(self, elected: bool) -> None:
         self.metrics.leader.set(1 if elected else 0)
+        self.control.forget_applied()  # another replica may have written meanwhile
         if elected:
             self.work.request_reconcile("elected")

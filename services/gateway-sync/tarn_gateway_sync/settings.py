@@ -51,7 +51,10 @@ class GatewaySyncSettings(TarnSettings):
     haproxy_timeout_s: float = Field(2.0, gt=0)
     haproxy_watch_interval_s: float = Field(1.0, gt=0, description="How often a restart or reload is looked for")
     drain_timeout_s: float = Field(60.0, gt=0, description="Longest a server stays in drain before removal")
-    reconcile_interval_s: float = Field(30.0, gt=0)
+    reconcile_interval_s: float = Field(30.0, gt=0, description="How often the full reconcile reads every gateway "
+                                                                 "and repairs what drifted")
+    reconcile_min_gap_s: float = Field(1.0, ge=0, description="Least time between two full reconciles, whatever "
+                                                              "asks for them (events are applied meanwhile)")
     allowed_backends: CommaList = Field(
         default_factory=lambda: list(DEFAULT_BACKENDS),
         description="HAProxy backends a deployment record may name, comma separated; a record naming another is "

@@ -1,10 +1,14 @@
 """The loops that drive the sync, and the leader election that decides whether they write.
 
 Each phase has its own error handling, is timed into a metric and never ends its loop
-(Ray Serve's run_control_loop): apply (an event's addresses at once) and reconcile
-(everything: at start, on election, on a new ZooKeeper session, after an HAProxy restart
-or reload, after a failed sync, periodically). Only the leader runs them; standbys wait,
-keeping the ownership of places current (so a new leader keeps who owns what).
+(Ray Serve's run_control_loop): apply (an event's addresses at once, planned from what
+each gateway remembers it applied) and reconcile (everything, read from the gateways: at
+start, on election, on a new ZooKeeper session, after an HAProxy restart or reload, after
+a failed sync, periodically; at most once per ``reconcile_min_gap_s``). The reconcile reads
+each deployment's gateways before it takes the write lock and holds the lock for one
+deployment at a time, so an apply never waits behind a whole reconcile. Only the leader
+runs them; standbys wait, keeping the ownership of places current (so a new leader keeps
+who owns what).
 """
 from __future__ import annotations
 
@@ -58,7 +62,8 @@ class Election:
 
 class ControlLoop:
     def __init__(self, sync: DeploymentSync, work: PendingWork, is_leader: Callable[[], bool], metrics: Metrics,
-                 errors: ErrorLog, *, reconcile_interval_s: float, clock: Clock = Clock()) -> None:
+                 errors: ErrorLog, *, reconcile_interval_s: float, reconcile_min_gap_s: float = 1.0,
+                 clock: Clock = Clock()) -> None:
         self.last_reconcile: Optional[dict] = None
         self._sync = sync
         self._work = work
@@ -66,16 +71,27 @@ class ControlLoop:
         self._metrics = metrics
         self._errors = errors
         self._reconcile_interval_s = reconcile_interval_s
+        self._reconcile_min_gap_s = min(reconcile_min_gap_s, reconcile_interval_s)  # never longer than the period
         self._clock = clock
         self._write_lock = asyncio.Lock()  # one phase writes at a time
+
+    def forget_applied(self) -> None:
+        """The gateways may have changed behind this replica (another led, HAProxy restarted)."""
+        self._sync.forget_applied()
 
     async def run_apply(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.apply(await self._work.next_changes(DRAIN_POLL_S))
 
     async def run_reconcile(self, stop: asyncio.Event) -> None:
+        started = self._clock.monotonic()
         while not stop.is_set():
-            await self.reconcile(await self._work.next_reconcile(self._reconcile_interval_s))
+            since = self._clock.monotonic() - started
+            triggers = await self._work.next_reconcile(max(0.0, self._reconcile_interval_s - since))
+            started = self._clock.monotonic()
+            await self.reconcile(triggers)
+            # Rate-limited: what asks for another meanwhile is kept and served after the gap.
+            await pause(stop, max(0.0, self._reconcile_min_gap_s - (self._clock.monotonic() - started)))
 
     async def apply(self, changed: Dict[str, Set[str]]) -> None:
         """Sync just the changed addresses of each deployment."""
@@ -102,7 +118,9 @@ class ControlLoop:
         async with self._write_lock:
             await self._sync.refresh_claims(leader=True)
             ok = await self._guarded(self._sync.clean_released(), "cleaning")
-            for name in self._sync.deployments():
+        for name in self._sync.deployments():
+            await self._guarded(self._observed(name), name)  # the reads, outside the lock
+            async with self._write_lock:
                 ok = await self._guarded_sync(name, None) and ok
         duration_s = self._clock.monotonic() - started
         self._metrics.phase_seconds.labels("reconcile").observe(duration_s)
@@ -112,6 +130,10 @@ class ControlLoop:
                                "duration_s": round(duration_s, 4), "deployments": len(self._sync.deployments())}
         if not ok:
             self._work.retry_soon()
+
+    async def _observed(self, name: str) -> bool:
+        await self._sync.observe(name)
+        return True
 
     async def _guarded_sync(self, name: str, scope: Optional[Set[str]]) -> bool:
         return await self._guarded(self._sync.sync(name, scope), name)

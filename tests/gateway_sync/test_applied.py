@@ -1,0 +1,60 @@
+"""What gateway-sync remembers it applied to each gateway (pure), so an event's sync plans
+from memory; and a reconcile's read merged with what applies changed while it was read."""
+from tarn_gateway_sync.applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
+from tarn_gateway_sync.plan import (AddServer, Admin, ClearSlot, CreateZnode, DeleteZnode, DrainClock, DrainServer,
+                                    FillSlot, Layout, ObservedZnode, RemoveServer, RoutingIntent, ServerState, Target,
+                                    plan_haproxy)
+
+
+def server(name, port, admin=Admin.READY, ip="10.0.0.1"):
+    return ServerState(name, ip, port, admin, True)
+
+
+def target(port):
+    return Target(f"10.0.0.1:{port}", "10.0.0.1", port)
+
+
+def test_executed_actions_change_the_remembered_servers_and_name_what_they_changed():
+    applied = AppliedBackend(Layout.DYNAMIC, [server("tarn-a", 1), server("tarn-b", 2)], "triton-")
+    changed = applied.record([AddServer("tarn-c", "10.0.0.1", 3), DrainServer("tarn-a"), RemoveServer("tarn-b")])
+    assert changed == {"tarn-a", "tarn-b", "tarn-c"}
+    assert {n: (s.port, s.admin) for n, s in applied.servers.items()} == {"tarn-a": (1, Admin.DRAIN),
+                                                                          "tarn-c": (3, Admin.READY)}
+    assert [s.name for s in applied.around([("10.0.0.1", 1), ("10.0.0.1", 2)], 0)] == ["tarn-a"]
+
+
+def test_a_plan_scoped_to_an_event_from_memory_matches_the_plan_from_a_full_read():
+    fleet = [server(f"tarn-{p}", p) for p in range(1, 200)]
+    applied = AppliedBackend(Layout.DYNAMIC, fleet, "triton-")
+    intent = RoutingIntent(desired={t.address: t for t in map(target, range(2, 201))},
+                           draining={}, gone={target(1).address: target(1)}, authoritative=True)
+    scope = {target(1).address, target(200).address}
+    scoped = RoutingIntent(desired={target(200).address: target(200)}, draining={},
+                           gone={target(1).address: target(1)}, authoritative=True)
+    from_memory = plan_haproxy(Layout.DYNAMIC, scoped, applied.around([("10.0.0.1", 1), ("10.0.0.1", 200)], 1),
+                               now=0, clock=DrainClock(), drain_timeout_s=5, scope=scope)[0]
+    from_read = plan_haproxy(Layout.DYNAMIC, intent, fleet, now=0, clock=DrainClock(), drain_timeout_s=5,
+                             scope=scope)[0]
+    assert from_memory == from_read == [RemoveServer("tarn-1"), AddServer("tarn-10.0.0.1:200", "10.0.0.1", 200)]
+
+
+def test_memory_of_slots_offers_only_as_many_empty_slots_as_a_plan_can_fill():
+    slots = [server(f"triton-{n}", 8000, Admin.MAINT, ip="0.0.0.0") for n in range(1, 6)]
+    applied = AppliedBackend(Layout.SLOTS, slots, "triton-")
+    assert [s.name for s in applied.around([], 2)] == ["triton-1", "triton-2"]
+    applied.record([FillSlot("triton-1", "10.0.0.1", 7), ClearSlot("triton-2")])
+    assert [s.name for s in applied.around([("10.0.0.1", 7)], 1)] == ["triton-1", "triton-2"]
+
+
+def test_a_reconciles_read_yields_to_what_an_apply_changed_while_it_was_read():
+    applied = AppliedBackend(Layout.DYNAMIC, [], "triton-")
+    applied.record([AddServer("tarn-new", "10.0.0.1", 9)])
+    read = [server("tarn-old", 1), server("tarn-gone", 2)]
+    result = merged(read, {"tarn-new", "tarn-gone"}, applied)  # added and removed during the read
+    assert sorted(s.name for s in result) == ["tarn-new", "tarn-old"]
+
+    znodes = AppliedZnodes(7, {})
+    znodes.record([CreateZnode("h:1", b"x"), DeleteZnode("h:2")])
+    fresh = {"h:2": ObservedZnode("h:2", b"y", 7), "h:3": ObservedZnode("h:3", b"z", 7)}
+    assert sorted(merged_znodes(fresh, {"h:1", "h:2"}, znodes)) == ["h:1", "h:3"]
+    assert znodes.nodes["h:1"].ephemeral_owner == 7
