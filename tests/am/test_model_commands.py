@@ -159,3 +159,15 @@ def test_a_model_no_fleet_instance_can_hold_twice_asks_for_another_instance_with
     assert next(m for m in grown.lines if m.name == "bert").missing == 1
     capped = plan_round(PLAN, loaded, {"bert": 2}, CommandBook(), 1, 1, 100.0)
     assert capped.desired == 1 and any("max is 1" in w for w in next(m for m in capped.lines if m.name == "bert").why)
+
+
+def test_a_ready_instance_without_telemetry_holds_the_round_so_its_models_are_not_loaded_twice():
+    # c2 is ready but has not reported (a restarted tarn-am has heard nothing yet): it may hold bert.
+    silent = FleetInputs([sample("c1")], {"c1": "n1", "c2": "n2"}, {}, {"c1", "c2"}, 2, 1000 * MiB)
+    held = plan_round(PLAN, silent, {}, CommandBook(), 1, 2, 100.0)
+    assert held.sends == [] and held.desired == 2
+    assert all(m.why == ["waiting for the first telemetry of c2"] for m in held.lines)
+    heard = FleetInputs([sample("c1"), sample("c2", ready("bert", 300 * MiB))], silent.node_of, {}, silent.live, 2,
+                        1000 * MiB)
+    assert [(s.instance_id, s.model) for s in plan_round(PLAN, heard, {}, CommandBook(), 1, 2, 101.0).sends] == [
+        ("c1", "resnet")]

@@ -8,7 +8,7 @@ Copies wanted are each model's min copies, or an operator's count within its min
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Collection, Dict, List, Mapping, Sequence
 
 from pydantic import BaseModel
@@ -67,13 +67,19 @@ def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], b
     # A new instance offers what the largest one seen offers (its GPUs), the container's memory before any
     new_capacity = max((i.capacity_bytes for i in seen), default=fleet.container_memory_bytes)
     placement = decide(demands, inputs, FleetBounds(min_instances, max_instances, new_capacity))
+    silent = sorted(set(fleet.node_of) - {i.instance_id for i in seen})
+    if silent:
+        # A ready instance that has not reported may hold models (a restarted tarn-am): wait for its word.
+        waiting = f"waiting for the first telemetry of {', '.join(silent)}"
+        placement = replace(placement, loads=(), unloads=(), reasons=placement.reasons + (waiting,))
     sends, book = commands(placement, book, now, timings)
-    lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement) for d in demands]
-    return ModelRound(placement, sends, book, instance_count(placement.instance_count, fleet.desired, len(seen)),
-                      lines)
+    count = fleet.desired if silent else instance_count(placement.instance_count, fleet.desired, len(seen))
+    lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement, bool(silent)) for d in demands]
+    return ModelRound(placement, sends, book, count, lines)
 
 
-def _line(name: str, copies: int, footprint: int, seen, book: CommandBook, placement: Placement) -> ModelLine:
+def _line(name: str, copies: int, footprint: int, seen, book: CommandBook, placement: Placement,
+          waiting: bool) -> ModelLine:
     in_flight: Dict[str, List[str]] = {LOAD: [], "unload": []}
     for (instance_id, model), command in sorted(book.outstanding.items()):
         if model == name:
@@ -81,7 +87,7 @@ def _line(name: str, copies: int, footprint: int, seen, book: CommandBook, place
     why = [f"load on {i} failed: {f.message} (retried after a delay)"
            for (i, m), f in sorted(book.failures.items()) if m == name]
     missing = placement.missing.get(name, 0)
-    if missing:
+    if missing or waiting:
         why += list(placement.reasons)
     return ModelLine(name=name, wanted=copies, held=[i.instance_id for i in seen if name in i.models],
                      loading=in_flight[LOAD], unloading=in_flight["unload"], missing=missing,
