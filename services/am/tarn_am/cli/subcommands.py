@@ -13,7 +13,7 @@ from tarn_shared.errors import ConfigError
 from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
 from .options import SubmitOptions
-from .status_slots import slot_lines
+from .status_slots import model_lines, slot_lines
 from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -21,12 +21,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .preflight import check_before_submit
     from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
+    if options.placement == "per-model" and options.models is None and not args.dry_run:
+        # tarn-am learns the deployment's models only from the file for now: without it Triton would serve none.
+        raise ConfigError("--placement per-model needs --models FILE (the models to place); --dry-run shows "
+                          "the spec and the plan")
     if not args.dry_run:
         check_before_submit(options, os.environ)  # what every container would refuse, refused before YARN
-    if options.placement == "per-model" and not args.dry_run:
-        # Until tarn-am sends the loads, such a fleet would start Triton with no model at all.
-        raise ConfigError("--placement per-model: tarn-am does not place models yet (issue 16), so Triton "
-                          "would serve none; --dry-run shows the spec and the plan")
     client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
     if client is not None:
         check_owners(options, client)  # a backend or ZooKeeper path another live deployment owns
@@ -89,6 +89,7 @@ def render_status(state: Dict, address: str) -> str:
     if state.get("blocked"):
         lines.append(f"blocked {state['blocked']}: {state['blocked_reason']}")
     lines.extend(slot_lines(state))  # each blocked or crash-looping node, with its last failure
+    lines.extend(model_lines(state))  # --placement per-model: each model's copies
     lines.append(f"{'INSTANCE':<40} {'HOST':<16} {'ADDRESS':<22} {'STATE':<10} LOAD")
     for i in state["instances"]:
         load = "" if i["load"] is None else f"{i['load']:.2f}"
