@@ -22,11 +22,11 @@ from .am_health import bus_check, health_checks, healthy
 from .authz import AuthzClient
 from .container_facts import container_facts
 from .control_api import control_router
-from .model_round import ModelLine
 from .controller import Controller
 from .fleet_metrics import FleetCollector
 from .history import History
 from .history_api import history_router, mount_static
+from .model_round import ModelLine
 from .prometheus_sd import prometheus_router
 from .render import InstanceView, instance_views, instances_text, wants_json
 from .settings import TELEMETRY_INTERVAL_S, AmSettings

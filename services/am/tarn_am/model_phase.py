@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Collection, Dict, List, Optional, Tuple
 
 from tarn_shared import events as ev
+from tarn_shared.errors import ConfigError
 
 from . import target as tg
 from .autoscale import Autoscaler
@@ -33,7 +34,7 @@ class Policy:
 class ModelPlacer:
     def __init__(self, settings: AmSettings, bus: RedisBus, app_id: str) -> None:
         if settings.model_plan is None:
-            raise ValueError("--placement per-model needs a model plan (TARN_AM_MODEL_PLAN)")
+            raise ConfigError("TARN_AM_PLACEMENT per-model needs TARN_AM_MODEL_PLAN (tarn submit --models)")
         self.settings = settings
         self.plan: ModelPlan = settings.model_plan
         self.bus = bus
@@ -54,7 +55,7 @@ class ModelPlacer:
     def lines(self) -> List[ModelLine]:
         return list(self.last.lines) if self.last else []
 
-    def inputs(self, view: FleetView, draining: Collection[str], desired: int, now: float) -> FleetInputs:
+    def inputs(self, view: FleetView, draining: Collection[str], desired: int) -> FleetInputs:
         node_of = {}
         for member in view.membership.routable().values():
             if member.instance_id in draining:
@@ -70,8 +71,8 @@ class ModelPlacer:
                    now: float) -> Tuple[int, str]:
         """Sends this round's commands; returns the instance count placement asks for, and why."""
         s = self.settings
-        decided = plan_round(self.plan, self.inputs(view, draining, desired, now), self.wanted, self.book,
-                             s.min_instances, s.max_instances, now)
+        decided = plan_round(self.plan, self.inputs(view, draining, desired), self.wanted, self.book,
+                             max(1, s.min_instances), s.max_instances, now)  # no scale to zero yet
         self.book, self.last = decided.book, decided
         for send in decided.sends:
             try:
