@@ -52,6 +52,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     started = time.monotonic()
     app_id = client.submit(spec)
     print(f"submitted {app_id} (tarn-{options.name}) on {len(hosts)} eligible node(s): {', '.join(hosts)}")
+    if options.placement == "per-model":
+        print("tarn submit: per-model routing is not wired yet: the gateway sends a model's requests to every "
+              "instance, also those that do not hold it (address an instance that does)", file=sys.stderr)
     if args.wait > 0:
         address = am_address(client, app_id, args.wait)
         print(f"tarn-am at {address} ({time.monotonic() - started:.1f} s after submit)")
