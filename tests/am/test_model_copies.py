@@ -14,7 +14,7 @@ from tarn_shared.errors import ConfigError
 from tarn_am.cli.arguments import build_parser, submit_values
 from tarn_am.cli.options import SubmitOptions
 from tarn_am.cli.spec import build_spec, launcher_for
-from tarn_am.model_copies import ModelPlan, ModelTarget
+from tarn_am.model_copies import ModelPlan, ModelTarget, plan_from_env, plan_text
 from tarn_am.settings import AmSettings
 
 GIB = 1 << 30
@@ -101,16 +101,20 @@ def test_the_spec_runs_triton_explicit_and_hands_tarn_am_the_plan(tmp_path):
     assert agent["TARN_NODE_AGENT_MODEL_CONTROL_MODE"] == "explicit"
     master = spec.master.env
     assert master["TARN_AM_PLACEMENT"] == "per-model"
-    assert ModelPlan.model_validate_json(master["TARN_AM_MODEL_PLAN"]) == o.model_plan
+    assert '"' not in master["TARN_AM_MODEL_PLAN"]  # YARN's launch script would strip the quotes
+    assert plan_from_env(master["TARN_AM_MODEL_PLAN"]) == o.model_plan
 
 
 def test_tarn_am_reads_the_plan_from_its_environment(monkeypatch, tmp_path):
     o = options(BASE + ["--placement", "per-model"], tmp_path, FILE)
     monkeypatch.setenv("TARN_AM_DEPLOYMENT", "d")
     monkeypatch.setenv("TARN_AM_PLACEMENT", "per-model")
-    monkeypatch.setenv("TARN_AM_MODEL_PLAN", o.model_plan.model_dump_json())
+    monkeypatch.setenv("TARN_AM_MODEL_PLAN", plan_text(o.model_plan))
     settings = AmSettings()
     assert settings.placement == "per-model" and settings.model_plan == o.model_plan
+    monkeypatch.setenv("TARN_AM_MODEL_PLAN", "{models:{bert:{}}}")  # JSON that lost its quotes
+    with pytest.raises(ConfigError, match="TARN_AM_MODEL_PLAN"):
+        AmSettings.load()
 
 
 def test_the_tarn_command_refuses_a_bad_models_file_in_one_line_with_exit_2(tmp_path):
@@ -128,12 +132,12 @@ def run_tarn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
 
 
-def test_a_per_model_submit_is_refused_until_tarn_am_places_models_but_its_dry_run_shows_the_plan(tmp_path):
+def test_a_per_model_submit_without_a_models_file_is_refused_but_its_dry_run_shows_the_plan(tmp_path):
     (tmp_path / "models.yaml").write_text(FILE)
+    done = run_tarn(tmp_path, *BASE, "--placement", "per-model", "--model-memory", "1GiB")
+    assert done.returncode == 2 and "--placement per-model needs --models FILE" in done.stderr, done.stderr
     argv = [*BASE, "--placement", "per-model", "--models", str(tmp_path / "models.yaml")]
-    done = run_tarn(tmp_path, *argv)
-    assert done.returncode == 2 and "tarn-am does not place models yet" in done.stderr, done.stderr
     dry = run_tarn(tmp_path, *argv, "--dry-run", "--nodes", "n1")
     assert dry.returncode == 0, dry.stderr
-    plan = ModelPlan.model_validate_json(json.loads(dry.stdout)["master"]["env"]["TARN_AM_MODEL_PLAN"])
+    plan = plan_from_env(json.loads(dry.stdout)["master"]["env"]["TARN_AM_MODEL_PLAN"])
     assert sorted(plan.models) == ["bert", "llm", "resnet"]

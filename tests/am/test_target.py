@@ -114,4 +114,4 @@ def test_a_paused_control_loop_computes_the_policy_but_moves_nothing():
     asyncio.run(controller._autoscale(1000.0))
     assert controller.desired == 1
     assert view.policy_reason.startswith("autoscaling paused (tarn autoscale off); the policy would: 1 → 2")
-    assert controller.autoscaler.last_run_s is None  # its windows did not move on
+    assert controller.policy.autoscaler.last_run_s is None  # its windows did not move on

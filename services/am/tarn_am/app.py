@@ -26,6 +26,7 @@ from .controller import Controller
 from .fleet_metrics import FleetCollector
 from .history import History
 from .history_api import history_router, mount_static
+from .model_round import ModelLine
 from .prometheus_sd import prometheus_router
 from .render import InstanceView, instance_views, instances_text, wants_json
 from .settings import TELEMETRY_INTERVAL_S, AmSettings
@@ -119,6 +120,8 @@ class FleetStateView(BaseModel):
     slots: List[SlotView] = []  # one per eligible node, with its last failure and why
     # Parts left out, and why: "models" (the model table and each instance's models) while authz is down.
     unavailable: Dict[str, str] = {}
+    placement: str = "all-models"
+    model_placement: List[ModelLine] = []  # per-model mode: each model's copies wanted, held, missing and why
 
 
 def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
@@ -247,6 +250,8 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             user=x_tarn_user,
             slots=controller.slot_views(time.time()),
             unavailable=unavailable,
+            placement=settings.placement,
+            model_placement=controller.policy.models.lines() if controller.policy.models else [],
         )
 
     @app.get("/dashboard", response_class=HTMLResponse)

@@ -1,5 +1,6 @@
 """The operators' routes (admin token): POST /scale (a count inside the bounds), POST
-/autoscale (pause and resume the policy) and POST /stop (pause, drain every instance, then
+/autoscale (pause and resume the policy), POST /model-copies (per-model mode: a model's
+copies wanted, not yet kept across a tarn-am restart) and POST /stop (pause, drain every instance, then
 mark the deployment's record removed). The rules are target.py's; a refusal is one line."""
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ class AutoscaleView(BaseModel):
     def of(cls, target: tg.Target) -> "AutoscaleView":
         return cls(autoscale=target.policy_moves, paused=target.paused, paused_reason=target.paused_reason or None,
                    paused_at=target.paused_at, stopping=target.stopping)
+
+
+class CopiesRequest(BaseModel):
+    model: str = Field(..., min_length=1, max_length=256)
+    copies: int = Field(..., ge=0, le=100_000, description="copies wanted, within the model's min/max")
+
+
+class CopiesResponse(BaseModel):
+    model: str
+    copies: int
 
 
 class StopRequest(BaseModel):
@@ -98,5 +109,18 @@ def control_router(controller: Callable[[], Controller], admin_token, remove_rec
             raise _refused(exc) from None
         removed = await remove_record() if not body.drain else False
         return StopResponse(previous=previous, desired=c.desired, record_removed=removed)
+
+    @router.post("/model-copies", response_model=CopiesResponse, responses={
+        409: {"description": "not a --placement per-model deployment"}, **OUT_OF_BOUNDS})
+    async def model_copies(body: CopiesRequest) -> CopiesResponse:
+        c = controller()
+        if c.models is None:
+            raise HTTPException(409, detail="copies per model need --placement per-model")
+        try:
+            copies = c.models.set_copies(body.model, body.copies)
+        except tg.Refusal as exc:
+            raise _refused(exc) from None
+        c.wake()
+        return CopiesResponse(model=body.model, copies=copies)
 
     return router

@@ -23,6 +23,7 @@ from .autoscale import Autoscaler
 from .bus import RedisBus
 from .containers import Action, ContainerLost, ObservedContainer, Slot
 from .fleet_load import observation
+from .model_phase import ModelPlacer, Policy
 from .settings import AmSettings
 from .slot_views import SlotInputs, SlotView, slot_views
 from .target_store import restored_controls, store_controls
@@ -60,7 +61,8 @@ class Controller:
         self.state = reconcile.FleetState()
         self.decision: Optional[reconcile.Decision] = None
         self.stats = LoopStats()
-        self.autoscaler = Autoscaler(settings.autoscale_config())
+        self.policy = Policy(Autoscaler(settings.autoscale_config()),
+                             ModelPlacer(settings, bus, yarn.app_id) if settings.placement == "per-model" else None)
         # YARN's CONTAINER_ID is the AM container's own id: it names this application attempt.
         self.announcer = Announcer(settings.deployment, yarn.app_id, attempt_of(os.environ.get("CONTAINER_ID", "")))
         self._wake = asyncio.Event()
@@ -110,7 +112,7 @@ class Controller:
         """An operator's count: inside the bounds, and the policy measures afresh from it."""
         tg.manual_count(self.target, count, self.settings.min_instances, self.settings.max_instances)
         await self._change_target(count, source, reason)
-        self.autoscaler = tg.fresh_windows(self.autoscaler)
+        self.policy.autoscaler = tg.fresh_windows(self.policy.autoscaler)
         return count
 
     async def set_autoscale(self, enabled: bool, reason: str) -> tg.Target:
@@ -118,7 +120,7 @@ class Controller:
         changed = tg.resumed(self.target) if enabled else tg.paused(self.target, reason, self.clock())
         if changed != self.target:
             await self._change_controls(changed, "resumed" if enabled else "paused", reason)
-            self.autoscaler = tg.fresh_windows(self.autoscaler)
+            self.policy.autoscaler = tg.fresh_windows(self.policy.autoscaler)
         return self.target
 
     async def stop(self, reason: str) -> None:
@@ -198,14 +200,20 @@ class Controller:
     async def _autoscale(self, now: float) -> None:
         if self.target.stopping:
             return
+        if self.policy.models is not None:
+            count, reason = await self.policy.models.step(self.view, self.draining(), self.desired, now)
+            self.view.policy_reason = reason if self.target.policy_moves else tg.pause_note(self.target, reason)
+            if self.target.policy_moves and count != self.desired:
+                await self._change_target(count, "placement", reason)
+            return
         observed = observation(self.view.membership.members, self.view.telemetry, self.draining())
-        decision, stepped = self.autoscaler.step(self.desired, observed, now)
+        decision, stepped = self.policy.autoscaler.step(self.desired, observed, now)
         if not self.target.policy_moves:
             # Paused: say what the policy would do, but keep its windows where they were.
             if decision is not None:
                 self.view.policy_reason = tg.pause_note(self.target, decision.reason)
             return
-        self.autoscaler = stepped
+        self.policy.autoscaler = stepped
         if decision is None:
             return
         self.view.policy_reason = decision.reason

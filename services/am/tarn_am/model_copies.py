@@ -12,6 +12,7 @@
 Validated with pydantic; every problem is one line naming the model and the field."""
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -145,3 +146,22 @@ def placement_problems(options) -> List[str]:
             problems.append(f"model {name!r}: min copies ({t.min_copies}) cannot be placed on "
                             f"--max-instances {options.max_instances} (at most one copy per instance)")
     return problems
+
+
+def plan_text(plan: ModelPlan) -> str:
+    """The plan as TARN_AM_MODEL_PLAN carries it: base64 of its JSON, because YARN writes the
+    container's environment into a shell script between double quotes it does not escape."""
+    return base64.urlsafe_b64encode(plan.model_dump_json().encode()).decode()
+
+
+def plan_from_env(value: object) -> object:
+    """TARN_AM_MODEL_PLAN's value: plan_text's base64, or the JSON itself; other input as is."""
+    if not isinstance(value, str) or not value.strip():
+        return value if not isinstance(value, str) else None
+    text = value.strip()
+    if not text.startswith("{"):
+        try:
+            text = base64.urlsafe_b64decode(text.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("is neither JSON nor base64 of JSON") from None
+    return ModelPlan.model_validate_json(text)

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Annotated, List, Literal, Optional
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tarn_shared import defaults
 from tarn_shared.settings import CommaList, TarnSettings
 
 from . import policy_config as policy
 from .containers import Slot
-from .model_copies import ModelPlan
+from .model_copies import ModelPlan, plan_from_env
 from .policy_config import AutoscaleConfig
 from .reconcile import ReconcileTimings
 
@@ -70,8 +70,11 @@ class AmSettings(TarnSettings):
     model_repository: Optional[str] = Field(None, description="--model-repository, for /models and the dashboard")
     placement: Literal["all-models", "per-model"] = Field(
         "all-models", description="--placement: every model on every instance, or per-model copies")
-    model_plan: Optional[ModelPlan] = Field(None, description="per-model mode: each model's min/max copies and "
-                                                              "declared memory (JSON, from tarn submit)")
+    model_plan: Annotated[Optional[ModelPlan], NoDecode, BeforeValidator(plan_from_env)] = Field(
+        None, description="per-model mode: each model's min/max copies and declared memory (base64 of its JSON, "
+                          "or JSON, from tarn submit)")
+    container_memory_mb: int = Field(8192, ge=32, description="--container-memory: an instance's capacity for "
+                                     "per-model placement where no GPU is readable")
 
     loop_interval_s: float = Field(1.0, gt=0, description="period of the reconcile loop")
     drain_timeout_s: float = Field(60.0, description="how long a drain may take before the container is released")

@@ -54,7 +54,7 @@ class FleetView:
     lifecycle_through: Optional[str] = None
     telemetry: Dict[str, Telemetry] = field(default_factory=dict)
     heartbeats: Dict[str, float] = field(default_factory=dict)
-    acked: Set[str] = field(default_factory=set)
+    acks: Dict[str, ev.CommandAck] = field(default_factory=dict)  # by command id
     recent: Deque[RecentEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     decisions: Deque[TargetChange] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
     version: int = 0  # bumps whenever membership changes: a snapshot is due
@@ -65,6 +65,11 @@ class FleetView:
     @property
     def members(self) -> Dict[str, Member]:
         return dict(self.membership.members)
+
+    @property
+    def acked(self) -> Set[str]:
+        """The command ids acknowledged (a drain's, a load's...)."""
+        return set(self.acks)
 
     def apply_lifecycle(self, entry_id: str, event: ev.Event, now: float) -> None:
         if self.lifecycle_through is None or stream_id_key(entry_id) > stream_id_key(self.lifecycle_through):
@@ -95,9 +100,9 @@ class FleetView:
 
     def apply_ack(self, event: ev.Event) -> None:
         if isinstance(event, ev.CommandAck):
-            if len(self.acked) >= MAX_ACKS:
-                self.acked.clear()
-            self.acked.add(event.command_id)
+            if len(self.acks) >= MAX_ACKS:
+                self.acks.clear()  # what still waits for its ack is re-sent and acked again
+            self.acks[event.command_id] = event
 
     def fresh_telemetry(self, now: float, max_age_s: float) -> List[ev.TelemetrySample]:
         """Samples of live instances no older than ``max_age_s``."""

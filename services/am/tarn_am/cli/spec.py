@@ -42,6 +42,7 @@ import skein
 from tarn_shared.locations import parse_location
 
 from ..containers import Slot
+from ..model_copies import plan_text
 from .options import SubmitOptions
 
 PYENV_DIR = "pyenv"
@@ -147,12 +148,13 @@ def am_environment(options: SubmitOptions, slots: Sequence[Slot]) -> Dict[str, s
         "TARN_AM_CRASH_LOOP_WINDOW_S": repr(options.crash_loop_window_s),
         "TARN_AM_ALLOW_QUERY_TOKEN": "true" if options.allow_query_token else "false",
         "TARN_AM_PLACEMENT": options.placement,
+        "TARN_AM_CONTAINER_MEMORY_MB": str(options.container_memory_mb),
     }
     optional = {
         "TARN_AM_ZK_ENSEMBLE": options.zk_ensemble,
         "TARN_AM_RANGER_SERVICE": options.ranger_service,
         "TARN_AM_AUTHZ_URL": options.authz_url,
-        "TARN_AM_MODEL_PLAN": options.model_plan.model_dump_json() if options.model_plan else None,
+        "TARN_AM_MODEL_PLAN": plan_text(options.model_plan) if options.model_plan else None,
         # Secrets travel in the spec, which skein stores in the submitter's private
         # staging directory; they are never put on a command line.
         "TARN_AM_TOKEN": options.token.get_secret_value() if options.token else None,

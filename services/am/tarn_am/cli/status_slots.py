@@ -28,3 +28,15 @@ def slot_lines(state: Dict) -> List[str]:
             line += f"; last failure{when}: {slot['last_failure']}"
         lines.append(line)
     return lines
+
+
+def model_lines(state: Dict) -> List[str]:
+    """Per-model placement's word on each model: copies wanted, held, in flight, missing and why."""
+    out = []
+    for m in state.get("model_placement") or ():
+        moving = "".join(f", {kind} on {', '.join(m[kind])}" for kind in ("loading", "unloading") if m[kind])
+        text = f"model {m['name']}: {len(m['held'])}/{m['wanted']} copies on {', '.join(m['held']) or 'none'}{moving}"
+        if m["missing"]:
+            text += f", {m['missing']} missing"
+        out.append(text + "".join(f"; {why}" for why in m["why"]))
+    return out

@@ -13,7 +13,7 @@ from tarn_shared.errors import ConfigError
 from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
 from .options import SubmitOptions
-from .status_slots import slot_lines
+from .status_slots import model_lines, slot_lines
 from .status_view import show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -21,13 +21,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .preflight import check_before_submit, open_reader
     from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
+    if options.placement == "per-model" and options.models is None and not args.dry_run:
+        # tarn-am learns the deployment's models only from the file for now: without it Triton would serve none.
+        raise ConfigError("--placement per-model needs --models FILE (the models to place); --dry-run shows "
+                          "the spec and the plan")
     if not args.dry_run:  # what every container would refuse, refused before YARN
         check_before_submit(options, os.environ,
                             reader=lambda urls, user, kerberos: open_reader(urls, user, kerberos, args.yarn.login))
-    if options.placement == "per-model" and not args.dry_run:
-        # Until tarn-am sends the loads, such a fleet would start Triton with no model at all.
-        raise ConfigError("--placement per-model: tarn-am does not place models yet (issue 16), so Triton "
-                          "would serve none; --dry-run shows the spec and the plan")
     client = None if args.dry_run else args.yarn.client()  # a dry run reads no cluster
     if client is not None:
         check_owners(options, client)  # a backend or ZooKeeper path another live deployment owns
@@ -53,6 +53,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     started = time.monotonic()
     app_id = client.submit(spec)
     print(f"submitted {app_id} (tarn-{options.name}) on {len(hosts)} eligible node(s): {', '.join(hosts)}")
+    if options.placement == "per-model":
+        print("tarn submit: per-model routing is not wired yet: the gateway sends a model's requests to every "
+              "instance, also those that do not hold it (address an instance that does)", file=sys.stderr)
     if args.wait > 0:
         address = am_address(client, app_id, args.wait)
         print(f"tarn-am at {address} ({time.monotonic() - started:.1f} s after submit)")
@@ -90,6 +93,7 @@ def render_status(state: Dict, address: str) -> str:
     if state.get("blocked"):
         lines.append(f"blocked {state['blocked']}: {state['blocked_reason']}")
     lines.extend(slot_lines(state))  # each blocked or crash-looping node, with its last failure
+    lines.extend(model_lines(state))  # --placement per-model: each model's copies
     lines.append(f"{'INSTANCE':<40} {'HOST':<16} {'ADDRESS':<22} {'STATE':<10} LOAD")
     for i in state["instances"]:
         load = "" if i["load"] is None else f"{i['load']:.2f}"

@@ -1,0 +1,94 @@
+"""One round of ``--placement per-model`` (pure): the fleet's latest per-model telemetry and
+the plan in, placement (model_placement) run over them with the commands in flight, out
+come the commands to send (model_commands), the instance count placement asks for, and
+each model's line for /api/state and `tarn status` (copies wanted, held, missing and why).
+
+Copies wanted are each model's min copies, or an operator's count within its min/max
+(POST /model-copies); per-model scaling on queue time is not wired yet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Collection, Dict, List, Mapping, Sequence
+
+from pydantic import BaseModel
+
+from tarn_shared import events as ev
+
+from .model_commands import LOAD, CommandBook, CommandTimings, Send, commands, instance_count, settle, \
+    with_commands_in_flight
+from .model_copies import ModelPlan
+from .model_fleet import instances_from, measured_footprints, model_demands
+from .model_placement import FleetBounds, Placement, decide
+
+
+class ModelLine(BaseModel):
+    """One model as placement sees it this round."""
+
+    name: str
+    wanted: int
+    held: List[str] = []  # instances where it is loaded (or loading, per their telemetry)
+    loading: List[str] = []  # instances a load command is in flight to
+    unloading: List[str] = []
+    missing: int = 0  # copies wanted but not placed this round
+    footprint_bytes: int = 0
+    why: List[str] = []
+
+
+@dataclass(frozen=True)
+class FleetInputs:
+    samples: Sequence[ev.TelemetrySample]  # fresh, of ready instances
+    node_of: Mapping[str, str]  # instance -> node, for the ready instances placement may use
+    acks: Mapping[str, ev.CommandAck]  # the load/unload acks seen, by command id
+    live: Collection[str]  # instances a container still holds
+    desired: int  # the current target instance count
+    container_memory_bytes: int  # an instance's capacity where no GPU is readable
+
+
+@dataclass(frozen=True)
+class ModelRound:
+    placement: Placement
+    sends: List[Send]
+    book: CommandBook
+    desired: int  # the target instance count placement asks for
+    lines: List[ModelLine]
+
+
+def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], book: CommandBook,
+               min_instances: int, max_instances: int, now: float,
+               timings: CommandTimings = CommandTimings()) -> ModelRound:
+    samples = [s for s in fleet.samples if s.instance_id in fleet.node_of]
+    measured = measured_footprints(samples)
+    demands = model_demands(plan, (), wanted, measured)
+    footprints = {d.name: d.footprint_bytes for d in demands}
+    seen = instances_from(samples, fleet.node_of, fleet.container_memory_bytes, footprints)
+    book = settle(book, fleet.acks, fleet.live, now, timings, {i.instance_id: i.models for i in seen})
+    inputs = with_commands_in_flight(seen, book, footprints)
+    # A new instance offers what the largest one seen offers (its GPUs), the container's memory before any
+    new_capacity = max((i.capacity_bytes for i in seen), default=fleet.container_memory_bytes)
+    placement = decide(demands, inputs, FleetBounds(min_instances, max_instances, new_capacity))
+    silent = sorted(set(fleet.node_of) - {i.instance_id for i in seen})
+    if silent:
+        # A ready instance that has not reported may hold models (a restarted tarn-am): wait for its word.
+        waiting = f"waiting for the first telemetry of {', '.join(silent)}"
+        placement = replace(placement, loads=(), unloads=(), reasons=placement.reasons + (waiting,))
+    sends, book = commands(placement, book, now, timings)
+    count = fleet.desired if silent else instance_count(placement.instance_count, fleet.desired, len(seen))
+    lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement, bool(silent)) for d in demands]
+    return ModelRound(placement, sends, book, count, lines)
+
+
+def _line(name: str, copies: int, footprint: int, seen, book: CommandBook, placement: Placement,
+          waiting: bool) -> ModelLine:
+    in_flight: Dict[str, List[str]] = {LOAD: [], "unload": []}
+    for (instance_id, model), command in sorted(book.outstanding.items()):
+        if model == name:
+            in_flight[command.kind].append(instance_id)
+    why = [f"load on {i} failed: {f.message} (retried after a delay)"
+           for (i, m), f in sorted(book.failures.items()) if m == name]
+    missing = placement.missing.get(name, 0)
+    if missing or waiting:
+        why += list(placement.reasons)
+    return ModelLine(name=name, wanted=copies, held=[i.instance_id for i in seen if name in i.models],
+                     loading=in_flight[LOAD], unloading=in_flight["unload"], missing=missing,
+                     footprint_bytes=footprint, why=why)
