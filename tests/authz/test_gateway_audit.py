@@ -5,7 +5,6 @@ the audited cliIP shows whose address it is. Also the summary endpoint on its ow
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pytest
 from tarn_authz.app import SERVER_OPTIONS, create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY, GATEWAY_TOKEN, PLAIN_TOKEN, settings_for
-from tests.authz.test_haproxy_pep import PASSWORDS, POLICIES, _render_module
+from tests.authz.test_haproxy_pep import PASSWORDS, POLICIES
 from tests.support.polling import wait_for
-from tests.support.ports import free_port
-from tests.support.stack_fixture import stack, tarnstack  # noqa: F401
+from tests.support.stack_fixture import stack  # noqa: F401
+from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
 CACHE_TTL_S = 60.0  # every repeat is a cache hit (per HAProxy thread: the first on each asks authz)
@@ -57,30 +56,12 @@ def audited(triton_server, stack, tmp_path_factory):
     audit_log = tmp / "audit" / "ranger-audit.log"
     authz = ServerThread(create_app(settings_for(tmp, ranger_audit=True, audit_log=audit_log,
                                                  redis_url=stack.env["REDIS_URL"])), **SERVER_OPTIONS).start()
-    http_port, index_port = free_port(), free_port()
-    cfg = tmp / "haproxy.cfg"
-    cfg.write_text(_render_module().render(
-        run_dir=tmp, http_port=http_port, index_port=index_port, authz_url=authz.url,
-        gateway_token=GATEWAY_TOKEN, users=[f"user {u} insecure-password {p}" for u, p in PASSWORDS.items()],
-        servers=[f"server triton1 {triton_server.http_host_port} check"], cache_ttl_s=CACHE_TTL_S,
-        audit_summary_ms=SUMMARY_MS))
-    log_path = tmp / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{http_port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "/v2/health/ready", auth=("alice", PASSWORDS["alice"]), timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        tarnstack.wait_until(ready, "haproxy with authz in front of triton", log_path, proc)
-        yield AuditedGateway(url, authz, audit_log)
+        with haproxy_authz(tmp, PASSWORDS, "haproxy with authz in front of triton", authz_url=authz.url,
+                           gateway_token=GATEWAY_TOKEN, servers=[f"server triton1 {triton_server.http_host_port} check"],
+                           cache_ttl_s=CACHE_TTL_S, audit_summary_ms=SUMMARY_MS) as url:
+            yield AuditedGateway(url, authz, audit_log)
     finally:
-        tarnstack.stop_pid(proc.pid)
         authz.stop()
 
 

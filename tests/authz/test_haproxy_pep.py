@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,18 +15,13 @@ from tarn_authz.app import SERVER_OPTIONS, create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.support.ports import free_port
-from tests.support.scripts import load_script
-from tests.support.stack_fixture import tarnstack
+from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SERVICEDEF = json.loads((ROOT / "deploy" / "ranger" / "triton-servicedef.json").read_text())
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 CACHE_TTL_S = 1.0
-
-
-def _render_module():
-    return load_script("deploy/haproxy/render_authz.py")
 
 
 def _policy(pid, models, users, accesses):
@@ -62,31 +56,13 @@ def gateway(triton_server, tmp_path_factory):
     (tmp / "policies" / "triton_prod.json").write_text(json.dumps(POLICIES))
     authz_port = free_port()
     authz = ServerThread(create_app(settings_for(tmp)), port=authz_port, **SERVER_OPTIONS).start()
-    http_port, index_port = free_port(), free_port()
-    cfg = tmp / "haproxy.cfg"
-    cfg.write_text(_render_module().render(
-        run_dir=tmp, http_port=http_port, index_port=index_port, authz_url=f"http://127.0.0.1:{authz_port}",
-        gateway_token=GATEWAY_TOKEN, users=[f"user {u} insecure-password {p}" for u, p in PASSWORDS.items()],
-        servers=[f"server triton1 {triton_server.http_host_port} check"], cache_ttl_s=CACHE_TTL_S))
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log_path = tmp / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{http_port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "/v2/health/ready", auth=("alice", PASSWORDS["alice"]), timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        tarnstack.wait_until(ready, "haproxy with authz in front of triton", log_path, proc)
-        yield Gateway(url, authz, authz_port, tmp)
+        with haproxy_authz(tmp, PASSWORDS, "haproxy with authz in front of triton",
+                           authz_url=f"http://127.0.0.1:{authz_port}", gateway_token=GATEWAY_TOKEN,
+                           servers=[f"server triton1 {triton_server.http_host_port} check"],
+                           cache_ttl_s=CACHE_TTL_S) as url:
+            yield Gateway(url, authz, authz_port, tmp)
     finally:
-        tarnstack.stop_pid(proc.pid)
         authz.stop()
 
 

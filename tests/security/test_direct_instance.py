@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import httpx
@@ -37,11 +35,9 @@ from tarn_node_agent.launch import GATEWAY_KEY_HEADER, restriction_args
 from tarn_node_agent.triton import TritonApi
 from tests.knox.support import GATEWAY_TOKEN, USER_HEADER, AuthzProcess, KnoxGateway, build_knox, topology
 from tests.knox.test_knox_e2e import znode_record
-from tests.support.ports import free_port
-from tests.support.scripts import load_script
-from tests.support.stack_fixture import tarnstack
 from tests.support.triton import TritonServer
 from tests.support.triton_fixture import copy_model_repository
+from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
 KEY = "test-gateway-key_" + uuid.uuid4().hex
@@ -207,31 +203,10 @@ def haproxy(instance, authz, tmp_path_factory):
     keys = tmp / "gateway-keys.map"
     keys.write_text(f"triton_backend {KEY}\n")
     keys.chmod(0o600)
-    http_port = free_port()
-    cfg = tmp / "haproxy.cfg"
-    cfg.write_text(load_script("deploy/haproxy/render_authz.py").render(
-        run_dir=tmp, http_port=http_port, index_port=free_port(), authz_url=authz.url, gateway_token=GATEWAY_TOKEN,
-        users=[f"user {u} insecure-password {p}" for u, p in PASSWORDS.items()], gateway_keys=keys,
-        servers=[f"server triton1 {instance.http_host_port} check"]))
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log_path = tmp / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{http_port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "/v2/health/ready", auth=("alice", "alice-pw"), timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        tarnstack.wait_until(ready, "haproxy with authz and the gateway key", log_path, proc)
+    with haproxy_authz(tmp, PASSWORDS, "haproxy with authz and the gateway key", authz_url=authz.url,
+                       gateway_token=GATEWAY_TOKEN, gateway_keys=keys,
+                       servers=[f"server triton1 {instance.http_host_port} check"]) as url:
         yield url
-    finally:
-        tarnstack.stop_pid(proc.pid)
 
 
 def basic(user: str) -> Dict[str, str]:

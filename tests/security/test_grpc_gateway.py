@@ -22,8 +22,7 @@ from tarn_authz.app import create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.support.ports import free_port
-from tests.support.scripts import load_script
-from tests.support.stack_fixture import tarnstack
+from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,34 +108,24 @@ def gateway(triton_server, tmp_path_factory):
     authz_port = free_port()
     authz = ServerThread(create_app(settings_for(tmp)), port=authz_port).start()
     grpc_port = free_port()
-    cfg = tmp / "haproxy.cfg"
-    cfg.write_text(load_script("deploy/haproxy/render_authz.py").render(
-        run_dir=tmp, http_port=free_port(), index_port=free_port(), authz_url=f"http://127.0.0.1:{authz_port}",
-        gateway_token=GATEWAY_TOKEN, users=[f"user {u} insecure-password {p}" for u, p in PASSWORDS.items()],
-        servers=[f"server triton1 {triton_server.http_host_port} check"], cache_ttl_s=CACHE_TTL_S,
-        grpc_port=grpc_port, grpc_servers=[f"server triton1 {triton_server.grpc_url} check"],
-        grpc_max_message=MAX_MESSAGE))
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log_path = tmp / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
     gw = GrpcGateway(f"127.0.0.1:{grpc_port}", authz, authz_port, tmp)
 
-    def ready() -> bool:
+    def ready(_url: str) -> bool:
         try:
             return gw.client.is_server_ready(headers=credentials("alice"))
         except InferenceServerException:
             return False
 
     try:
-        tarnstack.wait_until(ready, "haproxy's gRPC frontend in front of triton", log_path, proc)
-        yield gw
+        with haproxy_authz(tmp, PASSWORDS, "haproxy's gRPC frontend in front of triton", ready,
+                           authz_url=f"http://127.0.0.1:{authz_port}", gateway_token=GATEWAY_TOKEN,
+                           servers=[f"server triton1 {triton_server.http_host_port} check"], cache_ttl_s=CACHE_TTL_S,
+                           grpc_port=grpc_port, grpc_servers=[f"server triton1 {triton_server.grpc_url} check"],
+                           grpc_max_message=MAX_MESSAGE):
+            yield gw
     finally:
         gw.client.close()
         gw.channel.close()
-        tarnstack.stop_pid(proc.pid)
         gw.authz.stop()
 
 
