@@ -114,10 +114,10 @@ def control_router(controller: Callable[[], Controller], admin_token, remove_rec
         409: {"description": "not a --placement per-model deployment"}, **OUT_OF_BOUNDS})
     async def model_copies(body: CopiesRequest) -> CopiesResponse:
         c = controller()
-        if c.models is None:
+        if c.policy.models is None:
             raise HTTPException(409, detail="copies per model need --placement per-model")
         try:
-            copies = c.models.set_copies(body.model, body.copies)
+            copies = c.policy.models.set_copies(body.model, body.copies)
         except tg.Refusal as exc:
             raise _refused(exc) from None
         c.wake()
