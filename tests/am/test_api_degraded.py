@@ -146,4 +146,6 @@ def test_refused_operator_requests_answer_422_or_409_naming_why_before_anything_
         busy = http.post("/scale", json={"count": 1})
         assert busy.status_code == 409 and "stopping" in busy.json()["detail"]
         assert http.post("/autoscale", json={"enabled": True}).status_code == 409
+        copies = http.post("/model-copies", json={"model": "identity", "copies": 2})  # not --placement per-model
+        assert copies.status_code == 409 and "per-model" in copies.json()["detail"], copies.text
         assert http.post("/scale", json={"count": 1}, headers={"X-TARN-Token": "wrong"}).status_code == 401
