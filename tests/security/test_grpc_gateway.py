@@ -22,28 +22,13 @@ from tarn_authz.app import create_app
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.support.ports import free_port
+from tests.authz.test_haproxy_pep import PASSWORDS, POLICIES
 from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-SERVICEDEF = json.loads((ROOT / "deploy" / "ranger" / "triton-servicedef.json").read_text())
-PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 CACHE_TTL_S = 1.0
 MAX_MESSAGE = 65536
 SERVICE = "/inference.GRPCInferenceService/"
-
-
-def _policy(pid, models, users, accesses):
-    return {"id": pid, "name": f"p{pid}", "isEnabled": True, "isAuditEnabled": True,
-            "resources": {"model": {"values": models}},
-            "policyItems": [{"users": users, "accesses": [{"type": a, "isAllowed": True} for a in accesses]}]}
-
-
-POLICIES = {"serviceName": "triton_prod", "policyVersion": 1, "serviceDef": SERVICEDEF, "policies": [
-    _policy(1, ["add_sub"], ["alice"], ["infer", "list"]),
-    _policy(2, ["identity"], ["bob"], ["infer"]),
-    _policy(3, ["*"], ["carol"], ["list"]),
-]}
 
 
 def credentials(user: Optional[str], password: Optional[str] = None) -> dict:
