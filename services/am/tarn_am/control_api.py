@@ -1,6 +1,6 @@
 """The operators' routes (admin token): POST /scale (a count inside the bounds), POST
 /autoscale (pause and resume the policy), POST /model-copies (per-model mode: a model's
-copies wanted, not yet kept across a tarn-am restart) and POST /stop (pause, drain every instance, then
+copies wanted, kept across a tarn-am restart) and POST /stop (pause, drain every instance, then
 mark the deployment's record removed). The rules are target.py's; a refusal is one line."""
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ def control_router(controller: Callable[[], Controller], admin_token, remove_rec
         if c.policy.models is None:
             raise HTTPException(409, detail="copies per model need --placement per-model")
         try:
-            copies = c.policy.models.set_copies(body.model, body.copies)
-        except tg.Refusal as exc:
+            copies = await c.policy.models.set_copies(body.model, body.copies)
+        except (tg.Refusal, UnavailableError) as exc:
             raise _refused(exc) from None
         c.wake()
         return CopiesResponse(model=body.model, copies=copies)
