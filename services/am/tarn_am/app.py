@@ -27,6 +27,7 @@ from .fleet_metrics import FleetCollector
 from .history import History
 from .history_api import history_router, mount_static
 from .model_round import ModelLine
+from .models_api import models_router
 from .prometheus_sd import prometheus_router
 from .render import InstanceView, instance_views, instances_text, wants_json
 from .settings import TELEMETRY_INTERVAL_S, AmSettings
@@ -263,5 +264,6 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     app.include_router(control_router(lambda: controller, admin_token, remove_record))
     app.include_router(history_router(lambda: context.history or History(1, TELEMETRY_INTERVAL_S), read_token,
                                       lambda names, user: asked(names, "list", user)))
+    app.include_router(models_router(lambda: controller, read_token, lambda names, user: asked(names, "list", user)))
     mount_static(app)
     return app

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     st.add_argument("--interval", type=positive_seconds, default=2.0, dest="interval_s", metavar="S",
                     help="seconds between refreshes with --watch (default 2)")
+    mo = sub.add_parser("models", help="each model's copies wanted and loaded, where, memory, queue time, load "
+                                       "time and last error (--placement per-model)", parents=[common])
+    target(mo)
+    mo.add_argument("--json", action="store_true", help="print tarn-am's /api/models with the app id and the AM's "
+                                                        "address as JSON")
     sc = sub.add_parser("scale", help="set the target instance count, inside --min-instances..--max-instances",
                         parents=[common])
     target(sc)

@@ -13,8 +13,9 @@ from tarn_shared.errors import ConfigError
 from .am_client import CliError, am_address, am_http, checked, find_app_id
 from .arguments import submit_values
 from .options import SubmitOptions
+from .models_view import models_document, render_models
 from .status_slots import model_lines, slot_lines
-from .status_view import show_status
+from .status_view import as_json, ended, show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .owners import check_owners
@@ -79,6 +80,13 @@ def _target(args: argparse.Namespace):
 def cmd_status(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
     return show_status(args, app_id, address, token, render_status)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    client, app_id, address, token = _target(args)
+    document = models_document(address, token, app_id)
+    sys.stdout.write(ended(as_json(document) if args.json else render_models(document)))
+    return 0
 
 
 def render_status(state: Dict, address: str) -> str:
@@ -210,5 +218,5 @@ def _container_log_files(payload) -> List[Dict]:
     return files
 
 
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "scale": cmd_scale, "autoscale": cmd_autoscale,
-            "stop": cmd_stop, "logs": cmd_logs}
+COMMANDS = {"submit": cmd_submit, "status": cmd_status, "models": cmd_models, "scale": cmd_scale,
+            "autoscale": cmd_autoscale, "stop": cmd_stop, "logs": cmd_logs}
