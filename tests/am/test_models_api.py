@@ -187,7 +187,8 @@ def test_copies_wanted_are_refused_with_503_when_skeins_store_cannot_take_them_a
 def test_another_applications_copies_are_not_taken_and_without_any_word_the_placer_asks_again(stack):
     name = f"mod{uuid.uuid4().hex[:8]}"
     client = redis_client(stack)
-    client.set(f"tarn:{name}:model-copies", f"application_1_0001 {StoredCopies(copies={'identity': 2}).model_dump_json()}")
+    other = StoredCopies(copies={"identity": 2}).model_dump_json()
+    client.set(f"tarn:{name}:model-copies", f"application_1_0001 {other}")
     try:
         settings = settings_for(name, stack)
         store = CopiesStore(unreachable_skein(), RedisBus(settings.redis_url, name, APP_ID))
@@ -215,3 +216,24 @@ def test_the_dashboard_draws_the_model_by_instance_matrix_with_each_copys_state_
         assert "1/2" in page.inner_text("#placement tbody tr[data-model='identity']")
         screenshot(page, "dashboard-model-matrix.png")
     assert errors == [] and elsewhere == []
+
+
+def test_an_all_models_deployment_answers_no_rows_and_a_note_saying_why(stack):
+    from tarn_am.app import create_app
+    from tarn_am.model_table import ALL_MODELS_NOTE
+
+    settings = AmSettings(deployment="everywhere", slots=["nvidia-nm1=nm1"], token=TOKEN,
+                          redis_url=stack.env["REDIS_URL"])
+    controller = Controller(settings, unreachable_skein(), RedisBus(settings.redis_url, "everywhere", APP_ID),
+                            FleetView("everywhere"))
+    app = create_app(settings, ApiContext(controller=controller, authz=AuthzClient(None)))
+
+    async def ask():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://am",
+                                     headers={"X-TARN-Token": TOKEN}) as http:
+            return (await http.get("/api/models")).json(), (await http.get("/metrics")).text
+
+    body, metrics = asyncio.run(ask())
+    assert (body["placement"], body["models"], body["note"]) == ("all-models", [], ALL_MODELS_NOTE)
+    assert "tarn_model_copies" not in metrics and "tarn_target_containers{" in metrics
+    assert render_models(body) == f"everywhere: {ALL_MODELS_NOTE}"

@@ -69,6 +69,12 @@ def test_a_failed_copy_the_agent_reports_shows_its_error_when_the_book_has_none(
     assert llm.cells[C1].state == "failed" and llm.last_error == f"{C1}: out of memory" and llm.loaded == 0
 
 
+def test_a_ready_copy_commanded_to_unload_shows_the_command_and_no_longer_counts_as_loaded():
+    lines = [ModelLine(name="bert", wanted=1, held=[C1], unloading=[C1], footprint_bytes=MIB)]
+    (bert,) = models_view("d", "per-model", inputs(lines, {C1: sample(C1, [BERT_ON_C1])})).models
+    assert bert.cells[C1].state == "unload commanded" and (bert.loaded, bert.instances) == (0, [])
+
+
 def test_gpu_instances_show_their_gpus_memory():
     gpus = [ev.GpuSample(index=0, utilization_pct=5, memory_used_bytes=4096 * MIB, memory_total_bytes=16384 * MIB)]
     view = models_view("d", "per-model", inputs([], {C1: sample(C1, [BERT_ON_C1], gpus=gpus)}))
@@ -94,7 +100,7 @@ def test_per_model_scalings_own_queue_time_is_shown_when_the_line_carries_one():
 
 
 def test_models_the_caller_may_not_list_are_left_out_and_an_all_models_deployment_has_a_note():
-    lines = [ModelLine(name="bert", wanted=1, footprint_bytes=MIB), ModelLine(name="llm", wanted=1, footprint_bytes=MIB)]
+    lines = [ModelLine(name=name, wanted=1, footprint_bytes=MIB) for name in ("bert", "llm")]
     view = models_view("d", "per-model", inputs(lines, {}), listable={"bert": True, "llm": False})
     assert [m.name for m in view.models] == ["bert"]
     plain = models_view("d", "all-models", None)

@@ -126,7 +126,8 @@ def _row(line: ModelLine, inputs: TableInputs, measured: bool, queue_us: Optiona
     for kind, instance_ids in (("load", line.loading), ("unload", line.unloading)):
         for instance_id in instance_ids:
             reported = cells.get(instance_id)
-            if reported is None or (kind == "load" and reported.state == "failed"):
+            # a failed load asked again, a ready copy asked to go: the command is the news
+            if reported is None or reported.state == ("failed" if kind == "load" else "ready"):
                 cells[instance_id] = ModelCell(state=f"{kind} commanded")
     failed = sorted(((f.failed_at, i, f.message) for (i, m), f in inputs.failures.items() if m == line.name),
                     reverse=True)
@@ -146,7 +147,8 @@ def _row(line: ModelLine, inputs: TableInputs, measured: bool, queue_us: Optiona
 
 
 def models_view(deployment: str, placement: str, inputs: Optional[TableInputs],
-                listable: Optional[Mapping[str, bool]] = None, unavailable: Optional[Dict[str, str]] = None) -> ModelsView:
+                listable: Optional[Mapping[str, bool]] = None,
+                unavailable: Optional[Dict[str, str]] = None) -> ModelsView:
     """The whole answer; ``listable`` (authz's word per model) leaves out what the caller may not list."""
     if inputs is None:
         return ModelsView(deployment=deployment, placement=placement, note=ALL_MODELS_NOTE)
