@@ -9,12 +9,12 @@ from fastapi import APIRouter, Header
 
 from tarn_shared.errors import UnavailableError
 
+from .fleet_metrics import TELEMETRY_MAX_AGE_S  # an older sample's queue time is no longer shown
 from .model_table import ModelsView, inputs_of, models_view
 
 # The same header as app.py's: who is asking; models they may not list are left out.
 User = Annotated[Optional[str], Header(alias="X-TARN-User", max_length=256)]
 ListPermitted = Callable[[List[str], Optional[str]], Awaitable[Dict[str, bool]]]
-TELEMETRY_MAX_AGE_S = 15.0  # as /metrics: an older sample's queue time is no longer shown
 
 
 def models_router(controller: Callable[[], object], read_token, list_permitted: ListPermitted) -> APIRouter:
