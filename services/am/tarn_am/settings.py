@@ -52,7 +52,7 @@ class AmSettings(TarnSettings):
     spnego_keytab: Optional[Path] = Field(None, description="keytab with the HTTP/<host> key SPNEGO accepts "
                                           "with (default: MIT's, KRB5_KTNAME)")
     spnego_principal: Optional[str] = Field(None, description="the HTTP/<host>@REALM principal of "
-                                            "--spnego-keytab to accept as (default: any in the keytab)")
+                                            "TARN_AM_SPNEGO_KEYTAB to accept as (default: any in the keytab)")
     owner: Optional[str] = Field(default_factory=lambda: os.environ.get("USER"),
                                  description="short name of the deployment's owner, who may read and change it "
                                              "over SPNEGO (default: the container's USER, the submitting user)")
