@@ -6,6 +6,7 @@ keytab, in a small Jetty (replay/spnego/SpnegoFront.java), which hands the repla
 name it authenticated; the replay allows `tarn-authz` (Ranger's policy.download.auth.users)."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,13 +42,13 @@ def ranger(secure_stack, tmp_path_factory) -> Iterator[RangerReplay]:
     if shutil.which("javac") is None or not (HADOOP_LIB / "hadoop-auth-3.4.1.jar").exists():
         pytest.fail("javac and the minicluster's jars (deploy/local/hadoop/minicluster fetch) are needed",
                     pytrace=False)
-    build = tmp_path_factory.mktemp("spnego-front")
+    build = compiled_front(tmp_path_factory.mktemp("spnego-front"))
     classpath = f"{build}:{HADOOP_LIB}/*"
-    subprocess.run(["javac", "-cp", classpath, "-d", str(build), str(FRONT_SOURCE)], check=True, timeout=120)
     replay = RangerReplay(download_users={"tarn-authz"})
     replay.publish(SERVICE, "v1")
     port = free_port()
-    with ServerThread(replay.app()) as backend, open(build / "front.log", "wb") as log:
+    log_path = tmp_path_factory.mktemp("spnego-front-log") / "front.log"
+    with ServerThread(replay.app()) as backend, open(log_path, "wb") as log:
         front = subprocess.Popen(
             ["java", f"-Djava.security.krb5.conf={secure_stack.env['KRB5_CONFIG']}", "-cp", classpath,
              "SpnegoFront", str(port), backend.url, kdc.principal("HTTP/localhost"),
@@ -55,11 +56,23 @@ def ranger(secure_stack, tmp_path_factory) -> Iterator[RangerReplay]:
         try:
             replay.url = f"http://127.0.0.1:{port}"
             wait_for(lambda: _answers(replay.url) or front.poll() is not None, 60, "the SPNEGO front to start")
-            assert front.poll() is None, (build / "front.log").read_text()[-2000:]
+            assert front.poll() is None, log_path.read_text()[-2000:]
             yield replay
         finally:
             front.terminate()
             front.wait(timeout=15)
+
+
+def compiled_front(scratch: Path) -> Path:
+    """SpnegoFront's classes, compiled once per version of its source (javac takes ~10 s here)."""
+    digest = hashlib.sha256(FRONT_SOURCE.read_bytes()).hexdigest()[:16]
+    build = FRONT_SOURCE.parent / "target" / digest
+    if not (build / "SpnegoFront.class").exists():
+        subprocess.run(["javac", "-cp", f"{HADOOP_LIB}/*", "-d", str(scratch), str(FRONT_SOURCE)], check=True,
+                       timeout=120)
+        build.parent.mkdir(exist_ok=True)
+        shutil.copytree(scratch, build, dirs_exist_ok=True)
+    return build
 
 
 def _answers(url: str) -> bool:
