@@ -25,6 +25,8 @@ def test_the_owner_and_admins_read_and_change_viewers_only_read():
     assert [access.allows(u, change=False) for u in ("alice", "ops", "carol", "bob")] == [True, True, True, False]
     assert Access(None, viewers=frozenset({"*"})).allows("bob", change=False)
     assert not Access(None, viewers=frozenset({"*"})).allows("bob", change=True)
+    assert access.who_may(change=True) == ("only its owner (alice) and admins (ops) may; "
+                                           "see TARN_AM_OWNER, TARN_AM_ADMINS")
 
 
 def test_the_401_offers_each_way_in_that_is_configured():

@@ -136,7 +136,8 @@ async def test_a_principal_ranger_does_not_list_is_refused_403(ranger, secure_st
 
 async def test_a_wrong_or_missing_keytab_is_named_and_the_last_good_policies_are_kept(ranger, secure_stack, krb5,
                                                                                        tmp_path):
-    good = settings_for(ranger, ranger_kerberos_principal=AUTHZ, ranger_kerberos_keytab=secure_stack.kdc.keytab("authz"))
+    good = settings_for(ranger, ranger_kerberos_principal=AUTHZ,
+                        ranger_kerberos_keytab=secure_stack.kdc.keytab("authz"))
     assert (await refreshed(good, tmp_path / "cache")).loaded
     wrong = secure_stack.kdc.keytab("bob")
     for keytab, says in ((wrong, f"TARN_AUTHZ_RANGER_KERBEROS_KEYTAB {wrong} (does it hold {AUTHZ}'s key?"),

@@ -123,8 +123,9 @@ def test_bob_with_a_valid_ticket_may_neither_read_nor_change_alices_deployment(s
         read = http.get(f"{spnego_am.url}/api/state")
         change = http.post(f"{spnego_am.url}/scale", json={"count": 2, "reason": "t"})
     assert (read.status_code, change.status_code) == (403, 403)
-    assert read.json()["detail"] == ("bob (bob@TARN.TEST) may not read this deployment: the owner alice, no admin "
-                                     "may (TARN_AM_OWNER, TARN_AM_ADMINS, TARN_AM_VIEWERS)")
+    assert read.json()["detail"] == ("bob (bob@TARN.TEST) may not read this deployment: only its owner (alice), "
+                                     "admins (none) and viewers (none) may; see TARN_AM_OWNER, TARN_AM_ADMINS, "
+                                     "TARN_AM_VIEWERS")
     with pytest.raises(CliError, match=r"^POST /scale: 403 bob \(bob@TARN.TEST\) may not change this deployment"):
         checked(change)
 

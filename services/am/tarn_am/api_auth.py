@@ -43,11 +43,15 @@ class Access:
         return not change and ("*" in self.viewers or user in self.viewers)
 
     def who_may(self, change: bool) -> str:
-        names = [f"the owner {self.owner}" if self.owner else "no owner"]
-        names.append(f"the admins ({', '.join(sorted(self.admins))})" if self.admins else "no admin")
-        if not change and self.viewers:
-            names.append(f"the viewers ({', '.join(sorted(self.viewers))})")
-        return ", ".join(names)
+        def names(group) -> str:
+            return ", ".join(sorted(group)) or "none"
+
+        listed = [f"its owner ({self.owner or 'none'})", f"admins ({names(self.admins)})"]
+        settings = ["TARN_AM_OWNER", "TARN_AM_ADMINS"]
+        if not change:
+            listed.append(f"viewers ({names(self.viewers)})")
+            settings.append("TARN_AM_VIEWERS")
+        return f"only {', '.join(listed[:-1])} and {listed[-1]} may; see {', '.join(settings)}"
 
 
 def caller(request: Request) -> Optional[str]:
@@ -87,8 +91,7 @@ def api_guard(secret: Optional[str], allow_query: bool, tokens: bool, acceptor: 
                                                    "path": request.url.path, "change": change})
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail=f"{user} ({principal}) may not {'change' if change else 'read'} this "
-                                       f"deployment: {access.who_may(change)} may (TARN_AM_OWNER, TARN_AM_ADMINS"
-                                       f"{'' if change else ', TARN_AM_VIEWERS'})")
+                                       f"deployment: {access.who_may(change)}")
         request.state.tarn_user = user
 
     return check
