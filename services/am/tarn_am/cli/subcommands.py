@@ -10,7 +10,8 @@ from typing import Dict, List, Optional
 
 from tarn_shared.errors import ConfigError
 
-from .am_client import CliError, am_address, am_http, checked, find_app_id
+from .am_client import CliError, am_address, find_app_id
+from .am_http import am_http, checked
 from .arguments import submit_values
 from .options import SubmitOptions
 from .models_view import models_document, render_models
@@ -124,7 +125,7 @@ def autoscale_text(on: bool, paused: bool, reason: Optional[str], paused_at: Opt
 
 def cmd_scale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         result = checked(http.post(f"{address}/scale", json={"count": args.count, "reason": args.reason})).json()
     print(f"{app_id}: target {result['previous']} -> {result['desired']}")
     return 0
@@ -133,7 +134,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def cmd_autoscale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
     body = {"enabled": args.switch == "on", "reason": args.reason}
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         result = checked(http.post(f"{address}/autoscale", json=body)).json()
     print(f"{app_id}: autoscale " + autoscale_text(result["autoscale"], result["paused"], result["paused_reason"],
                                                    result["paused_at"], result["stopping"]))
@@ -143,7 +144,7 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     """Pause the policy and drain (tarn-am's /stop), wait, release the record, end the application."""
     client, app_id, address, token = _target(args)
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         try:
             checked(http.post(f"{address}/stop", json={"drain": not args.now, "reason": "tarn stop"}))
         except Exception as exc:
