@@ -127,7 +127,7 @@ def test_a_reading_counts_only_ready_copies_and_weighs_queue_time_by_requests():
 
     got = readings([sample("c1", ev.ModelLoadState.READY, 30.0, 100_000, 2), sample("c2", ev.ModelLoadState.READY,
                     10.0, 500_000, 6), sample("c3", ev.ModelLoadState.LOADING, 0.0, 0.0, 0)])
-    assert got["bert"] == ModelReading(2, 50.0, 40.0, 200_000, 8.0)
+    assert got["bert"] == ModelReading(2, 50.0, 40.0, 200_000, 8.0, ((30.0, 100_000), (10.0, 500_000)))
 
 
 def test_a_round_asks_placement_for_the_copies_scaling_wants_and_an_operators_count_wins():
@@ -176,3 +176,13 @@ def test_each_models_target_queue_time_comes_from_the_file_over_the_flag_and_a_b
         assert "queue_ms" in str(exc) and "greater than 0" in str(exc)
     else:
         raise AssertionError("queue_ms 0 was accepted")
+
+
+def test_a_shed_copy_is_the_one_still_loading_so_the_serving_copy_stays():
+    from tarn_am.model_placement import FleetBounds, InstanceMemory, ModelDemand, decide as place
+
+    gib = 1 << 30
+    serving = InstanceMemory("c1", "n1", 10 * gib, 6 * gib, frozenset({"bert"}))  # the fuller one
+    loading = InstanceMemory("c2", "n2", 10 * gib, 2 * gib, frozenset({"bert"}), loading=frozenset({"bert"}))
+    placement = place([ModelDemand("bert", 2 * gib, 1)], [serving, loading], FleetBounds(1, 4, 10 * gib))
+    assert [(m.instance_id, m.model) for m in placement.unloads] == [("c2", "bert")]

@@ -33,7 +33,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 from tarn_shared import events as ev
 
 from .model_copies import ModelTarget
-from .windows import mean, peak, time_left, within
+from .windows import mean, peak, push_extreme, time_left, within
 
 STABLE_WINDOW_S = 60.0
 PANIC_WINDOW_S = 6.0
@@ -53,12 +53,15 @@ class ModelReading:
     request_rate_per_s: float  # served, summed over the copies
     queue_time_us: float  # per request, weighted by the copies' request rates
     pending_requests: float  # summed
+    per_copy: Tuple[Tuple[float, float], ...] = ()  # (served requests/s, queue time us) of each copy
 
 
 @dataclass(frozen=True)
 class CopiesState:
     demand: Tuple[Tuple[float, float], ...] = ()  # (t, copies the arrivals need), the stable window
-    rates: Tuple[Tuple[float, float, float], ...] = ()  # (t, served per copy, queue/target), RATE_MEMORY_S
+    # (t, served per copy) of readings near the target (their running max) and above it (running min)
+    near: Tuple[Tuple[float, float], ...] = ()
+    saturated: Tuple[Tuple[float, float], ...] = ()
     last: Optional[Tuple[float, float]] = None  # (t, pending) of the last reading used
     since_s: Optional[float] = None  # first reading of this run of readings
     panic_until_s: Optional[float] = None
@@ -73,13 +76,29 @@ class CopiesDecision:
     demand: Optional[float] = None  # copies the stable window's arrivals need
 
 
-def rate_at_target(rates: Tuple[Tuple[float, float, float], ...]) -> Optional[float]:
+def rate_at_target(state: CopiesState, now_s: float) -> Optional[float]:
     """A copy's requests/s at its target queue time: near-target readings first, else saturated ones."""
-    near = [r for _, r, q in rates if LEARN_FROM - _EPS <= q <= 1 + _EPS and r > 0]
-    if near:
-        return max(near)
-    saturated = [r for _, r, q in rates if q > 1 + _EPS and r > 0]
-    return min(saturated) if saturated else None
+    for points in (state.near, state.saturated):  # monotonic: the first one still trusted is the extreme
+        trusted = [y for t, y in points if now_s - t <= RATE_MEMORY_S + _EPS]
+        if trusted:
+            return trusted[0]
+    return None
+
+
+def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> CopiesState:
+    """Each copy's served rate against its own queue time: a backlog on one copy says nothing
+    of the others (round robin does not move a queue), so the model's means would mislead."""
+    copies = reading.per_copy or ((reading.request_rate_per_s / max(reading.copies, 1), reading.queue_time_us),)
+    t = reading.sampled_at_s
+    for rate, queue_us in copies:
+        ratio = queue_us / target.target_queue_time_us
+        if rate <= _EPS:
+            continue
+        if LEARN_FROM - _EPS <= ratio <= 1 + _EPS:
+            state = replace(state, near=push_extreme(state.near, t, rate, RATE_MEMORY_S))
+        elif ratio > 1 + _EPS:
+            state = replace(state, saturated=push_extreme(state.saturated, t, rate, RATE_MEMORY_S, largest=False))
+    return state
 
 
 def _demand(reading: ModelReading, ratio: float, arrivals: float, rate: Optional[float]) -> Optional[float]:
@@ -99,14 +118,12 @@ def _observe(target: ModelTarget, reading: ModelReading, now_s: float,
     if state.last is not None and reading.sampled_at_s - state.last[0] > _EPS:
         arrivals += (reading.pending_requests - state.last[1]) / (reading.sampled_at_s - state.last[0])
     arrivals = max(0.0, arrivals)
-    rates = tuple(x for x in state.rates if now_s - x[0] <= RATE_MEMORY_S)
-    if reading.copies and reading.request_rate_per_s > _EPS:
-        rates += ((reading.sampled_at_s, reading.request_rate_per_s / reading.copies, ratio),)
-    demand = _demand(reading, ratio, arrivals, rate_at_target(rates))
+    state = _learn(state, target, reading)
+    demand = _demand(reading, ratio, arrivals, rate_at_target(state, now_s))
     points = within(state.demand, now_s, STABLE_WINDOW_S)
     if demand is not None:
         points += ((reading.sampled_at_s, demand),)
-    return ratio, replace(state, demand=points, rates=rates, last=(reading.sampled_at_s,
+    return ratio, replace(state, demand=points, last=(reading.sampled_at_s,
                                   reading.pending_requests), since_s=state.since_s or reading.sampled_at_s)
 
 
@@ -179,6 +196,11 @@ def readings(samples: Iterable[ev.TelemetrySample]) -> Dict[str, ModelReading]:
         rate = sum(m.request_rate_per_s for m in rows)
         queue = (sum(m.queue_time_per_request_us * m.request_rate_per_s for m in rows) / rate if rate > _EPS
                  else max((m.queue_time_per_request_us for m in rows), default=0.0))
+        per_copy = []
+        for _, ms in held:
+            served = sum(m.request_rate_per_s for m in ms)
+            per_copy.append((served, sum(m.queue_time_per_request_us * m.request_rate_per_s for m in ms) / served
+                             if served > _EPS else 0.0))
         out[name] = ModelReading(len(held), max(t for t, _ in held), rate, queue,
-                                 sum(m.pending_requests for m in rows))
+                                 sum(m.pending_requests for m in rows), tuple(per_copy))
     return out

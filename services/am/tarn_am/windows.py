@@ -27,3 +27,13 @@ def time_left(since_s: Optional[float], now_s: float, span_s: float) -> Optional
         return None
     left = span_s - (now_s - since_s)
     return left if left > _EPS else None
+
+
+def push_extreme(points: Points, t: float, value: float, span_s: float, largest: bool = True) -> Points:
+    """A sliding window's running max (or min) kept as a monotonic queue: ``points`` after
+    adding (t, value) and dropping what is older than ``span_s`` or can no longer be the
+    extreme (an older point no better than a newer one). The extreme is ``points[0]``."""
+    kept = [(s, y) for s, y in points if t - s <= span_s + _EPS]
+    while kept and (kept[-1][1] <= value if largest else kept[-1][1] >= value):
+        kept.pop()
+    return tuple(kept) + ((t, value),)
