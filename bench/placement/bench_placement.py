@@ -3,7 +3,9 @@
 A seeded workload (placement_workload): 20 models whose memory is 3× one instance's, Zipf
 popularity that moves to other models half way, a slow swell of the total rate, Poisson
 arrivals. Every system runs on the same arrivals through the same queueing model
-(placement_queues) after a warm-up that is not measured:
+(placement_queues) after a warm-up that is not measured: each keeps the instances, copies
+and learnt state of its warm-up, but not its backlog (every queue starts measured from its
+stationary length, so no system pays for how it started):
 
 - tarn: tarn_am.model_scaling and tarn_am.model_placement, the real functions (placement_fleet);
 - (a) every model everywhere: cannot fit; what it would need is reported;
@@ -63,7 +65,7 @@ def simulate(fleet: Fleet, w: Workload, rates: np.ndarray, times: np.ndarray, dt
     every = int(round(DECISION_S / dt))
     for k, t in enumerate(times):
         if abs(t) < dt / 2:
-            fleet.reset_tally()  # the warm-up is not measured
+            fleet.start_measuring()
         if k % every == 0:
             fleet.decide(float(t))
         fleet.step(float(t), rates[k], dt, record=t >= 0 and k % 5 == 0)

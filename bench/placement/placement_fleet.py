@@ -78,8 +78,12 @@ class Fleet:
     def decide(self, now: float) -> None:
         raise NotImplementedError
 
-    def reset_tally(self) -> None:
+    def start_measuring(self) -> None:
+        """The end of the warm-up: counts from zero, and no backlog carried into the measurement."""
         self.waits, self.tally = Waits(), Tally()
+        for inst in self.instances.values():
+            for copy in inst.copies.values():
+                copy.queued = min(copy.queued, copy.settled_queue())
 
     def step(self, now: float, rates, dt: float, record: bool) -> None:
         routed = self.route(now, rates)

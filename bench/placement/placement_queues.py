@@ -49,6 +49,13 @@ class Copy:
         """Queue time per request served over the last step (what Triton's counters give)."""
         return self.queued / self.served_rate if self.served_rate > _EPS else 0.0
 
+    def settled_queue(self) -> float:
+        """The stationary queue at the last step's arrivals (0 when they were over capacity)."""
+        m = self.model
+        if self.arrival_rate >= m.capacity - _EPS:
+            return 0.0
+        return stationary(m.servers, self.arrival_rate, 1 / m.service_s).queue_length
+
     def step(self, now: float, rate: float, dt: float, waits: "Waits") -> float:
         """Advance ``dt`` with ``rate`` arrivals/s; records their waits; returns requests served."""
         m, before = self.model, self.queued
