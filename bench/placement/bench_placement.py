@@ -146,7 +146,8 @@ def checks(ours: Result, baseline: Result):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "out", help="folder for the PNG (default bench/placement/out)")
+    parser.add_argument("--out", type=Path, default=HERE / "out",
+                        help="folder for the PNG (default bench/placement/out)")
     parser.add_argument("--duration", type=float, default=3600.0, help="measured seconds (default 3600)")
     args = parser.parse_args(argv)
     w = workload(duration_s=args.duration)

@@ -9,7 +9,7 @@ within its min/max; an operator's count (POST /model-copies) wins while it is se
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Collection, Dict, List, Mapping, Optional, Sequence
+from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import BaseModel
 
@@ -20,7 +20,7 @@ from .model_commands import LOAD, CommandBook, CommandTimings, Send, commands, i
 from .model_copies import ModelPlan
 from .model_fleet import instances_from, measured_footprints, model_demands
 from .model_placement import FleetBounds, Placement, decide
-from .model_scaling import CopiesState, ScalingMemory, readings
+from .model_scaling import STALE_AFTER_S, CopiesState, ScalingMemory, readings
 from .model_scaling import decide as scale
 
 
@@ -47,7 +47,7 @@ class FleetInputs:
     live: Collection[str]  # instances a container still holds
     desired: int  # the current target instance count
     container_memory_bytes: int  # an instance's capacity where no GPU is readable
-    stale_after_s: float = 6.0  # a model reading older than this is none (3 telemetry intervals)
+    stale_after_s: float = STALE_AFTER_S  # a model reading older than this is none (3 telemetry intervals)
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,11 @@ class ModelRound:
     scaling: ScalingMemory = ScalingMemory()
 
 
+Scaled = Tuple[Dict[str, int], Dict[str, str], Dict[str, Optional[float]], ScalingMemory]
+
+
 def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operator: Mapping[str, int],
-                 memory: ScalingMemory, now: float, stale_after_s: float) -> tuple:
+                 memory: ScalingMemory, now: float, stale_after_s: float) -> Scaled:
     """(copies wanted per model, why, queue time per model, the memory for the next round)."""
     seen = readings(samples)
     wanted, why, queue, states = {}, {}, {}, dict(memory.states)

@@ -9,16 +9,18 @@ the request count) becomes a *demand*: the copies the arrivals need.
 - Arrivals are the served rate plus the growth of the pending queue since the last reading
   (a backlog that grows means more arrive than are served).
 - A copy's *rate at target* (requests/s at which one copy's queue time reaches the model's
-  target) is learnt from readings between half the target and the target (a lower bound
-  that is tight there); until then, from readings above it (the copies are saturated, so
-  their served rate is at most what they manage). Demand is arrivals over ``UTILIZATION``
+  target) is learnt copy by copy (round robin does not move a backlog, so one copy's queue
+  says nothing of the others): from readings between half the target and the target (a
+  lower bound, tight there), else from readings above it (at most what a copy manages);
+  each is trusted for ``RATE_MEMORY_S``. Demand is arrivals over ``UTILIZATION``
   of that rate, Knative's 70 % target utilization. Before any rate is learnt, a queue over
   its target asks for ``copies × queue/target`` and a queue under it holds.
 - No request and nothing pending is no demand at all.
 
 Windows (windows.py): the stable window (60 s) averages the demand; the panic window (6 s)
-is its latest part. A model whose panic-window queue time is over its target gets the
-panic window's demand at once, in one decision. Panic starts when that demand exceeds
+is its latest part. A model whose queue time is over its target gets the copies its latest
+reading's demand asks for at once, in one decision (a window's mean would lag the step).
+Panic starts when the panic window's demand exceeds
 ``PANIC_THRESHOLD`` (2×) the ready copies, and lasts until a stable window passed without
 it; in panic no copy is shed. A copy is shed only when the demand stayed below the copies
 for a whole stable window (the peak of the window, KPA's scale-down delay), and never
@@ -30,6 +32,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+from tarn_shared import defaults
 from tarn_shared import events as ev
 
 from .model_copies import ModelTarget
@@ -41,6 +44,7 @@ PANIC_THRESHOLD = 2.0  # demand over ready copies that starts panic
 UTILIZATION = 0.7  # copies are sized to run at this share of their rate at target (Knative's 70 %)
 RATE_MEMORY_S = 600.0  # how long a learnt rate at target is trusted (a new model version may differ)
 LEARN_FROM = 0.5  # readings at or above this share of the target (and at most 1) teach the rate
+STALE_AFTER_S = 3 * defaults.TELEMETRY_INTERVAL_S  # a reading older than three agent samples is none
 _EPS = 1e-9
 
 
@@ -140,7 +144,7 @@ def _count(demand: Optional[float]) -> int:
 
 
 def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], now_s: float,
-           state: CopiesState, stale_after_s: float = 3 * STABLE_WINDOW_S) -> Tuple[CopiesDecision, CopiesState]:
+           state: CopiesState, stale_after_s: float = STALE_AFTER_S) -> Tuple[CopiesDecision, CopiesState]:
     """The copies the model should have, from ``wanted`` (the last answer) and a reading."""
     if reading is None or reading.copies < 1 or now_s - reading.sampled_at_s > stale_after_s:
         copies, why = _bounded(target, wanted, "no fresh reading from a ready copy: hold")
@@ -152,7 +156,6 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
     stable = within(state.demand, now_s, STABLE_WINDOW_S)
     recent = within(stable, now_s, PANIC_WINDOW_S) or stable[-1:]
     stable_count, panic_demand = _count(mean(stable)), mean(recent)
-    # Under pressure the latest reading sizes the copies: a window's mean would lag the step.
     pressed = _count(stable[-1][1]) if stable and ratio > 1 + _EPS else 0
     if panic_demand is not None and panic_demand > PANIC_THRESHOLD * reading.copies + _EPS:
         state = replace(state, panic_until_s=now_s + STABLE_WINDOW_S)
