@@ -17,6 +17,7 @@ from .model_commands import LOAD, CommandBook, Send
 from .model_copies import ModelPlan
 from .model_copies_store import CopiesStore
 from .model_round import FleetInputs, ModelLine, ModelRound, plan_round
+from .model_scaling import ScalingMemory
 from .settings import AmSettings
 from .view import FleetView
 from .yarn import YarnAdapter
@@ -53,6 +54,7 @@ class ModelPlacer:
         self.last: Optional[ModelRound] = None
         self.store = store
         self.restored = store is None  # a previous tarn-am's copies are read before the first round
+        self.scaling = ScalingMemory()  # per-model scaling's windows, across rounds
 
     async def set_copies(self, model: str, copies: int) -> int:
         """Stored before it is answered, so a restarted tarn-am keeps it."""
@@ -94,7 +96,7 @@ class ModelPlacer:
         # Each instance's latest sample, however old: a stale one still says what it holds.
         samples = [t.sample for i, t in view.telemetry.items() if i in node_of]
         return FleetInputs(samples, node_of, view.acks, view.live_instances(), desired,
-                           self.settings.container_memory_mb << 20)
+                           self.settings.container_memory_mb << 20, 3 * self.settings.telemetry_interval_s)
 
     async def step(self, view: FleetView, draining: Collection[str], desired: int,
                    now: float) -> Tuple[int, str]:
@@ -102,8 +104,9 @@ class ModelPlacer:
         s = self.settings
         await self.restore()
         decided = plan_round(self.plan, self.inputs(view, draining, desired), self.wanted, self.book,
-                             max(1, s.min_instances), s.max_instances, now)  # no scale to zero yet
-        self.book, self.last = decided.book, decided
+                             max(1, s.min_instances), s.max_instances, now,  # no scale to zero yet
+                             scaling=self.scaling)
+        self.book, self.last, self.scaling = decided.book, decided, decided.scaling
         for send in decided.sends:
             try:
                 await self.bus.send_command(self._command(send))

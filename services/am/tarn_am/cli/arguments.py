@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                            "--max-instances)")
     models.add_argument("--model-memory", metavar="SIZE", help="a model's declared footprint until an agent "
                                                                "measures it, e.g. 2GiB")
+    models.add_argument("--model-queue-time", type=float, dest="model_queue_ms", metavar="MS",
+                        help="target queue time per request a model's copies are scaled to (default 100, "
+                             "the node-agent's target)")
     models.add_argument("--models", metavar="FILE", help="models.yaml: per-model min/max/memory overriding the "
                                                          "flags; lists the deployment's models")
     ours.add_argument("--admin-token", help="token for /scale (or TARN_ADMIN_TOKEN; default: --token)")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from .am_client import am_http, checked
+from .am_http import am_http, checked
+from .kerberos_login import KeytabLogin
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
-def models_document(address: str, token: Optional[str], app_id: str) -> Dict:
+def models_document(address: str, token: Optional[str], app_id: str, login: Optional[KeytabLogin] = None) -> Dict:
     """What `--json` prints: /api/models with the YARN app id and the AM's address."""
-    with am_http(token) as http:
+    with am_http(token, login) as http:
         document = checked(http.get(f"{address}/api/models")).json()
     return {**document, "app_id": app_id, "am_address": address}
 

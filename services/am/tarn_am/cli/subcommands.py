@@ -85,7 +85,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    document = models_document(address, token, app_id)
+    document = models_document(address, token, app_id, args.yarn.login)
     sys.stdout.write(ended(as_json(document) if args.json else render_models(document)))
     return 0
 
