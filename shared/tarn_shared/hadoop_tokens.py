@@ -1,4 +1,6 @@
-"""Hadoop's token storage file (what YARN puts at $HADOOP_TOKEN_FILE_LOCATION), parsed.
+"""Hadoop's delegation tokens: the token storage file (what YARN puts at
+$HADOOP_TOKEN_FILE_LOCATION) read and written, a token's identifier read. tarn-am hands the
+tokens it re-obtains to new containers in this format; the node-agent reads both.
 
 Format (org.apache.hadoop.security.Credentials): the magic ``HDTS``, one version byte, then
 - version 0 (WRITABLE, what Hadoop writes by default): vint token count; per token a Text
@@ -11,15 +13,25 @@ Text is a vint length then UTF-8; a vint is Hadoop's WritableUtils zero-compress
 
 WebHDFS takes a delegation token as ``delegation=<Token.encodeToUrlString()>``: the Token's
 Writable form in URL-safe base64 without padding.
+
+A delegation token's identifier (AbstractDelegationTokenIdentifier) is a version byte (0),
+Texts owner, renewer and real user, vlongs issue and max date (ms since the epoch) and vints
+sequence number and master key id. The max date is the token's end: no renewal passes it.
 """
 from __future__ import annotations
 
 import base64
 import io
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import List, Optional, Sequence, Tuple
 
-from .errors import TokenFileError
+from .errors import TarnError
+
+
+class TokenFileError(TarnError):
+    """Not a readable token storage file, or not a readable token."""
+
 
 MAGIC = b"HDTS"
 HDFS_TOKEN_KINDS = ("HDFS_DELEGATION_TOKEN", "WEBHDFS delegation", "SWEBHDFS delegation")
@@ -41,8 +53,67 @@ class HadoopToken:
         _write_bytes(out, self.service.encode())
         return base64.urlsafe_b64encode(out.getvalue()).rstrip(b"=").decode()
 
+    @classmethod
+    def from_url_string(cls, text: str, alias: str = "") -> "HadoopToken":
+        """What WebHDFS's GETDELEGATIONTOKEN answers (``Token.urlString``)."""
+        try:
+            stream = io.BytesIO(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            fields = [_read_bytes(stream) for _ in range(4)]
+            return cls(alias, fields[0], fields[1], fields[2].decode(), fields[3].decode())
+        except (EOFError, UnicodeDecodeError, ValueError) as exc:
+            raise TokenFileError(f"not a Hadoop token URL string: {exc}") from None
+
+    def identifier_fields(self) -> Optional["DelegationIdentifier"]:
+        """The identifier of a delegation token; None for another kind of token."""
+        try:
+            return DelegationIdentifier.parse(self.identifier)
+        except (EOFError, UnicodeDecodeError, ValueError):
+            return None
+
+    def describe(self) -> str:
+        ident = self.identifier_fields()
+        owner = f" of {ident.owner} (sequence number {ident.sequence_number})" if ident else ""
+        return f"the {self.kind} token for {self.service or '(no service)'}{owner}"
+
     def __repr__(self) -> str:  # never show the password
         return f"HadoopToken(alias={self.alias!r}, kind={self.kind!r}, service={self.service!r})"
+
+
+@dataclass(frozen=True)
+class DelegationIdentifier:
+    owner: str
+    renewer: str
+    real_user: str
+    issue_date_ms: int
+    max_date_ms: int
+    sequence_number: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> "DelegationIdentifier":
+        stream = io.BytesIO(data)
+        version = _read_exact(stream, 1)[0]
+        if version != 0:
+            raise ValueError(f"unknown delegation token identifier version {version}")
+        owner, renewer, real_user = (_read_bytes(stream).decode() for _ in range(3))
+        issue, max_date, sequence = read_vlong(stream), read_vlong(stream), read_vlong(stream)
+        return cls(owner, renewer, real_user, issue, max_date, sequence)
+
+
+def utc_text(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def token_storage_bytes(tokens: Sequence[HadoopToken]) -> bytes:
+    """A token storage file (version 0, Writable, as Hadoop writes by default) with no secrets."""
+    out = io.BytesIO()
+    out.write(MAGIC + b"\x00")
+    write_vlong(out, len(tokens))
+    for token in tokens:
+        for field in (token.alias.encode(), token.identifier, token.password, token.kind.encode(),
+                      token.service.encode()):
+            _write_bytes(out, field)
+    write_vlong(out, 0)
+    return out.getvalue()
 
 
 def parse_token_storage(data: bytes) -> List[HadoopToken]:
@@ -61,13 +132,19 @@ def parse_token_storage(data: bytes) -> List[HadoopToken]:
 
 
 def select_hdfs_token(tokens: Sequence[HadoopToken], authorities: Sequence[str] = ()) -> Optional[HadoopToken]:
-    """An HDFS delegation token, preferring one whose service names one of ``authorities``."""
-    candidates = [t for t in tokens if t.kind in HDFS_TOKEN_KINDS]
+    """An HDFS delegation token, preferring one whose service names one of ``authorities``;
+    among equals the one that lives longest (tarn-am's re-obtained one over YARN's first)."""
+    candidates = sorted((t for t in tokens if t.kind in HDFS_TOKEN_KINDS), key=_max_date, reverse=True)
     for token in candidates:
         if any(a and (token.service == a or token.service.endswith(":" + a) or a in token.service)
                for a in authorities):
             return token
     return candidates[0] if candidates else None
+
+
+def _max_date(token: HadoopToken) -> int:
+    ident = token.identifier_fields()
+    return ident.max_date_ms if ident else 0
 
 
 # ---------------------------------------------------------------- writable
