@@ -26,3 +26,4 @@ def test_other_kerberos_failures_pass_through_on_one_line():
     text = "Minor (2529639107):\n No credentials cache found"
     assert not is_clock_skew(text)
     assert explained(text) == "Minor (2529639107): No credentials cache found"
+
