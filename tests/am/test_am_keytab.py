@@ -47,3 +47,14 @@ def test_tarn_am_reads_what_submit_shipped(tmp_path, monkeypatch):
     settings = AmSettings()
     assert settings.kerberos_principal == "alice@TARN.TEST" and str(settings.kerberos_keytab) == KEYTAB_FILE
     assert settings.token_file_systems == ["hdfs://nn1:8020"]
+
+
+def test_a_principal_without_its_keytab_is_one_error_naming_both(monkeypatch):
+    import pytest
+
+    from tarn_shared.errors import ConfigError
+
+    monkeypatch.setenv("TARN_AM_DEPLOYMENT", "d")
+    monkeypatch.setenv("TARN_AM_KERBEROS_PRINCIPAL", "alice@TARN.TEST")
+    with pytest.raises(ConfigError, match="TARN_AM_KERBEROS_PRINCIPAL and TARN_AM_KERBEROS_KEYTAB go together"):
+        AmSettings.load()

@@ -54,3 +54,7 @@ def test_tarn_ams_tokens_join_yarns_file(tmp_path):
 def test_a_garbled_token_variable_is_a_clear_error():
     with pytest.raises(TokenFileError, match=f"{AM_TOKENS_ENV} is not base64"):
         container_tokens({AM_TOKENS_ENV: "%%%"})
+
+
+def test_an_expired_lease_is_not_an_expired_token():
+    assert expired_token_message("Lease for /m/f has expired hard limit", "reading", "/m/f", None) is None

@@ -12,16 +12,21 @@ import asyncio
 import base64
 import logging
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 import httpx
 
 from tarn_shared.errors import TarnError
 from tarn_shared.hadoop_conf import read_hadoop_conf, webhdfs_urls_from_conf
-from tarn_shared.hadoop_tokens import HadoopToken, token_storage_bytes, utc_text
+from tarn_shared.hadoop_tokens import (HDFS_TOKEN_KINDS, HadoopToken, TokenFileError, parse_token_storage,
+                                       token_storage_bytes, utc_text)
 from tarn_shared.kerberos_errors import explained
 
 from . import token_policy as policy
+
+if TYPE_CHECKING:
+    from .settings import AmSettings
 
 log = logging.getLogger("tarn_am.tokens")
 AM_TOKENS_ENV = "TARN_HDFS_DELEGATION_TOKENS"  # the node-agent reads it (tarn_node_agent.tokens)
@@ -139,9 +144,9 @@ class TokenKeeper:
                 pass
 
 
-def token_keeper_for(settings, environ: Mapping[str, str]) -> Optional[TokenKeeper]:
+def token_keeper_for(settings: "AmSettings", environ: Mapping[str, str]) -> Optional[TokenKeeper]:
     """The keeper of a deployment submitted with a keytab; without one, a warning of when its
-    first tokens end (``settings``: AmSettings)."""
+    first tokens end."""
     if settings.kerberos_keytab is None:
         _warn_unrenewable(environ)
         return None
@@ -151,10 +156,6 @@ def token_keeper_for(settings, environ: Mapping[str, str]) -> Optional[TokenKeep
 
 
 def _warn_unrenewable(environ: Mapping[str, str]) -> None:
-    from pathlib import Path
-
-    from tarn_shared.hadoop_tokens import HDFS_TOKEN_KINDS, TokenFileError, parse_token_storage
-
     location = environ.get("HADOOP_TOKEN_FILE_LOCATION")
     try:
         tokens = parse_token_storage(Path(location).read_bytes()) if location else []

@@ -23,12 +23,11 @@ from hdfs.util import HdfsError
 
 from tarn_shared.errors import ConfigError
 from tarn_shared.errors import UnavailableError
+from tarn_shared.hadoop_tokens import HadoopToken, utc_text
+from tarn_shared.kerberos_errors import explained, is_clock_skew
 from tarn_shared.repository_layout import RemoteEntry, entry_from_status, relative_to
 
 from .checksums import RemoteChecksum
-from tarn_shared.hadoop_tokens import HadoopToken, utc_text
-from tarn_shared.kerberos_errors import explained, is_clock_skew
-
 from .errors import RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError
 from .tokens import AM_TOKENS_ENV, container_tokens, select_hdfs_token
 
@@ -178,7 +177,7 @@ def _translate(exc: HdfsError, what: str, path: str, token: Optional[HadoopToken
 
 
 # The NameNode's words for a token past its renew or max date (SecretManager.InvalidToken).
-_EXPIRED = re.compile(r"(?:Token\s.*has expired|is expired|tried to renew an expired token)", re.IGNORECASE)
+_EXPIRED = re.compile(r"token\b.*\b(?:has|is) expired|tried to renew an expired token", re.IGNORECASE)
 _EXPECTED = re.compile(r"(?:expected renewal time|max expiration date):\s*([0-9-]+ [0-9:]+)")
 
 
