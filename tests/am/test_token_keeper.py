@@ -10,7 +10,7 @@ import logging
 from tarn_am import token_policy as policy
 from tarn_am.token_keeper import AM_TOKENS_ENV, TokenError, TokenKeeper
 from tarn_shared.hadoop_tokens import HadoopToken, parse_token_storage
-from tests.shared.test_hadoop_tokens import REAL_URL_STRING, _identifier
+from tests.shared.test_hadoop_tokens import REAL_URL_STRING, identifier_with_max_date
 
 TOKEN = HadoopToken.from_url_string(REAL_URL_STRING)
 ISSUE_MS = TOKEN.identifier_fields().issue_date_ms  # max date: ISSUE_MS + 40 s
@@ -18,7 +18,7 @@ ISSUE_MS = TOKEN.identifier_fields().issue_date_ms  # max date: ISSUE_MS + 40 s
 
 def token_at(issue_ms: int, life_ms: int = 40_000) -> HadoopToken:
     ident = dataclasses.replace(TOKEN.identifier_fields(), issue_date_ms=issue_ms)
-    return dataclasses.replace(TOKEN, identifier=_identifier(ident, max_date_ms=issue_ms + life_ms))
+    return dataclasses.replace(TOKEN, identifier=identifier_with_max_date(ident, max_date_ms=issue_ms + life_ms))
 
 
 def test_a_fresh_token_is_due_at_half_of_its_life_up_to_the_renew_date():

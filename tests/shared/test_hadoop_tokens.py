@@ -3,11 +3,12 @@ storage file tarn-am writes for new containers read back as Hadoop's own."""
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 
 from tarn_shared.hadoop_tokens import (DelegationIdentifier, HadoopToken, TokenFileError, parse_token_storage,
-                                       select_hdfs_token, token_storage_bytes, utc_text)
+                                       select_hdfs_token, token_storage_bytes, utc_text, write_vlong)
 
 # GETDELEGATIONTOKEN's answer from the secure minicluster (max-lifetime 40 s, a stack long gone).
 REAL_URL_STRING = ("HgAFYWxpY2UFYWxpY2UAigGiM9_A0YoBojPgXREBAhSEDwu3x_rL42BXv0v9-bN-9q-XpRJXRUJIREZTIGRlbGVnYXRpb24P"
@@ -36,7 +37,8 @@ def test_the_storage_file_tarn_am_writes_reads_back_token_for_token():
 def test_the_longest_lived_hdfs_token_is_chosen():
     first = HadoopToken.from_url_string(REAL_URL_STRING, alias="yarn")
     ident = first.identifier_fields()
-    later = dataclasses.replace(first, alias="tarn-am", identifier=_identifier(ident, max_date_ms=ident.max_date_ms + 1))
+    later = dataclasses.replace(first, alias="tarn-am",
+                                identifier=identifier_with_max_date(ident, max_date_ms=ident.max_date_ms + 1))
 
     assert select_hdfs_token([first, later], ["127.0.0.1:33443"]).alias == "tarn-am"
     assert select_hdfs_token([later, first]).alias == "tarn-am"
@@ -51,12 +53,9 @@ def test_a_garbled_url_string_is_a_clear_error():
         HadoopToken.from_url_string("AAAA")
 
 
-def _identifier(ident: DelegationIdentifier, max_date_ms: int) -> bytes:
-    import io
-
-    from tarn_shared.hadoop_tokens import write_vlong
-
-    out = io.BytesIO(b"")
+def identifier_with_max_date(ident: DelegationIdentifier, max_date_ms: int) -> bytes:
+    """``ident``'s bytes as Hadoop writes them, with another max date (master key id 2)."""
+    out = io.BytesIO()
     out.write(b"\x00")
     for text in (ident.owner, ident.renewer, ident.real_user):
         write_vlong(out, len(text))
