@@ -142,7 +142,8 @@ class Stack:
     # ------------------------------------------------------------ public
 
     def up(self, hadoop: bool = False, test_backends: int = 0, slots: int = 8,
-           kerberos: bool = False) -> Dict[str, str]:
+           kerberos: bool = False, hadoop_conf: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        """``hadoop_conf``: Hadoop settings over the minicluster's own (a test-only stack's)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.running():
             raise StackError(f"a stack already runs from {self.run_dir}; run `stack down` first")
@@ -155,7 +156,7 @@ class Stack:
             self._render_haproxy(test_backends, slots)
             self.start("haproxy")
             if hadoop:
-                self._hadoop_up()
+                self._hadoop_up(hadoop_conf or {})
         except BaseException:
             self.down()
             raise
@@ -320,15 +321,16 @@ class Stack:
             "HAPROXY_STATS_URL": f"http://127.0.0.1:{ports['haproxy_stats']}/stats", "HAPROXY_CFG": str(cfg),
         })
 
-    def _hadoop_up(self) -> None:
+    def _hadoop_up(self, hadoop_conf: Dict[str, str]) -> None:
         if not MINICLUSTER.exists():
             raise StackError(f"{MINICLUSTER} is missing: the minicluster is not part of this checkout")
         hadoop_run = self.run_dir / "hadoop"
         self.state["hadoop"] = True
         self._save()
         secure = ["--kerberos-dir", str(self.kdc.dir)] if self.state.get("kerberos") else []
+        overrides = [arg for key, value in hadoop_conf.items() for arg in ("--conf", f"{key}={value}")]
         result = subprocess.run([str(MINICLUSTER), "up", "--run-dir", str(hadoop_run),
-                                 "--env-file", str(self.run_dir / "hadoop.env"), *secure])
+                                 "--env-file", str(self.run_dir / "hadoop.env"), *secure, *overrides])
         if result.returncode != 0:
             raise StackError(f"the minicluster did not start (exit {result.returncode}); see {hadoop_run}")
         self.state["env"].update(read_env_file(self.run_dir / "hadoop.env"))
@@ -382,12 +384,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--kerberos", action="store_true",
                         help="a KDC of the stack's own; ZooKeeper with SASL, the minicluster in secure mode")
     parser.add_argument("--slots", type=int, default=8, help="placeholder slots in triton_slots")
+    parser.add_argument("--hadoop-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hadoop setting over the minicluster's own (test stacks); repeatable")
     args = parser.parse_args(argv)
     stack = Stack(args.run_dir)
     try:
         if args.command == "up":
             started = time.monotonic()
-            env = stack.up(hadoop=args.hadoop, slots=args.slots, kerberos=args.kerberos)
+            overrides = dict(item.partition("=")[::2] for item in args.hadoop_conf)
+            env = stack.up(hadoop=args.hadoop, slots=args.slots, kerberos=args.kerberos, hadoop_conf=overrides)
             print(f"stack up in {time.monotonic() - started:.1f}s; source {stack.run_dir / 'stack.env'}")
             for key, value in sorted(env.items()):
                 print(f"  {key}={value}")

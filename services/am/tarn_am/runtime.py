@@ -21,6 +21,7 @@ from .controller import Controller
 from .history_keeper import keep_history, restore, take_point
 from .record_keeper import RecordKeeper, deployment_record
 from .settings import AmSettings
+from .token_keeper import token_keeper_for
 from .view import FleetView
 from .yarn import KV_AM_ADDRESS, YarnAdapter
 
@@ -77,6 +78,10 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
         replayed = 0
         log.warning("could not replay the lifecycle stream", extra={"error": repr(exc)})
     history = await restore(bus, settings, view, time.time())  # before take_over: its decision comes last
+    keeper = token_keeper_for(settings, os.environ)
+    if keeper is not None:  # before any container starts: the first ones get a fresh token too
+        yarn.container_env = keeper.container_env
+        await asyncio.to_thread(keeper.refresh_due)
     controller = Controller(settings, yarn, bus, view)
     await controller.take_over()
     authz = authz_client(settings)
@@ -104,6 +109,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
         asyncio.create_task(keep_history(lambda now: take_point(controller, history, now), history, bus, settings,
                                          stop), name="history"),
     ]
+    if keeper is not None:
+        tasks.append(asyncio.create_task(keeper.run(stop), name="tokens"))
     await publish_address(yarn, bus, settings, address)
     log.info("tarn-am serving", extra={"app_id": app_id, "address": address, "replayed_entries": replayed,
                                        "startup_s": round(time.monotonic() - started, 3), "pid": os.getpid()})

@@ -109,6 +109,12 @@ class AmSettings(TarnSettings):
     history_window_s: float = Field(3600.0, ge=60, le=86400,
                                     description="span of the dashboard's charts, one point per telemetry interval")
     history_persist_s: float = Field(30.0, ge=1, description="how often the charts' history is stored in Redis")
+    # Kerberos: the keytab `tarn submit --principal --keytab` ships to the AM (token_keeper.py).
+    kerberos_principal: Optional[str] = Field(None, description="the principal of kerberos_keytab (--principal)")
+    kerberos_keytab: Optional[Path] = Field(None, description="a keytab shipped to the AM (--keytab): tarn-am "
+                                            "re-obtains with it the HDFS delegation tokens new containers get")
+    token_file_systems: CommaList = Field(default_factory=list, description="the hdfs:// file systems the "
+                                          "containers read, comma separated (default: the default one)")
 
     @field_validator("slots")
     @classmethod
@@ -118,6 +124,12 @@ class AmSettings(TarnSettings):
             if not sep or not service or not host:
                 raise ValueError(f"{item!r} is not service=host")
         return items
+
+    @model_validator(mode="after")
+    def _keytab(self) -> "AmSettings":
+        if (self.kerberos_principal is None) != (self.kerberos_keytab is None):
+            raise ValueError("TARN_AM_KERBEROS_PRINCIPAL and TARN_AM_KERBEROS_KEYTAB go together")
+        return self
 
     @model_validator(mode="after")
     def _policy(self) -> "AmSettings":

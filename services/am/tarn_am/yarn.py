@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Mapping, Optional, Tuple, TypeVar
 
 import skein
 from skein.exceptions import ConnectionError as SkeinConnectionError
@@ -63,6 +63,8 @@ class YarnAdapter:
 
     def __init__(self, client: "skein.ApplicationClient") -> None:
         self._client = client
+        # What a new container carries beyond its service's spec (token_keeper: fresh tokens).
+        self.container_env: Callable[[], Mapping[str, str]] = dict
 
     @classmethod
     @_translated
@@ -79,8 +81,15 @@ class YarnAdapter:
 
     @_translated
     def start(self, service: str) -> None:
-        # count=1, not delta: a repeated call after a lost reply cannot ask for two.
-        self._client.scale(service, count=1)
+        env = dict(self.container_env())
+        if not env:
+            # count=1, not delta: a repeated call after a lost reply cannot ask for two.
+            self._client.scale(service, count=1)
+            return
+        # Only add_container takes an environment, and it adds one on every call: ask once the
+        # service has none live, so that a repeated call after a lost reply cannot ask for two.
+        if not self._client.get_containers(services=[service], states=("WAITING", "REQUESTED", "RUNNING")):
+            self._client.add_container(service, env=env)
 
     @_translated
     def release(self, skein_id: str) -> None:

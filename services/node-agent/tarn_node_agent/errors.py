@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tarn_shared.errors import TarnError
+from tarn_shared.hadoop_tokens import TokenFileError as _TokenFileError
 from tarn_shared.jceks import CredentialFileError
 from tarn_shared.repository_layout import RepositoryError
 
@@ -31,5 +32,5 @@ class TritonError(TarnError):
     """tritonserver could not be started, reached or commanded."""
 
 
-class TokenFileError(TarnError):
-    """HADOOP_TOKEN_FILE_LOCATION does not hold a readable token storage file."""
+# A token file (HADOOP_TOKEN_FILE_LOCATION, or tarn-am's) that cannot be read: the shared parser's type.
+TokenFileError = _TokenFileError

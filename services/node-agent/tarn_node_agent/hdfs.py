@@ -1,7 +1,8 @@
 """The one adapter to HDFS: WebHDFS through HdfsCLI (the ``hdfs`` package).
 
 Authentication, in the order ``auto`` tries it: a delegation token from
-$HADOOP_TOKEN_FILE_LOCATION (what YARN hands a container; sent as ``delegation=``),
+$HADOOP_TOKEN_FILE_LOCATION (what YARN hands a container; sent as ``delegation=``) or the
+fresher one tarn-am gave this container (tokens.py), whichever lives longer,
 Kerberos/SPNEGO when a ticket cache or keytab is configured (hdfs.ext.kerberos), else
 simple auth (``user.name=``). Library errors become the node-agent's errors in ``_call``.
 """
@@ -11,8 +12,8 @@ import getpass
 import logging
 import os
 import posixpath
+import re
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 import requests
@@ -22,12 +23,14 @@ from hdfs.util import HdfsError
 
 from tarn_shared.errors import ConfigError
 from tarn_shared.errors import UnavailableError
+from tarn_shared.hadoop_tokens import HadoopToken, utc_text
+from tarn_shared.kerberos_errors import explained, is_clock_skew
 from tarn_shared.repository_layout import RemoteEntry, entry_from_status, relative_to
 
 from .checksums import RemoteChecksum
 from .errors import RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError
 from .hdfs_credentials import TOKEN_ENV, CredentialsAtHand, choose
-from .tokens import HadoopToken, parse_token_storage
+from .tokens import container_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,9 +41,10 @@ TIMEOUT_S = (10.0, 120.0)  # connect, read
 class Hdfs:
     """WebHDFS operations the node-agent needs, with errors translated once."""
 
-    def __init__(self, client: Client, description: str) -> None:
+    def __init__(self, client: Client, description: str, token: Optional[HadoopToken] = None) -> None:
         self._client = client
         self.description = description
+        self._token = token  # named in the message when WebHDFS says it expired
 
     @classmethod
     def connect(cls, url: str, *, auth: str = "auto", user: Optional[str] = None, authority: str = "",
@@ -55,10 +59,13 @@ class Hdfs:
         session.trust_env = False
         location = environ.get(TOKEN_ENV) if auth in ("auto", "token") else None
         choice, token = choose(auth, CredentialsAtHand(
-            authority, purpose, location, _read_tokens(location) if location else [],
+            authority, purpose, location, container_tokens(environ) if auth in ("auto", "token") else [],
             has_ticket=bool(environ.get("KRB5CCNAME") or environ.get("KRB5_CLIENT_KTNAME")), kerberized=kerberized))
         if token is not None:
-            log.info("using an HDFS delegation token", extra={"token_kind": token.kind, "service": token.service})
+            ident = token.identifier_fields()
+            log.info("using an HDFS delegation token", extra={
+                "token_kind": token.kind, "service": token.service, "alias": token.alias,
+                "max_date": utc_text(ident.max_date_ms) if ident else None})
             client: Client = TokenClient(url, token.url_string(), session=session, timeout=TIMEOUT_S)
         elif choice == "kerberos":
             try:
@@ -70,14 +77,14 @@ class Hdfs:
         else:
             name = user or environ.get("HADOOP_USER_NAME") or getpass.getuser()
             client = InsecureClient(url, user=name, session=session, timeout=TIMEOUT_S)
-        return cls(client, f"{url} ({choice} auth)")
+        return cls(client, f"{url} ({choice} auth)", token if choice == "token" else None)
 
     # -- the choke point
     def _call(self, what: str, path: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except HdfsError as exc:
-            raise _translate(exc, what, path) from None
+            raise _translate(exc, what, path, self._token) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise UnavailableError(f"WebHDFS at {self.description} unreachable while {what} {path}: "
                                    f"{type(exc).__name__}") from None
@@ -154,9 +161,14 @@ class Hdfs:
 _block_locations = _Request("GET").to_method("GETFILEBLOCKLOCATIONS")
 
 
-def _translate(exc: HdfsError, what: str, path: str) -> Exception:
+def _translate(exc: HdfsError, what: str, path: str, token: Optional[HadoopToken] = None) -> Exception:
     kind = getattr(exc, "exception", None) or ""
     text = str(exc)
+    expired = expired_token_message(text, what, path, token)
+    if expired:
+        return StagingError(expired)
+    if is_clock_skew(text):
+        return StagingError(f"WebHDFS refused the node-agent while {what} {path}: {explained(text)}")
     if kind == "FileNotFoundException" or "does not exist" in text:
         return RepositoryNotFound(f"hdfs path {path} does not exist")
     if kind in ("AccessControlException", "SecurityException") or "Permission denied" in text:
@@ -170,9 +182,25 @@ def _translate(exc: HdfsError, what: str, path: str) -> Exception:
     return StagingError(f"HDFS error while {what} {path}: {kind or 'error'}: {text}")
 
 
-def _read_tokens(location: str) -> List[HadoopToken]:
-    try:
-        data = Path(location).read_bytes()
-    except OSError as exc:
-        raise TokenFileError(f"cannot read {TOKEN_ENV} {location}: {exc.strerror}") from None
-    return parse_token_storage(data)
+# The NameNode's words for a token past its renew or max date (SecretManager.InvalidToken).
+_EXPIRED = re.compile(r"token\b.*\b(?:has|is) expired|tried to renew an expired token", re.IGNORECASE)
+_EXPECTED = re.compile(r"(?:expected renewal time|max expiration date):\s*([0-9-]+ [0-9:]+)")
+
+
+def expired_token_message(text: str, what: str, path: str, token: Optional[HadoopToken]) -> Optional[str]:
+    """One line for WebHDFS refusing an expired delegation token, naming the token, when it
+    expired and what renews it; None for any other refusal (pure)."""
+    if not _EXPIRED.search(text):
+        return None
+    expected = _EXPECTED.search(text)
+    ident = token.identifier_fields() if token is not None else None
+    if expected:
+        when = f"{expected.group(1)} UTC"
+    elif ident is not None:
+        when = f"{utc_text(ident.max_date_ms)} (its max date) or earlier"
+    else:
+        when = "an unknown time"
+    name = token.describe() if token is not None else "the HDFS delegation token"
+    return (f"WebHDFS refused {name} while {what} {path}: it expired at {when}. tarn-am must renew or "
+            "re-obtain it before then: submit with --principal and --keytab (tarn-am re-obtains the tokens of "
+            "new containers with the keytab), and see tarn-am's log for why it did not")

@@ -32,8 +32,9 @@ def token_for(tokens: Sequence[HadoopToken], authority: str,
               resolve: Callable[[str], str] = socket.gethostbyname) -> Optional[HadoopToken]:
     """The HDFS delegation token whose service is this file system: ``host:port`` as given,
     the NameNode's ``ip:port`` (what Hadoop writes by default) or ``ha-hdfs:<nameservice>``.
-    Without an authority (the default file system) the first HDFS token."""
-    hdfs = [t for t in tokens if t.kind in HDFS_TOKEN_KINDS]
+    Without an authority (the default file system) the first HDFS token. Among equals the one
+    that lives longest: tarn-am's re-obtained token over the one YARN first gave."""
+    hdfs = sorted((t for t in tokens if t.kind in HDFS_TOKEN_KINDS), key=_max_date, reverse=True)
     if not authority:
         return hdfs[0] if hdfs else None
     host, _, port = authority.partition(":")
@@ -76,6 +77,11 @@ def missing_token_message(requested: str, at_hand: CredentialsAtHand) -> str:
             f"(its HDFS tokens: {', '.join(held) or 'none'}) and {why}; `tarn submit` asks YARN for a token for "
             "each file system --model-repository and --secrets name: give both as hdfs://host:port of a NameNode "
             f"the submitting user can reach, or give the agent a ticket ({TICKET_ENVS})")
+
+
+def _max_date(token: HadoopToken) -> int:
+    ident = token.identifier_fields()
+    return ident.max_date_ms if ident else 0
 
 
 def _ip(host: str, resolve: Callable[[str], str]) -> str:

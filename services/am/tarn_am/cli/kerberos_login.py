@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from tarn_shared.kerberos_errors import explained, is_clock_skew
+
 from .am_client import CliError
 
 # A ticket cache in this process's memory, for the tickets got from the keytab.
@@ -48,6 +50,8 @@ def gssapi_credentials(login: KeytabLogin):
                                          store={"client_keytab": login.keytab, "ccache": PROCESS_CCACHE})
         credentials.lifetime  # acquiring is lazy in MIT: ask the KDC now
     except gssapi.exceptions.GSSError as exc:
+        if is_clock_skew(str(exc)):
+            raise CliError(f"cannot log in as {login.principal}: {explained(str(exc))}") from None
         # MIT says "No credentials cache found" when the keytab lacks the key: name the check.
         raise CliError(f"cannot log in as {login.principal} with --keytab {login.keytab} (does it hold that "
                        f"principal's key? `klist -k {login.keytab}` lists them): {' '.join(str(exc).split())}") from None

@@ -45,6 +45,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = build_spec(options, hosts, launcher_for(options, sys.executable))
     if args.no_autoscale:
         spec.master.env["TARN_AM_AUTOSCALE"] = "false"
+    if args.yarn.login is not None:
+        from .am_keytab import ship_keytab
+        ship_keytab(spec, args.yarn.login, os.environ)  # tarn-am re-obtains the containers' tokens with it
     if args.dry_run:
         shown = spec.to_dict()
         for key in SECRET_ENV:
