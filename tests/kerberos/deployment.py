@@ -8,8 +8,11 @@ the module with `demo down` (which leaves the stack up for the next module).
     def deployment(secure_stack):
         yield from kerberos_demo(secure_stack)
 
-The processes it started (gateway-sync, authz, HAProxy, Knox) are in ``deployment.state["processes"]``
-with their pids and logs; the Triton containers are the application's (``state["app_id"]``).
+The processes it started (gateway-sync, authz, HAProxy, Knox, Prometheus) are in
+``deployment.state["processes"]`` with their pids, command lines and logs (a process's environment
+is in /proc/<pid>/environ while it runs); the Triton containers are the application's
+(``state["app_id"]``). A test that restarts one should record the new pid there, so `demo down`
+stops it.
 """
 from __future__ import annotations
 
