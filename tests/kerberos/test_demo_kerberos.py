@@ -87,3 +87,32 @@ def test_demo_down_stops_what_it_started_and_leaves_the_stack(deployment: Kerber
     assert all(secure_stack.running().values()), secure_stack.running()
     assert not (deployment.run_dir / "demo" / "demo.json").exists()
     print(f"\nKerberized demo down: {deployment.down_s:.1f} s wall")
+
+
+def test_the_demo_runs_the_shipped_kerberos_topology_with_only_the_stack_values_set(tmp_path):
+    """Pure: demo_knox renders deploy/knox/topologies/tarn-kerberos.xml, changing only named values."""
+    import xml.etree.ElementTree as ET
+
+    import demo_knox  # deploy/local, on sys.path through .deployment
+
+    shipped = ET.parse(demo_knox.TOPOLOGY).getroot()
+    rendered = ET.fromstring(demo_knox.kerberos_topology(
+        REALM, tmp_path / "http.keytab", "http://127.0.0.1:1", "127.0.0.1:2", "/services/triton", "triton_demo"))
+
+    def params(root):
+        return {(p.findtext("name"), q.findtext("name")): q.findtext("value")
+                for p in root.iter("provider") for q in p.iter("param")}
+
+    before, after = params(shipped), params(rendered)
+    assert after[("HadoopAuth", "hadoop.auth.config.type")] == "kerberos"
+    assert after[("HadoopAuth", "hadoop.auth.config.simple.anonymous.allowed")] == "false"
+    assert after[("HadoopAuth", "hadoop.auth.config.kerberos.principal")] == f"HTTP/localhost@{REALM}"
+    assert after[("HadoopAuth", "hadoop.auth.config.kerberos.keytab")] == str(tmp_path / "http.keytab")
+    assert "(.*@TARN\\.TEST)s/@.*//" in after[("HadoopAuth", "hadoop.auth.config.kerberos.name.rules")]
+    assert "zookeeperEnsemble=127.0.0.1:2;zookeeperNamespace=/services/triton" in after[("HaProvider", "TRITON")]
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed == {("HadoopAuth", "hadoop.auth.config.kerberos.principal"),
+                       ("HadoopAuth", "hadoop.auth.config.kerberos.keytab"),
+                       ("HadoopAuth", "hadoop.auth.config.kerberos.name.rules"),
+                       ("TarnAuthz", "authz.url"), ("HaProvider", "TRITON")}
+    assert [p.findtext("name") for p in rendered.iter("provider")] == ["HadoopAuth", "Default", "TarnAuthz", "HaProvider"]
