@@ -62,15 +62,14 @@ def login_args(env: Mapping[str, str]) -> List[str]:
 
 def prepare_home(webhdfs_url: str, env: Mapping[str, str], demo_dir: Path, home: str) -> None:
     """/user/alice, made by the HDFS superuser and given to alice (skein stages there too)."""
-    from hdfs.ext.kerberos import KerberosClient
     with as_principal(env, "hadoop", demo_dir / "ccache-hadoop"):
-        admin = KerberosClient(webhdfs_url, mutual_auth="OPTIONAL")
+        admin = webhdfs_client(webhdfs_url)
         admin.makedirs(home, permission="755")
         admin.set_owner(home, owner="alice")
 
 
 def webhdfs_client(webhdfs_url: str):
-    """alice's WebHDFS client (SPNEGO); use it inside ``as_principal(env, "alice", ...)``."""
+    """A WebHDFS client with SPNEGO, as whoever ``as_principal`` made this process."""
     from hdfs.ext.kerberos import KerberosClient
     return KerberosClient(webhdfs_url, mutual_auth="OPTIONAL")
 
