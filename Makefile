@@ -43,8 +43,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests -m "not integration"
 
+# KERBEROS=1: the same on the Kerberized stack (a KDC, secure YARN/HDFS, SASL ZooKeeper), with Knox (SPNEGO).
 demo: install
-	@deploy/local/demo up
+	@deploy/local/demo up $(if $(filter 1 yes true,$(KERBEROS)),--kerberos)
 
 demo-down:
 	@deploy/local/demo down

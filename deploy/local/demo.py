@@ -10,12 +10,19 @@ one as bob (denied, 403) with tritonclient, shows that the instance itself refus
 request without the deployment's Triton key (which only HAProxy adds), and prints where the
 dashboard is.
 
+`up --kerberos` (`make demo KERBEROS=1`) runs the same on the Kerberized stack (`stack up --hadoop
+--kerberos`), submits as alice with her keytab and adds Knox with SPNEGO (demo_kerberos.py,
+demo_knox.py). `--stack-running` uses a stack already up in the run directory (the tests' one)
+and leaves it up on `down`.
+
 `down` stops the application (`tarn stop`), the processes `up` started, and the stack,
 then checks that no process is left in the run directory.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import os
 import re
 import secrets
@@ -28,9 +35,12 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT))  # tests.support and tests.knox.support (before any stray `tests` package)
 from demo_support import (DemoError, DemoState, create_credential, free_port, haproxy_servers,  # noqa: E402
                           http_status, leftover_processes, parse_hadoop_env, serving, tail, wait_until)
 from demo_prometheus import start_prometheus  # noqa: E402
+import demo_kerberos  # noqa: E402
+import demo_knox  # noqa: E402
 
 DEFAULT_RUN_DIR = ROOT / "deploy" / "local" / "run"
 MODELS = ROOT / "deploy" / "demo" / "models"
@@ -42,8 +52,6 @@ RANGER_SERVICE = "triton_demo"
 BACKEND = "triton_backend"
 GRPC_BACKEND = "triton_grpc_backend"
 ZK_PATH = "/services/triton/instances"
-HDFS_MODELS = "/tarn-demo/models"
-HDFS_SECRETS = "/tarn-demo/triton.jceks"
 USERS = {"alice": "alice-demo", "bob": "bob-demo"}  # HAProxy's basic-auth userlist (demo only)
 SERVE_TIMEOUT_S = 420.0
 HADOOP_LOG = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")  # skein driver chatter
@@ -54,13 +62,18 @@ class AlreadyRunning(DemoError):
 
 
 class Demo:
-    def __init__(self, run_dir: Path, instances: int = 1) -> None:
+    def __init__(self, run_dir: Path, instances: int = 1, kerberos: bool = False, stack_running: bool = False) -> None:
         self.run_dir = run_dir.resolve()
         self.dir = self.run_dir / "demo"
         self.state = DemoState(self.dir)
         self.instances = instances
+        self.kerberos = kerberos or bool(self.state.data.get("kerberos"))
+        self.stack_running = stack_running or bool(self.state.data.get("stack_running"))
+        # Kerberos: alice's home (skein stages there as well); otherwise the unsecured superuser's.
+        base = "/user/alice/tarn-demo" if self.kerberos else "/tarn-demo"
+        self.hdfs_models, self.hdfs_secrets = f"{base}/models", f"{base}/triton.jceks"
         self.step_no = 0
-        self.steps = 10
+        self.steps = 12 if self.kerberos else 10
 
     # ------------------------------------------------------------------ output
 
@@ -86,7 +99,8 @@ class Demo:
         # the AM asks authz on behalf of the dashboard's user (/models) and only gateway
         # callers may name a user. Production keeps them apart per service.
         self.state.data = {"run_dir": str(self.run_dir), "token": token, "deployment": DEPLOYMENT,
-                           "ranger_service": RANGER_SERVICE, "users": USERS, "processes": {}}
+                           "ranger_service": RANGER_SERVICE, "users": USERS, "processes": {},
+                           "kerberos": self.kerberos, "stack_running": self.stack_running}
         self.state.save()
         env = self._stack_up()
         authz_url = self._authz(env, token)
@@ -95,9 +109,18 @@ class Demo:
         haproxy = self._haproxy(authz_url, token, gateway_key)
         self._gateway_sync(env, haproxy["socket"])
         self._upload(env, gateway_key)
-        self._submit(env, authz_url, token)
-        self._wait_serving(env, haproxy)
-        self._infer(haproxy["url"])
+        # Knox's gateway home takes a few JVM runs (knoxcli) and its start half a minute: beside the submit.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            knox = pool.submit(self._knox_start, env, authz_url, token, gateway_key) if self.kerberos else None
+            self._submit(env, authz_url, token)
+            self._wait_serving(env, haproxy)
+            self._infer(haproxy["url"])
+            if knox is not None:
+                try:
+                    started = knox.result()
+                except RuntimeError as exc:  # deploy/knox/build, knoxcli or the gateway's start
+                    raise DemoError(f"Knox did not start: {exc}", self.dir / "knox.log") from None
+                self._infer_knox(env, started)
         self._direct(haproxy)
         self._infer_grpc(haproxy["grpc"])
         self._prometheus(token)
@@ -106,18 +129,28 @@ class Demo:
         self._summary(time.monotonic() - began)
 
     def _stack_up(self) -> Dict[str, str]:
-        t = self.step("local stack: Redis, ZooKeeper, HAProxy and the YARN/HDFS minicluster (stack up --hadoop)")
-        log = self.dir / "stack-up.log"
-        with open(log, "wb") as out:
-            result = subprocess.run([str(STACK), "up", "--hadoop", "--run-dir", str(self.run_dir)],
-                                    stdout=out, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
-            raise DemoError(f"`stack up --hadoop` failed (exit {result.returncode})", log)
-        self.state.data["stack"] = True
+        flags = ["--hadoop"] + (["--kerberos"] if self.kerberos else [])
+        t = self.step(f"local stack: Redis, ZooKeeper, HAProxy and the YARN/HDFS minicluster (stack up {' '.join(flags)})"
+                      + (", a Kerberos KDC, SASL ZooKeeper and a secure minicluster" if self.kerberos else ""))
+        if self.stack_running:
+            if not (self.run_dir / "hadoop.env").exists():
+                raise DemoError(f"--stack-running: no stack with the minicluster is up in {self.run_dir}")
+        else:
+            log = self.dir / "stack-up.log"
+            with open(log, "wb") as out:
+                result = subprocess.run([str(STACK), "up", *flags, "--run-dir", str(self.run_dir)],
+                                        stdout=out, stderr=subprocess.STDOUT)
+            if result.returncode != 0:
+                raise DemoError(f"`stack up {' '.join(flags)}` failed (exit {result.returncode})", log)
+            self.state.data["stack"] = True
         env = parse_hadoop_env(self.run_dir / "hadoop.env", os.environ)
         stack_env = {k: v for k, v in _read_exports(self.run_dir / "stack.env").items() if k != "PATH"}
         env.update(stack_env)
         env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
+        if self.kerberos:
+            if "KRB5_CONFIG" not in stack_env:
+                raise DemoError(f"--kerberos: the stack in {self.run_dir} is not Kerberized (stack up --hadoop --kerberos)")
+            os.environ["KRB5_CONFIG"] = env["KRB5_CONFIG"]  # the realm, for this process's own SPNEGO and SASL clients
         self.state.data["env"] = {k: env[k] for k in ("REDIS_URL", "ZK_HOSTS", "HADOOP_CONF_DIR", "WEBHDFS_URL",
                                                         "HDFS_DEFAULT_FS", "YARN_RM_WEBAPP_URL") if k in env}
         self.state.save()
@@ -180,6 +213,8 @@ class Demo:
                            TARN_GATEWAY_SYNC_REPLICA_ID="demo-1", TARN_GATEWAY_SYNC_PORT=str(port),
                            TARN_GATEWAY_SYNC_LOG_JSON="false", TARN_GATEWAY_SYNC_DRAIN_TIMEOUT_S="30",
                            TARN_GATEWAY_SYNC_GRPC_BACKENDS=f"{BACKEND}={GRPC_BACKEND}")
+        if self.kerberos:
+            service_env.update(demo_kerberos.gateway_sync_env(env))
         proc = self.state.spawn("gateway-sync", [str(VENV_BIN / "tarn-gateway-sync")], service_env)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_status(f"{url}/healthz") == 200, "tarn-gateway-sync starting", 60,
@@ -189,41 +224,50 @@ class Demo:
         self.done(t, url)
 
     def _upload(self, env: Dict[str, str], gateway_key: str) -> None:
-        t = self.step(f"upload the demo model repository ({MODELS.relative_to(ROOT)}) to HDFS {HDFS_MODELS}")
+        who = " as alice (her Kerberos ticket)" if self.kerberos else ""
+        t = self.step(f"upload the demo model repository ({MODELS.relative_to(ROOT)}) to HDFS {self.hdfs_models}{who}")
         if not MODELS.is_dir():
             raise DemoError(f"{MODELS} is missing")
         import hdfs
-        client = hdfs.InsecureClient(env["WEBHDFS_URL"], user="root")
         files = [p for p in sorted(MODELS.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+        login = contextlib.nullcontext()
         try:
-            client.delete(HDFS_MODELS, recursive=True)
-            for path in files:
-                client.upload(f"{HDFS_MODELS}/{path.relative_to(MODELS)}", str(path), overwrite=True)
+            if self.kerberos:
+                demo_kerberos.prepare_home(env["WEBHDFS_URL"], env, self.dir, "/user/alice")
+                login = demo_kerberos.as_principal(env, "alice", self.dir / "ccache-alice-webhdfs")
+            with login:
+                client = demo_kerberos.webhdfs_client(env["WEBHDFS_URL"]) if self.kerberos else \
+                    hdfs.InsecureClient(env["WEBHDFS_URL"], user="root")
+                client.delete(self.hdfs_models, recursive=True)
+                for path in files:
+                    client.upload(f"{self.hdfs_models}/{path.relative_to(MODELS)}", str(path), overwrite=True)
+                client.delete(self.hdfs_secrets)
         except hdfs.HdfsError as exc:
             raise DemoError(f"uploading to WebHDFS {env['WEBHDFS_URL']} failed: {exc}") from None
-        try:
-            client.delete(HDFS_SECRETS)
-        except hdfs.HdfsError as exc:
-            raise DemoError(f"deleting {HDFS_SECRETS} on WebHDFS failed: {exc}") from None
-        create_credential(env, self._secrets_uri(env), "tarn.gateway.key", gateway_key)
+        create_credential(self._client_env(env), self._secrets_uri(env), "tarn.gateway.key", gateway_key)
         models = sorted(p.name for p in MODELS.iterdir() if (p / "config.pbtxt").exists())
-        self.done(t, f"{len(files)} files, models {', '.join(models)}; the Triton key in {HDFS_SECRETS}")
+        self.done(t, f"{len(files)} files, models {', '.join(models)}; the Triton key in {self.hdfs_secrets}")
 
-    @staticmethod
-    def _secrets_uri(env: Dict[str, str]) -> str:
-        return f"jceks://hdfs@{env['HDFS_DEFAULT_FS'].split('://', 1)[1].rstrip('/')}{HDFS_SECRETS}"
+    def _secrets_uri(self, env: Dict[str, str]) -> str:
+        return f"jceks://hdfs@{env['HDFS_DEFAULT_FS'].split('://', 1)[1].rstrip('/')}{self.hdfs_secrets}"
+
+    def _client_env(self, env: Dict[str, str]) -> Dict[str, str]:
+        """What `tarn` and Hadoop's tools run with: on Kerberos, alice's ticket cache (kinit'ed)."""
+        return demo_kerberos.alice_env(env, self.dir) if self.kerberos else dict(env)
+
+    def _login_args(self, env: Dict[str, str]) -> List[str]:
+        return demo_kerberos.login_args(env) if self.kerberos else []
 
     def _submit(self, env: Dict[str, str], authz_url: str, token: str) -> None:
-        t = self.step(f"tarn submit --name {DEPLOYMENT} (tarn-am in the AM container, the node-agent and "
-                      f"tritonserver in the Triton containers)")
-        sys.path.insert(0, str(ROOT))
+        t = self.step(f"tarn submit --name {DEPLOYMENT}{' --principal alice@TARN.TEST --keytab alice.keytab' if self.kerberos else ''}"
+                      " (tarn-am in the AM container, the node-agent and tritonserver in the Triton containers)")
         from tests.support.triton import triton_runtime  # the nvidia-pytriton tritonserver (CPU)
         runtime = triton_runtime()
         runtime_env = runtime.environment(base={"PATH": "/usr/local/bin:/usr/bin:/bin"})
         http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
         args = [
             "submit", "--name", DEPLOYMENT, "--runtime", "process",
-            "--model-repository", f"{env['HDFS_DEFAULT_FS']}{HDFS_MODELS}",
+            "--model-repository", f"{env['HDFS_DEFAULT_FS']}{self.hdfs_models}",
             "--redis-url", env["REDIS_URL"], "--zk-ensemble", env["ZK_HOSTS"], "--zk-path", ZK_PATH,
             "--haproxy-backend", BACKEND, "--authz-url", authz_url, "--ranger-service", RANGER_SERVICE,
             "--am-port", "0", "--address", "0.0.0.0",
@@ -232,7 +276,7 @@ class Demo:
             "--no-autoscale", "--drain-timeout", "20",
             "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
             "--tritonserver", str(runtime.binary), "--wait", "240",
-            "--secrets", self._secrets_uri(env),
+            "--secrets", self._secrets_uri(env), *self._login_args(env),
         ]
         agent_env = {
             "TARN_NODE_AGENT_TRITON_ARGS": f"--backend-directory={runtime.backend_directory}",
@@ -244,7 +288,7 @@ class Demo:
             args += ["--agent-env", f"{key}={value}"]
         log = self.dir / "tarn-submit.log"
         # The demo's one token is authz's gateway token too: the AM presents it there.
-        submit_env = dict(env, TARN_TOKEN=token, TARN_AUTHZ_GATEWAY_TOKEN=token)
+        submit_env = dict(self._client_env(env), TARN_TOKEN=token, TARN_AUTHZ_GATEWAY_TOKEN=token)
         with open(log, "wb") as out:
             result = subprocess.run([str(VENV_BIN / "tarn"), *args], env=submit_env,
                                     stdout=out, stderr=subprocess.STDOUT, timeout=420)
@@ -264,8 +308,14 @@ class Demo:
         t = self.step("wait until an instance is ready, in HAProxy's triton_backend and in ZooKeeper "
                       "(staging from HDFS, Triton start, gateway-sync)")
         from kazoo.client import KazooClient
-        zk = KazooClient(hosts=env["ZK_HOSTS"])
-        zk.start(timeout=15)
+        if self.kerberos:  # the znodes' ACL lets Knox's principal read them, and nobody unauthenticated
+            with demo_kerberos.as_principal(env, "knox", self.dir / "ccache-knox-zk"):
+                self._wait_znodes(env, haproxy, demo_kerberos.zookeeper_reader(env), t)
+        else:
+            self._wait_znodes(env, haproxy, KazooClient(hosts=env["ZK_HOSTS"]), t)
+
+    def _wait_znodes(self, env: Dict[str, str], haproxy: Dict[str, str], zk, t: float) -> None:
+        zk.start(timeout=30)
         alice = _basic("alice")
 
         def ready() -> Optional[List[str]]:
@@ -313,6 +363,38 @@ class Demo:
             raise DemoError(f"alice's inference failed: {exc}", self.dir / "haproxy-authz.log") from None
         finally:
             client.close()
+        self.done(t)
+
+    def _knox_start(self, env: Dict[str, str], authz_url: str, token: str, gateway_key: str) -> Dict[str, str]:
+        """Knox's gateway home and process (run beside the submit; it prints nothing)."""
+        topology = demo_knox.kerberos_topology(demo_kerberos.REALM, Path(env["TARN_KEYTAB_HTTP"]), authz_url,
+                                               env["ZK_HOSTS"], demo_kerberos.ZK_NAMESPACE, RANGER_SERVICE)
+        gateway = demo_knox.prepare_gateway(self.dir / "knox", topology, token, gateway_key)
+        argv = demo_knox.gateway_command(gateway, env["KRB5_CONFIG"], demo_kerberos.knox_jaas(env, self.dir))
+        self.state.spawn("knox", argv, env)
+        knox = {"url": demo_knox.triton_url(gateway), "log": str(gateway.log_path)}
+        self.state.data["knox"] = knox
+        self.state.save()
+        return knox
+
+    def _infer_knox(self, env: Dict[str, str], knox: Dict[str, str]) -> None:
+        t = self.step("Knox with SPNEGO (HadoopAuth, deploy/knox/topologies/tarn-kerberos.xml), reading the "
+                      "instances from ZooKeeper with its keytab")
+        url, log = knox["url"], Path(knox["log"])
+        try:
+            users = demo_knox.logins(env, self.dir, demo_kerberos.REALM)
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from None
+        wait_until(lambda: http_status(f"{url}/v2/health/ready", users["alice"].header(), timeout_s=10) == 200,
+                   "alice's readiness probe through Knox", 300, log, interval_s=1)
+        self.done(t, f"{url} (Kerberos: alice@{demo_kerberos.REALM}, bob@{demo_kerberos.REALM})")
+        t = self.step("inference through Knox with tritonclient and a Kerberos ticket: alice (allowed), bob (denied), "
+                      "no ticket (401)")
+        try:
+            for line in demo_knox.infer_as_each_user(url, users):
+                print(f"    {line}", flush=True)
+        except RuntimeError as exc:
+            raise DemoError(str(exc), log) from None
         self.done(t)
 
     def _direct(self, haproxy: Dict[str, str]) -> None:
@@ -378,8 +460,13 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
   try         curl -u alice:{USERS['alice']} {url}/v2/models/identity
               .venv/bin/python examples/onnx_resnet50.py --url {url.split('://', 1)[1]} --user alice --password {USERS['alice']}
               source {self.run_dir}/stack.env; TARN_TOKEN={token} .venv/bin/tarn status --name {DEPLOYMENT}
-  policies    {POLICIES}/{RANGER_SERVICE}.json (re-read when it changes)
-  stop        make demo-down""", flush=True)
+  policies    {POLICIES}/{RANGER_SERVICE}.json (re-read when it changes)""", flush=True)
+        if self.kerberos:
+            print(f"""  knox        {d['knox']['url']}   SPNEGO: a Kerberos ticket (alice allowed, bob denied)
+  kerberos    source {self.run_dir}/stack.env; kinit -kt $TARN_KEYTAB_ALICE alice@{demo_kerberos.REALM}
+              curl --negotiate -u : {d['knox']['url']}/v2/models/identity
+  tarn        add --principal alice@{demo_kerberos.REALM} --keytab $TARN_KEYTAB_ALICE (or kinit first)""", flush=True)
+        print("  stop        make demo-down", flush=True)
 
     def _fleet_report(self, env: Dict[str, str]) -> str:
         """What the AM says and the tails of the containers' logs, for a failure message.
@@ -387,7 +474,7 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
         containers' logs here: they are read from the NodeManagers' log folders.)"""
         out = []
         try:
-            result = subprocess.run([str(VENV_BIN / "tarn"), "status", "--name", DEPLOYMENT],
+            result = subprocess.run([str(VENV_BIN / "tarn"), "status", "--name", DEPLOYMENT, *self._login_args(env)],
                                     env=dict(env, TARN_TOKEN=self.state.data["token"]),
                                     capture_output=True, text=True, timeout=60)
             said = [line for line in (result.stdout + result.stderr).splitlines() if not HADOOP_LOG.match(line)]
@@ -408,10 +495,13 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
             print(f"==> tarn stop {data['app_id']} (drain, then shut the application down)", flush=True)
             t = time.monotonic()
             env = parse_hadoop_env(self.run_dir / "hadoop.env", os.environ)
+            if self.kerberos:
+                env.update({k: v for k, v in _read_exports(self.run_dir / "stack.env").items() if k != "PATH"})
             env.update(TARN_TOKEN=data.get("token", ""), PATH=f"{VENV_BIN}:{env['PATH']}")
             try:
                 result = subprocess.run([str(VENV_BIN / "tarn"), "stop", "--name", DEPLOYMENT, "--app-id",
-                                         data["app_id"], "--timeout", "30"], env=env, capture_output=True,
+                                         data["app_id"], "--timeout", "30", *self._login_args(env)], env=env,
+                                        capture_output=True,
                                         text=True, timeout=120)
                 said = [line for line in (result.stdout + result.stderr).splitlines() if not HADOOP_LOG.match(line)]
                 print("    " + "\n    ".join(said) + f" ({time.monotonic() - t:.1f} s)", flush=True)
@@ -420,25 +510,29 @@ TARN demo is up ({total_s:.0f} s), run directory {self.run_dir}
                       flush=True)
             data.pop("app_id", None)
             self.state.save()
-        for name in ("prometheus", "gateway-sync", "haproxy-authz", "authz"):
+        for name in ("knox", "prometheus", "gateway-sync", "haproxy-authz", "authz"):
             if name in self.state.processes:
                 print(f"==> stop {name} (pid {self.state.processes[name]['pid']})", flush=True)
                 self.state.stop(name)
-        print("==> stack down (YARN/HDFS minicluster, HAProxy, ZooKeeper, Redis)", flush=True)
-        t = time.monotonic()
-        subprocess.run([str(STACK), "down", "--run-dir", str(self.run_dir)], check=False)
-        print(f"    ({time.monotonic() - t:.1f} s)", flush=True)
+        mine = self.run_dir
+        if self.stack_running:  # the stack is someone else's: it stays, and only the demo's folder must be empty
+            mine = self.dir
+        else:
+            print("==> stack down (YARN/HDFS minicluster, HAProxy, ZooKeeper, Redis)", flush=True)
+            t = time.monotonic()
+            subprocess.run([str(STACK), "down", "--run-dir", str(self.run_dir)], check=False)
+            print(f"    ({time.monotonic() - t:.1f} s)", flush=True)
         deadline = time.monotonic() + 30
-        left = leftover_processes(self.run_dir)
+        left = leftover_processes(mine)
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
-            left = leftover_processes(self.run_dir)
+            left = leftover_processes(mine)
         if left:
-            print("demo: these processes are still running from " + str(self.run_dir) + ":\n  " + "\n  ".join(left),
+            print("demo: these processes are still running from " + str(mine) + ":\n  " + "\n  ".join(left),
                   file=sys.stderr)
             return 1
         self.state.path.unlink(missing_ok=True)
-        print(f"demo down in {time.monotonic() - began:.1f} s; no process left in {self.run_dir}", flush=True)
+        print(f"demo down in {time.monotonic() - began:.1f} s; no process left in {mine}", flush=True)
         return 0
 
     def status(self) -> int:
@@ -489,9 +583,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
                         help="where the stack, the minicluster and the demo keep state and logs")
     parser.add_argument("--instances", type=int, default=1, help="Triton instances to start with (1 or 2)")
+    parser.add_argument("--kerberos", action="store_true",
+                        help="on the Kerberized stack (stack up --hadoop --kerberos): submit as alice with her keytab, "
+                             "Knox with SPNEGO beside HAProxy (`make demo KERBEROS=1`)")
+    parser.add_argument("--stack-running", action="store_true",
+                        help="use the stack already up in --run-dir (start none; `down` leaves it up)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "deploy" / "haproxy"))
-    demo = Demo(args.run_dir, instances=args.instances)
+    demo = Demo(args.run_dir, instances=args.instances, kerberos=args.kerberos, stack_running=args.stack_running)
     try:
         if args.command == "up":
             demo.up()

@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
@@ -40,6 +41,9 @@ class DemoError(RuntimeError):
         return "\n".join(parts)
 
 
+_SAVING = threading.Lock()
+
+
 class DemoState:
     """demo.json in the demo's directory: what runs, on which ports, with which secrets.
     Written after every change so `demo down` can stop whatever a failed `up` left."""
@@ -53,11 +57,12 @@ class DemoState:
             self.data = {}
 
     def save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.chmod(0o600)  # it holds the demo's token
-        tmp.replace(self.path)
+        with _SAVING:  # `up --kerberos` starts Knox from a second thread
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2))
+            tmp.chmod(0o600)  # it holds the demo's token
+            tmp.replace(self.path)
 
     @property
     def processes(self) -> Dict[str, Dict]:
