@@ -15,6 +15,7 @@ NOT_SETTINGS = {
     "TARN_TOKEN", "TARN_ADMIN_TOKEN",  # the tarn CLI's fallbacks for --token / --admin-token
     "TARN_AUTHZ_KEYTAB",  # read by tarn-authz.service's ExecStartPre (kinit), not by tarn-authz
     "TARN_SECRETS_DIR", "TARN_POLICY_DIR",  # docker-compose.yml interpolation
+    "TARN_HDFS_DELEGATION_TOKENS",  # tarn-am's fresh tokens in a new container's environment (node-agent tokens.py)
 }
 METRIC_SOURCES = ["services/am/tarn_am/fleet_metrics.py", "services/gateway-sync/tarn_gateway_sync/sync_metrics.py",
                   "services/authz/tarn_authz/decision_metrics.py", "services/node-agent/tarn_node_agent/agent_metrics.py"]
