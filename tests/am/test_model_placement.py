@@ -218,3 +218,12 @@ def test_the_measured_footprint_replaces_the_declared_one_and_copies_keep_their_
     assert footprint_bytes(2 * GIB, 3 * GIB) == 3 * GIB
     assert desired_copies(9, 0, 3) == 3
     assert desired_copies(0, 1, 3) == 1
+
+
+def test_copies_waiting_for_unloads_are_said_to_wait_even_beside_a_model_too_big_to_place():
+    # Found by the instance-count property: the wait was reported only when every missing copy waited.
+    fleet = [instance("a", "n1", 16, 12, ["old"], held_gib=10)]
+    placement = decide([ModelDemand("new", 8 * GIB, 1), ModelDemand("llm", 40 * GIB, 1)], fleet, BOUNDS)
+    assert placement.missing == {"new": 1, "llm": 1}
+    assert placement.instance_count == 1
+    assert any("1 copies wait for unloads" in r for r in placement.reasons)

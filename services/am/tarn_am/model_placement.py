@@ -194,8 +194,9 @@ def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
     _, pending = _place([ModelDemand(m.name, m.footprint_bytes, m.copies) for m, _ in pending], plan)
 
     current = len(instances)
-    if missing and not pending:
-        reasons.append(f"{sum(missing.values())} copies wait for unloads to free memory")
+    waiting = sum(missing.values()) - sum(n for _, n in pending)
+    if waiting:
+        reasons.append(f"{waiting} copies wait for unloads to free memory")
     too_big = [m.name for m, _ in pending if m.footprint_bytes > bounds.new_instance_capacity_bytes]
     if too_big:
         reasons.append(f"larger than an instance ({bounds.new_instance_capacity_bytes} bytes): "
