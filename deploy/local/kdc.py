@@ -21,7 +21,8 @@ REALM = "TARN.TEST"
 # (docs/kerberos.md).
 KEYTABS: Dict[str, List[str]] = {
     "hadoop": ["hadoop/localhost"],
-    "http": ["HTTP/localhost"],
+    # HTTP/<NodeManager>: a tarn-am with --am-spnego-principal HTTP/_HOST on either node.
+    "http": ["HTTP/localhost", "HTTP/tarn-nm1", "HTTP/tarn-nm2"],
     "zookeeper": ["zookeeper/localhost"],
     "tarn": ["tarn/localhost"],
     "gateway-sync": ["tarn-gateway-sync/localhost"],

@@ -1,5 +1,6 @@
 """Faults on ONE Kerberized deployment (tests run in file order and build on its state): alice's
-`tarn submit --principal --keytab` with a JCEKS file, and gateway-sync as its own process with
+`tarn submit --principal --keytab` with a JCEKS file and SPNEGO on tarn-am (--am-auth token+spnego:
+`tarn status` with her ticket and no token, bob's ticket refused), and gateway-sync as its own process with
 its keytab, on SASL ZooKeeper with sasl ACLs. A killed Triton container is replaced and the new
 one stages with its delegation token; a restarted gateway-sync re-registers the znodes; with the
 KDC down the fleet keeps serving and a replacement still stages (tokens, not tickets); a
@@ -7,9 +8,11 @@ gateway-sync without its ticket stops at once with one line naming the fix, and 
 while the KDC is down says why and leads once it answers."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -22,10 +25,15 @@ from hdfs.ext.kerberos import KerberosClient
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
+from tarn_am.cli.am_client import CliError, Yarn
+from tarn_am.cli.am_spnego import HTTP_KEYTAB_FILE
+from tarn_am.cli.exits import classify
+from tarn_am.cli.status_view import show_status
+from tarn_am.cli.subcommands import render_status
 from tarn_gateway_sync import sasl_login
 from tarn_gateway_sync.haproxy import RuntimeApi
 from tarn_gateway_sync.plan import Admin
-from tests.am.conftest import Deployment, submitted, upload_models
+from tests.am.conftest import TARN, Deployment, submitted, upload_models
 from tests.gateway_sync.support import Replica, settings_for
 from tests.hadoop.cluster import cluster_from_env, create_jceks, kill_container, parse_env_file
 from tests.support.polling import wait_for
@@ -109,7 +117,9 @@ def fleet(secure_stack, tmp_path_factory) -> Iterator[Fleet]:
     zk_path = f"/services/triton/krb-faults-{uuid.uuid4().hex[:6]}"
     deployments = submitted(cluster, None, secure_stack, hdfs_models=models, extra_args=[
         "--principal", ALICE, "--keytab", str(secure_stack.kdc.keytab("alice")), "--secrets", secrets,
-        "--zk-path", zk_path])
+        "--zk-path", zk_path,
+        # SPNEGO beside the token (which the tests below use): HTTP/_HOST, the NodeManager tarn-am runs on.
+        "--am-auth", "token+spnego", "--am-spnego-keytab", str(secure_stack.kdc.keytab("http"))])
     fleet = Fleet(secure_stack, next(deployments), zk_path, caches)
     fleet.start_gateway_sync()
     try:
@@ -232,6 +242,30 @@ def test_a_gateway_sync_started_with_the_kdc_down_says_why_and_leads_once_it_ans
 
 
 # ---------------------------------------------------------------- the deployment
+
+def test_tarn_status_with_alices_ticket_and_no_token_reads_her_deployment_and_bobs_ticket_gets_403(fleet, login):
+    """tarn submit turned SPNEGO on: HTTP/_HOST's key shipped, alice (--principal) the owner."""
+    env = {k: v for k, v in fleet.deployment.env.items() if k not in ("TARN_TOKEN", "KRB5_CLIENT_KTNAME")}
+    started = time.monotonic()
+    done = subprocess.run([TARN, "status", "--name", fleet.deployment.name], env=env, capture_output=True,
+                          text=True, timeout=120)
+    print(f"\ntarn status over SPNEGO {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{fleet.deployment.name} {fleet.deployment.app_id} at {fleet.deployment.address}")
+    localized = list((Path(fleet.stack.env["TARN_HADOOP_RUN_DIR"]) / "yarn").glob(
+        f"**/appcache/{fleet.deployment.app_id}/**/{HTTP_KEYTAB_FILE}"))
+    assert localized and {stat.S_IMODE(p.stat().st_mode) for p in localized} == {0o400}, localized
+    # bob cannot read alice's skein staging directory (YARN's part of tarn status), so his call
+    # starts at the address: the same command's HTTP with his ticket, on the real tarn-am.
+    login("bob")
+    with pytest.raises(CliError) as refused:
+        show_status(argparse.Namespace(json=False, watch=False, interval_s=2.0, yarn=Yarn(log=None)),
+                    fleet.deployment.app_id, fleet.deployment.address, None, render_status)
+    code, message, _ = classify(refused.value)
+    assert (code, message) == (1, "GET /api/state: 403 bob (bob@TARN.TEST) may not read this deployment: only "
+                                  "its owner (alice), admins (none) and viewers (none) may; see TARN_AM_OWNER, "
+                                  "TARN_AM_ADMINS, TARN_AM_VIEWERS")
+
 
 def test_gateway_sync_routes_the_kerberized_fleet_and_only_sasl_principals_change_its_znodes(fleet, knox_reader):
     routed = wait_for(lambda: fleet.routed_as_fleet(knox_reader), 300, "HAProxy and ZooKeeper routing the fleet",

@@ -29,6 +29,11 @@ def short_name(principal: str, realm: str) -> str:
     return name.split("/", 1)[0] if principal_realm == realm else principal
 
 
+def server_principal(principal: Optional[str], host: str) -> Optional[str]:
+    """Hadoop's SecurityUtil.getServerPrincipal: HTTP/_HOST@REALM is HTTP/<this host, lower case>@REALM."""
+    return principal.replace("/_HOST", f"/{host.lower()}") if principal else principal
+
+
 @dataclass(frozen=True)
 class Access:
     """The deployment's ACL for SPNEGO callers."""
@@ -106,7 +111,8 @@ def api_guards(settings: AmSettings) -> Tuple[Check, Check, Check]:
     """(reads, changes, the dashboard page) for ``settings``; a keytab that cannot serve fails here."""
     spnego = settings.auth in ("spnego", "token+spnego")
     tokens = settings.auth in ("token", "token+spnego")
-    acceptor = SpnegoAcceptor(settings.spnego_keytab, settings.spnego_principal) if spnego else None
+    principal = server_principal(settings.spnego_principal, settings.public_host())
+    acceptor = SpnegoAcceptor(settings.spnego_keytab, principal) if spnego else None
     access = Access(settings.owner, frozenset(settings.admins), frozenset(settings.viewers))
     read = api_guard(settings.read_secret(), settings.allow_query_token, tokens, acceptor, access, change=False)
     admin = api_guard(settings.admin_secret(), settings.allow_query_token, tokens, acceptor, access, change=True)

@@ -51,8 +51,7 @@ def bind_socket(settings: AmSettings) -> socket.socket:
 
 
 def advertised_address(settings: AmSettings, sock: socket.socket) -> str:
-    host = settings.advertise_host or os.environ.get("NM_HOST") or socket.getfqdn()
-    return f"http://{host}:{sock.getsockname()[1]}"
+    return f"http://{settings.public_host()}:{sock.getsockname()[1]}"
 
 
 async def publish_address(yarn: YarnAdapter, bus: RedisBus, settings: AmSettings, address: str) -> None:

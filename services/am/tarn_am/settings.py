@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, List, Literal, Optional
 
@@ -52,7 +53,8 @@ class AmSettings(TarnSettings):
     spnego_keytab: Optional[Path] = Field(None, description="keytab with the HTTP/<host> key SPNEGO accepts "
                                           "with (default: MIT's, KRB5_KTNAME)")
     spnego_principal: Optional[str] = Field(None, description="the HTTP/<host>@REALM principal of "
-                                            "TARN_AM_SPNEGO_KEYTAB to accept as (default: any in the keytab)")
+                                            "TARN_AM_SPNEGO_KEYTAB to accept as (default: any in the keytab); _HOST "
+                                            "stands for the AM's host, as in Hadoop")
     owner: Optional[str] = Field(default_factory=lambda: os.environ.get("USER"),
                                  description="short name of the deployment's owner, who may read and change it "
                                              "over SPNEGO (default: the container's USER, the submitting user)")
@@ -165,6 +167,10 @@ class AmSettings(TarnSettings):
 
     def authz_secret(self) -> Optional[str]:
         return self.authz_gateway_token.get_secret_value() if self.authz_gateway_token else None
+
+    def public_host(self) -> str:
+        """The host in the published address, and spnego_principal's _HOST: NM_HOST in a YARN container."""
+        return self.advertise_host or os.environ.get("NM_HOST") or socket.getfqdn()
 
     def read_secret(self) -> Optional[str]:
         return self.token.get_secret_value() if self.token else None

@@ -24,7 +24,12 @@ def ship_keytab(spec: skein.ApplicationSpec, login: KeytabLogin, environ: Mappin
     spec.master.files[KEYTAB_FILE] = skein.File(login.keytab)
     spec.master.env.update({"TARN_AM_KERBEROS_PRINCIPAL": login.principal, "TARN_AM_KERBEROS_KEYTAB": KEYTAB_FILE,
                             "TARN_AM_TOKEN_FILE_SYSTEMS": ",".join(spec.file_systems)})
-    if environ.get("KRB5_CONFIG"):
-        spec.master.files[KRB5_CONF_FILE] = skein.File(environ["KRB5_CONFIG"])
-        spec.master.env["KRB5_CONFIG"] = KRB5_CONF_FILE  # relative: tarn-am runs in its container's directory
+    ship_krb5_conf(spec.master, environ)
     return True
+
+
+def ship_krb5_conf(master: skein.Master, environ: Mapping[str, str]) -> None:
+    """The submitter's krb5.conf (KRB5_CONFIG) to the master; the nodes' /etc/krb5.conf otherwise."""
+    if environ.get("KRB5_CONFIG"):
+        master.files[KRB5_CONF_FILE] = skein.File(environ["KRB5_CONFIG"])
+        master.env["KRB5_CONFIG"] = KRB5_CONF_FILE  # relative: tarn-am runs in its container's directory

@@ -9,7 +9,7 @@ from tarn_shared import defaults
 from ..model_copies import read_models_file
 from ..policy_config import (CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW_S, HEARTBEAT_TIMEOUT_S, STABILIZATION_S,
                              START_TIMEOUT_S, BLOCKED_TIMEOUT_S)
-from . import simulate
+from . import am_spnego, simulate
 from .options import parse_env_pairs, truthy
 
 SUBMIT_EXAMPLES = """\
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="accept ?token= (it leaks into logs; Grafana's seeds setup uses it)")
     ours.add_argument("--agent-env", action="append", metavar="KEY=VALUE",
                       help="extra environment for the node-agent itself (repeatable)")
+    am_spnego.add_arguments(s)
     ours.add_argument("--no-autoscale", action="store_true", help="keep the count where tarn scale puts it")
     ours.add_argument("--dry-run", action="store_true",
                       help="print the skein spec (secrets hidden) and stop; reads no cluster (name the hosts "
@@ -214,7 +215,7 @@ def submit_values(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str
     """argparse's namespace into SubmitOptions' fields, with the seeds' environment fallbacks."""
     values = {k: v for k, v in vars(args).items()
               if k not in ("command", "no_autoscale", "dry_run", "wait", "func", "verbose", "yarn",
-                           "principal", "keytab")
+                           "principal", "keytab", *am_spnego.FIELDS)
               and v is not None}
     values["env"] = parse_env_pairs(args.env)
     values["agent_env"] = parse_env_pairs(args.agent_env, "--agent-env")

@@ -19,10 +19,12 @@ from .status_slots import model_lines, slot_lines
 from .status_view import as_json, ended, show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from . import am_spnego
     from .owners import check_owners
     from .preflight import check_before_submit, open_reader
     from .spec import SECRET_ENV, NodeInfo, build_spec, eligible_nodes, launcher_for
     options = SubmitOptions.parse(submit_values(args, dict(os.environ)))
+    am_auth = am_spnego.am_auth_from(args, args.yarn.login)
     if options.placement == "per-model" and options.models is None and not args.dry_run:
         # tarn-am learns the deployment's models only from the file for now: without it Triton would serve none.
         raise ConfigError("--placement per-model needs --models FILE (the models to place); --dry-run shows "
@@ -48,6 +50,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.yarn.login is not None:
         from .am_keytab import ship_keytab
         ship_keytab(spec, args.yarn.login, os.environ)  # tarn-am re-obtains the containers' tokens with it
+    am_spnego.apply(spec, am_auth, os.environ)
     if args.dry_run:
         shown = spec.to_dict()
         for key in SECRET_ENV:
