@@ -18,38 +18,42 @@ from typing import Optional
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 GATEWAY_KEY_HEADER = "tarn-gateway-key"
+GRPC_GATEWAY_KEY_HEADER = f"triton-grpc-protocol-{GATEWAY_KEY_HEADER}"
 
 
 def map_path(map_dir: Path, backend: str) -> Path:
     return map_dir / f"{backend}.models.map"
 
 
-def frontend_rules(backend: str, map_file: Path) -> str:
+def frontend_rules(backend: str, map_file: Path, model_var: str = "") -> str:
     """`/v2/models/{m}/...` to the slot backend the map names for m; everything else (index,
-    health, a model with no slot) falls through to the frontend's default_backend."""
+    health, a model with no slot) falls through to the frontend's default_backend. With
+    ``model_var`` the model comes from that variable instead (gRPC: tarn_authz_grpc.lua sets
+    txn.tarn_grpc_model from the request message)."""
     _check(backend, map_file)
-    return "\n".join([
-        f"    # Per-model routing of {backend}: gateway-sync keeps {map_file.name} (model -> slot backend).",
-        "    http-request set-var(txn.tarn_model) path,field(4,/) if { path_beg /v2/models/ }",
-        f"    use_backend %[var(txn.tarn_model),map({map_file})] if {{ var(txn.tarn_model),map({map_file}) -m found }}",
-    ])
+    lines = [f"    # Per-model routing of {backend}: gateway-sync keeps {map_file.name} (model -> slot backend)."]
+    if not model_var:
+        model_var = "txn.tarn_model"
+        lines.append(f"    http-request set-var({model_var}) path,field(4,/) if {{ path_beg /v2/models/ }}")
+    lines.append(f"    use_backend %[var({model_var}),map({map_file})] if {{ var({model_var}),map({map_file}) -m found }}")
+    return "\n".join(lines)
 
 
-def slot_backends(backend: str, slots: int, keys_map: Optional[Path] = None, check_inter: str = "2s") -> str:
+def slot_backends(backend: str, slots: int, keys_map: Optional[Path] = None, check_inter: str = "2s",
+                  grpc: bool = False) -> str:
     """N empty backends gateway-sync adds the servers of one model's copies to. They send the
-    deployment's Triton key (looked up under the deployment's backend name, not their own)."""
+    deployment's Triton key (looked up under the deployment's backend name, not their own).
+    ``grpc``: Triton's gRPC ports over h2, the key in gRPC metadata, no HTTP health check."""
     _check(backend, keys_map)
-    key_rule = (f"    http-request set-header {GATEWAY_KEY_HEADER} %[str({backend}),map({keys_map})]"
-                if keys_map else f"    # {GATEWAY_KEY_HEADER}: off (no gateway keys file)")
+    header = GRPC_GATEWAY_KEY_HEADER if grpc else GATEWAY_KEY_HEADER
+    key_rule = (f"    http-request set-header {header} %[str({backend}),map({keys_map})]"
+                if keys_map else f"    # {header}: off (no gateway keys file)")
+    check = [] if grpc else ["    option httpchk GET /v2/health/ready"]
     blocks = []
     for n in range(slots):
-        blocks.append("\n".join([
-            f"backend {backend}_model_{n}",
-            "    balance roundrobin",
-            "    option httpchk GET /v2/health/ready",
-            f"    default-server inter {check_inter} fall 2 rise 1",
-            key_rule,
-        ]))
+        blocks.append("\n".join([f"backend {backend}_model_{n}", "    balance roundrobin", *check,
+                                 f"    default-server inter {check_inter} fall 2 rise 1" + (" proto h2" if grpc else ""),
+                                 key_rule]))
     return "\n\n".join(blocks) + "\n"
 
 

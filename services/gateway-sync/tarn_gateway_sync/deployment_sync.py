@@ -103,7 +103,8 @@ class DeploymentSync:
             if place.kind == HAPROXY:
                 names = [place.name] + ([self._grpc_backends[place.name]] if place.name in self._grpc_backends else [])
                 cleaned = all([await haproxy.clean(name) for haproxy in self._haproxies for name in names])
-                cleaned = all([await self._models.clean(haproxy, place.name) for haproxy in self._haproxies]) and cleaned
+                cleaned = all([await self._models.clean(haproxy, name) for haproxy in self._haproxies
+                               for name in names]) and cleaned
             else:
                 cleaned = await self._zookeeper.clean(place)
             if cleaned:
@@ -164,6 +165,9 @@ class DeploymentSync:
             if grpc_backend and grpc_intent is not None:
                 ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
                 counted.append(haproxy.open_requests.get(grpc_backend, {}))
+                models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
+                                                                 touched_models, scope, fleet, self._resolver, True)
+                ok, counted = models_ok and ok, counted + slot_counts
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
         self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))

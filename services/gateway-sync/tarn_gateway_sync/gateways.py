@@ -64,7 +64,7 @@ class HaproxyGateway:
 
     def _allows(self, backend: str) -> bool:
         allowed = self._allowed.backends
-        return backend in allowed or backend in self._grpc or is_slot_of(backend, allowed)
+        return backend in allowed or backend in self._grpc or is_slot_of(backend, allowed | self._grpc)
 
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
@@ -117,7 +117,8 @@ class HaproxyGateway:
 
     async def _execute(self, backend: str, applied: AppliedBackend, actions) -> None:
         try:
-            await self.api.apply(backend, actions, "proto h2" if backend in self._grpc else "")
+            h2 = backend in self._grpc or is_slot_of(backend, self._grpc)  # a gRPC backend's model slots too
+            await self.api.apply(backend, actions, "proto h2" if h2 else "")
         except (HaproxyCommandError, UnavailableError, SlotsExhaustedError):
             for memory in (self._applied, self._read, self._touched):  # partly executed: read again next time
                 memory.pop(backend, None)

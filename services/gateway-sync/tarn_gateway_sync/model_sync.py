@@ -158,7 +158,8 @@ class ModelRouting:
         return touched | {m for member in draining.values() for m in member.models}
 
     async def sync(self, gateway: HaproxyGateway, backend: str, deployment: str, main: RoutingIntent,
-                   touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver):
+                   touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver, grpc: bool = False):
+        """``grpc``: ``backend`` is a gRPC backend paired with the deployment's, its slots at the gRPC ports."""
         routes = self._routes.get(id(gateway))
         if routes is None:
             return True, []
@@ -168,7 +169,8 @@ class ModelRouting:
             found = {}
             for model in models:
                 holding = holders.holding(model)
-                found[model] = (await resolver.targets(fleet.routes(ROUTABLE, holding)), holding | (scope or set()))
+                found[model] = (await resolver.targets(fleet.routes(ROUTABLE, holding), grpc=grpc),
+                                holding | (scope or set()))
             return found
 
         return await routes.sync(backend, main, holders, touched, scope, slot_targets)
