@@ -1,7 +1,7 @@
 """Per-model routing through a real HAProxy 2.6 (rendered with deploy/haproxy/render_model_routes.py),
 real Redis and ZooKeeper, and two real HTTP servers standing in for the instances (they say
 which port answered): a model's requests reach only the instances holding it READY, and
-follow its copies as the instances' ready announcements change."""
+follow its copies as the instances' ready announcements change, also across an HAProxy restart."""
 from __future__ import annotations
 
 import subprocess
@@ -18,7 +18,7 @@ from tests.support.ports import free_port
 from tests.support.scripts import load_script
 from tests.support.stack_fixture import tarnstack
 
-from .support import Backends, EventPublisher, in_process, settings_for, until
+from .support import Backends, EventPublisher, Gateways, in_process, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 BACKEND = "triton_backend"
@@ -38,17 +38,25 @@ def model_haproxy(stack, tmp_path):
         f"backend {BACKEND}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
         "    default-server inter 1s fall 2 rise 1", "",
         render.slot_backends(BACKEND, 3, check_inter="1s")]))
-    log_path = tmp_path / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    socket_path = str(tmp_path / "h.sock")
-    try:
+    log_path, socket_path = tmp_path / "haproxy.log", str(tmp_path / "h.sock")
+    procs: List[subprocess.Popen] = []
+
+    def start() -> None:
+        """A fresh HAProxy (a restart loses the runtime servers and map entries)."""
+        if procs:
+            tarnstack.stop_pid(procs[-1].pid)
+        with open(log_path, "ab") as log:
+            procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True))
         tarnstack.wait_until(lambda: "Name: HAProxy" in tarnstack.haproxy_command(socket_path, "show info"),
-                             "haproxy with model slots", log_path, proc)
-        yield socket_path, f"http://127.0.0.1:{port}", str(map_file)
+                             "haproxy with model slots", log_path, procs[-1])
+
+    try:
+        start()
+        yield socket_path, f"http://127.0.0.1:{port}", str(map_file), start
     finally:
-        tarnstack.stop_pid(proc.pid)
+        if procs:
+            tarnstack.stop_pid(procs[-1].pid)
 
 
 @pytest.fixture
@@ -62,7 +70,7 @@ def instances():
 
 async def test_a_models_requests_reach_only_the_instances_holding_it(stack, redis_url, deployment, zk_hosts,
                                                                       model_haproxy, instances):
-    socket_path, url, map_file = model_haproxy
+    socket_path, url, map_file, restart_haproxy = model_haproxy
     one, two = instances.ports
     await instances.wait_ready()
     publisher = EventPublisher(redis_url, deployment)
@@ -99,6 +107,14 @@ async def test_a_models_requests_reach_only_the_instances_holding_it(stack, redi
                 await ready(two, ["A", "B"])  # A loaded on instance 2 as well
                 await until(lambda: _is(answered("A"), {one: 6, two: 6}), 20, "A served by both")
                 assert await answered("B") == Counter({two: 12})
+                gateways = Gateways(socket_path, BACKEND, zk_hosts)
+                try:  # the znodes carry each instance's models, for Knox
+                    assert gateways.znodes()[f"127.0.0.1:{two}"]["models"] == ["A", "B"]
+                finally:
+                    gateways.close()
+
+                restart_haproxy()  # servers and map entries are gone: the restart watch puts them back
+                await until(lambda: _is(answered("A"), {one: 6, two: 6}), 20, "A served by both after a restart")
 
                 await ready(two, ["A"])  # B unloaded: no copy left, its requests get 503, not another model's
                 await until(lambda: _is(answered("B"), {503: 12}), 20, "B answered 503 with no copy")
