@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tarn_gateway_sync.model_routes import (ModelHolders, ModelLayout, assign_slots, find_layout, is_slot_of,
                                             plan_map, slot_backends, slot_intent, MapChange)
+from tarn_gateway_sync.model_unrouted import RouteAways, pair_counts
 from tarn_gateway_sync.plan import RoutingIntent, Target
 from tarn_shared import events as ev
 from tarn_shared.membership import Member
@@ -90,3 +91,40 @@ def test_a_slot_serves_its_holders_and_drains_instances_that_no_longer_hold_its_
     assert set(intent.desired) == {target(1).address}
     assert set(intent.draining) == {target(2).address, target(3).address}  # 2 unloaded it: route away gently
     assert set(intent.gone) == {target(4).address} and intent.authoritative
+
+
+# ---------------------------------------------------------------- route away before unload
+
+A1, A2 = "10.0.0.1:1", "10.0.0.1:2"
+
+
+def test_a_model_an_instance_stops_listing_is_pending_until_zero_is_announced():
+    aways = RouteAways()
+    aways.observe({A1: ("a", "b")}, {A1: member(1, "a")})
+    assert aways.addresses() == {A1} and aways.models_at({A1}) == {"b"} and aways.models_at({A2}) == set()
+    assert aways.due({}) == [] and aways.due({(A1, "b"): None}) == []  # not counted yet
+    [(pair, who, count)] = aways.due({(A1, "b"): 2})
+    assert pair == (A1, "b") and who.instance_id == "c1" and count == 2
+    aways.sent(pair, 2)
+    assert aways.due({(A1, "b"): 2}) == []  # announced once per count
+    aways.sent(pair, 0)
+    assert aways.addresses() == set()
+
+
+def test_a_route_away_is_forgotten_when_the_model_comes_back_or_the_instance_leaves():
+    aways = RouteAways()
+    aways.observe({A1: ("a", "b"), A2: ("a",)}, {A1: member(1, "a"), A2: member(2)})
+    aways.observe({A1: ("a",)}, {A1: member(1, "a", "b")})  # loaded again
+    assert aways.addresses() == {A2}
+    aways.observe({A2: ()}, {})  # no longer ready: the instance drain takes over
+    assert aways.addresses() == set()
+
+
+def test_open_requests_are_summed_over_every_haproxy_and_unknown_if_one_does_not_know():
+    pairs = {(A1, "b")}
+    assert pair_counts(pairs, [({"b"}, {"b": {A1: 1}}), ({"b"}, {"b": {A1: 2}})]) == {(A1, "b"): 3}
+    assert pair_counts(pairs, [({"b"}, {"b": {A1: 1}}), None]) == {(A1, "b"): None}  # one failed
+    assert pair_counts(pairs, [({"b"}, {"b": {A1: None}})]) == {(A1, "b"): None}  # still ready there
+    assert pair_counts(pairs, [({"b"}, {})]) == {(A1, "b"): None}  # its slot not synced this round
+    # No slot for it (not routed per model there, or slots ran out): nothing held for it there.
+    assert pair_counts(pairs, [(None, {}), ({"a"}, {"a": {A1: 5}})]) == {(A1, "b"): 0}

@@ -119,6 +119,10 @@ async def test_a_models_requests_reach_only_the_instances_holding_it(stack, redi
                 await ready(two, ["A"])  # B unloaded: no copy left, its requests get 503, not another model's
                 await until(lambda: _is(answered("B"), {503: 12}), 20, "B answered 503 with no copy")
                 assert await answered("A") == Counter({one: 6, two: 6})
+                # Route away before unload: gateway-sync confirms B is out of instance 2's routes.
+                unrouted = await until(lambda: _model_unrouted(publisher), 20, "model.unrouted for B")
+                assert [(e.instance_id, e.model, e.seq, e.open_requests) for e in unrouted] == [
+                    (f"container_{two}", "B", seq[two], 0)]
 
                 api = RuntimeApi(socket_path)
                 assert await _map_keys(api, map_file) == {"A", "B"}
@@ -133,6 +137,11 @@ async def test_a_models_requests_reach_only_the_instances_holding_it(stack, redi
                 await until(cleaned, 20, "the slot backends and the map emptied")
         finally:
             await publisher.close()
+
+
+async def _model_unrouted(publisher: EventPublisher) -> list:
+    entries = await publisher.client.xrange(publisher.stream)
+    return [e for e in (ev.decode(fields) for _, fields in entries) if isinstance(e, ev.ModelUnrouted)]
 
 
 async def _map_keys(api: RuntimeApi, map_file: str) -> set:

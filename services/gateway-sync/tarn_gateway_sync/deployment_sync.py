@@ -171,7 +171,7 @@ class DeploymentSync:
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
         self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))
-        self._work.watch_draining(name, fleet.draining_addresses())
+        self._work.watch_draining(name, fleet.draining_addresses() | self._models.leaving(name))
         if not ok:
             return False
         now = self._clock.wall()
@@ -179,4 +179,5 @@ class DeploymentSync:
             change = "add" if address in routable else "remove"
             self._metrics.propagation.labels(change).observe(max(0.0, now - since))
         await self._announcer.announce_due(record, draining, scope is None, total_open_requests(counted))
+        await self._models.announce_due(record)
         return True

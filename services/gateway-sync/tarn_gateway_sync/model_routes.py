@@ -88,6 +88,12 @@ class ModelHolders:
             touched |= set(old) ^ set(new) if scope is not None else set(old) | set(new)
         return touched
 
+    def models_of(self, address: str) -> Tuple[str, ...]:
+        return self._of.get(address, ())
+
+    def addresses(self) -> Set[str]:
+        return set(self._of)
+
     def holding(self, model: str) -> Set[str]:
         return set(self._at.get(model, ()))
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
+from tarn_shared import events as ev
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
+from tarn_shared.streams import StreamPublisher
 
 from .gateways import HaproxyGateway
 from .haproxy import HaproxyCommandError
 from .model_routes import (EMPTY_SLOT, MapChange, ModelHolders, ModelLayout, assign_slots, find_layout, plan_map,
                            slot_intent)
+from .model_unrouted import HaproxyWord, RouteAways, pair_counts
 from .plan import RoutingIntent, Target
 from .resolver import Resolver
 from .routing import ROUTABLE, Fleet
@@ -46,34 +49,35 @@ class ModelRoutes:
         return self._layouts[backend]
 
     async def sync(self, backend: str, main: RoutingIntent, holders: ModelHolders, touched: Set[str],
-                   scope: Optional[Set[str]], slot_targets: SlotTargets) -> Tuple[bool, List[Mapping]]:
-        """Slot backends, then the map, made to match; (ok, the open requests each synced slot
-        backend holds for leaving addresses)."""
+                   scope: Optional[Set[str]], slot_targets: SlotTargets) -> Tuple[bool, HaproxyWord]:
+        """Slot backends, then the map, made to match; (ok, what this HAProxy says of the
+        route-aways: model_unrouted.HaproxyWord)."""
         try:
             layout = await self.layout(backend, scope is None)
             if layout is None:
-                return True, []
+                return True, (None, {})
             current = await self._current(backend, layout)
         except (HaproxyCommandError, UnavailableError) as exc:
             self._errors("haproxy_models", exc, haproxy=self.gateway.api.address, backend=backend)
             self._layouts.pop(backend, None)
-            return False, []
+            return False, None
         wanted, overflow = assign_slots(holders.models(), current, layout.slots)
         self._note_overflow(backend, overflow)
         moved = {m for m, s in wanted.items() if current.get(m) != s}
         models = set(wanted) if scope is None else (touched | moved) & set(wanted)
         targets = await slot_targets(models)
-        ok, counted = True, []
+        ok, counted = True, {}
         for model in sorted(models):
             holding, slot_scope = targets[model]
             slot = wanted[model]
             ok = await self.gateway.sync(slot, slot_intent(holding, main), None if scope is None else slot_scope) and ok
-            counted.append(self.gateway.open_requests.get(slot, {}))
+            counted[model] = self.gateway.open_requests.get(slot, {})
         if scope is None:  # slots no model holds: emptied (a reclaimed slot's leftovers too)
             for slot in sorted(set(layout.slots) - set(wanted.values())):
                 ok = await self.gateway.sync(slot, EMPTY_SLOT, None) and ok
         # The map last: a model's entry points at a slot already holding its copies.
-        return await self._apply_map(backend, layout, current, wanted) and ok, counted
+        ok = await self._apply_map(backend, layout, current, wanted) and ok
+        return ok, (set(wanted), counted) if ok else None
 
     async def _current(self, backend: str, layout: ModelLayout) -> Dict[str, str]:
         if backend not in self._maps:
@@ -144,22 +148,40 @@ class ModelRoutes:
 
 
 class ModelRouting:
-    """Every HAProxy's ModelRoutes, and which instances hold each model, per deployment."""
+    """Every HAProxy's ModelRoutes, and per deployment which instances hold each model and
+    which models are being routed away from an instance (announced with ModelUnrouted)."""
 
-    def __init__(self, routes: List[ModelRoutes]) -> None:
+    def __init__(self, routes: List[ModelRoutes], publisher: Optional[StreamPublisher] = None,
+                 errors: Optional[ErrorLog] = None) -> None:
         self._routes = {id(r.gateway): r for r in routes}
+        self._publisher = publisher
+        self._errors = errors
         self._holders: Dict[str, ModelHolders] = {}  # by deployment
+        self._aways: Dict[str, RouteAways] = {}
+        self._words: Dict[str, List[HaproxyWord]] = {}  # by deployment: this sync's, one per HAProxy synced
 
     def update(self, deployment: str, routable: Mapping[str, Member], draining: Mapping[str, Member],
                scope: Optional[Set[str]]) -> Set[str]:
         """Before the sync's first await: the models whose slots the sync must look at (a
-        leaving instance's too, so its slots' drains are counted)."""
-        touched = self._holders.setdefault(deployment, ModelHolders()).update(routable, scope)
-        return touched | {m for member in draining.values() for m in member.models}
+        leaving instance's, and those being routed away, so their drains are counted)."""
+        holders = self._holders.setdefault(deployment, ModelHolders())
+        aways = self._aways.setdefault(deployment, RouteAways())
+        addresses = holders.addresses() | aways.addresses() | set(routable) if scope is None else scope
+        aways.observe({a: holders.models_of(a) for a in addresses}, routable)
+        self._words[deployment] = []
+        touched = holders.update(routable, scope)
+        return touched | aways.models_at(scope) | {m for member in draining.values() for m in member.models}
+
+    def leaving(self, deployment: str) -> Set[str]:
+        """Addresses a model is being routed away from: polled like draining ones."""
+        aways = self._aways.get(deployment)
+        return aways.addresses() if aways else set()
 
     async def sync(self, gateway: HaproxyGateway, backend: str, deployment: str, main: RoutingIntent,
-                   touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver, grpc: bool = False):
-        """``grpc``: ``backend`` is a gRPC backend paired with the deployment's, its slots at the gRPC ports."""
+                   touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver,
+                   grpc: bool = False) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
+        """(ok, the open requests of each synced slot for leaving addresses). ``grpc``:
+        ``backend`` is a gRPC backend paired with the deployment's, its slots at the gRPC ports."""
         routes = self._routes.get(id(gateway))
         if routes is None:
             return True, []
@@ -173,7 +195,30 @@ class ModelRouting:
                                 holding | (scope or set()))
             return found
 
-        return await routes.sync(backend, main, holders, touched, scope, slot_targets)
+        ok, word = await routes.sync(backend, main, holders, touched, scope, slot_targets)
+        self._words.setdefault(deployment, []).append(word)
+        return ok, list(word[1].values()) if word else []
+
+    async def announce_due(self, record: ev.DeploymentRecord) -> None:
+        """After every HAProxy was synced: ModelUnrouted for each route-away whose count changed."""
+        name, aways = record.deployment, self._aways.get(record.deployment)
+        words = self._words.pop(name, [])
+        if aways is None or self._publisher is None or not words:
+            return
+        counts = pair_counts({(a, m) for a in aways.addresses() for m in aways.models_at({a})}, words)
+        for (address, model), member, count in aways.due(counts):
+            event = ev.ModelUnrouted(deployment=name, app_id=member.app_id or record.app_id,
+                                     instance_id=member.instance_id, seq=member.seq, model=model, open_requests=count)
+            try:
+                await self._publisher.publish(ev.lifecycle_stream(name), event, retry_for_s=2.0)
+            except UnavailableError as exc:
+                if self._errors is not None:
+                    self._errors("redis", exc, deployment=name, container_id=member.instance_id)
+                return
+            aways.sent((address, model), count)
+            if count == 0:
+                log.info("model unrouted", extra={"deployment": name, "container_id": member.instance_id,
+                                                  "model": model})
 
     async def clean(self, gateway: HaproxyGateway, backend: str) -> bool:
         routes = self._routes.get(id(gateway))
