@@ -2,10 +2,14 @@
 tarn-am places the models file's copies on the real node-agents (Triton in explicit model
 control) with load commands, /api/state and `tarn status` say what it decided, and when an
 operator raises a model's copies wanted past what one instance can hold (one copy of a model
-per instance), placement asks for a second instance and the model is loaded and served there.
-The policy is on (no --no-autoscale): in per-model mode placement moves the count."""
+per instance), placement asks for a second instance and the model is loaded and served there;
+a SIGKILLed tarn-am comes back with that count (`tarn models --json` shows both copies). The
+policy is on (no --no-autoscale): in per-model mode placement moves the count."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from typing import Dict, List
 
@@ -100,3 +104,30 @@ def test_tarn_am_places_each_model_as_the_file_says_and_a_second_copy_wanted_bri
     assert state["desired"] == 2 and any(d["source"] == "placement" and d["target"] == 2 for d in state["decisions"])
     print(f"placed in {placed_s:.1f} s after submit; second instance serving the second copy "
           f"{time.monotonic() - grown:.1f} s after copies wanted grew")
+
+    # A SIGKILLed tarn-am comes back with the operator's two copies (skein's key-value store), so
+    # its first round unloads nothing; `tarn models --json` (GET /api/models) shows both copies.
+    with deployment.http() as http:
+        pid = http.get("/healthz").json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    answering = []
+
+    def restarted_with_both_copies():
+        with deployment.http() as http:
+            if http.get("/healthz").json()["pid"] == pid:
+                return None
+            answering.append(time.monotonic())
+            rows = {m["name"]: m for m in http.get("/api/models").raise_for_status().json()["models"]}
+        return rows if rows and rows["identity"]["loaded"] == 2 else None
+
+    wait_for(restarted_with_both_copies, 120, "the restarted tarn-am with both copies", interval_s=0.5,
+             ignore=(httpx.HTTPError, KeyError, ValueError))
+    back_s = time.monotonic() - killed
+    document = json.loads(deployment.tarn("models", "--name", deployment.name, "--json").stdout)
+    rows = {m["name"]: m for m in document["models"]}
+    assert (rows["identity"]["wanted"], sorted(rows["identity"]["instances"])) == (2, sorted([first, second])), rows
+    assert (rows["add_sub"]["wanted"], rows["add_sub"]["instances"]) == (1, [first]), rows
+    assert deployment.state()["desired"] == 2 and document["app_id"] == deployment.app_id
+    print(f"tarn-am SIGKILLed: API again after {answering[0] - killed:.1f} s, both copies shown after {back_s:.1f} s")

@@ -2,6 +2,8 @@
 lines and the rules of a model's copies wanted (POST /model-copies)."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tarn_shared.errors import ConfigError
@@ -28,11 +30,11 @@ def test_status_prints_each_models_copies_where_they_are_what_is_in_flight_and_w
 def test_copies_wanted_are_refused_outside_the_models_min_max_or_for_a_model_not_deployed():
     settings = AmSettings(deployment="d", slots=["s=h"], placement="per-model", model_plan=PLAN)
     placer = ModelPlacer(settings, bus=None, app_id="a")
-    assert placer.set_copies("bert", 2) == 2 and placer.wanted == {"bert": 2}
+    assert asyncio.run(placer.set_copies("bert", 2)) == 2 and placer.wanted == {"bert": 2}
     with pytest.raises(tg.Refusal, match=r"within 1\.\.2"):
-        placer.set_copies("bert", 3)
+        asyncio.run(placer.set_copies("bert", 3))
     with pytest.raises(tg.Refusal, match="not one of this deployment's models"):
-        placer.set_copies("gpt", 1)
+        asyncio.run(placer.set_copies("gpt", 1))
     assert placer.wanted == {"bert": 2}
 
 

@@ -84,5 +84,6 @@ def test_the_openapi_schema_builds_without_touching_the_fleet():
 
     app = create_app(AmSettings(deployment="x", slots="s=h"), SimpleNamespace(controller=None, authz=None))
     paths = app.openapi()["paths"]
-    assert {"/instances", "/metrics", "/scale", "/authorize", "/models", "/dashboard", "/healthz"} <= set(paths)
+    assert {"/instances", "/metrics", "/scale", "/authorize", "/models", "/api/models", "/dashboard",
+            "/healthz"} <= set(paths)
     assert any(p["name"] == "X-TARN-User" for p in paths["/models"]["get"]["parameters"])

@@ -4,7 +4,7 @@ Ranger Admin cannot run on these machines, so these tests talk HTTP to a real se
 (tests/authz/replay/server.py) that replays payloads written by Ranger's own Java classes
 (the oracle's write-payloads mode) with Ranger's download semantics: versions, 304 when
 unchanged, 404 for an unknown service, 401 on the secure endpoints without credentials.
-Kerberos (SPNEGO) is not tested: there is no KDC here."""
+Kerberos (SPNEGO, behind Hadoop's filter, on a real KDC) is tests/kerberos/test_authz_ranger_kerberos.py's."""
 from __future__ import annotations
 
 import os

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from tarn_node_agent.errors import TokenFileError
-from tarn_node_agent.tokens import parse_token_storage, read_vlong, select_hdfs_token, write_vlong
+from tarn_node_agent.hdfs_credentials import token_for
+from tarn_node_agent.tokens import parse_token_storage, read_vlong, write_vlong
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = dict(line.split() for line in (DATA / "tokens-expected.txt").read_text().splitlines())
@@ -24,7 +25,7 @@ def test_both_storage_formats_give_hadoops_own_url_strings(fmt):
 
 def test_the_hdfs_token_is_chosen_over_others_and_never_printed():
     tokens = parse_token_storage((DATA / "tokens-writable.hdts").read_bytes())
-    token = select_hdfs_token(tokens, ["127.0.0.1:8020"])
+    token = token_for(tokens, "127.0.0.1:8020")
 
     assert token is not None and token.alias == "hdfs"
     assert "s3cr3t" not in repr(token)

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from tarn_shared.auth import token_dependency
 from tarn_shared.errors import UnavailableError
 
 from .am_health import bus_check, health_checks, healthy
+from .api_auth import api_guards, caller
 from .authz import AuthzClient
 from .container_facts import container_facts
 from .control_api import control_router
@@ -27,14 +27,23 @@ from .fleet_metrics import FleetCollector
 from .history import History
 from .history_api import history_router, mount_static
 from .model_round import ModelLine
+from .models_api import models_router
 from .prometheus_sd import prometheus_router
 from .render import InstanceView, instance_views, instances_text, wants_json
 from .settings import TELEMETRY_INTERVAL_S, AmSettings
 from .slot_views import SlotView
 
 USER_HEADER = "X-TARN-User"
-# Who is asking: set by the gateway in front (Knox) or the dashboard; authz decides on it.
-User = Annotated[Optional[str], Header(alias=USER_HEADER, max_length=256)]
+
+
+def asking_user(request: Request, x_tarn_user: Annotated[Optional[str], Header(alias=USER_HEADER,
+                                                                              max_length=256)] = None):
+    """Who is asking, for authz: a SPNEGO caller is who its ticket says (its header is ignored);
+    otherwise the header the gateway in front (Knox) or the dashboard sets."""
+    return caller(request) or x_tarn_user
+
+
+User = Annotated[Optional[str], Depends(asking_user)]
 
 
 @dataclass
@@ -127,8 +136,8 @@ class FleetStateView(BaseModel):
 def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     app = FastAPI(title="tarn-am", version="0.1.0",
                   description="TARN application master: instances, scaling, metrics, models, dashboard")
-    read_token = Depends(token_dependency(settings.read_secret(), settings.allow_query_token))
-    admin_token = Depends(token_dependency(settings.admin_secret(), settings.allow_query_token))
+    read_check, admin_check, page_check = api_guards(settings)
+    read_token, admin_token = Depends(read_check), Depends(admin_check)
     controller = context.controller
     registry = CollectorRegistry()
     registry.register(FleetCollector(controller))
@@ -203,10 +212,10 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
 
     @app.get("/authorize", dependencies=[read_token], response_class=PlainTextResponse,
              responses={503: {"description": "no authz configured, authz unreachable, or authz refused the AM"}})
-    async def authorize(model: Annotated[str, Query(min_length=1, max_length=256)], action: Action,
-                        x_tarn_user: User = None,
+    async def authorize(request: Request, model: Annotated[str, Query(min_length=1, max_length=256)],
+                        action: Action, x_tarn_user: User,
                         user: Annotated[Optional[str], Query(max_length=256)] = None) -> PlainTextResponse:
-        who = user or x_tarn_user
+        who = x_tarn_user if caller(request) else user or x_tarn_user  # a ticket's holder asks as itself
         try:  # fails closed: no answer from authz is never a "true"
             answer = await context.authz.decide(model, action.value, who)
         except UnavailableError as exc:
@@ -215,14 +224,14 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
 
     @app.get("/models", dependencies=[read_token], response_model=List[ModelView],
              responses={503: {"description": "authz unreachable, or authz refused the AM"}})
-    async def models(x_tarn_user: User = None) -> List[ModelView]:
+    async def models(x_tarn_user: User) -> List[ModelView]:
         try:
             return await model_views(x_tarn_user)
         except UnavailableError as exc:
             raise HTTPException(503, detail=str(exc)) from None
 
     @app.get("/api/state", dependencies=[read_token], response_model=FleetStateView)
-    async def state(x_tarn_user: User = None) -> FleetStateView:
+    async def state(x_tarn_user: User) -> FleetStateView:
         unavailable: Dict[str, str] = {}
         try:
             model_list = await model_views(x_tarn_user)
@@ -254,7 +263,7 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             model_placement=controller.policy.models.lines() if controller.policy.models else [],
         )
 
-    @app.get("/dashboard", response_class=HTMLResponse)
+    @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(page_check)])
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(resources.files("tarn_am").joinpath("dashboard.html").read_text())
 
@@ -263,5 +272,6 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
     app.include_router(control_router(lambda: controller, admin_token, remove_record))
     app.include_router(history_router(lambda: context.history or History(1, TELEMETRY_INTERVAL_S), read_token,
                                       lambda names, user: asked(names, "list", user)))
+    app.include_router(models_router(lambda: controller, read_token, lambda names, user: asked(names, "list", user)))
     mount_static(app)
     return app

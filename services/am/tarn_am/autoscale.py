@@ -33,6 +33,7 @@ from typing import Callable, ClassVar, Optional, Tuple
 from .arrivals import RECUR_WINDOWS, ArrivalMemory, remember
 from .fleet_load import FleetLoad, FleetObservation, InstanceTelemetry, aggregate, rising_total
 from .policy_config import AutoscaleConfig, apply_bounds
+from .windows import time_left, within
 
 # The policy's inputs are part of its interface (the simulator builds them).
 __all__ = ["AutoscaleConfig", "Autoscaler", "FleetObservation", "InstanceTelemetry", "PolicyState",
@@ -108,10 +109,7 @@ class Verdict:
 
 def _cooling(last_opposite_s: Optional[float], now_s: float, cooldown_s: float) -> Optional[float]:
     """Seconds of cooldown left after the last opposite move, or None."""
-    if last_opposite_s is None:
-        return None
-    left = cooldown_s - (now_s - last_opposite_s)
-    return left if left > _EPS else None
+    return time_left(last_opposite_s, now_s, cooldown_s)
 
 
 def _below(config: AutoscaleConfig, load: float) -> str:
@@ -174,8 +172,8 @@ def _wanted(config: AutoscaleConfig, desired: int, ready: int, load: float, need
 
 def _scale_down_gate(config: AutoscaleConfig, fleet: FleetLoad, now_s: float, state: PolicyState) -> str:
     """Why a drain the load asks for must wait: stabilization, silent instances, cooldown."""
-    waited = now_s - state.low_since_s
-    if waited + _EPS < config.stabilization_s:
+    if time_left(state.low_since_s, now_s, config.stabilization_s) is not None:
+        waited = now_s - state.low_since_s
         return f" for {waited:.0f}s of the {config.stabilization_s:g}s stabilization window"
     if fleet.missing:
         return f", but no scale-down while {len(fleet.missing)} instance(s) report nothing"
@@ -210,7 +208,7 @@ def decide(config: AutoscaleConfig, desired_count: int, observed: FleetObservati
     if fleet.total_load is None:
         verdict = _no_data_step(desired_count, observed.ready_count)
         return verdict.decision(desired_count, fleet.mean_load, detail), state.out_of_low_run()
-    history = tuple((t, y) for t, y in state.history if now_s - t <= config.trend_window_s)
+    history = within(state.history, now_s, config.trend_window_s)
     arrivals = remember(state.arrivals, fleet.fresh, observed.ready_count, fleet.mean_load, config.scale_up,
                         config.max_instances, now_s, RECUR_WINDOWS * config.stabilization_s)
     state = replace(state, history=history + ((now_s, fleet.total_load),), arrivals=arrivals)

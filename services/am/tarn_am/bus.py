@@ -132,6 +132,16 @@ class RedisBus:
         app_id, _, text = as_text(raw).partition(" ") if raw else ("", "", "")
         return text if app_id == self.app_id and text else None
 
+    # -- operators' copies per model (model_copies_store.py), this application's only
+    def _model_copies_key(self) -> str:
+        return f"tarn:{self.deployment}:model-copies"
+
+    async def put_model_copies(self, text: str) -> None:
+        await self.client.set(self._model_copies_key(), f"{self.app_id} {text}")
+
+    async def get_model_copies(self) -> Optional[str]:
+        return await self._get_ours(self._model_copies_key())
+
     async def remove_record(self, record: ev.DeploymentRecord) -> None:
         await remove_record(self.client, record)
 

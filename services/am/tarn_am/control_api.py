@@ -1,17 +1,18 @@
 """The operators' routes (admin token): POST /scale (a count inside the bounds), POST
 /autoscale (pause and resume the policy), POST /model-copies (per-model mode: a model's
-copies wanted, not yet kept across a tarn-am restart) and POST /stop (pause, drain every instance, then
+copies wanted, kept across a tarn-am restart) and POST /stop (pause, drain every instance, then
 mark the deployment's record removed). The rules are target.py's; a refusal is one line."""
 from __future__ import annotations
 
 from typing import Awaitable, Callable, Optional
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from tarn_shared.errors import UnavailableError
 
 from . import target as tg
+from .api_auth import caller
 from .controller import Controller
 
 
@@ -78,33 +79,41 @@ def _refused(exc: Exception) -> HTTPException:
     return HTTPException(503, detail=str(exc))
 
 
+def _audited(reason: str, request: Request) -> str:
+    """The reason recorded with the change, naming the SPNEGO caller who asked for it."""
+    user = caller(request)
+    return f"{reason} (by {user})" if user else reason
+
+
 def control_router(controller: Callable[[], Controller], admin_token, remove_record: RemoveRecord) -> APIRouter:
     router = APIRouter(dependencies=[admin_token], responses=UNSTORED)
 
     @router.post("/scale", response_model=ScaleResponse, responses={**STOPPING, **OUT_OF_BOUNDS})
-    async def scale(body: ScaleRequest) -> ScaleResponse:
+    async def scale(body: ScaleRequest, request: Request) -> ScaleResponse:
         c = controller()
         previous = c.desired
         try:
-            desired = await c.set_target(body.count, "api", body.reason or "requested through /scale")
+            reason = _audited(body.reason or "requested through /scale", request)
+            desired = await c.set_target(body.count, "api", reason)
         except (tg.Refusal, UnavailableError) as exc:
             raise _refused(exc) from None
         return ScaleResponse(previous=previous, desired=desired)
 
     @router.post("/autoscale", response_model=AutoscaleView, responses=STOPPING)
-    async def autoscale(body: AutoscaleRequest) -> AutoscaleView:
+    async def autoscale(body: AutoscaleRequest, request: Request) -> AutoscaleView:
         try:
-            target = await controller().set_autoscale(body.enabled, body.reason or "paused through /autoscale")
+            reason = _audited(body.reason or "paused through /autoscale", request)
+            target = await controller().set_autoscale(body.enabled, reason)
         except (tg.Refusal, UnavailableError) as exc:
             raise _refused(exc) from None
         return AutoscaleView.of(target)
 
     @router.post("/stop", response_model=StopResponse)
-    async def stop(body: StopRequest) -> StopResponse:
+    async def stop(body: StopRequest, request: Request) -> StopResponse:
         c = controller()
         previous = c.desired
         try:
-            await c.stop(body.reason or "stopped through /stop")
+            await c.stop(_audited(body.reason or "stopped through /stop", request))
         except UnavailableError as exc:
             raise _refused(exc) from None
         removed = await remove_record() if not body.drain else False
@@ -117,8 +126,8 @@ def control_router(controller: Callable[[], Controller], admin_token, remove_rec
         if c.policy.models is None:
             raise HTTPException(409, detail="copies per model need --placement per-model")
         try:
-            copies = c.policy.models.set_copies(body.model, body.copies)
-        except tg.Refusal as exc:
+            copies = await c.policy.models.set_copies(body.model, body.copies)
+        except (tg.Refusal, UnavailableError) as exc:
             raise _refused(exc) from None
         c.wake()
         return CopiesResponse(model=body.model, copies=copies)

@@ -23,7 +23,7 @@ from .autoscale import Autoscaler
 from .bus import RedisBus
 from .containers import Action, ContainerLost, ObservedContainer, Slot
 from .fleet_load import observation
-from .model_phase import ModelPlacer, Policy
+from .model_phase import Policy, placer_for
 from .settings import AmSettings
 from .slot_views import SlotInputs, SlotView, slot_views
 from .target_store import restored_controls, store_controls
@@ -61,8 +61,7 @@ class Controller:
         self.state = reconcile.FleetState()
         self.decision: Optional[reconcile.Decision] = None
         self.stats = LoopStats()
-        self.policy = Policy(Autoscaler(settings.autoscale_config()),
-                             ModelPlacer(settings, bus, yarn.app_id) if settings.placement == "per-model" else None)
+        self.policy = Policy(Autoscaler(settings.autoscale_config()), placer_for(settings, bus, yarn))
         # YARN's CONTAINER_ID is the AM container's own id: it names this application attempt.
         self.announcer = Announcer(settings.deployment, yarn.app_id, attempt_of(os.environ.get("CONTAINER_ID", "")))
         self._wake = asyncio.Event()

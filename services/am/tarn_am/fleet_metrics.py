@@ -1,12 +1,17 @@
 """/metrics as a collector: read tarn-am's view on every scrape (prometheus_client's
-process_collector shape). Names: the seeds' five, plus request and queue figures."""
+process_collector shape). Names: the seeds' five, plus request and queue figures, and in
+--placement per-model each model's copies by state and queue time (model_table.py's figures,
+as GET /api/models shows them)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from .model_table import inputs_of, model_rows
 
 TELEMETRY_MAX_AGE_S = 15.0
 
@@ -83,6 +88,7 @@ class FleetCollector(Collector):
             queue.add_metric([deployment, name], queue_us / n / 1e6)
             pending.add_metric([deployment, name], pend)
         yield from (load, gpu_util, gpu_mem, gpu_unreadable, requests, failures, queue, pending)
+        yield from self._per_model(deployment, now)
 
         phase = GaugeMetricFamily("tarn_am_loop_phase_seconds", "Duration of the control loop's last phases",
                                   labels=["phase"])
@@ -94,6 +100,28 @@ class FleetCollector(Collector):
         for name in sorted(set(c.stats.phase_seconds) | set(c.stats.phase_errors)):
             errors.add_metric([name], c.stats.phase_errors.get(name, 0))
         yield errors
+
+    def _per_model(self, deployment: str, now: float) -> Iterable:
+        inputs = inputs_of(self._controller, now, TELEMETRY_MAX_AGE_S)
+        if inputs is None:  # every model everywhere: tarn_request_rate_per_second & co. say it all
+            return
+        copies = GaugeMetricFamily("tarn_model_copies", "Copies of a model by state: wanted, ready, loading, "
+                                   "unloading, failed, missing (wanted but no room)",
+                                   labels=["deployment", "model", "state"])
+        # In seconds, not the issue's _us: promtool rejects abbreviated and non-base units.
+        queue = GaugeMetricFamily("tarn_model_queue_time_seconds", "A model's queue time per request over "
+                                  "the instances serving it, weighted by their request rates",
+                                  labels=["deployment", "model"])
+        for row in model_rows(inputs):
+            states = Counter(cell.state for cell in row.cells.values())
+            for state, count in (("wanted", row.wanted), ("ready", row.loaded), ("loading", row.loading),
+                                 ("unloading", states["unloading"] + states["unload commanded"]),
+                                 ("failed", states["failed"]), ("missing", row.missing)):
+                copies.add_metric([deployment, row.name, state], count)
+            if row.queue_time_us is not None:
+                queue.add_metric([deployment, row.name], row.queue_time_us / 1e6)
+        yield copies
+        yield queue
 
     def _host_of(self, instance_id: str) -> str:
         member = self._controller.view.membership.members.get(instance_id)

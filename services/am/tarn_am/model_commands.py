@@ -121,7 +121,8 @@ def with_commands_in_flight(instances: Sequence[InstanceMemory], book: CommandBo
         unloading = {m for (k, m), c in book.outstanding.items() if k == i.instance_id and c.kind == UNLOAD}
         unseen = loading - set(i.held_bytes)  # the agent's telemetry does not count it yet
         used = i.used_bytes + sum(footprints.get(m, 0) for m in unseen)
-        out.append(replace(i, used_bytes=used, models=frozenset((i.models | loading) - unloading)))
+        out.append(replace(i, used_bytes=used, models=frozenset((i.models | loading) - unloading),
+                           loading=frozenset((i.loading | unseen) - unloading)))
     return out
 
 

@@ -5,6 +5,7 @@
       min: 1
       max: 3
       memory: 2GiB      # declared footprint, used until an agent measures the model
+      queue_ms: 100     # target queue time per request (else --model-queue-time), scaling's target
     models:             # with a file, the deployment's models are these (all of the repository without one)
       bert: {min: 0, max: 4, memory: 3GiB}
       resnet: {}
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 from tarn_shared.errors import ConfigError
 
+QUEUE_TIME_US = 100_000.0  # the node-agent's target_queue_time_us: what load 1.0 means there
 MODEL_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # the node-agent's rule for a model directory
 
 
@@ -32,6 +34,7 @@ class CopiesEntry(BaseModel):
     min: Optional[int] = Field(None, ge=0)
     max: Optional[int] = Field(None, ge=1)
     memory: Optional[ByteSize] = Field(None, gt=0)
+    queue_ms: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
 
 
 class ModelsFile(BaseModel):
@@ -57,6 +60,8 @@ class ModelTarget(BaseModel):
     min_copies: int = Field(ge=0)
     max_copies: int = Field(ge=1)
     memory_bytes: int = Field(gt=0)  # declared; the agents' measurement replaces it
+    # model_scaling's target; the default (the node-agent's) keeps plans from before it readable
+    target_queue_time_us: float = Field(QUEUE_TIME_US, gt=0, allow_inf_nan=False)
 
 
 class ModelPlan(BaseModel):
@@ -89,8 +94,8 @@ def read_models_file(path: str) -> object:
     return {} if document is None else document
 
 
-def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int,
-            memory_bytes: Optional[int]) -> tuple[Optional[ModelPlan], List[str]]:
+def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int, memory_bytes: Optional[int],
+            queue_ms: float = QUEUE_TIME_US / 1000) -> tuple[Optional[ModelPlan], List[str]]:
     """The plan from the file over the flags' defaults, and its problems (one line each)."""
     problems: List[str] = []
 
@@ -98,14 +103,15 @@ def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int,
         low = entry.min if entry.min is not None else min_copies
         high = entry.max if entry.max is not None else max_copies
         memory = entry.memory if entry.memory is not None else memory_bytes
+        queue_us = (entry.queue_ms if entry.queue_ms is not None else queue_ms) * 1000
         before = len(problems)
         if low > high:
             problems.append(f"{label}: min copies ({low}) is above max copies ({high})")
         if memory is None:
             problems.append(f"{label}: needs a declared memory (or --model-memory): its footprint until "
                             "an agent measures it")
-        return ModelTarget(min_copies=low, max_copies=high, memory_bytes=int(memory)) \
-            if len(problems) == before else None
+        return ModelTarget(min_copies=low, max_copies=high, memory_bytes=int(memory),
+                           target_queue_time_us=queue_us) if len(problems) == before else None
 
     if file is None:
         default = target("--model-min-copies/--model-max-copies", CopiesEntry())
@@ -114,6 +120,7 @@ def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int,
     min_copies = fallback.min if fallback.min is not None else min_copies
     max_copies = fallback.max if fallback.max is not None else max_copies
     memory_bytes = fallback.memory if fallback.memory is not None else memory_bytes
+    queue_ms = fallback.queue_ms if fallback.queue_ms is not None else queue_ms
     models = {name: target(f"--models: model {name!r}", entry) for name, entry in sorted(file.models.items())}
     if problems:
         return None, problems
@@ -123,13 +130,14 @@ def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int,
 def resolve_plan(options) -> tuple[Optional[ModelPlan], List[str]]:
     """The plan of SubmitOptions ``options`` (its placement flags and file)."""
     return resolve(options.models, options.model_min_copies, options.model_max_copies or options.max_instances,
-                   options.model_memory)
+                   options.model_memory, options.model_queue_ms or QUEUE_TIME_US / 1000)
 
 
 def placement_problems(options) -> List[str]:
     """What per-model mode asks of SubmitOptions' other flags, and the plan's own problems."""
     given = [flag for flag, value in (("--model-max-copies", options.model_max_copies),
-                                      ("--model-memory", options.model_memory), ("--models", options.models))
+                                      ("--model-memory", options.model_memory), ("--models", options.models),
+                                      ("--model-queue-time", options.model_queue_ms))
              if value is not None]
     given += ["--model-min-copies"] if "model_min_copies" in options.model_fields_set else []
     if options.placement != "per-model":

@@ -44,7 +44,8 @@ def instance_memory(sample: ev.TelemetrySample, node: str, container_memory_byte
     else:
         capacity, used = container_memory_bytes, sum(held.values())
     return InstanceMemory(sample.instance_id, node, capacity, used,
-                          frozenset(m.name for m in states if m.state in COPIES), frozenset(), held)
+                          frozenset(m.name for m in states if m.state in COPIES), frozenset(), held,
+                          frozenset(m.name for m in states if m.state is ev.ModelLoadState.LOADING))
 
 
 def model_demands(plan: ModelPlan, repository_models: Iterable[str], wanted: Mapping[str, int],

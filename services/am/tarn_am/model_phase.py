@@ -15,9 +15,12 @@ from .autoscale import Autoscaler
 from .bus import RedisBus
 from .model_commands import LOAD, CommandBook, Send
 from .model_copies import ModelPlan
+from .model_copies_store import CopiesStore
 from .model_round import FleetInputs, ModelLine, ModelRound, plan_round
+from .model_scaling import ScalingMemory
 from .settings import AmSettings
 from .view import FleetView
+from .yarn import YarnAdapter
 
 log = logging.getLogger("tarn_am.controller")
 
@@ -31,8 +34,15 @@ class Policy:
     models: Optional["ModelPlacer"] = None
 
 
+def placer_for(settings: AmSettings, bus: RedisBus, yarn: YarnAdapter) -> Optional["ModelPlacer"]:
+    """In --placement per-model, the placer, keeping operators' copies in skein's store and Redis."""
+    return ModelPlacer(settings, bus, yarn.app_id, CopiesStore(yarn, bus)) if settings.placement == "per-model" \
+        else None
+
+
 class ModelPlacer:
-    def __init__(self, settings: AmSettings, bus: RedisBus, app_id: str) -> None:
+    def __init__(self, settings: AmSettings, bus: RedisBus, app_id: str,
+                 store: Optional[CopiesStore] = None) -> None:
         if settings.model_plan is None:
             raise ConfigError("TARN_AM_PLACEMENT per-model needs TARN_AM_MODEL_PLAN (tarn submit --models)")
         self.settings = settings
@@ -42,15 +52,36 @@ class ModelPlacer:
         self.book = CommandBook()
         self.wanted: Dict[str, int] = {}  # operators' copies (POST /model-copies), within min/max
         self.last: Optional[ModelRound] = None
+        self.store = store
+        self.restored = store is None  # a previous tarn-am's copies are read before the first round
+        self.scaling = ScalingMemory()  # per-model scaling's windows, across rounds
 
-    def set_copies(self, model: str, copies: int) -> int:
+    async def set_copies(self, model: str, copies: int) -> int:
+        """Stored before it is answered, so a restarted tarn-am keeps it."""
         target = self.plan.target_for(model)
         if target is None:
             raise tg.Refusal(f"model {model!r} is not one of this deployment's models")
         if not target.min_copies <= copies <= target.max_copies:
             raise tg.Refusal(f"model {model!r}: copies must be within {target.min_copies}..{target.max_copies}")
-        self.wanted[model] = copies
+        await self.restore()  # else storing this one would forget the others a previous tarn-am kept
+        wanted = {**self.wanted, model: copies}
+        if self.store is not None:
+            await self.store.store(wanted)
+        self.wanted = wanted
         return copies
+
+    async def restore(self) -> None:
+        """Take the copies a previous tarn-am stored, once; counts set since in this process win."""
+        if self.restored:
+            return
+        stored = await self.store.restored()
+        if stored is None:  # neither skein's store nor Redis could say: asked again next round
+            return
+        kept = {m: c for m, c in stored.items() if self.plan.target_for(m) is not None}
+        self.wanted = {**kept, **self.wanted}
+        self.restored = True
+        if kept:
+            log.info("model copies kept from the previous tarn-am", extra={"copies": kept})
 
     def lines(self) -> List[ModelLine]:
         return list(self.last.lines) if self.last else []
@@ -65,15 +96,17 @@ class ModelPlacer:
         # Each instance's latest sample, however old: a stale one still says what it holds.
         samples = [t.sample for i, t in view.telemetry.items() if i in node_of]
         return FleetInputs(samples, node_of, view.acks, view.live_instances(), desired,
-                           self.settings.container_memory_mb << 20)
+                           self.settings.container_memory_mb << 20, 3 * self.settings.telemetry_interval_s)
 
     async def step(self, view: FleetView, draining: Collection[str], desired: int,
                    now: float) -> Tuple[int, str]:
         """Sends this round's commands; returns the instance count placement asks for, and why."""
         s = self.settings
+        await self.restore()
         decided = plan_round(self.plan, self.inputs(view, draining, desired), self.wanted, self.book,
-                             max(1, s.min_instances), s.max_instances, now)  # no scale to zero yet
-        self.book, self.last = decided.book, decided
+                             max(1, s.min_instances), s.max_instances, now,  # no scale to zero yet
+                             scaling=self.scaling)
+        self.book, self.last, self.scaling = decided.book, decided, decided.scaling
         for send in decided.sends:
             try:
                 await self.bus.send_command(self._command(send))

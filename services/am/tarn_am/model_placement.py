@@ -18,8 +18,8 @@ Copies are placed largest model first (first-fit decreasing, a good bin packer).
 that fit nowhere are packed onto imagined new instances of ``new_instance_capacity_bytes``
 to size the request for more instances; the count stays within min/max instances, and a
 copy larger than a whole instance is reported, never asked for. Instances left empty are
-offered for release down to ``min_instances``. Surplus copies are unloaded from the node
-with most copies of that model first, then the fullest instance.
+offered for release down to ``min_instances``. Surplus copies are unloaded where a copy is
+still loading first, then from the node with most copies of that model, then the fullest instance.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class InstanceMemory:
     models: FrozenSet[str] = frozenset()  # loaded, or loading (a load command in flight)
     cached: FrozenSet[str] = frozenset()  # models whose files the node's cache already has
     held_bytes: Mapping[str, int] = field(default_factory=dict, compare=False)  # measured, per model
+    loading: FrozenSet[str] = frozenset()  # of ``models``, those not serving yet
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,15 @@ def _candidate(model: ModelDemand, plan: _Plan) -> Optional[str]:
 
 
 def _surplus(model: ModelDemand, holders: List[InstanceMemory], plan: _Plan) -> List[Move]:
-    """Which of ``holders`` give up their copy: crowded nodes first, then the fullest."""
+    """Which of ``holders`` give up their copy: one still loading first (dropping a serving copy
+    for it would leave the model unserved until the load ends), crowded nodes, then the fullest."""
     moves: List[Move] = []
     holders = list(holders)
     while len(holders) > model.copies:
         per_node: Dict[str, int] = {}
         for i in holders:
             per_node[i.node] = per_node.get(i.node, 0) + 1
-        drop = max(holders, key=lambda i: (per_node[i.node], _fill(i, plan), i.instance_id))
+        drop = max(holders, key=lambda i: (model.name in i.loading, per_node[i.node], _fill(i, plan), i.instance_id))
         holders.remove(drop)
         moves.append(Move(drop.instance_id, model.name))
     return moves

@@ -3,13 +3,13 @@ the plan in, placement (model_placement) run over them with the commands in flig
 come the commands to send (model_commands), the instance count placement asks for, and
 each model's line for /api/state and `tarn status` (copies wanted, held, missing and why).
 
-Copies wanted are each model's min copies, or an operator's count within its min/max
-(POST /model-copies); per-model scaling on queue time is not wired yet.
+Copies wanted are per-model scaling's answer on each model's queue time (model_scaling),
+within its min/max; an operator's count (POST /model-copies) wins while it is set.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Collection, Dict, List, Mapping, Sequence
+from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import BaseModel
 
@@ -20,6 +20,8 @@ from .model_commands import LOAD, CommandBook, CommandTimings, Send, commands, i
 from .model_copies import ModelPlan
 from .model_fleet import instances_from, measured_footprints, model_demands
 from .model_placement import FleetBounds, Placement, decide
+from .model_scaling import STALE_AFTER_S, CopiesState, ScalingMemory, readings
+from .model_scaling import decide as scale
 
 
 class ModelLine(BaseModel):
@@ -33,6 +35,8 @@ class ModelLine(BaseModel):
     missing: int = 0  # copies wanted but not placed this round
     footprint_bytes: int = 0
     why: List[str] = []
+    queue_time_us: Optional[float] = None  # per request, across its ready copies; None: no reading
+    wanted_reason: str = ""  # why this many copies: scaling's reason, or the operator's count
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class FleetInputs:
     live: Collection[str]  # instances a container still holds
     desired: int  # the current target instance count
     container_memory_bytes: int  # an instance's capacity where no GPU is readable
+    stale_after_s: float = STALE_AFTER_S  # a model reading older than this is none (3 telemetry intervals)
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,36 @@ class ModelRound:
     book: CommandBook
     desired: int  # the target instance count placement asks for
     lines: List[ModelLine]
+    scaling: ScalingMemory = ScalingMemory()
+
+
+Scaled = Tuple[Dict[str, int], Dict[str, str], Dict[str, Optional[float]], ScalingMemory]
+
+
+def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operator: Mapping[str, int],
+                 memory: ScalingMemory, now: float, stale_after_s: float) -> Scaled:
+    """(copies wanted per model, why, queue time per model, the memory for the next round)."""
+    seen = readings(samples)
+    wanted, why, queue, states = {}, {}, {}, dict(memory.states)
+    for name in sorted(set(plan.models) | set(seen)):
+        target = plan.target_for(name)
+        if target is None:
+            continue
+        before = memory.wanted.get(name, target.min_copies)
+        decision, states[name] = scale(target, before, seen.get(name), now, states.get(name) or CopiesState(),
+                                       stale_after_s)
+        wanted[name], why[name], queue[name] = decision.copies, decision.reason, decision.queue_time_us
+        if name in operator:  # the operator's count wins; scaling keeps measuring beside it
+            wanted[name], why[name] = operator[name], f"set by an operator (scaling: {decision.reason})"
+    return wanted, why, queue, ScalingMemory(states, wanted)
 
 
 def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], book: CommandBook,
                min_instances: int, max_instances: int, now: float,
-               timings: CommandTimings = CommandTimings()) -> ModelRound:
+               timings: CommandTimings = CommandTimings(), scaling: ScalingMemory = ScalingMemory()) -> ModelRound:
     samples = [s for s in fleet.samples if s.instance_id in fleet.node_of]
     measured = measured_footprints(samples)
+    wanted, why, queue, scaling = scale_copies(plan, samples, wanted, scaling, now, fleet.stale_after_s)
     demands = model_demands(plan, (), wanted, measured)
     footprints = {d.name: d.footprint_bytes for d in demands}
     seen = instances_from(samples, fleet.node_of, fleet.container_memory_bytes, footprints)
@@ -74,8 +102,10 @@ def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], b
         placement = replace(placement, loads=(), unloads=(), reasons=placement.reasons + (waiting,))
     sends, book = commands(placement, book, now, timings)
     count = fleet.desired if silent else instance_count(placement.instance_count, fleet.desired, len(seen))
-    lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement, bool(silent)) for d in demands]
-    return ModelRound(placement, sends, book, count, lines)
+    lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement, bool(silent))
+             .model_copy(update={"queue_time_us": queue.get(d.name), "wanted_reason": why.get(d.name, "")})
+             for d in demands]
+    return ModelRound(placement, sends, book, count, lines, scaling)
 
 
 def _line(name: str, copies: int, footprint: int, seen, book: CommandBook, placement: Placement,

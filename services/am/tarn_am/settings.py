@@ -1,6 +1,7 @@
 """tarn-am's one Settings class; `tarn submit` fills it through TARN_AM_* in the master's env."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, List, Literal, Optional
 
@@ -44,6 +45,21 @@ class AmSettings(TarnSettings):
         None, description="tarn-authz's gateway token, the AM's credential there (--authz-gateway-token, or "
                           "TARN_AUTHZ_GATEWAY_TOKEN to tarn submit); apart from the read token")
     authz_timeout_s: float = Field(2.0, gt=0, description="timeout of one call to authz")
+
+    # Who may use the API (api_auth.py): the token, Kerberos (SPNEGO), or either.
+    auth: Literal["token", "spnego", "token+spnego"] = Field(
+        "token", description="how API callers authenticate: the token, SPNEGO (a Kerberos ticket), or either")
+    spnego_keytab: Optional[Path] = Field(None, description="keytab with the HTTP/<host> key SPNEGO accepts "
+                                          "with (default: MIT's, KRB5_KTNAME)")
+    spnego_principal: Optional[str] = Field(None, description="the HTTP/<host>@REALM principal of "
+                                            "TARN_AM_SPNEGO_KEYTAB to accept as (default: any in the keytab)")
+    owner: Optional[str] = Field(default_factory=lambda: os.environ.get("USER"),
+                                 description="short name of the deployment's owner, who may read and change it "
+                                             "over SPNEGO (default: the container's USER, the submitting user)")
+    admins: CommaList = Field(default_factory=list, description="short names that may read and change the "
+                              "deployment over SPNEGO besides the owner, comma separated")
+    viewers: CommaList = Field(default_factory=list, description="short names that may read it (instances, "
+                               "status, dashboard) over SPNEGO besides owner and admins; * for every user")
 
     # The policy's values are checked together by policy_config.policy_problems (see _policy).
     min_instances: int = Field(1, description="--min-instances: the autoscaler never goes below it")

@@ -3,15 +3,17 @@
 Policies ``/service/plugins/policies/download/{service}`` (``lastKnownVersion``), roles
 ``/service/roles/download/{service}`` (``lastKnownRoleVersion``) and the user store
 ``/service/xusers/download/{service}`` (``lastKnownUserStoreVersion``), and their
-``secure`` variants used with basic or Kerberos (SPNEGO) authentication, exactly as
+``secure`` variants used with basic or Kerberos (SPNEGO, authz's own keytab) authentication, exactly as
 Ranger's RangerAdminRESTClient calls them: with ``lastActivationTime``, ``pluginId``
 (``<appId>@<host>-<service>``) and ``clusterName``. 304 (or 204) means unchanged.
 httpx and library errors become the project's error types here and nowhere else.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+from pathlib import Path
 from typing import Optional, Type, TypeVar
 from urllib.parse import quote
 
@@ -65,21 +67,50 @@ def parse(model: Type[M], raw: bytes | str, what: str) -> M:
                                 f"({exc.error_count()} problem(s))") from None
 
 
+class KerberosAuth(httpx.Auth):
+    """SPNEGO as authz's principal: with ``keytab``, its key logs in into a ticket cache in this
+    process's memory (MIT's client keytab, renewed from it as tickets expire); without, the
+    credential cache (kinit). A login that fails fails the download with an AuthError naming the
+    keytab, so the refresh keeps the last good policies."""
+
+    def __init__(self, principal: Optional[str], keytab: Optional[Path]) -> None:
+        self.principal = principal
+        self.keytab = keytab
+        # The tickets from this keytab, in this process's memory: one cache per login, so a cache
+        # filled by one keytab never stands in for another.
+        self.ccache = "MEMORY:tarn-authz-" + hashlib.sha256(f"{principal}\0{keytab}".encode()).hexdigest()[:16]
+
+    def auth_flow(self, request: httpx.Request):
+        from httpx_gssapi import OPTIONAL, HTTPSPNEGOAuth
+
+        yield from HTTPSPNEGOAuth(creds=self.credentials(), mutual_authentication=OPTIONAL).auth_flow(request)
+
+    def credentials(self):
+        import gssapi
+
+        who = self.principal or "the cache's default principal"
+        if self.keytab is not None and not self.keytab.is_file():
+            raise AuthError(f"cannot log in to Kerberos as {who}: TARN_AUTHZ_RANGER_KERBEROS_KEYTAB "
+                            f"{self.keytab}: no such file")
+        name = gssapi.Name(self.principal, gssapi.NameType.kerberos_principal) if self.principal else None
+        store = {"client_keytab": str(self.keytab), "ccache": self.ccache} if self.keytab else None
+        try:
+            credentials = gssapi.Credentials(name=name, usage="initiate", store=store)
+            credentials.lifetime  # MIT acquires lazily: log in now, so a bad keytab is named here
+        except gssapi.exceptions.GSSError as exc:
+            where = (f"TARN_AUTHZ_RANGER_KERBEROS_KEYTAB {self.keytab} (does it hold {who}'s key? `klist -k` "
+                     "lists them)" if self.keytab else "the credential cache (kinit -kt, or set "
+                     "TARN_AUTHZ_RANGER_KERBEROS_KEYTAB)")
+            raise AuthError(f"cannot log in to Kerberos as {who} with {where}: {' '.join(str(exc).split())}") from None
+        return credentials
+
+
 def _auth(settings: AuthzSettings) -> Optional[httpx.Auth]:
     if settings.ranger_auth == "basic":
         return httpx.BasicAuth(settings.ranger_user or "", settings.ranger_password.get_secret_value()
                                if settings.ranger_password else "")
     if settings.ranger_auth == "kerberos":
-        # Not exercised by the tests: there is no KDC on these machines.
-        import gssapi
-        from httpx_gssapi import OPTIONAL, HTTPSPNEGOAuth
-
-        principal = settings.ranger_kerberos_principal
-        creds = None
-        if principal:
-            name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-            creds = gssapi.Credentials(name=name, usage="initiate")
-        return HTTPSPNEGOAuth(creds=creds, mutual_authentication=OPTIONAL)
+        return KerberosAuth(settings.ranger_kerberos_principal, settings.ranger_kerberos_keytab)
     return None
 
 

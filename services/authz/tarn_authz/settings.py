@@ -42,6 +42,9 @@ class AuthzSettings(TarnSettings):
     ranger_password: Optional[SecretStr] = Field(None, description="Basic-auth password for Ranger Admin")
     ranger_kerberos_principal: Optional[str] = Field(
         None, description="Principal for SPNEGO (a ticket must be in the credential cache, e.g. from kinit -kt)")
+    ranger_kerberos_keytab: Optional[Path] = Field(
+        None, description="Keytab with ranger_kerberos_principal's key: authz logs in itself, into a ticket "
+                          "cache in its own memory (unset: the credential cache)")
     ranger_cluster_name: str = Field("", description="clusterName sent with every download")
     ranger_timeout_s: float = Field(10.0, gt=0)
     ranger_verify_tls: bool = True
@@ -105,6 +108,8 @@ class AuthzSettings(TarnSettings):
             raise ValueError("set ranger_url (Ranger Admin) or policy_dir (local policies)")
         if self.ranger_auth == "basic" and (not self.ranger_user or self.ranger_password is None):
             raise ValueError("ranger_auth=basic needs ranger_user and ranger_password")
+        if self.ranger_kerberos_keytab is not None and not self.ranger_kerberos_principal:
+            raise ValueError("ranger_kerberos_keytab needs ranger_kerberos_principal (the key to log in with)")
         return self
 
     @property

@@ -4,10 +4,11 @@ and its health. Every replica consumes every deployment's lifecycle into a Fleet
 from __future__ import annotations
 
 import asyncio
-from typing import List
+from typing import List, Optional
 
 from tarn_shared.streams import StreamPublisher, connect
 
+from . import sasl_login
 from .admission import Allowlist, Gate
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
@@ -24,6 +25,11 @@ from .sync_metrics import Clock, ErrorLog, Metrics
 from .zookeeper import Ensembles, parse_acl
 
 
+def _login_problem(settings: GatewaySyncSettings, hosts: str) -> Optional[str]:
+    problem = sasl_login.check(hosts, settings.zk_sasl_mechanism, settings.zk_acl)
+    return problem.message if problem else None
+
+
 class GatewaySync:
     def __init__(self, settings: GatewaySyncSettings, metrics: Metrics, clock: Clock = Clock()) -> None:
         self.settings = settings
@@ -35,7 +41,8 @@ class GatewaySync:
         self._redis = connect(settings.redis_url)
         self.ensembles = Ensembles(session_timeout_s=settings.zk_session_timeout_s, auth=settings.zk_auth(),
                                    sasl_options=settings.zk_sasl_options(), acl=parse_acl(settings.zk_acl),
-                                   on_new_session=lambda e: work.request_reconcile("zk_session"))
+                                   on_new_session=lambda e: work.request_reconcile("zk_session"),
+                                   explain_auth_failure=lambda hosts: _login_problem(settings, hosts))
         self.election = Election(self.ensembles, settings, self._on_leadership, errors)
         self.discovery = Discovery(self._redis, settings.replica_id, work, errors,
                                    poll_s=settings.reconcile_interval_s, gate=gate)

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import KazooState, KeeperState
 from kazoo.security import ACL, make_acl
 from kazoo.retry import KazooRetry
 
@@ -46,24 +46,35 @@ class Ensemble:
     def __init__(self, hosts: str, *, session_timeout_s: float = 10.0, auth: Optional[Sequence[tuple]] = None,
                  sasl_options: Optional[Dict[str, str]] = None, acl: Optional[List[ACL]] = None,
                  on_new_session: Callable[["Ensemble"], None] = lambda e: None,
+                 explain_auth_failure: Callable[[str], Optional[str]] = lambda hosts: None,
                  loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         self.hosts = hosts
         self.acl = acl
+        self._explain_auth_failure = explain_auth_failure
+        self._relogin: Optional[asyncio.Task] = None
+        self._login_refused = self._closed = False
         self._on_new_session = on_new_session
         self._loop = loop or asyncio.get_event_loop()
-        self.client = KazooClient(hosts=hosts, timeout=session_timeout_s, auth_data=list(auth or []) or None,
-                                  sasl_options=sasl_options or None,
-                                  connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
-                                  command_retry=KazooRetry(max_tries=5, max_delay=1.0, deadline=10.0))
+        self._client_options = dict(hosts=hosts, timeout=session_timeout_s, auth_data=list(auth or []) or None,
+                                    sasl_options=sasl_options or None)
+        self.client = self._new_client()
         self.lost = threading.Event()  # set while the last session is gone and no new one exists
         self._session: Optional[int] = None
-        self.client.add_listener(self._on_state)
+
+    def _new_client(self) -> KazooClient:
+        client = KazooClient(**self._client_options, connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
+                             command_retry=KazooRetry(max_tries=5, max_delay=1.0, deadline=10.0))
+        client.add_listener(self._on_state)
+        return client
 
     # kazoo calls this from its own thread: set flags, hand the rest to the loop.
     def _on_state(self, state: str) -> None:
         if state == KazooState.LOST:
             self.lost.set()
             log.warning("zookeeper session lost", extra={"zk_hosts": self.hosts})
+            if self.client.client_state == KeeperState.AUTH_FAILED:
+                self._login_refused = True
+                self._loop.call_soon_threadsafe(self._auth_failed)
         elif state == KazooState.SUSPENDED:
             log.warning("zookeeper connection suspended; writes paused", extra={"zk_hosts": self.hosts})
         elif state == KazooState.CONNECTED:
@@ -78,6 +89,33 @@ class Ensemble:
             self.lost.clear()
             self._on_new_session(self)
 
+    # After AUTH_FAILED kazoo stops connecting for good (and a restart would send its queued
+    # Close first): say why, and log in again with a new client, with backoff.
+    def _auth_failed(self) -> None:
+        if not self._closed and (self._relogin is None or self._relogin.done()):
+            self._relogin = self._loop.create_task(self._log_in_again())
+
+    async def _log_in_again(self, first_delay_s: float = 1.0, max_delay_s: float = 30.0,
+                            settle_s: float = 1.0) -> None:
+        delay_s = first_delay_s
+        while self._login_refused and not self._closed:
+            self._login_refused = False
+            log.error(await self._refusal(), extra={"zk_hosts": self.hosts, "retry_in_s": delay_s})
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, max_delay_s)
+            refused, self.client = self.client, self._new_client()
+            refused.remove_listener(self._on_state)
+            await asyncio.to_thread(_close, refused)
+            try:
+                await asyncio.to_thread(self.client.start, self._client_options["timeout"] + 5)
+            except KazooTimeoutError:
+                self._login_refused = True
+            await asyncio.sleep(settle_s)  # the SASL handshake follows CONNECTED
+
+    async def _refusal(self) -> str:
+        why = await asyncio.to_thread(self._explain_auth_failure, self.hosts)
+        return why or f"ZooKeeper at {self.hosts} refused the SASL login"
+
     @property
     def session_id(self) -> Optional[int]:
         client_id = self.client.client_id
@@ -91,14 +129,18 @@ class Ensemble:
         try:
             await asyncio.to_thread(self.client.start, timeout_s)
         except KazooTimeoutError:
+            self._closed = True  # kazoo closed it; the caller opens a new one
+            if self._login_refused:
+                raise UnavailableError(await self._refusal()) from None
             raise UnavailableError(f"ZooKeeper at {self.hosts} did not answer within {timeout_s}s") from None
         self._connected()
 
     async def stop(self) -> None:
-        def close():
-            self.client.stop()
-            self.client.close()
-        await asyncio.to_thread(close)
+        self._closed = True
+        if self._relogin is not None:
+            self._relogin.cancel()
+
+        await asyncio.to_thread(_close, self.client)
 
     async def observe(self, path: str, names: Optional[Sequence[str]] = None) -> Dict[str, ObservedZnode]:
         """The children of ``path`` (or just ``names`` among them) with data and owner."""
@@ -162,14 +204,20 @@ class Ensemble:
             raise UnavailableError(f"ZooKeeper at {self.hosts}: {type(exc).__name__} {exc}") from None
 
 
+def _close(client: KazooClient) -> None:
+    client.stop()
+    client.close()
+
+
 class Ensembles:
     """One Ensemble per connection string, opened on first use and kept."""
 
     def __init__(self, *, session_timeout_s: float, auth: Optional[Sequence[tuple]] = None,
                  sasl_options: Optional[Dict[str, str]] = None, acl: Optional[List[ACL]] = None,
-                 on_new_session: Callable[[Ensemble], None] = lambda e: None) -> None:
+                 on_new_session: Callable[[Ensemble], None] = lambda e: None,
+                 explain_auth_failure: Callable[[str], Optional[str]] = lambda hosts: None) -> None:
         self._options = dict(session_timeout_s=session_timeout_s, auth=auth, sasl_options=sasl_options, acl=acl,
-                             on_new_session=on_new_session)
+                             on_new_session=on_new_session, explain_auth_failure=explain_auth_failure)
         self._open: Dict[str, Ensemble] = {}
 
     def get(self, hosts: str) -> Optional[Ensemble]:

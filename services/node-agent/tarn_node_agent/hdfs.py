@@ -26,7 +26,8 @@ from tarn_shared.repository_layout import RemoteEntry, entry_from_status, relati
 
 from .checksums import RemoteChecksum
 from .errors import RepositoryNotFound, RepositoryPermissionDenied, StagingError, TokenFileError
-from .tokens import parse_token_storage, select_hdfs_token
+from .hdfs_credentials import TOKEN_ENV, CredentialsAtHand, choose
+from .tokens import HadoopToken, parse_token_storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,20 +44,22 @@ class Hdfs:
 
     @classmethod
     def connect(cls, url: str, *, auth: str = "auto", user: Optional[str] = None, authority: str = "",
-                environ: Mapping[str, str] = os.environ, pool_size: int = 8) -> "Hdfs":
+                environ: Mapping[str, str] = os.environ, pool_size: int = 8, kerberized: bool = False,
+                purpose: str = "the model repository") -> "Hdfs":
+        """``kerberized``: core-site.xml says so, and a missing token is then an error of its own."""
         session = requests.Session()
         # Room for every staging thread to keep its connection alive.
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(8, pool_size * 2))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.trust_env = False
-        choice = auth
-        token = None
-        if auth in ("auto", "token"):
-            token = _delegation_token(environ, authority, required=auth == "token")
-            choice = "token" if token else ("kerberos" if _kerberos_configured(environ) else "simple")
-        if choice == "token":
-            client: Client = TokenClient(url, token, session=session, timeout=TIMEOUT_S)
+        location = environ.get(TOKEN_ENV) if auth in ("auto", "token") else None
+        choice, token = choose(auth, CredentialsAtHand(
+            authority, purpose, location, _read_tokens(location) if location else [],
+            has_ticket=bool(environ.get("KRB5CCNAME") or environ.get("KRB5_CLIENT_KTNAME")), kerberized=kerberized))
+        if token is not None:
+            log.info("using an HDFS delegation token", extra={"token_kind": token.kind, "service": token.service})
+            client: Client = TokenClient(url, token.url_string(), session=session, timeout=TIMEOUT_S)
         elif choice == "kerberos":
             try:
                 from hdfs.ext.kerberos import KerberosClient
@@ -167,24 +170,9 @@ def _translate(exc: HdfsError, what: str, path: str) -> Exception:
     return StagingError(f"HDFS error while {what} {path}: {kind or 'error'}: {text}")
 
 
-def _delegation_token(environ: Mapping[str, str], authority: str, required: bool) -> Optional[str]:
-    location = environ.get("HADOOP_TOKEN_FILE_LOCATION")
-    if not location:
-        if required:
-            raise TokenFileError("hdfs_auth is 'token' but HADOOP_TOKEN_FILE_LOCATION is not set")
-        return None
+def _read_tokens(location: str) -> List[HadoopToken]:
     try:
         data = Path(location).read_bytes()
     except OSError as exc:
-        raise TokenFileError(f"cannot read HADOOP_TOKEN_FILE_LOCATION {location}: {exc.strerror}") from None
-    token = select_hdfs_token(parse_token_storage(data), [authority])
-    if token is None:
-        if required:
-            raise TokenFileError(f"{location} holds no HDFS delegation token")
-        return None
-    log.info("using an HDFS delegation token", extra={"token_kind": token.kind, "service": token.service})
-    return token.url_string()
-
-
-def _kerberos_configured(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get("KRB5CCNAME") or environ.get("KRB5_CLIENT_KTNAME"))
+        raise TokenFileError(f"cannot read {TOKEN_ENV} {location}: {exc.strerror}") from None
+    return parse_token_storage(data)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
 from tarn_shared.errors import ConfigError
-from tarn_shared.hadoop_conf import read_hadoop_conf, webhdfs_urls_from_conf
+from tarn_shared.hadoop_conf import kerberos_enabled, read_hadoop_conf, webhdfs_urls_from_conf
 from tarn_shared.jceks import decode_keystore, store_password
 
 from .gpu_allocation import CUDA, Selection, triton_environment
@@ -66,21 +66,23 @@ def choose_gpus(gpu: GpuReader, environ: Mapping[str, str]) -> Selection:
     return selection
 
 
-def hdfs_client(settings: NodeAgentSettings, environ: Mapping[str, str], authority: str) -> Hdfs:
-    url = settings.webhdfs_url or webhdfs_urls_from_conf(read_hadoop_conf(environ.get("HADOOP_CONF_DIR")),
-                                                         authority)
+def hdfs_client(settings: NodeAgentSettings, environ: Mapping[str, str], authority: str, purpose: str) -> Hdfs:
+    conf = read_hadoop_conf(environ.get("HADOOP_CONF_DIR"))
+    url = settings.webhdfs_url or webhdfs_urls_from_conf(conf, authority)
     if not url:
         raise ConfigError("webhdfs_url is not set and $HADOOP_CONF_DIR/hdfs-site.xml names no "
                           "dfs.namenode.http-address")
     return Hdfs.connect(url, auth=settings.hdfs_auth, user=settings.hdfs_user, authority=authority,
-                        environ=environ, pool_size=settings.staging_parallelism)
+                        environ=environ, pool_size=settings.staging_parallelism, kerberized=kerberos_enabled(conf),
+                        purpose=purpose)
 
 
 def read_secrets(settings: NodeAgentSettings, environ: Mapping[str, str]) -> SecretEnvironment:
     location = settings.secrets_location
     if location is None:
         return SecretEnvironment({})
-    data = hdfs_client(settings, environ, location.authority).read_bytes(location.hdfs_path)
+    hdfs = hdfs_client(settings, environ, location.authority, "the credential file, --secrets")
+    data = hdfs.read_bytes(location.hdfs_path)
     mapped = map_to_environment(decode_keystore(data, store_password(environ), location.hdfs_path))
     log.info("secrets read", extra={"variables": mapped.names, "ignored_aliases": mapped.ignored_aliases,
                                     "gateway_key": mapped.gateway_key is not None})
@@ -93,7 +95,8 @@ def stage(settings: NodeAgentSettings, environ: Mapping[str, str], progress: Sta
         return use_in_place(location.local_path)
     cache_dir = settings.staging_cache_dir or node_cache_dir(settings.staging_dir, environ.get("LOCAL_DIRS"))
     cache = NodeCache(cache_dir, int(settings.staging_cache_max_gb * (1 << 30)))
-    stager = Stager(hdfs_client(settings, environ, location.authority), settings.staging_dir, cache=cache,
+    hdfs = hdfs_client(settings, environ, location.authority, "the model repository")
+    stager = Stager(hdfs, settings.staging_dir, cache=cache,
                     parallelism=settings.staging_parallelism, verify=settings.verify_checksums, progress=progress,
                     range_bytes=settings.staging_range_mb << 20)
     return stager.stage(location.uri, location.hdfs_path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Tuple
 
 from .errors import TokenFileError
 
@@ -58,16 +58,6 @@ def parse_token_storage(data: bytes) -> List[HadoopToken]:
     except (EOFError, UnicodeDecodeError, ValueError) as exc:
         raise TokenFileError(f"corrupt token storage file: {exc}") from None
     raise TokenFileError(f"unknown token storage version {version}")
-
-
-def select_hdfs_token(tokens: Sequence[HadoopToken], authorities: Sequence[str] = ()) -> Optional[HadoopToken]:
-    """An HDFS delegation token, preferring one whose service names one of ``authorities``."""
-    candidates = [t for t in tokens if t.kind in HDFS_TOKEN_KINDS]
-    for token in candidates:
-        if any(a and (token.service == a or token.service.endswith(":" + a) or a in token.service)
-               for a in authorities):
-            return token
-    return candidates[0] if candidates else None
 
 
 # ---------------------------------------------------------------- writable

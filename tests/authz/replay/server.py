@@ -14,8 +14,9 @@ XUserREST download endpoints that a plugin depends on:
 - 200 with the payload when the caller's version differs, 304 when it is the current one;
 - 404 for a service Ranger does not know;
 - the secure variants need authentication: 401 with ``WWW-Authenticate`` without valid
-  basic credentials (Ranger Admin also offers SPNEGO there; that cannot be exercised
-  without a KDC).
+  basic credentials; or, behind the SPNEGO front (spnego/SpnegoFront.java: Hadoop's
+  AuthenticationFilter, as in Ranger Admin), the user it authenticated, which must be one of
+  ``download_users`` (Ranger's ``policy.download.auth.users``) or gets 403.
 
 Every request is recorded so tests can check the parameters a plugin sends
 (``pluginId``, ``clusterName``, ``lastActivationTime``).
@@ -34,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
+REMOTE_USER = "X-Ranger-Remote-User"  # set by the SPNEGO front
 
 KINDS = {  # kind: (payload file, version field, version parameter)
     "policies": ("policies.json", "policyVersion", "lastKnownVersion"),
@@ -43,8 +45,10 @@ KINDS = {  # kind: (payload file, version field, version parameter)
 
 
 class RangerReplay:
-    def __init__(self, user: str = "rangeradmin", password: str = "s3cret") -> None:
+    def __init__(self, user: str = "rangeradmin", password: str = "s3cret",
+                 download_users: Optional[set] = None) -> None:
         self.credentials = (user, password)
+        self.download_users = download_users  # set: behind the SPNEGO front, which names the caller
         self.current: Dict[str, Path] = {}  # service -> folder with the current version's payloads
         self.requests: List[dict] = []
         self.broken: Optional[bytes] = None  # when set, answered instead of the policies (a corrupt download)
@@ -80,9 +84,16 @@ class RangerReplay:
 
         async def handle(request: Request) -> Response:
             service = request.path_params["service"]
+            remote_user = request.headers.get(REMOTE_USER)
             self.requests.append({"kind": kind, "secure": secure, "service": service,
-                                  "params": dict(request.query_params)})
-            if secure and not self._authenticated(request):
+                                  "params": dict(request.query_params), "remote_user": remote_user})
+            if secure and self.download_users is not None:
+                if remote_user is None:  # the front let it through unauthenticated: never
+                    return Response(status_code=401)
+                if remote_user not in self.download_users:
+                    return JSONResponse({"statusCode": 1, "msgDesc": f"User {remote_user} is not allowed to "
+                                         "download policies"}, status_code=403)
+            elif secure and not self._authenticated(request):
                 return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="Ranger"'})
             folder = self.current.get(service)
             if folder is None:

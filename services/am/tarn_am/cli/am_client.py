@@ -1,5 +1,5 @@
-"""How the `tarn` commands reach a deployment: skein's client, the application's id, its
-tarn-am's address, and HTTP to it with refusals turned into one-line errors."""
+"""How the `tarn` commands reach a deployment: skein's client, the application's id and its
+tarn-am's address (HTTP to it, with the token or a Kerberos ticket, is am_http.py's)."""
 from __future__ import annotations
 
 import shutil
@@ -114,20 +114,3 @@ def _ended(client, app_id: str) -> str:
     except Exception:
         return ""
     return how_it_ended(report) if str(report.state) in ("FINISHED", "FAILED", "KILLED") else ""
-
-
-def am_http(token: Optional[str]):
-    import httpx
-    headers = {"X-TARN-Token": token} if token else {}
-    return httpx.Client(timeout=15.0, headers=headers, trust_env=False)
-
-
-def checked(response) -> object:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise CliError(f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}")
-    return response
-

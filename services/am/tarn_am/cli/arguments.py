@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                            "--max-instances)")
     models.add_argument("--model-memory", metavar="SIZE", help="a model's declared footprint until an agent "
                                                                "measures it, e.g. 2GiB")
+    models.add_argument("--model-queue-time", type=float, dest="model_queue_ms", metavar="MS",
+                        help="target queue time per request a model's copies are scaled to (default 100, "
+                             "the node-agent's target)")
     models.add_argument("--models", metavar="FILE", help="models.yaml: per-model min/max/memory overriding the "
                                                          "flags; lists the deployment's models")
     ours.add_argument("--admin-token", help="token for /scale (or TARN_ADMIN_TOKEN; default: --token)")
@@ -178,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     st.add_argument("--interval", type=positive_seconds, default=2.0, dest="interval_s", metavar="S",
                     help="seconds between refreshes with --watch (default 2)")
+    mo = sub.add_parser("models", help="each model's copies wanted and loaded, where, memory, queue time, load "
+                                       "time and last error (--placement per-model)", parents=[common])
+    target(mo)
+    mo.add_argument("--json", action="store_true", help="print tarn-am's /api/models with the app id and the AM's "
+                                                        "address as JSON")
     sc = sub.add_parser("scale", help="set the target instance count, inside --min-instances..--max-instances",
                         parents=[common])
     target(sc)

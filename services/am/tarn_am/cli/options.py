@@ -48,7 +48,7 @@ FLAG_OF = {  # field -> the flag a user typed, for error messages
     "blocked_timeout_s": "--blocked-timeout",
     "crash_loop_failures": "--crash-loop-failures", "crash_loop_window_s": "--crash-loop-window",
     "placement": "--placement", "model_min_copies": "--model-min-copies", "model_max_copies": "--model-max-copies",
-    "model_memory": "--model-memory", "models": "--models",
+    "model_memory": "--model-memory", "models": "--models", "model_queue_ms": "--model-queue-time",
 }
 # The node-agent's own periods, which the policy is checked against (policy_config.py), and
 # their values when --agent-env leaves them alone (the spec sets the telemetry interval).
@@ -130,6 +130,7 @@ class SubmitOptions(BaseModel):
     model_min_copies: int = Field(1, ge=0)
     model_max_copies: Optional[int] = Field(None, ge=1)  # default: --max-instances
     model_memory: Optional[ByteSize] = Field(None, gt=0)
+    model_queue_ms: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # default: model_copies.QUEUE_TIME_US
     models: Optional[ModelsFile] = None
 
     @property

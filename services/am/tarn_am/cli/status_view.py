@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable, Dict, Optional, TextIO
 
-from .am_client import am_http, checked
+from .am_http import am_http, checked
 from .exits import EXIT_OK, classify
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -48,7 +48,7 @@ def watch(frame: Callable[[], str], interval_s: float, out: TextIO,
 def show_status(args: argparse.Namespace, app_id: str, address: str, token: Optional[str],
                 render: Callable[[Dict, str], str]) -> int:
     out = sys.stdout
-    with am_http(token) as http:
+    with am_http(token, args.yarn.login) as http:
         def body() -> str:
             document = status_document(checked(http.get(f"{address}/api/state")).json(), app_id, address)
             return ended(as_json(document, one_line=args.watch) if args.json else render(document, address))

@@ -10,11 +10,13 @@ from typing import Dict, List, Optional
 
 from tarn_shared.errors import ConfigError
 
-from .am_client import CliError, am_address, am_http, checked, find_app_id
+from .am_client import CliError, am_address, find_app_id
+from .am_http import am_http, checked
 from .arguments import submit_values
 from .options import SubmitOptions
+from .models_view import models_document, render_models
 from .status_slots import model_lines, slot_lines
-from .status_view import show_status
+from .status_view import as_json, ended, show_status
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .owners import check_owners
@@ -81,6 +83,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return show_status(args, app_id, address, token, render_status)
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    client, app_id, address, token = _target(args)
+    document = models_document(address, token, app_id, args.yarn.login)
+    sys.stdout.write(ended(as_json(document) if args.json else render_models(document)))
+    return 0
+
+
 def render_status(state: Dict, address: str) -> str:
     lines = [f"{state['deployment']} {state['app_id']} at {address}",
              f"target {state['desired']} (bounds {state['min_instances']}..{state['max_instances']}), "
@@ -116,7 +125,7 @@ def autoscale_text(on: bool, paused: bool, reason: Optional[str], paused_at: Opt
 
 def cmd_scale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         result = checked(http.post(f"{address}/scale", json={"count": args.count, "reason": args.reason})).json()
     print(f"{app_id}: target {result['previous']} -> {result['desired']}")
     return 0
@@ -125,7 +134,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def cmd_autoscale(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
     body = {"enabled": args.switch == "on", "reason": args.reason}
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         result = checked(http.post(f"{address}/autoscale", json=body)).json()
     print(f"{app_id}: autoscale " + autoscale_text(result["autoscale"], result["paused"], result["paused_reason"],
                                                    result["paused_at"], result["stopping"]))
@@ -135,7 +144,7 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     """Pause the policy and drain (tarn-am's /stop), wait, release the record, end the application."""
     client, app_id, address, token = _target(args)
-    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token) as http:
+    with am_http(os.environ.get("TARN_ADMIN_TOKEN") or token, args.yarn.login) as http:
         try:
             checked(http.post(f"{address}/stop", json={"drain": not args.now, "reason": "tarn stop"}))
         except Exception as exc:
@@ -210,5 +219,5 @@ def _container_log_files(payload) -> List[Dict]:
     return files
 
 
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "scale": cmd_scale, "autoscale": cmd_autoscale,
-            "stop": cmd_stop, "logs": cmd_logs}
+COMMANDS = {"submit": cmd_submit, "status": cmd_status, "models": cmd_models, "scale": cmd_scale,
+            "autoscale": cmd_autoscale, "stop": cmd_stop, "logs": cmd_logs}
