@@ -13,6 +13,7 @@ X-TARN-User (for a trusted proxy in front of HAProxy that authenticated the user
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import secrets
 import string
@@ -26,6 +27,14 @@ GRPC_LUA_FILE = HERE / "tarn_authz_grpc.lua"
 GRPC_BLOCKS = re.compile(r"(?:^\n)?^# grpc:begin\b.*?^# grpc:end\n", re.M | re.S)
 # tune.bufsize above the largest gRPC message read: room for the headers and HAProxy's reserve.
 GRPC_BUFFER_HEADROOM = 16384
+
+
+def _model_routes():
+    """render_model_routes.py beside this script (deploy/haproxy is no package)."""
+    spec = importlib.util.spec_from_file_location("render_model_routes", HERE / "render_model_routes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 GATEWAY_KEY_HEADER = "tarn-gateway-key"
@@ -59,8 +68,11 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
            users: Iterable[str], servers: Iterable[str] = (), bind: str = "127.0.0.1", cache_ttl_s: float = 2.0,
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
            lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None, grpc_port: Optional[int] = None,
-           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536, audit_summary_ms: int = 5000) -> str:
-    """Without ``grpc_port`` the gRPC frontend and backend are left out."""
+           grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536, audit_summary_ms: int = 5000,
+           model_slots: int = 0) -> str:
+    """Without ``grpc_port`` the gRPC frontend and backend are left out. ``model_slots``: route
+    per model (docs/deploy.md, "Per-model routing") with that many slot backends per backend;
+    the empty model maps are created in ``run_dir``."""
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
             raise ValueError(f"the {name} must be non-empty without spaces, quotes or '#'")
@@ -76,11 +88,29 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
         GRPC_PORT=grpc_port, GRPC_LUA_FILE=GRPC_LUA_FILE, GRPC_MAX_MESSAGE=grpc_max_message,
         GRPC_BUFSIZE=max(16384, grpc_max_message + GRPC_BUFFER_HEADROOM),
         GRPC_SERVERS="\n".join(f"    {line.strip()}" for line in grpc_servers if line.strip()),
+        **_model_values(run_dir, model_slots, gateway_keys, grpc_port is not None),
     )
     template = TEMPLATE.read_text()
     if grpc_port is None:
         template = GRPC_BLOCKS.sub("", template)
     return string.Template(template).substitute(values)
+
+
+def _model_values(run_dir: Path, slots: int, keys: Optional[Path], grpc: bool) -> Dict[str, str]:
+    off = "    # per-model routing: off (--model-slots)"
+    if slots <= 0:
+        return dict(MODEL_ROUTES=off, MODEL_BACKENDS="", GRPC_MODEL_ROUTES=off, GRPC_MODEL_BACKENDS="")
+    routes = _model_routes()
+    values = {}
+    for prefix, backend, var in (("", "triton_backend", ""), ("GRPC_", "triton_grpc_backend", "txn.tarn_grpc_model")):
+        if prefix and not grpc:
+            values.update(GRPC_MODEL_ROUTES=off, GRPC_MODEL_BACKENDS="")
+            continue
+        map_file = routes.map_path(run_dir, backend)
+        routes.write_empty_map(map_file)
+        values[prefix + "MODEL_ROUTES"] = routes.frontend_rules(backend, map_file, var)
+        values[prefix + "MODEL_BACKENDS"] = routes.slot_backends(backend, slots, keys, grpc=bool(prefix))
+    return values
 
 
 def main() -> None:
@@ -102,6 +132,8 @@ def main() -> None:
                         help="how often the cache hits counted are posted to authz's /audit/summary")
     parser.add_argument("--trusted-network", action="append", default=[])
     parser.add_argument("--gateway-keys-file", type=Path, help="`<backend> <Triton key>` lines (mode 600)")
+    parser.add_argument("--model-slots", type=int, default=0,
+                        help="route per model (--placement per-model) with this many slot backends; 0: off")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     text = render(run_dir=args.run_dir, http_port=args.http_port, index_port=args.index_port,
@@ -110,7 +142,7 @@ def main() -> None:
                   cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network,
                   gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None,
                   grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message,
-                  audit_summary_ms=args.audit_summary_ms)
+                  audit_summary_ms=args.audit_summary_ms, model_slots=args.model_slots)
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 

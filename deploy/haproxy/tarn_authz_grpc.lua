@@ -23,6 +23,8 @@
 --                       exist, and each of them names its own model
 --   anything else (repository load/unload, shared memory, trace, log settings) -> deny
 --
+-- The model of a model method goes in txn.tarn_grpc_model, which per-model routing's map reads.
+--
 -- A model name must be seen whole and once: the buffered body must be exactly one message,
 -- complete by its own length prefix (Triton parses a unary call's first message alone),
 -- uncompressed, well formed, with field 1 present once (protobuf lets a later copy win: two
@@ -161,6 +163,7 @@ local function enforce_grpc(txn)
     if not action then return decide(txn, "deny", "tarn: this method is not offered through the gateway") end
     local model, outcome, reason = model_of(txn.sf:req_body() or "")
     if model == nil then return decide(txn, outcome, reason) end
+    txn:set_var("txn.tarn_grpc_model", model)  -- per-model routing's map key (render_model_routes.py)
     answer(txn, helpers.ask(user, model, action, txn.f:src() or ""), "tarn: " .. user:gsub("[^%w%-%._@]", "?")
         .. " may not " .. action .. " on this model")
 end

@@ -250,6 +250,22 @@ class InstanceUnrouted(InstanceEvent):
     open_requests: Optional[int] = Field(None, ge=0)
 
 
+class ModelUnrouted(Event):
+    """Published by gateway-sync (per-model routing) once ``model`` is routed away from an
+    instance that is still ready but whose ready announcement at ``seq`` no longer lists it:
+    its server left the model's slot backend on every HAProxy. Again, at the same ``seq``,
+    whenever ``open_requests`` changes (the requests HAProxy still holds for it there, summed
+    over every HAProxy; 0 once the server is gone), until 0. It lets an unload wait for the
+    gateways: announce the instance ready without the model, wait for 0, then unload."""
+
+    type: Literal["model.unrouted"] = "model.unrouted"
+    app_id: str
+    instance_id: str
+    seq: int = Field(ge=0)
+    model: str
+    open_requests: int = Field(ge=0)
+
+
 class InstanceStopped(InstanceEvent):
     type: Literal["instance.stopped"] = "instance.stopped"
     state: Literal[InstanceState.STOPPED] = InstanceState.STOPPED
@@ -503,7 +519,7 @@ _EVENT_TYPES: Dict[str, Type[Event]] = {
     for model in (
         DeploymentRecord,
         ContainerRequested, ContainerRunning, ContainerCompleted, ContainerFailed,
-        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped,
+        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped, ModelUnrouted,
         InstanceHeartbeat, MembershipSnapshot, MembershipDelta, TelemetrySample,
         DrainCommand, LoadModelCommand, UnloadModelCommand, CommandAck,
         AuditDecision,

@@ -1,5 +1,5 @@
 """Small real HTTP servers standing in for Triton instances behind HAProxy: each answers
-/v2/health/ready and says which port it is. Run: python backends.py PORT [PORT...]"""
+/v2/health/ready and says which port it is (also on /v2/models/{m}/...). Run: python backends.py PORT [PORT...]"""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +19,11 @@ def backend_app(port: int) -> FastAPI:
     @app.get("/whoami")
     def whoami() -> dict:
         return {"port": port}
+
+    @app.api_route("/v2/models/{model}/{rest:path}", methods=["GET", "POST"])
+    @app.get("/v2/models/{model}")
+    def model(model: str, rest: str = "") -> dict:  # per-model routing: which instance a model's request reached
+        return {"port": port, "model": model}
 
     return app
 

@@ -16,6 +16,7 @@ from tarn_shared.streams import StreamPublisher
 from .discovery import Discovery
 from .drain_counts import total_open_requests
 from .gateways import HaproxyGateway, ZookeeperGateway
+from .model_sync import ModelRouting
 from .ownership import Claims
 from .pending import PendingWork
 from .place_store import PlaceStore
@@ -72,9 +73,10 @@ class DeploymentSync:
     def __init__(self, discovery: Discovery, haproxies: Sequence[HaproxyGateway], zookeeper: ZookeeperGateway,
                  resolver: Resolver, work: PendingWork, announcer: UnroutedAnnouncer, metrics: Metrics,
                  claims: Claims, places: PlaceStore, clock: Clock = Clock(),
-                 grpc_backends: Optional[Mapping[str, str]] = None) -> None:
+                 grpc_backends: Optional[Mapping[str, str]] = None, models: Optional[ModelRouting] = None) -> None:
         self._discovery = discovery
         self._haproxies = list(haproxies)
+        self._models = models or ModelRouting([])  # per-model routing, where an HAProxy declares it
         self._zookeeper = zookeeper
         self._resolver = resolver
         self._work = work
@@ -101,6 +103,8 @@ class DeploymentSync:
             if place.kind == HAPROXY:
                 names = [place.name] + ([self._grpc_backends[place.name]] if place.name in self._grpc_backends else [])
                 cleaned = all([await haproxy.clean(name) for haproxy in self._haproxies for name in names])
+                cleaned = all([await self._models.clean(haproxy, name) for haproxy in self._haproxies
+                               for name in names]) and cleaned
             else:
                 cleaned = await self._zookeeper.clean(place)
             if cleaned:
@@ -110,7 +114,7 @@ class DeploymentSync:
 
     def forget_applied(self) -> None:
         """What each gateway remembers applying may be stale: the next syncs read."""
-        for gateway in [*self._haproxies, self._zookeeper]:
+        for gateway in [*self._haproxies, self._zookeeper, self._models]:
             gateway.forget_applied()
 
     async def observe(self, name: str) -> None:
@@ -137,6 +141,7 @@ class DeploymentSync:
         # Read once, before any await: the fleet changes in place as events arrive.
         routable, draining, gone = (fleet.routes(kind, scope) for kind in (ROUTABLE, DRAINING, GONE))
         authoritative = fleet.authoritative
+        touched_models = self._models.update(name, routable, draining, scope)
         targets = self._resolver.targets
         intent = RoutingIntent(desired=await targets(routable), draining=await targets(draining),
                                gone=await targets(gone), authoritative=authoritative)
@@ -154,13 +159,19 @@ class DeploymentSync:
         for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
             counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
+            models_ok, slot_counts = await self._models.sync(haproxy, record.haproxy_backend, name, intent,
+                                                             touched_models, scope, fleet, self._resolver)
+            ok, counted = models_ok and ok, counted + slot_counts
             if grpc_backend and grpc_intent is not None:
                 ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
                 counted.append(haproxy.open_requests.get(grpc_backend, {}))
+                models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
+                                                                 touched_models, scope, fleet, self._resolver, True)
+                ok, counted = models_ok and ok, counted + slot_counts
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
         self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))
-        self._work.watch_draining(name, fleet.draining_addresses())
+        self._work.watch_draining(name, fleet.draining_addresses() | self._models.leaving(name))
         if not ok:
             return False
         now = self._clock.wall()
@@ -168,4 +179,5 @@ class DeploymentSync:
             change = "add" if address in routable else "remove"
             self._metrics.propagation.labels(change).observe(max(0.0, now - since))
         await self._announcer.announce_due(record, draining, scope is None, total_open_requests(counted))
+        await self._models.announce_due(record)
         return True

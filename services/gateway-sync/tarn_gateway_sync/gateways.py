@@ -15,6 +15,7 @@ from tarn_shared.membership import Member
 from .admission import Allowlist
 from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
+from .model_routes import is_slot_of
 from .pending import pause
 from .applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
 from .plan import (Admin, DeleteZnode, DrainClock, Layout, ObservedZnode, RoutingIntent, ServerState,
@@ -52,7 +53,7 @@ class HaproxyGateway:
     async def observe(self, backend: str) -> None:
         """A full sync's read, taken before it holds the write lock; what applies change
         meanwhile is noted and wins over it. A failed read is left to the sync to report."""
-        if backend not in self._allowed.backends and backend not in self._grpc:
+        if not self._allows(backend):
             return
         self._read.pop(backend, None)
         self._touched[backend] = set()
@@ -61,9 +62,13 @@ class HaproxyGateway:
         except (HaproxyCommandError, UnavailableError):
             self._touched.pop(backend, None)
 
+    def _allows(self, backend: str) -> bool:
+        allowed = self._allowed.backends
+        return backend in allowed or backend in self._grpc or is_slot_of(backend, allowed | self._grpc)
+
     async def sync(self, backend: str, intent: RoutingIntent, scope: Optional[Set[str]]) -> bool:
         settings = self._settings
-        if backend not in self._allowed.backends and backend not in self._grpc:  # admission refused it already
+        if not self._allows(backend):  # admission refused it already
             self._errors("refused", ValueError(f"backend {backend!r} is not allowed"), backend=backend)
             return False
         try:
@@ -112,7 +117,8 @@ class HaproxyGateway:
 
     async def _execute(self, backend: str, applied: AppliedBackend, actions) -> None:
         try:
-            await self.api.apply(backend, actions, "proto h2" if backend in self._grpc else "")
+            h2 = backend in self._grpc or is_slot_of(backend, self._grpc)  # a gRPC backend's model slots too
+            await self.api.apply(backend, actions, "proto h2" if h2 else "")
         except (HaproxyCommandError, UnavailableError, SlotsExhaustedError):
             for memory in (self._applied, self._read, self._touched):  # partly executed: read again next time
                 memory.pop(backend, None)

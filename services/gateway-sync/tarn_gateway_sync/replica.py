@@ -15,6 +15,7 @@ from .discovery import Discovery
 from .gateways import HaproxyGateway, RestartWatch, ZookeeperGateway
 from .resolver import Resolver
 from .haproxy import RuntimeApi
+from .model_sync import ModelRoutes, ModelRouting
 from .ownership import Claims
 from .pending import PendingWork
 from .place_store import PlaceStore
@@ -49,12 +50,15 @@ class GatewaySync:
         is_leader = lambda: self.election.is_leader  # noqa: E731
         self.claims = Claims(settings.zk_hosts,
                              lambda name, place: metrics.claims_refused.labels(name, place.kind).inc())
+        publisher = StreamPublisher(self._redis)
+        haproxies = [HaproxyGateway(api, settings, errors, is_leader, allowed, clock) for api in apis]
         sync = DeploymentSync(
-            self.discovery, [HaproxyGateway(api, settings, errors, is_leader, allowed, clock) for api in apis],
+            self.discovery, haproxies,
             ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader, allowed), Resolver(errors, clock),
-            work, UnroutedAnnouncer(StreamPublisher(self._redis), errors, work.retry_soon), metrics,
+            work, UnroutedAnnouncer(publisher, errors, work.retry_soon), metrics,
             self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
-            clock, settings.grpc_backend_of())
+            clock, settings.grpc_backend_of(),
+            ModelRouting([ModelRoutes(h, errors, is_leader) for h in haproxies], publisher, errors))
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s,
                                    reconcile_min_gap_s=settings.reconcile_min_gap_s, clock=clock)
