@@ -62,8 +62,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     app_id = client.submit(spec)
     print(f"submitted {app_id} (tarn-{options.name}) on {len(hosts)} eligible node(s): {', '.join(hosts)}")
     if options.placement == "per-model":
-        print("tarn submit: per-model routing is not wired yet: the gateway sends a model's requests to every "
-              "instance, also those that do not hold it (address an instance that does)", file=sys.stderr)
+        print("tarn submit: per-model placement routes a model only to the instances holding it where HAProxy has "
+              "model slot backends (render_authz.py --model-slots N, docs/deploy.md); without them a model's "
+              "requests go to every instance", file=sys.stderr)
     if args.wait > 0:
         address = am_address(client, app_id, args.wait)
         print(f"tarn-am at {address} ({time.monotonic() - started:.1f} s after submit)")
