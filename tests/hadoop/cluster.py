@@ -68,6 +68,24 @@ class HadoopCluster:
         with self.environ():
             return skein.Client(**kwargs)
 
+    def yarn(self):
+        """The tests' own skein client on this cluster, shared: each skein client starts a Java
+        driver (seconds on a busy machine), and every deployment's teardown needs one. Never
+        close it (no ``with``); it goes when the cluster's fixture ends."""
+        key = str(self.conf_dir.resolve())
+        if key not in _shared_clients:
+            _shared_clients[key] = self.skein_client(log=str(self.conf_dir.parent / "tests-skein-driver.log"))
+        return _shared_clients[key]
+
+    def kill_application(self, app_id: str) -> None:
+        """Kill ``app_id`` (a no-op once it ended); a shared driver that failed is replaced once."""
+        for _ in range(2):
+            try:
+                self.yarn().kill_application(app_id)
+                return
+            except Exception:  # noqa: BLE001 - skein's errors, or its driver gone
+                close_shared_client(self.conf_dir)
+
     def running_nodemanagers(self) -> int:
         import json
 
@@ -75,6 +93,18 @@ class HadoopCluster:
         with urllib.request.urlopen(url, timeout=5) as response:
             nodes = json.load(response).get("nodes") or {}
         return len(nodes.get("node") or [])
+
+
+_shared_clients: dict[str, object] = {}
+
+
+def close_shared_client(conf_dir: Path) -> None:
+    client = _shared_clients.pop(str(Path(conf_dir).resolve()), None)
+    if client is not None:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - its driver may be gone already
+            pass
 
 
 def parse_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -132,6 +162,7 @@ def start_cluster(run_dir: Path, timeout_s: float = START_TIMEOUT_S, node_labels
 
 
 def stop_cluster(run_dir: Path) -> None:
+    close_shared_client(run_dir / "conf")
     result = subprocess.run([str(MINICLUSTER), "down", "--run-dir", str(run_dir)],
                             capture_output=True, text=True, timeout=180)
     if result.returncode != 0:
@@ -162,6 +193,7 @@ def hadoop_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HadoopC
     existing = running_cluster()
     if existing is not None:
         yield existing
+        close_shared_client(existing.conf_dir)
         return
     # Short path: container work dirs live below it.
     run_dir = tmp_path_factory.mktemp("hadoop", numbered=True)
