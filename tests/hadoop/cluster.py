@@ -107,6 +107,13 @@ def close_shared_client(conf_dir: Path) -> None:
             pass
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Close the drivers of clusters that no fixture here stopped (another stack's), while grpc
+    is still whole: skein's ``__del__`` at interpreter exit fails."""
+    for conf_dir in list(_shared_clients):
+        close_shared_client(Path(conf_dir))
+
+
 def parse_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The values a shell gets from `source hadoop.env` (export K='V' lines, PATH prepended)."""
     env = dict(os.environ if base is None else base)
