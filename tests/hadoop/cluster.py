@@ -71,14 +71,15 @@ class HadoopCluster:
     def yarn(self):
         """The tests' own skein client on this cluster, shared: each skein client starts a Java
         driver (seconds on a busy machine), and every deployment's teardown needs one. Never
-        close it (no ``with``); it goes when the cluster's fixture ends."""
+        close it (no ``with``): stop_cluster or the session's end does."""
         key = str(self.conf_dir.resolve())
         if key not in _shared_clients:
             _shared_clients[key] = self.skein_client(log=str(self.conf_dir.parent / "tests-skein-driver.log"))
         return _shared_clients[key]
 
     def kill_application(self, app_id: str) -> None:
-        """Kill ``app_id`` (a no-op once it ended); a shared driver that failed is replaced once."""
+        """Kill ``app_id`` for a teardown, which goes on whatever happens; a shared driver that
+        failed is replaced once."""
         for _ in range(2):
             try:
                 self.yarn().kill_application(app_id)
@@ -200,7 +201,6 @@ def hadoop_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HadoopC
     existing = running_cluster()
     if existing is not None:
         yield existing
-        close_shared_client(existing.conf_dir)
         return
     # Short path: container work dirs live below it.
     run_dir = tmp_path_factory.mktemp("hadoop", numbered=True)
