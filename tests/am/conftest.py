@@ -125,11 +125,5 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
     try:
         yield deployment
     finally:
-        with hadoop_cluster.environ():
-            import skein
-            with skein.Client() as client:
-                try:
-                    client.kill_application(app_id)
-                except Exception:
-                    pass
+        hadoop_cluster.kill_application(app_id)
 

@@ -139,7 +139,6 @@ def test_healthz_reports_bus_yarn_and_reconcile_and_answers_503_while_redis_is_s
 def test_tarn_stop_on_an_autoscaled_deployment_pauses_drains_and_ends_promptly_releasing_its_record(
         autoscaled: Deployment, redis_url):
     import redis
-    import skein
     d = autoscaled
     before = wait_for(lambda: (lambda s: s if s["running"] == 2 and s["autoscale"] else None)(state(d)), 120,
                       "two running instances, autoscaled", ignore=NOT_YET)
@@ -172,8 +171,7 @@ def test_tarn_stop_on_an_autoscaled_deployment_pauses_drains_and_ends_promptly_r
     announced = [ev.decode(f) for _, f in client.xrange(ev.deployments_stream())]
     last = [r for r in announced if getattr(r, "deployment", None) == d.name][-1]
     assert last.removed and last.app_id == d.app_id
-    with d.cluster.environ():
-        with skein.Client() as yarn:
-            final = wait_for(lambda: (lambda r: r if str(r.state) in ("FINISHED", "FAILED", "KILLED") else None)(
-                yarn.application_report(d.app_id)), 60, "YARN ending the application")
+    yarn = d.cluster.yarn()
+    final = wait_for(lambda: (lambda r: r if str(r.state) in ("FINISHED", "FAILED", "KILLED") else None)(
+        yarn.application_report(d.app_id)), 60, "YARN ending the application")
     assert str(final.state) == "FINISHED" and str(final.final_status) == "SUCCEEDED", final

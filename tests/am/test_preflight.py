@@ -61,10 +61,8 @@ def name(hadoop_cluster: HadoopCluster):
     name = f"preflight{uuid.uuid4().hex[:6]}"
     yield name
     leaked = applications_named(hadoop_cluster, name)
-    if leaked:
-        with hadoop_cluster.skein_client() as client:
-            for app_id in leaked:
-                client.kill_application(app_id)
+    for app_id in leaked:
+        hadoop_cluster.kill_application(app_id)
 
 
 def test_what_every_container_would_refuse_is_refused_before_yarn(hadoop_cluster, hdfs_dir, name):

@@ -24,9 +24,9 @@ NOT_YET = (httpx.HTTPError, KeyError, AssertionError, ValueError)
 
 
 @pytest.fixture(scope="module")
-def nm1_gpus_held(hadoop_cluster: HadoopCluster, tmp_path_factory) -> Iterator[str]:
+def nm1_gpus_held(hadoop_cluster: HadoopCluster) -> Iterator[str]:
     """Another application's container holding every GPU of tarn-nm1."""
-    client = hadoop_cluster.skein_client(log=str(tmp_path_factory.mktemp("holder") / "driver.log"))
+    client = hadoop_cluster.yarn()
     spec = skein.ApplicationSpec(
         name="tarn-gpu-holder", queue="default",
         master=skein.Master(resources=skein.Resources(memory=256, vcores=1), script="exec sleep 900"),
@@ -40,8 +40,7 @@ def nm1_gpus_held(hadoop_cluster: HadoopCluster, tmp_path_factory) -> Iterator[s
                  "the holder's container on tarn-nm1")
         yield app_id
     finally:
-        client.kill_application(app_id)
-        client.close()
+        hadoop_cluster.kill_application(app_id)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import copy
 import json
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
@@ -466,11 +467,14 @@ def disagreements(suites_: list[dict], ours: list[list[tuple]], theirs: list[lis
 def differential():
     oracle.build()
     generated = generate_suites(SUITES) + large_suites([TRITON, TRITON, CATALOG], LARGE_SUITES, 20260601, NOW_MS)
-    answers = oracle.evaluate(generated)
+    # Ranger's JVM and our evaluator work side by side: the JVM is a subprocess.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        java_run = pool.submit(oracle.evaluate, generated)
+        ours = [decide(s) for s in generated]
+        answers = java_run.result()
     rejected = [(i, a) for i, a in enumerate(answers) if isinstance(a, str)]
     assert not rejected, f"Ranger rejected {len(rejected)} suites, e.g. {rejected[:3]}"
     theirs = [java_decisions(a) for a in answers]
-    ours = [decide(s) for s in generated]
     return generated, ours, theirs
 
 

@@ -68,6 +68,25 @@ class HadoopCluster:
         with self.environ():
             return skein.Client(**kwargs)
 
+    def yarn(self):
+        """The tests' own skein client on this cluster, shared: each skein client starts a Java
+        driver (seconds on a busy machine), and every deployment's teardown needs one. Never
+        close it (no ``with``): stop_cluster or the session's end does."""
+        key = str(self.conf_dir.resolve())
+        if key not in _shared_clients:
+            _shared_clients[key] = self.skein_client(log=str(self.conf_dir.parent / "tests-skein-driver.log"))
+        return _shared_clients[key]
+
+    def kill_application(self, app_id: str) -> None:
+        """Kill ``app_id`` for a teardown, which goes on whatever happens; a shared driver that
+        failed is replaced once."""
+        for _ in range(2):
+            try:
+                self.yarn().kill_application(app_id)
+                return
+            except Exception:  # noqa: BLE001 - skein's errors, or its driver gone
+                close_shared_client(self.conf_dir)
+
     def running_nodemanagers(self) -> int:
         import json
 
@@ -75,6 +94,25 @@ class HadoopCluster:
         with urllib.request.urlopen(url, timeout=5) as response:
             nodes = json.load(response).get("nodes") or {}
         return len(nodes.get("node") or [])
+
+
+_shared_clients: dict[str, object] = {}
+
+
+def close_shared_client(conf_dir: Path) -> None:
+    client = _shared_clients.pop(str(Path(conf_dir).resolve()), None)
+    if client is not None:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - its driver may be gone already
+            pass
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Close the drivers of clusters that no fixture here stopped (another stack's), while grpc
+    is still whole: skein's ``__del__`` at interpreter exit fails."""
+    for conf_dir in list(_shared_clients):
+        close_shared_client(Path(conf_dir))
 
 
 def parse_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -132,6 +170,7 @@ def start_cluster(run_dir: Path, timeout_s: float = START_TIMEOUT_S, node_labels
 
 
 def stop_cluster(run_dir: Path) -> None:
+    close_shared_client(run_dir / "conf")
     result = subprocess.run([str(MINICLUSTER), "down", "--run-dir", str(run_dir)],
                             capture_output=True, text=True, timeout=180)
     if result.returncode != 0:

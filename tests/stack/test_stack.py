@@ -1,6 +1,7 @@
 """deploy/local/stack itself: up starts real servers that answer, down leaves nothing."""
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,16 @@ def test_haproxys_only_runtime_api_socket_is_the_unix_socket(stack):
     listed = tarnstack.haproxy_command(stack.env["HAPROXY_SOCKET"], "show cli sockets").splitlines()
     sockets = [line.split()[0] for line in listed if line and not line.startswith("#")]
     assert sockets == [f"unix@{stack.env['HAPROXY_SOCKET']}"], listed
+
+
+def test_stopping_a_process_this_one_did_not_start_waits_for_its_exit_not_for_init_to_reap_it():
+    """`demo down` and `stack down` stop processes that `up`, long gone, started: init reaps them,
+    seconds later on some machines, and a zombie is no longer running."""
+    started = subprocess.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True,
+                             text=True, check=True)
+    pid = int(started.stdout)
+    assert tarnstack.alive(pid)
+    began = time.monotonic()
+    tarnstack.stop_pid(pid)
+    assert not tarnstack.alive(pid)
+    assert time.monotonic() - began < 1.0
