@@ -44,6 +44,7 @@ def _fake_controller():
         decision=SimpleNamespace(blocked=SimpleNamespace(count=1)), state=SimpleNamespace(restarts=3),
         stats=SimpleNamespace(phase_seconds={"observe": 0.01, "decide": 0.001}, phase_errors={"act": 1}),
         container_for=lambda instance_id: SimpleNamespace(host="node1"),
+        policy=SimpleNamespace(models=None),  # all models everywhere: no per-model series
     )
 
 
