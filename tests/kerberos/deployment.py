@@ -8,8 +8,8 @@ its `tarn submit` (`demo up --submit-arg=...`).
 The processes it started (gateway-sync, authz, HAProxy, Knox, Prometheus) are in
 ``deployment.state["processes"]`` with their pids, command lines and logs (a process's environment
 is in /proc/<pid>/environ while it runs); the Triton containers are the application's
-(``state["app_id"]``). ``kill_process``/``start_process`` restart one on its recorded command line and environment
-and record the new pid, so `demo down` stops it.
+(``state["app_id"]``). ``kill_process``/``start_process`` restart one on its recorded command
+line and environment and record the new pid, so `demo down` stops it.
 """
 from __future__ import annotations
 
