@@ -11,7 +11,7 @@ KRB5_CLIENT_KTNAME the keytab MIT Kerberos gets the ticket from. ``login(None)``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import pytest
 
@@ -30,6 +30,9 @@ SHORT_TOKENS = {
     "hadoop.proxyuser.hadoop.hosts": "*",
     "hadoop.proxyuser.hadoop.groups": "*",
 }
+# More `tarn submit` arguments for the session's one deployment (e.g. --am-auth): every
+# deployment check then runs with them.
+DEPLOYMENT_SUBMIT_ARGS: Tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +50,7 @@ def secure_stack(tmp_path_factory) -> Iterator["tarnstack.Stack"]:
 def kerberos_deployment(secure_stack):
     """The session's one Kerberized demo deployment (test_demo_kerberos.py uses it, in order)."""
     from .deployment import kerberos_demo
-    yield from kerberos_demo(secure_stack)
+    yield from kerberos_demo(secure_stack, DEPLOYMENT_SUBMIT_ARGS)
 
 
 def client_env(stack, cache_dir: Path, keytab: Optional[str]) -> Dict[str, str]:
