@@ -153,7 +153,7 @@ def test_gateway_sync_routes_the_kerberized_fleet_and_only_sasl_principals_chang
     assert_only_sasl_principals_change(deployment, knox_reader)
 
 
-def test_the_containers_stage_with_the_delegation_token_yarn_gave_them(deployment, secure_stack):
+def test_the_containers_stage_with_a_delegation_token_and_no_ticket(deployment, secure_stack):
     first = wait_for(lambda: next((r for r in deployment.instances() if r["ready"]), None), 240, "one instance ready",
                      ignore=NOT_YET)
     # The only credential a container has here is the token: no ticket cache, no keytab.
