@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -62,8 +62,10 @@ class AlreadyRunning(DemoError):
 
 
 class Demo:
-    def __init__(self, run_dir: Path, instances: int = 1, kerberos: bool = False, stack_running: bool = False) -> None:
+    def __init__(self, run_dir: Path, instances: int = 1, kerberos: bool = False, stack_running: bool = False,
+                 submit_args: Sequence[str] = ()) -> None:
         self.run_dir = run_dir.resolve()
+        self.submit_args = list(submit_args)
         self.dir = self.run_dir / "demo"
         self.state = DemoState(self.dir)
         self.instances = instances
@@ -276,7 +278,7 @@ class Demo:
             "--no-autoscale", "--drain-timeout", "20",
             "--container-memory", "1024", "--container-vcores", "1", "--am-memory", "512",
             "--tritonserver", str(runtime.binary), "--wait", "240",
-            "--secrets", self._secrets_uri(env), *self._login_args(env),
+            "--secrets", self._secrets_uri(env), *self._login_args(env), *self.submit_args,
         ]
         agent_env = {
             "TARN_NODE_AGENT_TRITON_ARGS": f"--backend-directory={runtime.backend_directory}",
@@ -588,9 +590,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "Knox with SPNEGO beside HAProxy (`make demo KERBEROS=1`)")
     parser.add_argument("--stack-running", action="store_true",
                         help="use the stack already up in --run-dir (start none; `down` leaves it up)")
+    parser.add_argument("--submit-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for `tarn submit` (repeat it; --submit-arg=--flag for a flag)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "deploy" / "haproxy"))
-    demo = Demo(args.run_dir, instances=args.instances, kerberos=args.kerberos, stack_running=args.stack_running)
+    demo = Demo(args.run_dir, instances=args.instances, kerberos=args.kerberos, stack_running=args.stack_running,
+                submit_args=args.submit_arg)
     try:
         if args.command == "up":
             demo.up()

@@ -1,7 +1,7 @@
 """SPNEGO on tarn-am's REST API and dashboard, on the stack's real KDC: tarn-am's real app
 (create_app, uvicorn) in this process with TARN_AM_AUTH=token+spnego and the HTTP/localhost
 keytab, and the `tarn` commands' own HTTP (cli/am_http.py, what status/scale/stop use) with
-alice's and bob's tickets. No YARN: the application lookup before it is test_secure_submit's."""
+alice's and bob's tickets. No YARN: the application lookup before it is test_demo_kerberos.py's."""
 from __future__ import annotations
 
 import argparse
