@@ -29,6 +29,7 @@ from .launch import GATEWAY_KEY_HEADER
 from .lifecycle import Lifecycle
 from .model_loads import ModelLoads
 from .model_memory import reading
+from .model_unloader import ModelUnloader
 from .nvml import GpuReader
 from .preparation import prepare
 from .process_memory import group_rss_bytes
@@ -97,7 +98,8 @@ class NodeAgent:
             loads = ModelLoads(self.api, lambda: reading(group_rss_bytes(self.process.pid), self.gpu.read()))
             reporter = Reporter(s, self.api, self.gpu, publisher, self.lifecycle, self.status,
                                 loads if s.model_control_mode == "explicit" else None)
-            commands = Commands(s, redis, loads, acks, self.lifecycle, self.status,
+            unloader = ModelUnloader(s, self.api, loads, announcer, redis, outcomes=self.status.model_unloads)
+            commands = Commands(s, redis, loads, unloader, acks, self.lifecycle, self.status,
                                 start_drain=shutdown.start_drain, models_changed=readiness.announce_ready)
 
             async def serve() -> None:

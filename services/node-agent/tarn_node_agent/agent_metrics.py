@@ -30,6 +30,7 @@ class AgentStatus:
     telemetry_errors: Dict[str, int] = field(default_factory=dict)
     last_load: Optional[float] = None
     commands_handled: int = 0
+    model_unloads: Dict[str, int] = field(default_factory=dict)  # by how the wait ended (model_unload.py)
 
     @property
     def state(self) -> str:
@@ -69,6 +70,11 @@ class AgentCollector(Collector):
             errors.add_metric([source], s.telemetry_errors.get(source, 0))
         yield errors
         yield CounterMetricFamily("tarn_node_agent_commands", "Commands handled", value=s.commands_handled)
+        unloads = CounterMetricFamily("tarn_node_agent_model_unloads", "Model unloads by how their wait ended",
+                                      labels=["outcome"])
+        for outcome, count in sorted(s.model_unloads.items()):
+            unloads.add_metric([outcome], count)
+        yield unloads
         if s.last_load is not None:
             yield GaugeMetricFamily("tarn_node_agent_load", "Normalized load (1.0 = at target)", value=s.last_load)
 

@@ -1,5 +1,6 @@
 """The AM's commands to this container: drain (handed to the shutdown), load and unload a
-model (through Triton's repository API, measured by model_loads.py). Each is acknowledged
+model (through Triton's repository API, measured by model_loads.py; an unload routed away
+first by model_unloader.py). Each is acknowledged
 on the deployment's acks stream, a load's ack with the model's measured state; one re-sent
 because its ack was not seen gets the same ack again."""
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .announcer import PUBLISH_RETRY_S
 from .errors import TritonError
 from .lifecycle import Lifecycle
 from .model_loads import ModelLoads
+from .model_unloader import ModelUnloader
 from .settings import NodeAgentSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Commands:
     settings: NodeAgentSettings
     redis: Redis
     loads: ModelLoads
+    unloader: ModelUnloader
     acks: Acks
     lifecycle: Lifecycle
     status: AgentStatus
@@ -83,13 +86,16 @@ class Commands:
         if self.lifecycle.state in (ev.InstanceState.DRAINING, ev.InstanceState.STOPPED):
             await self.acks.send(event, ev.AckStatus.FAILED, "instance is draining", remember=True)
             return
+        message = ""
         try:
             if isinstance(event, ev.LoadModelCommand):
                 state = await self.loads.load(event.model, event.config)
-            else:
-                state = await self.loads.unload(event.model)
+                self.unloader.loaded(event.model)
+            else:  # routed away first, then unloaded (model_unloader.py)
+                state, message = await self.unloader.unload(event.model)
         except TritonError as exc:
             await self.acks.send(event, ev.AckStatus.FAILED, str(exc), remember=True)
+            await self.models_changed()  # a failed unload's model is announced again
             return
-        await self.acks.send(event, ev.AckStatus.DONE, "", remember=True, model_state=state)
+        await self.acks.send(event, ev.AckStatus.DONE, message, remember=True, model_state=state)
         await self.models_changed()

@@ -90,6 +90,12 @@ class NodeAgentSettings(TarnSettings):
     health_interval_s: float = Field(2.0, gt=0, description="readiness probe period once started")
     probe_timeout_s: float = Field(5.0, gt=0, description="one readiness probe; longer counts as a hang")
     drain_unrouted_timeout_s: float = Field(15.0, gt=0, description="how long a drain waits for gateway-sync")
+    model_unload_timeout_s: float = Field(
+        30.0, gt=0, description="longest an unload waits for the gateways to route the model away and Triton to "
+                                "finish its requests; then it unloads anyway (logged, counted)")
+    model_unrouted_wait_s: float = Field(
+        5.0, gt=0, description="how long an unload waits for gateway-sync's first model.unrouted before taking "
+                               "it that no gateway-sync routes this deployment")
     terminate_drain_timeout_s: Optional[float] = Field(
         None, ge=0, description="how long the drain on SIGTERM may take; default: the NodeManager's "
                                 "yarn.nodemanager.sleep-delay-before-sigkill.ms ($HADOOP_CONF_DIR/yarn-site.xml) "
