@@ -31,7 +31,7 @@ $(VENV310)/.installed: shared/pyproject.toml services/node-agent/pyproject.toml 
 	@test -n "$(PYTHON310)" || { echo "python3.10 not found: it is needed to test shared and the node-agent on Triton's Python"; exit 1; }
 	@test -x $(PY310) || $(PYTHON310) -m venv $(VENV310)
 	$(PY310) -m pip install -q --upgrade pip
-	$(PY310) -m pip install -q -e shared -e services/node-agent pytest pytest-timeout hypothesis httpx anyio numpy "tritonclient[http,grpc]"
+	$(PY310) -m pip install -q -e shared -e 'services/node-agent[kerberos]' pytest pytest-timeout hypothesis httpx anyio numpy "tritonclient[http,grpc]"
 	@touch $@
 
 # The whole suite against the real components; pytest's exit 5 (nothing collected) fails.

@@ -68,7 +68,6 @@ def test_the_token_for_the_namenodes_address_is_used_whatever_name_the_uri_gives
 
 
 def test_a_ticket_stands_in_for_a_missing_token(tmp_path):
-    pytest.importorskip("requests_kerberos")  # the node-agent's 'kerberos' extra
     hdfs = connect(tmp_path, {"KRB5CCNAME": f"FILE:{tmp_path / 'cc'}"}, authority="10.9.9.9:8020")
     assert hdfs.description == "http://10.9.9.9:9870 (kerberos auth)"
 
