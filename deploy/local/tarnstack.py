@@ -117,6 +117,8 @@ def alive(pid: int) -> bool:
     # take seconds; an exited process is not alive while it waits for that.
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped since kill(0): gone
+        return False
     except (OSError, IndexError):
         return True
 
@@ -127,7 +129,10 @@ def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> No
         try:
             os.killpg(pid, s)
         except ProcessLookupError:
-            return
+            try:  # not (yet) a group leader: the process itself
+                os.kill(pid, s)
+            except ProcessLookupError:
+                return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not alive(pid):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import wait_for
 from tests.support.stack_fixture import tarnstack
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,7 @@ def test_stopping_a_process_this_one_did_not_start_waits_for_its_exit_not_for_in
     started = subprocess.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True,
                              text=True, check=True)
     pid = int(started.stdout)
+    wait_for(lambda: os.getpgid(pid) == pid, 10, "sleep in its own session")  # setsid has run
     assert tarnstack.alive(pid)
     began = time.monotonic()
     tarnstack.stop_pid(pid)
