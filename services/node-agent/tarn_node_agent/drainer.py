@@ -11,12 +11,11 @@ from typing import Callable, Optional
 from redis.asyncio import Redis
 
 from tarn_shared import events as ev
-from tarn_shared.errors import SchemaError
-from tarn_shared.streams import REDIS_DOWN
 
 from .announcer import Announcer
 from .drain import DrainState, drain_step, with_deadline
 from .errors import TritonError
+from .lifecycle_watch import lifecycle_events
 from .settings import NodeAgentSettings
 from .telemetry import MetricsParseError, parse_triton_metrics
 from .triton import TritonApi, TritonProcess
@@ -74,24 +73,10 @@ class Drainer:
         """gateway-sync's InstanceUnrouted events for this instance, read after our draining
         entry: the first says no new request comes, each later one how many are still open.
         A plain XREAD: a bounded wait for replies, not a consumer of the stream."""
-        stream = ev.lifecycle_stream(self.settings.deployment)
-        last = after_id
-        while True:
-            try:
-                reply = await self.redis.xread({stream: last}, block=500, count=100)
-            except REDIS_DOWN:
-                await asyncio.sleep(0.5)
-                continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    try:
-                        event = ev.decode(fields)
-                    except SchemaError:
-                        continue
-                    if isinstance(event, ev.InstanceUnrouted) and event.instance_id == self.settings.container_id:
-                        if not word.unrouted:
-                            log.info("gateway-sync confirmed the instance unrouted")
-                        word.unrouted = True
-                        if event.open_requests is not None:
-                            word.open_requests = event.open_requests
+        async for event in lifecycle_events(self.redis, self.settings.deployment, after_id):
+            if isinstance(event, ev.InstanceUnrouted) and event.instance_id == self.settings.container_id:
+                if not word.unrouted:
+                    log.info("gateway-sync confirmed the instance unrouted")
+                word.unrouted = True
+                if event.open_requests is not None:
+                    word.open_requests = event.open_requests

@@ -13,11 +13,10 @@ from typing import Dict, Optional, Set, Tuple
 from redis.asyncio import Redis
 
 from tarn_shared import events as ev
-from tarn_shared.errors import SchemaError
-from tarn_shared.streams import REDIS_DOWN
 
 from .announcer import Announcer
 from .errors import TritonError
+from .lifecycle_watch import lifecycle_events
 from .model_loads import ModelLoads
 from .model_unload import NOT_ROUTED, TIMEOUT, UnloadWait, unload_step
 from .settings import NodeAgentSettings
@@ -83,22 +82,8 @@ class ModelUnloader:
     async def _watch_gateway_sync(self, after_id: str, models: Set[str]) -> None:
         """gateway-sync's ModelUnrouted events for this instance, read after our announcement
         without the model. A plain XREAD, like the drain's: a bounded wait for replies."""
-        stream = ev.lifecycle_stream(self.settings.deployment)
-        last = after_id
-        while True:
-            try:
-                reply = await self.redis.xread({stream: last}, block=500, count=100)
-            except REDIS_DOWN:
-                await asyncio.sleep(0.5)
-                continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    try:
-                        event = ev.decode(fields)
-                    except SchemaError:
-                        continue
-                    if (isinstance(event, ev.ModelUnrouted) and event.model in models
-                            and event.instance_id == self.settings.container_id):
-                        self._gateway_known = True
-                        self._words[event.model] = event.open_requests
+        async for event in lifecycle_events(self.redis, self.settings.deployment, after_id):
+            if (isinstance(event, ev.ModelUnrouted) and event.model in models
+                    and event.instance_id == self.settings.container_id):
+                self._gateway_known = True
+                self._words[event.model] = event.open_requests
