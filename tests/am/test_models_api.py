@@ -161,17 +161,21 @@ def test_tarn_models_document_and_table_come_from_the_api(placed_am):
     assert rows[C1].split()[1:] == ["nm1", "nm1:8000", "ready", "80.0", "MiB", "of", "8.0", "GiB", "(container)"]
 
 
-def test_with_authz_down_api_models_leaves_the_models_out_and_says_why(placed_am):
+def test_with_authz_down_api_models_and_api_states_placement_leave_the_models_out_and_say_why(placed_am):
     am = placed_am
+    with api(am) as http:
+        assert {line["name"] for line in http.get("/api/state").json()["model_placement"]} == {"identity", "add_sub"}
     down = AuthzClient(f"http://127.0.0.1:{free_port()}", 0.5)
     am.call(lambda: setattr(am.context, "authz", down))
     try:
         with api(am) as http:
             body = http.get("/api/models", headers={"X-TARN-User": "alice"}).json()
+            state = http.get("/api/state", headers={"X-TARN-User": "alice"}).json()
     finally:
         am.call(lambda: setattr(am.context, "authz", AuthzClient(None)))
     assert body["models"] == [] and "authz unreachable" in body["unavailable"]["models"]
     assert [i["instance_id"] for i in body["instances"]] == [C1, C2]
+    assert state["model_placement"] == [] and "authz unreachable" in state["unavailable"]["model_placement"]
 
 
 def test_copies_wanted_are_refused_with_503_when_skeins_store_cannot_take_them_and_nothing_changes(placed_am):

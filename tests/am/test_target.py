@@ -35,7 +35,7 @@ def test_a_manual_count_outside_the_bounds_is_refused_naming_them():
 
 def test_nothing_but_the_stop_moves_a_stopping_target():
     stopping = tg.stopping(tg.Target(3), "tarn stop", 10.0)
-    assert (stopping.paused, stopping.stopping, stopping.policy_moves) == (True, True, False)
+    assert (stopping.desired, stopping.paused, stopping.stopping, stopping.policy_moves) == (0, True, True, False)
     over_a_pause = tg.stopping(tg.paused(tg.Target(3), "maintenance", 1.0), "tarn stop", 10.0)
     assert (over_a_pause.paused_reason, over_a_pause.paused_at) == ("tarn stop", 10.0)
     with pytest.raises(tg.Stopping):

@@ -238,6 +238,11 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
         except UnavailableError as exc:  # the rest does not depend on authz: it is still shown
             model_list, unavailable["models"] = [], f"{exc}: models are left out"
         visible = {m.name for m in model_list}
+        placed = controller.policy.models.lines() if controller.policy.models else []
+        try:  # placement's lines name models no instance may hold yet (at zero copies): asked on their own
+            listable = await asked([line.name for line in placed], "list", x_tarn_user) if placed else {}
+        except UnavailableError as exc:
+            listable, unavailable["model_placement"] = {}, f"{exc}: models are left out"
         decision, target = controller.decision, controller.target
         return FleetStateView(
             deployment=settings.deployment, app_id=controller.yarn.app_id, desired=controller.desired,
@@ -260,7 +265,7 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             slots=controller.slot_views(time.time()),
             unavailable=unavailable,
             placement=settings.placement,
-            model_placement=controller.policy.models.lines() if controller.policy.models else [],
+            model_placement=[line for line in placed if listable.get(line.name)],
         )
 
     @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(page_check)])

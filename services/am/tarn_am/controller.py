@@ -123,11 +123,12 @@ class Controller:
         return self.target
 
     async def stop(self, reason: str) -> None:
-        """`tarn stop`: pause the policy first, then drain every instance (the count goes to 0)."""
+        """`tarn stop`: pause the policy and drain every instance (the count goes to 0)."""
+        previous = self.desired
         if not self.target.stopping:
             await self._change_controls(tg.stopping(self.target, reason, self.clock()), "stopping", reason)
-        if self.desired != 0:
-            await self._change_target(0, "stop", reason)
+        if previous != 0:  # stores and records the 0 the stop has already shown
+            await self._change_target(0, "stop", reason, previous=previous)
 
     async def _change_controls(self, changed: tg.Target, what: str, reason: str) -> None:
         await store_controls(self.yarn, self.bus, changed)

@@ -95,9 +95,10 @@ def resumed(target: Target) -> Target:
 
 
 def stopping(target: Target, reason: str, now: float) -> Target:
-    """A stop pauses the policy first, so it never moves the count back up from 0; its reason
-    replaces an earlier pause's."""
-    return replace(target, paused=True, paused_reason=reason or "tarn stop", paused_at=now, stopping=True)
+    """A stop pauses the policy, so it never moves the count back up, and takes the count to 0 in
+    the same change (nobody reads a stop that still wants instances); its reason replaces an
+    earlier pause's."""
+    return replace(target, desired=0, paused=True, paused_reason=reason or "tarn stop", paused_at=now, stopping=True)
 
 
 def fresh_windows(autoscaler: Autoscaler) -> Autoscaler:

@@ -32,8 +32,11 @@ class Yarn:
         return self._client
 
     def close(self) -> None:
+        # Early, before a long wait (--watch): gRPC's poller thread must not outlive its channels
+        # into Ctrl-C and interpreter exit, where it prints epoll errors on the user's terminal.
         if self._client is not None:
-            self._client.close()
+            with self.log.capturing_output():
+                self._client.close()
             self._client = None
 
 
@@ -94,7 +97,10 @@ def am_address(client, app_id: str, wait_s: float = 0.0) -> str:
     while True:
         try:
             app = client.connect(app_id, wait=wait_s > 0)
-            value = app.kv.get(KV_AM_ADDRESS)
+            try:
+                value = app.kv.get(KV_AM_ADDRESS)
+            finally:
+                app.close()
         except Exception as exc:
             ended = _ended(client, app_id)  # e.g. the supervisor gave up: say why, at once
             if ended or time.monotonic() >= deadline:

@@ -87,6 +87,7 @@ def _target(args: argparse.Namespace):
 
 def cmd_status(args: argparse.Namespace) -> int:
     client, app_id, address, token = _target(args)
+    args.yarn.close()  # only tarn-am's HTTP API from here on
     return show_status(args, app_id, address, token, render_status)
 
 
