@@ -16,7 +16,6 @@ import argparse
 import base64
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 import render_authz  # noqa: E402  (deploy/haproxy)
 import tarnstack  # noqa: E402  (deploy/local)
 import tritonclient.grpc as grpcclient  # noqa: E402
-from bench_pep import POLICIES, SERVICE, TOKEN, haproxy, wait_200  # noqa: E402  (bench/pep)
+from bench_pep import TOKEN, haproxy, start_authz  # noqa: E402  (bench/pep)
 
 from tests.support.ports import free_ports  # noqa: E402
 from tests.support.triton import TritonServer  # noqa: E402
@@ -81,13 +80,7 @@ def main() -> int:
         triton = TritonServer(copy_model_repository(run_dir / "models"), log_path=run_dir / "triton.log").start()
         try:
             authz_port, *ports = free_ports(8)
-            env = dict(os.environ, TARN_AUTHZ_GATEWAY_TOKEN=TOKEN, TARN_AUTHZ_CACHE_DIR=str(run_dir / "authz-cache"),
-                       TARN_AUTHZ_SERVE_DEPLOYMENTS="false", TARN_AUTHZ_LOG_JSON="false", TARN_AUTHZ_LOG_LEVEL="WARNING")
-            log = open(run_dir / "authz.log", "ab")
-            procs.append(subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "tarn-authz"), "--ranger-service", SERVICE, "--policy-dir", str(POLICIES),
-                 "--host", "127.0.0.1", "--port", str(authz_port)], env=env, stdout=log, stderr=subprocess.STDOUT))
-            wait_200(f"http://127.0.0.1:{authz_port}/healthz", {})
+            procs.append(start_authz(run_dir, authz_port))
             addresses = {"alone": f"127.0.0.1:{ports[0]}"}
             procs.append(haproxy(run_dir / "alone.cfg", ALONE.format(
                 run_dir=run_dir, user=USER, password=PASSWORD, port=ports[0], triton=triton.grpc_url)))

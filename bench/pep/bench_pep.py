@@ -97,6 +97,22 @@ def run_wrk(url: str, auth: str, core: str, seconds: int, connections: int) -> f
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+def start_authz(run_dir: Path, port: int) -> subprocess.Popen:
+    """tarn-authz on the demo's policies, answering on ``port`` (its log in run_dir)."""
+    env = dict(os.environ, TARN_AUTHZ_GATEWAY_TOKEN=TOKEN, TARN_AUTHZ_CACHE_DIR=str(run_dir / "authz-cache"),
+               TARN_AUTHZ_SERVE_DEPLOYMENTS="false", TARN_AUTHZ_LOG_JSON="false", TARN_AUTHZ_LOG_LEVEL="WARNING")
+    with open(run_dir / "authz.log", "ab") as log:
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "tarn-authz"), "--ranger-service", SERVICE, "--policy-dir", str(POLICIES),
+             "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_200(f"http://127.0.0.1:{port}/healthz", {})
+    except BaseException:
+        tarnstack.stop_pid(proc.pid)
+        raise
+    return proc
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -114,13 +130,7 @@ def main() -> int:
         triton = TritonServer(copy_model_repository(run_dir / "models"), log_path=run_dir / "triton.log").start()
         try:
             authz_port, *ports = free_ports(8)
-            env = dict(os.environ, TARN_AUTHZ_GATEWAY_TOKEN=TOKEN, TARN_AUTHZ_CACHE_DIR=str(run_dir / "authz-cache"),
-                       TARN_AUTHZ_SERVE_DEPLOYMENTS="false", TARN_AUTHZ_LOG_JSON="false", TARN_AUTHZ_LOG_LEVEL="WARNING")
-            log = open(run_dir / "authz.log", "ab")
-            procs.append(subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "tarn-authz"), "--ranger-service", SERVICE, "--policy-dir", str(POLICIES),
-                 "--host", "127.0.0.1", "--port", str(authz_port)], env=env, stdout=log, stderr=subprocess.STDOUT))
-            wait_200(f"http://127.0.0.1:{authz_port}/healthz", {})
+            procs.append(start_authz(run_dir, authz_port))
             urls = {"alone": f"http://127.0.0.1:{ports[0]}"}
             procs.append(haproxy(run_dir / "alone.cfg", ALONE.format(
                 run_dir=run_dir, user=USER, password=PASSWORD, port=ports[0], triton=triton.http_host_port)))
