@@ -30,11 +30,11 @@ TOPOLOGY = "tarn"
 CACHE_TTL_MS = 1000
 
 
-def znode_record(server: TritonServer, container_id: str) -> bytes:
+def znode_record(server: TritonServer, container_id: str, models: Tuple[str, ...] = ("add_sub", "identity")) -> bytes:
     host, port = server.http_host_port.split(":")
     return json.dumps({"url": server.http_url, "host": host, "port": int(port), "grpc_port": server.ports.grpc,
                        "metrics_port": server.ports.metrics, "container_id": container_id,
-                       "app_id": "application_1700000000000_0001", "models": ["add_sub", "identity"],
+                       "app_id": "application_1700000000000_0001", "models": list(models),
                        "deployment": "knox-e2e"}, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -167,6 +167,31 @@ def test_requests_are_balanced_across_live_instances(fleet):
         bob.identity([1.0])
     gained = {name: inference_count(server) - before[name] for name, server in fleet.servers.items()}
     assert gained == {"a": 3, "b": 3}
+
+
+def test_a_model_goes_only_to_the_instances_whose_znodes_list_it(fleet):
+    """Per-model placement: instance a announces that it holds add_sub only (its znode's models)."""
+    a = fleet.servers["a"]
+    path = f"{fleet.instances_path}/{a.http_host_port}"
+    fleet.zk.set(path, znode_record(a, "container_a", ("add_sub",)))
+    bob, alice = fleet.client("bob"), fleet.client("alice")
+    try:
+        def identity_gains(count: int) -> Dict[str, int]:
+            before = {name: inference_count(server) for name, server in fleet.servers.items()}
+            for _ in range(count):
+                bob.identity([4.0])
+            return {name: inference_count(server) - before[name] for name, server in fleet.servers.items()}
+
+        deadline = time.monotonic() + 10
+        while identity_gains(6) != {"a": 0, "b": 6}:
+            assert time.monotonic() < deadline, "Knox kept sending identity to an instance without it"
+        before = {name: inference_count(server, "add_sub") for name, server in fleet.servers.items()}
+        for _ in range(6):
+            alice.add_sub([1, 2, 3, 4], [1, 1, 1, 1])
+        gained = {name: inference_count(server, "add_sub") - before[name] for name, server in fleet.servers.items()}
+        assert gained["a"] > 0 and gained["b"] > 0, f"add_sub, held by both, is still balanced: {gained}"
+    finally:
+        fleet.zk.set(path, znode_record(a, "container_a"))
 
 
 def _routed_to_b(fleet, bob: UserClient) -> bool:

@@ -13,7 +13,9 @@ import org.slf4j.LoggerFactory;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
@@ -51,6 +53,8 @@ public final class InstanceDirectory implements AutoCloseable {
   private final CountDownLatch firstRead = new CountDownLatch(1);
   private final Watcher watcher = this::onWatchEvent;
   private volatile List<String> urls = Collections.emptyList();
+  /** Each URL's models as its znode lists them (null: not listed, any model). */
+  private volatile Map<String, Set<String>> models = Collections.emptyMap();
 
   private InstanceDirectory(String key, String ensemble, String namespace) {
     this.key = key;
@@ -107,6 +111,11 @@ public final class InstanceDirectory implements AutoCloseable {
     return urls;
   }
 
+  /** The live instances whose znodes list {@code model}, sorted; never null. */
+  public List<String> holders(String model) {
+    return ModelRouting.holders(urls, models, model);
+  }
+
   public String namespace() {
     return namespace;
   }
@@ -145,9 +154,12 @@ public final class InstanceDirectory implements AutoCloseable {
   private void refresh() {
     refreshQueued.set(false);
     try {
-      List<String> next = read();
+      Map<String, Set<String>> read = read();
+      List<String> next = new ArrayList<>(read.keySet());
+      Collections.sort(next);
+      models = Collections.unmodifiableMap(read);
       if (!next.equals(urls)) {
-        urls = next;
+        urls = Collections.unmodifiableList(next);
         LOG.info("TRITON instances under {}: {}", namespace, next);
       }
       firstRead.countDown();
@@ -158,7 +170,7 @@ public final class InstanceDirectory implements AutoCloseable {
     }
   }
 
-  private List<String> read() throws Exception {
+  private Map<String, Set<String>> read() throws Exception {
     String nested = namespace + "/" + INSTANCES_CHILD;
     boolean useNested = client.checkExists().usingWatcher(watcher).forPath(nested) != null;
     if (!useNested) {
@@ -169,10 +181,10 @@ public final class InstanceDirectory implements AutoCloseable {
     try {
       names = new ArrayList<>(client.getChildren().usingWatcher(watcher).forPath(parent));
     } catch (KeeperException.NoNodeException e) {
-      return Collections.emptyList();
+      return Collections.emptyMap();
     }
     Collections.sort(names);
-    List<String> found = new ArrayList<>();
+    Map<String, Set<String>> found = new LinkedHashMap<>();
     for (String name : names) {
       byte[] data;
       try {
@@ -183,12 +195,11 @@ public final class InstanceDirectory implements AutoCloseable {
       String url = InstanceRecord.baseUrl(name, data);
       if (url == null) {
         LOG.debug("Skipping znode {}/{}: no instance URL in it", parent, name);
-      } else if (!found.contains(url)) {
-        found.add(url);
+      } else if (!found.containsKey(url)) {
+        found.put(url, InstanceRecord.models(data));
       }
     }
-    Collections.sort(found);
-    return Collections.unmodifiableList(found);
+    return found;
   }
 
   /** Stops watching; the next {@link #shared} call opens a fresh directory. */

@@ -6,7 +6,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URISyntaxException;
+import java.util.Collections;
 import java.util.Locale;
+import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * One znode written by tarn-gateway-sync, reduced to the base URL Knox dispatches to.
@@ -45,6 +48,30 @@ public final class InstanceRecord {
       }
     }
     return nodeName.indexOf(':') > 0 ? normalise("http://" + nodeName) : null;
+  }
+
+  /**
+   * The models the instance holds (the record's {@code models}), or null when the record does
+   * not say (then the instance is taken to serve any model).
+   */
+  public static Set<String> models(byte[] data) {
+    JsonNode record;
+    try {
+      record = data == null || data.length == 0 ? null : JSON.readTree(data);
+    } catch (IOException e) {
+      return null;
+    }
+    JsonNode list = record == null || !record.isObject() ? null : record.get("models");
+    if (list == null || !list.isArray()) {
+      return null;
+    }
+    Set<String> models = new TreeSet<>();
+    for (JsonNode model : list) {
+      if (model.isTextual()) {
+        models.add(model.asText());
+      }
+    }
+    return Collections.unmodifiableSet(models);
   }
 
   private static String text(JsonNode record, String field) {

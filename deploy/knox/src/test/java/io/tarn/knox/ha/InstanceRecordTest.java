@@ -26,6 +26,16 @@ public class InstanceRecordTest {
   }
 
   @Test
+  public void theRecordsModelsAreWhatItHoldsAndNoListMeansAnyModel() {
+    byte[] listed = json("{\"url\":\"http://node1:8000\",\"models\":[\"identity\",\"add_sub\",7]}");
+    assertEquals(new HashSet<>(Arrays.asList("add_sub", "identity")), InstanceRecord.models(listed));
+    assertTrue(InstanceRecord.models(json("{\"url\":\"http://node1:8000\",\"models\":[]}")).isEmpty());
+    assertNull(InstanceRecord.models(json("{\"url\":\"http://node1:8000\"}")));
+    assertNull(InstanceRecord.models(json("not json")));
+    assertNull(InstanceRecord.models(null));
+  }
+
+  @Test
   public void urlIsReducedToSchemeHostAndPort() {
     assertEquals("http://node1:8000", InstanceRecord.baseUrl("x", json("{\"url\":\"HTTP://node1:8000/\"}")));
     assertEquals("https://node1:443", InstanceRecord.baseUrl("x", json("{\"url\":\"https://node1\"}")));
