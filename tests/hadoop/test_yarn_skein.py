@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tarn_am.cli.launch_env import launch_env
 from tests.hadoop.cluster import HadoopCluster
 from tests.support.polling import wait_for
 
@@ -17,6 +18,8 @@ import skein
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(300)]
 
+# Shell-special characters in a token or password: YARN writes `export K="V"` unescaped.
+VERBATIM = 'a "quoted" $HOME `echo ran` back\\slash \'single\' two  spaces'
 GPUS_PER_NODE = 2  # yarn.nodemanager.resource-type.yarn.io/gpu in minicluster-site.xml
 SMALL = {"memory": 64, "vcores": 1}
 
@@ -86,9 +89,12 @@ def fleet(skein_client, markers: Path):
         queue="default",
         master=skein.Master(
             resources=skein.Resources(memory=256, vcores=1),
-            script=f'echo "$CONTAINER_ID $NM_HOST" > {markers}/master; exec sleep 3600'),
+            env={**launch_env({"TARN_TEST_VERBATIM": VERBATIM}), "RAW_VERBATIM": VERBATIM},
+            script=f'echo "$CONTAINER_ID $NM_HOST" > {markers}/master; printenv TARN_TEST_VERBATIM > {markers}/am.env; '
+                   f'printenv RAW_VERBATIM > {markers}/raw.env; exec sleep 3600'),
         services={
-            "worker": _service("exec sleep 3600", instances=1),
+            "worker": _service(f"printenv TARN_TEST_VERBATIM > {markers}/worker.env; exec sleep 3600", instances=1,
+                               env=launch_env({"TARN_TEST_VERBATIM": VERBATIM})),
             "victim": _service("exec sleep 3600"),
             "flaky": _service(f"echo $$ > {markers}/flaky.$CONTAINER_ID; exec sleep 3600",
                               max_restarts=-1),
@@ -125,6 +131,17 @@ def test_submitted_application_runs_master_script_and_service(fleet, skein_clien
     record_property("submit_to_running_s", round(submit_to_running_s, 1))
     with capsys.disabled():
         print(f"\n[hadoop] skein submit -> RUNNING: {submit_to_running_s:.1f} s")
+
+
+def test_tarns_settings_reach_the_master_and_the_containers_verbatim_through_yarns_launch_script(fleet, markers):
+    def written(name: str) -> str:
+        return wait_for(lambda: (markers / name).exists() and (markers / name).read_text(), timeout_s=60,
+                        message=f"the container's {name}")
+
+    assert written("am.env") == VERBATIM + "\n"
+    assert written("worker.env") == VERBATIM + "\n"
+    # Without launch_env the NodeManager's script strips the quotes and runs the backticks.
+    assert written("raw.env") != VERBATIM + "\n" and "ran" in written("raw.env")
 
 
 def test_scaling_a_service_to_two_runs_both_containers(fleet):

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--max-instances", type=int)
     seeds.add_argument("--cooldown", type=int, dest="cooldown_ms", metavar="MS",
                        help="milliseconds between opposite scaling moves (default 120000)")
-    seeds.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment for Triton (repeatable)")
+    seeds.add_argument("--env", action="append", metavar="KEY=VALUE",
+                       help="environment for Triton (repeatable); YARN's launch script expands it ($PWD works)")
     seeds.add_argument("--zk-ensemble")
     seeds.add_argument("--zk-path")
     seeds.add_argument("--ranger-service", "-rs", help="Ranger service name (or RANGER_SERVICE)")

@@ -43,6 +43,7 @@ from tarn_shared.locations import parse_location
 
 from ..containers import Slot
 from ..model_copies import plan_text
+from .launch_env import launch_env
 from .options import SubmitOptions
 
 PYENV_DIR = "pyenv"
@@ -248,7 +249,7 @@ def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLau
                                       gpus=options.gpus),
             script=triton_script(options, launcher),
             instances=0,  # tarn-am starts them: it owns the count
-            env=dict(triton_env),
+            env=launch_env(triton_env),
             files=dict(triton_files),
             max_restarts=0,
             allow_failures=True,
@@ -263,7 +264,7 @@ def build_spec(options: SubmitOptions, hosts: Sequence[str], launcher: PythonLau
     master = skein.Master(
         resources=skein.Resources(memory=options.am_memory_mb, vcores=1),
         script=launcher.prologue() + f"exec {launcher.python()} -m tarn_am.supervisor\n",
-        env=am_environment(options, slots),
+        env=launch_env(am_environment(options, slots)),
         files=master_files,
     )
     return skein.ApplicationSpec(
