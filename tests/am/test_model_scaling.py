@@ -184,3 +184,29 @@ def test_a_shed_copy_is_the_one_still_loading_so_the_serving_copy_stays():
     loading = InstanceMemory("c2", "n2", 10 * gib, 2 * gib, frozenset({"bert"}), loading=frozenset({"bert"}))
     placement = place([ModelDemand("bert", 2 * gib, 1)], [serving, loading], FleetBounds(1, 4, 10 * gib))
     assert [(m.instance_id, m.model) for m in placement.unloads] == [("c2", "bert")]
+
+
+def test_a_min_zero_model_starts_with_one_copy_and_sheds_it_after_an_idle_stable_window():
+    plan = ModelPlan(models={"cold": ModelTarget(min_copies=0, max_copies=1, memory_bytes=1 << 20)})
+
+    def inputs(t, loaded, acks=None):
+        states = [ev.ModelOnInstance(name="cold", state=ev.ModelLoadState.READY, memory_bytes=1 << 20)] if loaded else []
+        models = [ev.ModelSample(name="cold", request_rate_per_s=0.0, queue_time_per_request_us=0.0,
+                                 pending_requests=0)] if loaded else []
+        sample = ev.TelemetrySample(deployment="d", app_id="a", instance_id="c1", interval_s=1.0, ts=t,
+                                    models=models, model_states=states)
+        return FleetInputs([sample], {"c1": "n1"}, acks or {}, {"c1"}, 1, 100 << 20)
+
+    first = plan_round(plan, inputs(100.0, False), {}, CommandBook(), 1, 1, 100.0)
+    assert first.lines[0].wanted == 1 and [(s.instance_id, s.kind) for s in first.sends] == [("c1", "load")]
+    scaling, book = first.scaling, first.book
+    loaded = {first.sends[0].command_id: ev.CommandAck(
+        deployment="d", app_id="a", container_id="c1", command_id=first.sends[0].command_id,
+        command_type="command.load_model", status=ev.AckStatus.DONE)}
+    for t in range(101, 101 + int(STABLE_WINDOW_S), 5):  # idle, but not yet for a whole window
+        held = plan_round(plan, inputs(float(t), True, loaded), {}, book, 1, 1, float(t), scaling=scaling)
+        scaling, book = held.scaling, held.book
+        assert held.lines[0].wanted == 1, held.lines[0].wanted_reason
+    shed = plan_round(plan, inputs(102.0 + STABLE_WINDOW_S, True, loaded), {}, book, 1, 1, 102.0 + STABLE_WINDOW_S,
+                      scaling=scaling)
+    assert shed.lines[0].wanted == 0 and [(s.instance_id, s.kind) for s in shed.sends] == [("c1", "unload")]

@@ -72,7 +72,9 @@ def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operato
         target = plan.target_for(name)
         if target is None:
             continue
-        before = memory.wanted.get(name, target.min_copies)
+        # A model starts with one copy even at min 0 (Knative's initial scale 1): scale to zero is
+        # for a model idle past its window, and one never loaded would never be measured or served.
+        before = memory.wanted.get(name, max(1, target.min_copies))
         decision, states[name] = scale(target, before, seen.get(name), now, states.get(name) or CopiesState(),
                                        stale_after_s)
         wanted[name], why[name], queue[name] = decision.copies, decision.reason, decision.queue_time_us
