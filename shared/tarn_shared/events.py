@@ -266,6 +266,17 @@ class ModelUnrouted(Event):
     open_requests: int = Field(ge=0)
 
 
+class ModelDemanded(Event):
+    """Published by gateway-sync on the deployment's lifecycle stream while a gateway holds a
+    request for ``model`` whose slot has no usable server (a model scaled to zero): at most
+    once per model per few seconds per replica. tarn-am loads one copy of a model at 0 copies."""
+
+    type: Literal["model.demanded"] = "model.demanded"
+    model: str = Field(min_length=1, max_length=128)
+    backend: str = ""  # the HAProxy backend the request came in for
+    waiting: int = Field(0, ge=0)  # requests held for it when sent (this replica's count)
+
+
 class InstanceStopped(InstanceEvent):
     type: Literal["instance.stopped"] = "instance.stopped"
     state: Literal[InstanceState.STOPPED] = InstanceState.STOPPED
@@ -519,7 +530,7 @@ _EVENT_TYPES: Dict[str, Type[Event]] = {
     for model in (
         DeploymentRecord,
         ContainerRequested, ContainerRunning, ContainerCompleted, ContainerFailed,
-        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped, ModelUnrouted,
+        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped, ModelUnrouted, ModelDemanded,
         InstanceHeartbeat, MembershipSnapshot, MembershipDelta, TelemetrySample,
         DrainCommand, LoadModelCommand, UnloadModelCommand, CommandAck,
         AuditDecision,
