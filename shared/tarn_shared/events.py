@@ -274,7 +274,6 @@ class ModelDemanded(Event):
     type: Literal["model.demanded"] = "model.demanded"
     model: str = Field(min_length=1, max_length=128)
     backend: str = ""  # the HAProxy backend the request came in for
-    waiting: int = Field(0, ge=0)  # requests held for it when sent (this replica's count)
 
 
 class InstanceStopped(InstanceEvent):
