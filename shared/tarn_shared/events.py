@@ -172,6 +172,9 @@ class DeploymentRecord(Event):
     model_repository: Optional[str] = None
     min_instances: int = 1
     max_instances: int = 1
+    # --placement per-model: the models that may scale to zero (min 0). gateway-sync keeps each one's
+    # map entry while it has no copy, so its requests wait at the gateway for a copy (cold start).
+    cold_models: List[str] = Field(default_factory=list, max_length=1024)
     removed: bool = False  # set on the announcement sent when the deployment is stopped
 
 

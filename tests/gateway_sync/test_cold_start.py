@@ -50,3 +50,15 @@ def test_a_report_with_a_hostile_field_is_refused(field, value):
     report = {"backend": "triton_backend", "model": "identity", "event": "held", field: value}
     with pytest.raises(ValidationError):
         ColdStartReport.model_validate(report)
+
+
+def test_a_model_that_may_scale_to_zero_keeps_a_slot_without_a_copy_but_never_takes_one_from_a_held_model():
+    from tarn_gateway_sync.model_routes import assign_slots
+
+    slots = ("b_model_0", "b_model_1")
+    wanted, overflow = assign_slots(set(), {}, slots, cold=["cold"])
+    assert wanted == {"cold": "b_model_0"} and overflow == ()  # known before its first copy
+    wanted, overflow = assign_slots({"a", "b"}, {"cold": "b_model_0"}, slots, cold=["cold"])
+    assert set(wanted) == {"a", "b"} and overflow == ("cold",)  # held models win the slots
+    wanted, _ = assign_slots({"a"}, {}, slots, cold=["bad name", "x\n"])
+    assert wanted == {"a": "b_model_0"}  # hostile names from a record never reach the map

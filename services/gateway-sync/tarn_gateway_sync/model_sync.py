@@ -5,7 +5,7 @@ or no map file in this HAProxy is not routed per model here, and costs nothing."
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.errors import UnavailableError
@@ -50,7 +50,8 @@ class ModelRoutes:
         return self._layouts[backend]
 
     async def sync(self, backend: str, main: RoutingIntent, holders: ModelHolders, touched: Set[str],
-                   scope: Optional[Set[str]], slot_targets: SlotTargets) -> Tuple[bool, HaproxyWord]:
+                   scope: Optional[Set[str]], slot_targets: SlotTargets,
+                   cold: Sequence[str] = ()) -> Tuple[bool, HaproxyWord]:
         """Slot backends, then the map, made to match; (ok, what this HAProxy says of the
         route-aways: model_unrouted.HaproxyWord)."""
         try:
@@ -62,7 +63,7 @@ class ModelRoutes:
             self._errors("haproxy_models", exc, haproxy=self.gateway.api.address, backend=backend)
             self._layouts.pop(backend, None)
             return False, None
-        wanted, overflow = assign_slots(holders.models(), current, layout.slots)
+        wanted, overflow = assign_slots(holders.models(), current, layout.slots, cold)
         self._note_overflow(backend, overflow)
         moved = {m for m, s in wanted.items() if current.get(m) != s}
         models = set(wanted) if scope is None else (touched | moved) & set(wanted)
@@ -189,7 +190,7 @@ class ModelRouting:
 
     async def sync(self, gateway: HaproxyGateway, backend: str, deployment: str, main: RoutingIntent,
                    touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver,
-                   grpc: bool = False) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
+                   grpc: bool = False, cold: Sequence[str] = ()) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
         """(ok, the open requests of each synced slot for leaving addresses). ``grpc``:
         ``backend`` is a gRPC backend paired with the deployment's, its slots at the gRPC ports."""
         routes = self._routes.get(id(gateway))
@@ -205,7 +206,7 @@ class ModelRouting:
                                 holding | (scope or set()))
             return found
 
-        ok, word = await routes.sync(backend, main, holders, touched, scope, slot_targets)
+        ok, word = await routes.sync(backend, main, holders, touched, scope, slot_targets, cold)
         if routes.routed_per_model(backend):
             self._owners[backend] = deployment
         self._words.setdefault(deployment, []).append(word)
