@@ -7,7 +7,6 @@ request is answered; past its bound a held request gets 503 with Retry-After."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from typing import List
 
@@ -16,42 +15,15 @@ import pytest
 
 from tarn_shared import events as ev
 from tests.support.ports import free_port
-from tests.support.scripts import load_script
 from tests.support.stack_fixture import tarnstack
 
 from tarn_shared.deployments import put_record
 
+from tests.support.cold_start_haproxy import BACKEND, start_haproxy
+
 from .support import ZK_PATH, Backends, EventPublisher, Replica, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-BACKEND = "triton_backend"
-render = load_script("deploy/haproxy/render_model_routes.py")
-
-
-def start_haproxy(tmp_path, cold_start_url: str, wait_s: float):
-    port, map_file = free_port(), render.map_path(tmp_path, BACKEND)
-    render.write_empty_map(map_file)
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("\n".join([
-        "global", f"    stats socket {tmp_path}/h.sock mode 600 level admin",
-        render.global_lines(cold_start_url, wait_s),
-        "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s", "    timeout server 30s",
-        "    timeout http-request 5s",
-        "frontend fe", f"    bind 127.0.0.1:{port}",
-        render.frontend_rules(BACKEND, map_file, cold_start=True, retry_after_s=7),
-        f"    default_backend {BACKEND}",
-        f"backend {BACKEND}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-        "    default-server inter 1s fall 2 rise 1", "",
-        render.slot_backends(BACKEND, 2, check_inter="500ms")]))
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log_path, socket_path = tmp_path / "haproxy.log", str(tmp_path / "h.sock")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    tarnstack.wait_until(lambda: "Name: HAProxy" in tarnstack.haproxy_command(socket_path, "show info"),
-                         "haproxy with cold start", log_path, proc)
-    return proc, socket_path, f"http://127.0.0.1:{port}", str(map_file)
 
 
 def test_a_request_held_past_its_bound_gets_503_with_retry_after(stack, tmp_path):
