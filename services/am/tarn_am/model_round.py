@@ -8,8 +8,7 @@ within its min/max; an operator's count (POST /model-copies) wins while it is se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from dataclasses import field
+from dataclasses import dataclass, field, replace
 from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import BaseModel
@@ -22,8 +21,7 @@ from .model_copies import ModelPlan
 from .model_fleet import instances_from, measured_footprints, model_demands
 from .model_placement import FleetBounds, Placement, decide
 from .model_scaling import STALE_AFTER_S, CopiesState, ScalingMemory, readings
-from .model_scaling import decide as scale
-from .model_scaling import wake
+from .model_scaling import decide as scale, wake
 
 
 class ModelLine(BaseModel):
@@ -68,9 +66,9 @@ Scaled = Tuple[Dict[str, int], Dict[str, str], Dict[str, Optional[float]], Scali
 
 def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operator: Mapping[str, int],
                  memory: ScalingMemory, now: float, stale_after_s: float,
-                 demanded: Mapping[str, float] = {}) -> Scaled:
+                 demanded: Optional[Mapping[str, float]] = None) -> Scaled:
     """(copies wanted per model, why, queue time per model, the memory for the next round)."""
-    seen = readings(samples)
+    seen, demanded = readings(samples), demanded or {}
     wanted, why, queue, states = {}, {}, {}, dict(memory.states)
     for name in sorted(set(plan.models) | set(seen)):
         target = plan.target_for(name)
