@@ -69,10 +69,15 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
            timeout_ms: int = 1000, trusted_networks: Sequence[str] = (), index_secret: Optional[str] = None,
            lua_file: Path = LUA_FILE, gateway_keys: Optional[Path] = None, grpc_port: Optional[int] = None,
            grpc_servers: Iterable[str] = (), grpc_max_message: int = 65536, audit_summary_ms: int = 5000,
-           model_slots: int = 0) -> str:
+           model_slots: int = 0, cold_start_url: Optional[str] = None, cold_start_wait_s: float = 60.0,
+           retry_after_s: int = 5, cold_start_token: str = "") -> str:
     """Without ``grpc_port`` the gRPC frontend and backend are left out. ``model_slots``: route
     per model (docs/deploy.md, "Per-model routing") with that many slot backends per backend;
-    the empty model maps are created in ``run_dir``."""
+    the empty model maps are created in ``run_dir``. ``cold_start_url`` (gateway-sync's API,
+    with ``model_slots``): hold requests for a model scaled to zero (tarn_cold_start.lua) at
+    most ``cold_start_wait_s``, then 503 with Retry-After ``retry_after_s``."""
+    if cold_start_url and model_slots <= 0:
+        raise ValueError("a cold-start url needs --model-slots: only a model routed per model can be held")
     for name, value in (("gateway token", gateway_token), ("authz url", authz_url)):
         if not value or any(c.isspace() or c in "\"'#" for c in value):
             raise ValueError(f"the {name} must be non-empty without spaces, quotes or '#'")
@@ -88,7 +93,10 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
         GRPC_PORT=grpc_port, GRPC_LUA_FILE=GRPC_LUA_FILE, GRPC_MAX_MESSAGE=grpc_max_message,
         GRPC_BUFSIZE=max(16384, grpc_max_message + GRPC_BUFFER_HEADROOM),
         GRPC_SERVERS="\n".join(f"    {line.strip()}" for line in grpc_servers if line.strip()),
-        **_model_values(run_dir, model_slots, gateway_keys, grpc_port is not None),
+        **_model_values(run_dir, model_slots, gateway_keys, grpc_port is not None, bool(cold_start_url),
+                        retry_after_s),
+        COLD_START_GLOBAL=_model_routes().global_lines(cold_start_url, cold_start_wait_s, cold_start_token)
+        if cold_start_url else "    # cold start of a model scaled to zero: off (--cold-start-url)",
     )
     template = TEMPLATE.read_text()
     if grpc_port is None:
@@ -96,7 +104,8 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
     return string.Template(template).substitute(values)
 
 
-def _model_values(run_dir: Path, slots: int, keys: Optional[Path], grpc: bool) -> Dict[str, str]:
+def _model_values(run_dir: Path, slots: int, keys: Optional[Path], grpc: bool, cold_start: bool = False,
+                  retry_after_s: int = 5) -> Dict[str, str]:
     off = "    # per-model routing: off (--model-slots)"
     if slots <= 0:
         return dict(MODEL_ROUTES=off, MODEL_BACKENDS="", GRPC_MODEL_ROUTES=off, GRPC_MODEL_BACKENDS="")
@@ -108,7 +117,7 @@ def _model_values(run_dir: Path, slots: int, keys: Optional[Path], grpc: bool) -
             continue
         map_file = routes.map_path(run_dir, backend)
         routes.write_empty_map(map_file)
-        values[prefix + "MODEL_ROUTES"] = routes.frontend_rules(backend, map_file, var)
+        values[prefix + "MODEL_ROUTES"] = routes.frontend_rules(backend, map_file, var, cold_start, retry_after_s)
         values[prefix + "MODEL_BACKENDS"] = routes.slot_backends(backend, slots, keys, grpc=bool(prefix))
     return values
 
@@ -134,6 +143,12 @@ def main() -> None:
     parser.add_argument("--gateway-keys-file", type=Path, help="`<backend> <Triton key>` lines (mode 600)")
     parser.add_argument("--model-slots", type=int, default=0,
                         help="route per model (--placement per-model) with this many slot backends; 0: off")
+    parser.add_argument("--cold-start-url", help="gateway-sync's API (http://127.0.0.1:8095), with --model-slots: "
+                                                 "hold requests for a model scaled to zero until a copy is up")
+    parser.add_argument("--cold-start-wait-s", type=float, default=60.0,
+                        help="longest a request is held for a model scaled to zero, then 503 with Retry-After")
+    parser.add_argument("--retry-after-s", type=int, default=5, help="Retry-After of a held request that expired")
+    parser.add_argument("--cold-start-token-file", type=Path, help="gateway-sync's API token, if it has one")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     text = render(run_dir=args.run_dir, http_port=args.http_port, index_port=args.index_port,
@@ -142,7 +157,10 @@ def main() -> None:
                   cache_ttl_s=args.cache_ttl_s, trusted_networks=args.trusted_network,
                   gateway_keys=args.gateway_keys_file.absolute() if args.gateway_keys_file else None,
                   grpc_port=args.grpc_port, grpc_servers=args.grpc_server, grpc_max_message=args.grpc_max_message,
-                  audit_summary_ms=args.audit_summary_ms, model_slots=args.model_slots)
+                  audit_summary_ms=args.audit_summary_ms, model_slots=args.model_slots,
+                  cold_start_url=args.cold_start_url, cold_start_wait_s=args.cold_start_wait_s,
+                  retry_after_s=args.retry_after_s,
+                  cold_start_token=args.cold_start_token_file.read_text().strip() if args.cold_start_token_file else "")
     args.out.write_text(text)
     args.out.chmod(0o600)  # it holds the gateway token
 

@@ -18,6 +18,7 @@ from typing import Optional
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 GATEWAY_KEY_HEADER = "tarn-gateway-key"
+COLD_START_LUA = Path(__file__).resolve().parent / "tarn_cold_start.lua"
 GRPC_GATEWAY_KEY_HEADER = f"triton-grpc-protocol-{GATEWAY_KEY_HEADER}"
 
 
@@ -25,18 +26,57 @@ def map_path(map_dir: Path, backend: str) -> Path:
     return map_dir / f"{backend}.models.map"
 
 
-def frontend_rules(backend: str, map_file: Path, model_var: str = "") -> str:
+def frontend_rules(backend: str, map_file: Path, model_var: str = "", cold_start: bool = False,
+                   retry_after_s: int = 5) -> str:
     """`/v2/models/{m}/...` to the slot backend the map names for m; everything else (index,
     health, a model with no slot) falls through to the frontend's default_backend. With
     ``model_var`` the model comes from that variable instead (gRPC: tarn_authz_grpc.lua sets
-    txn.tarn_grpc_model from the request message)."""
+    txn.tarn_grpc_model from the request message). ``cold_start``: a request whose slot has no
+    usable server is held by tarn_cold_start.lua (global_lines must load it) until a copy is
+    up, else answered 503 (gRPC: UNAVAILABLE) with Retry-After ``retry_after_s``."""
     _check(backend, map_file)
     lines = [f"    # Per-model routing of {backend}: gateway-sync keeps {map_file.name} (model -> slot backend)."]
     if not model_var:
         model_var = "txn.tarn_model"
         lines.append(f"    http-request set-var({model_var}) path,field(4,/) if {{ path_beg /v2/models/ }}")
+    if cold_start:
+        grpc = model_var != "txn.tarn_model"
+        found = f"{{ var({model_var}),map({map_file}) -m found }}"
+        expired = "{ var(txn.tarn_cold) -m str expired }"
+        lines += [
+            "    # A model scaled to zero keeps its map entry: its request waits here while tarn-am loads a copy.",
+            f"    http-request set-var(txn.tarn_slot) var({model_var}),map({map_file}) if {found}",
+            f"    http-request set-var(txn.tarn_model_backend) str({backend}) if {found}",
+        ]
+        if grpc:  # tarn_cold_start.lua reads the model from txn.tarn_model
+            lines.append(f"    http-request set-var(txn.tarn_model) var({model_var}) if {found}")
+        lines.append(f"    http-request lua.tarn_cold_start if {found}")
+        if grpc:
+            lines.append(f"    http-request return status 200 hdr grpc-status 14 hdr grpc-message \"tarn: the model is "
+                         f"starting, retry later\" hdr Retry-After {int(retry_after_s)} if {expired}")
+        else:
+            lines.append(f"    http-request return status 503 content-type text/plain hdr Retry-After "
+                         f"{int(retry_after_s)} lf-string \"model %[var(txn.tarn_model)] is starting (scaled to "
+                         f"zero): retry later\" if {expired}")
     lines.append(f"    use_backend %[var({model_var}),map({map_file})] if {{ var({model_var}),map({map_file}) -m found }}")
     return "\n".join(lines)
+
+
+def global_lines(cold_start_url: str, wait_s: float = 60.0, token: str = "", lua_file: Path = COLD_START_LUA) -> str:
+    """The `global` section's lines tarn_cold_start.lua needs: its settings and the lua-load."""
+    for name, value in (("cold-start url", cold_start_url), ("cold-start token", token or "x")):
+        if any(c.isspace() or c in "\"'#" for c in value):
+            raise ValueError(f"the {name} must be without spaces, quotes or '#'")
+    if not cold_start_url.startswith("http://"):
+        raise ValueError(f"the cold-start url must be gateway-sync's http://host:port, not {cold_start_url!r}")
+    if not 1 <= wait_s <= 3600:
+        raise ValueError(f"the cold-start wait must be within 1..3600 s, not {wait_s:g}")
+    lines = ["    # tarn_cold_start.lua: requests for a model scaled to zero wait for its first copy (bounded).",
+             f"    setenv TARN_COLD_START_URL {cold_start_url.rstrip('/')}",
+             f"    setenv TARN_COLD_START_WAIT_S {wait_s:g}"]
+    if token:
+        lines.append(f"    setenv TARN_COLD_START_TOKEN {token}")
+    return "\n".join(lines + [f"    lua-load-per-thread {lua_file}"])
 
 
 def slot_backends(backend: str, slots: int, keys_map: Optional[Path] = None, check_inter: str = "2s",
@@ -78,12 +118,21 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=32, help="models routed at once (more fall back to every instance)")
     parser.add_argument("--map-dir", type=Path, required=True)
     parser.add_argument("--gateway-keys-file", type=Path)
+    parser.add_argument("--cold-start-url", help="gateway-sync's API (http://127.0.0.1:8095): hold requests for a "
+                                                 "model scaled to zero until a copy is up (tarn_cold_start.lua)")
+    parser.add_argument("--cold-start-wait-s", type=float, default=60.0,
+                        help="longest a request is held for a model scaled to zero, then 503 with Retry-After")
+    parser.add_argument("--retry-after-s", type=int, default=5, help="Retry-After of a held request that expired")
     args = parser.parse_args()
     if args.slots < 1:
         parser.error("--slots must be at least 1")
     try:
         path = map_path(args.map_dir, args.backend)
-        text = "# in the frontend, before default_backend:\n" + frontend_rules(args.backend, path) + "\n\n" + \
+        cold = bool(args.cold_start_url)
+        text = ("# in the global section:\n" + global_lines(args.cold_start_url, args.cold_start_wait_s) + "\n\n"
+                if cold else "")
+        text += "# in the frontend, before default_backend:\n" + frontend_rules(
+            args.backend, path, cold_start=cold, retry_after_s=args.retry_after_s) + "\n\n" + \
             slot_backends(args.backend, args.slots, args.gateway_keys_file)
     except ValueError as exc:
         parser.error(str(exc))

@@ -172,6 +172,9 @@ class DeploymentRecord(Event):
     model_repository: Optional[str] = None
     min_instances: int = 1
     max_instances: int = 1
+    # --placement per-model: the models that may scale to zero (min 0). gateway-sync keeps each one's
+    # map entry while it has no copy, so its requests wait at the gateway for a copy (cold start).
+    cold_models: List[str] = Field(default_factory=list, max_length=1024)
     removed: bool = False  # set on the announcement sent when the deployment is stopped
 
 
@@ -264,6 +267,16 @@ class ModelUnrouted(Event):
     seq: int = Field(ge=0)
     model: str
     open_requests: int = Field(ge=0)
+
+
+class ModelDemanded(Event):
+    """Published by gateway-sync on the deployment's lifecycle stream while a gateway holds a
+    request for ``model`` whose slot has no usable server (a model scaled to zero): at most
+    once per model per few seconds per replica. tarn-am loads one copy of a model at 0 copies."""
+
+    type: Literal["model.demanded"] = "model.demanded"
+    model: str = Field(min_length=1, max_length=128)
+    backend: str = ""  # the HAProxy backend the request came in for
 
 
 class InstanceStopped(InstanceEvent):
@@ -519,7 +532,7 @@ _EVENT_TYPES: Dict[str, Type[Event]] = {
     for model in (
         DeploymentRecord,
         ContainerRequested, ContainerRunning, ContainerCompleted, ContainerFailed,
-        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped, ModelUnrouted,
+        InstanceReady, InstanceUnready, InstanceDraining, InstanceUnrouted, InstanceStopped, ModelUnrouted, ModelDemanded,
         InstanceHeartbeat, MembershipSnapshot, MembershipDelta, TelemetrySample,
         DrainCommand, LoadModelCommand, UnloadModelCommand, CommandAck,
         AuditDecision,

@@ -26,6 +26,7 @@ def one_of_each():
         ev.InstanceUnrouted(**inst),
         ev.InstanceStopped(**inst, exit_code=0, reason="drained"),
         ev.ModelUnrouted(**COMMON, app_id="a", instance_id="container_1", seq=3, model="identity", open_requests=0),
+        ev.ModelDemanded(**COMMON, model="identity", backend="triton_backend"),
         ev.InstanceHeartbeat(**COMMON, app_id="a", instance_id="container_1", seq=3, state=ev.InstanceState.READY),
         ev.MembershipSnapshot(**COMMON, app_id="a", snapshot_seq=7, lifecycle_through="1-0", desired_count=2,
                               members=[ev.MemberState(instance_id="container_1", state="ready", seq=3,

@@ -176,9 +176,13 @@ class RedisBus:
         return count
 
     def consumers_for(self, view: FleetView, now: Callable[[], float] = time.time,
-                      on_change: Optional[Callable[[], None]] = None) -> List[StreamConsumer]:
+                      on_change: Optional[Callable[[], None]] = None,
+                      also: Optional[Callable[[ev.Event, float], None]] = None) -> List[StreamConsumer]:
+        """``also``: handed every live lifecycle event too (per-model placement's gateway demands)."""
         async def lifecycle(stream: str, entry_id: str, event: ev.Event) -> None:
             view.apply_lifecycle(entry_id, event, now())
+            if also:
+                also(event, now())
             if on_change:
                 on_change()
 

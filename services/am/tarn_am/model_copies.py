@@ -6,6 +6,7 @@
       max: 3
       memory: 2GiB      # declared footprint, used until an agent measures the model
       queue_ms: 100     # target queue time per request (else --model-queue-time), scaling's target
+      idle_s: 60        # with min: 0, seconds without demand before the last copy unloads (1..60, default 60)
     models:             # with a file, the deployment's models are these (all of the repository without one)
       bert: {min: 0, max: 4, memory: 3GiB}
       resnet: {}
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 from tarn_shared.errors import ConfigError
 
 QUEUE_TIME_US = 100_000.0  # the node-agent's target_queue_time_us: what load 1.0 means there
+IDLE_MIN_S, IDLE_MAX_S = 1.0, 60.0  # models.yaml idle_s: at most model_scaling's stable window (60 s)
 MODEL_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # the node-agent's rule for a model directory
 
 
@@ -35,6 +37,7 @@ class CopiesEntry(BaseModel):
     max: Optional[int] = Field(None, ge=1)
     memory: Optional[ByteSize] = Field(None, gt=0)
     queue_ms: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    idle_s: Optional[float] = Field(None, ge=IDLE_MIN_S, le=IDLE_MAX_S, allow_inf_nan=False)
 
 
 class ModelsFile(BaseModel):
@@ -62,6 +65,8 @@ class ModelTarget(BaseModel):
     memory_bytes: int = Field(gt=0)  # declared; the agents' measurement replaces it
     # model_scaling's target; the default (the node-agent's) keeps plans from before it readable
     target_queue_time_us: float = Field(QUEUE_TIME_US, gt=0, allow_inf_nan=False)
+    # with min_copies 0: how long without demand before the last copy goes (None: the stable window)
+    idle_s: Optional[float] = Field(None, ge=IDLE_MIN_S, le=IDLE_MAX_S, allow_inf_nan=False)
 
 
 class ModelPlan(BaseModel):
@@ -98,20 +103,25 @@ def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int, memory
             queue_ms: float = QUEUE_TIME_US / 1000) -> tuple[Optional[ModelPlan], List[str]]:
     """The plan from the file over the flags' defaults, and its problems (one line each)."""
     problems: List[str] = []
+    idle_s: Optional[float] = None  # only a file sets it (its default, or a model's line)
 
     def target(label: str, entry: CopiesEntry) -> Optional[ModelTarget]:
         low = entry.min if entry.min is not None else min_copies
         high = entry.max if entry.max is not None else max_copies
         memory = entry.memory if entry.memory is not None else memory_bytes
         queue_us = (entry.queue_ms if entry.queue_ms is not None else queue_ms) * 1000
+        idle = entry.idle_s if entry.idle_s is not None else (idle_s if low == 0 else None)  # default's: min 0 only
         before = len(problems)
+        if entry.idle_s is not None and low > 0:
+            problems.append(f"{label}: idle_s ({entry.idle_s:g}) is the wait before scale to zero and needs "
+                            f"min: 0 (min copies is {low})")
         if low > high:
             problems.append(f"{label}: min copies ({low}) is above max copies ({high})")
         if memory is None:
             problems.append(f"{label}: needs a declared memory (or --model-memory): its footprint until "
                             "an agent measures it")
         return ModelTarget(min_copies=low, max_copies=high, memory_bytes=int(memory),
-                           target_queue_time_us=queue_us) if len(problems) == before else None
+                           target_queue_time_us=queue_us, idle_s=idle) if len(problems) == before else None
 
     if file is None:
         default = target("--model-min-copies/--model-max-copies", CopiesEntry())
@@ -121,6 +131,7 @@ def resolve(file: Optional[ModelsFile], min_copies: int, max_copies: int, memory
     max_copies = fallback.max if fallback.max is not None else max_copies
     memory_bytes = fallback.memory if fallback.memory is not None else memory_bytes
     queue_ms = fallback.queue_ms if fallback.queue_ms is not None else queue_ms
+    idle_s = fallback.idle_s
     models = {name: target(f"--models: model {name!r}", entry) for name, entry in sorted(file.models.items())}
     if problems:
         return None, problems

@@ -16,6 +16,7 @@ from .bus import RedisBus
 from .model_commands import LOAD, CommandBook, Send
 from .model_copies import ModelPlan
 from .model_copies_store import CopiesStore
+from .model_demand import ModelDemands
 from .model_round import FleetInputs, ModelLine, ModelRound, plan_round
 from .model_scaling import ScalingMemory
 from .settings import AmSettings
@@ -55,6 +56,7 @@ class ModelPlacer:
         self.store = store
         self.restored = store is None  # a previous tarn-am's copies are read before the first round
         self.scaling = ScalingMemory()  # per-model scaling's windows, across rounds
+        self.demands = ModelDemands()  # the gateways' ModelDemanded, fed by the lifecycle consumer
 
     async def set_copies(self, model: str, copies: int) -> int:
         """Stored before it is answered, so a restarted tarn-am keeps it."""
@@ -95,8 +97,11 @@ class ModelPlacer:
             node_of[member.instance_id] = container.host if container and container.host else member.endpoints.host
         # Each instance's latest sample, however old: a stale one still says what it holds.
         samples = [t.sample for i, t in view.telemetry.items() if i in node_of]
+        # Demand for models not in the plan is dropped here: an unknown model is never loaded.
+        demanded = {m: t for m, t in self.demands.received.items() if self.plan.target_for(m) is not None}
         return FleetInputs(samples, node_of, view.acks, view.live_instances(), desired,
-                           self.settings.container_memory_mb << 20, 3 * self.settings.telemetry_interval_s)
+                           self.settings.container_memory_mb << 20, 3 * self.settings.telemetry_interval_s,
+                           demanded)
 
     async def step(self, view: FleetView, draining: Collection[str], desired: int,
                    now: float) -> Tuple[int, str]:

@@ -8,7 +8,7 @@ within its min/max; an operator's count (POST /model-copies) wins while it is se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import BaseModel
@@ -21,7 +21,7 @@ from .model_copies import ModelPlan
 from .model_fleet import instances_from, measured_footprints, model_demands
 from .model_placement import FleetBounds, Placement, decide
 from .model_scaling import STALE_AFTER_S, CopiesState, ScalingMemory, readings
-from .model_scaling import decide as scale
+from .model_scaling import decide as scale, wake
 
 
 class ModelLine(BaseModel):
@@ -48,6 +48,7 @@ class FleetInputs:
     desired: int  # the current target instance count
     container_memory_bytes: int  # an instance's capacity where no GPU is readable
     stale_after_s: float = STALE_AFTER_S  # a model reading older than this is none (3 telemetry intervals)
+    demanded: Mapping[str, float] = field(default_factory=dict)  # model -> newest gateway demand (ModelDemanded)
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ Scaled = Tuple[Dict[str, int], Dict[str, str], Dict[str, Optional[float]], Scali
 
 
 def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operator: Mapping[str, int],
-                 memory: ScalingMemory, now: float, stale_after_s: float) -> Scaled:
+                 memory: ScalingMemory, now: float, stale_after_s: float,
+                 demanded: Optional[Mapping[str, float]] = None) -> Scaled:
     """(copies wanted per model, why, queue time per model, the memory for the next round)."""
-    seen = readings(samples)
+    seen, demanded = readings(samples), demanded or {}
     wanted, why, queue, states = {}, {}, {}, dict(memory.states)
     for name in sorted(set(plan.models) | set(seen)):
         target = plan.target_for(name)
@@ -77,6 +79,7 @@ def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operato
         before = memory.wanted.get(name, max(1, target.min_copies))
         decision, states[name] = scale(target, before, seen.get(name), now, states.get(name) or CopiesState(),
                                        stale_after_s)
+        decision, states[name] = wake(target, decision, demanded.get(name), now, states[name])
         wanted[name], why[name], queue[name] = decision.copies, decision.reason, decision.queue_time_us
         if name in operator:  # the operator's count wins; scaling keeps measuring beside it
             wanted[name], why[name] = operator[name], f"set by an operator (scaling: {decision.reason})"
@@ -88,7 +91,8 @@ def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], b
                timings: CommandTimings = CommandTimings(), scaling: ScalingMemory = ScalingMemory()) -> ModelRound:
     samples = [s for s in fleet.samples if s.instance_id in fleet.node_of]
     measured = measured_footprints(samples)
-    wanted, why, queue, scaling = scale_copies(plan, samples, wanted, scaling, now, fleet.stale_after_s)
+    wanted, why, queue, scaling = scale_copies(plan, samples, wanted, scaling, now, fleet.stale_after_s,
+                                                 fleet.demanded)
     demands = model_demands(plan, (), wanted, measured)
     footprints = {d.name: d.footprint_bytes for d in demands}
     seen = instances_from(samples, fleet.node_of, fleet.container_memory_bytes, footprints)

@@ -25,6 +25,11 @@ Panic starts when the panic window's demand exceeds
 it; in panic no copy is shed. A copy is shed only when the demand stayed below the copies
 for a whole stable window (the peak of the window, KPA's scale-down delay), and never
 before one window of readings exists. The count stays within the model's min/max copies.
+
+Scale to zero (``min: 0``): a model whose demand stayed 0 for its idle window (``idle_s``,
+else the stable window) sheds its last copy. At 0 copies no copy reports, so only the
+gateways can tell demand: a request held for it makes gateway-sync publish ModelDemanded, and
+``wake`` turns a demand that arrived while the model was at 0 into one copy, in one decision.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ class CopiesState:
     last: Optional[Tuple[float, float]] = None  # (t, pending) of the last reading used
     since_s: Optional[float] = None  # first reading of this run of readings
     panic_until_s: Optional[float] = None
+    demand_seen_s: Optional[float] = None  # the newest gateway demand (ModelDemanded) already taken
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,8 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
         copies, why = pressed, f"under pressure: {pressed} copies serve the arrivals"
     elif stable_count > wanted:
         copies, why = stable_count, f"the stable window's demand needs {stable_count} copies"
+    elif _idle(target, state, now_s) and wanted > 0:
+        copies, why = 0, f"no demand for {target.idle_s:g}s (idle_s): scale to zero"
     elif stable and time_left(state.since_s, now_s, STABLE_WINDOW_S) is None and _count(peak(stable)) < wanted:
         copies = _count(peak(stable))
         why = f"demand stayed at or under {peak(stable):.1f} copies for {STABLE_WINDOW_S:g}s: shed {wanted - copies}"
@@ -175,6 +183,32 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
         copies, why = wanted, "hold"
     copies, why = _bounded(target, copies, why)
     return (CopiesDecision(copies, f"{why}; {queue}", panic, reading.queue_time_us, mean(stable)), state)
+
+
+def _idle(target: ModelTarget, state: CopiesState, now_s: float) -> bool:
+    """A min-0 model with its own idle window, shorter than the stable one, through which
+    every reading said no demand at all."""
+    if target.min_copies > 0 or target.idle_s is None or target.idle_s >= STABLE_WINDOW_S:
+        return False  # the stable window's shed covers it (down to min, 0 included)
+    points = within(state.demand, now_s, target.idle_s)
+    return bool(points) and time_left(state.since_s, now_s, target.idle_s) is None and peak(points) <= _EPS
+
+
+DEMAND_FRESH_S = 30.0  # a gateway's demand older than this wakes nothing (a replayed stream, a late event)
+
+
+def wake(target: ModelTarget, decision: CopiesDecision, demanded_s: Optional[float], now_s: float,
+         state: CopiesState) -> Tuple[CopiesDecision, CopiesState]:
+    """``decision`` with a fresh gateway demand taken: a model at 0 copies gets one. A demand
+    counts once, and only if it came while the model was at 0 (demands sent while its copy
+    was loading are taken with it, so they cannot bring it back after its next idle shed)."""
+    if demanded_s is None or (state.demand_seen_s is not None and demanded_s <= state.demand_seen_s):
+        return decision, state
+    state = replace(state, demand_seen_s=demanded_s)
+    if decision.copies > 0 or now_s - demanded_s > DEMAND_FRESH_S:
+        return decision, state
+    copies, why = _bounded(target, 1, "a request waits at the gateway for this model at 0 copies: load one")
+    return replace(decision, copies=copies, reason=why), replace(state, since_s=None, demand=())
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, List
 
 from tarn_shared import events as ev
 
@@ -25,7 +25,13 @@ def deployment_record(settings: AmSettings, app_id: str, address: str) -> ev.Dep
         zk_path=settings.zk_path, haproxy_backend=settings.haproxy_backend, ranger_service=settings.ranger_service,
         ranger_app_id=settings.ranger_app_id, ranger_audit=settings.ranger_audit, authz_url=settings.authz_url,
         model_repository=settings.model_repository, min_instances=settings.min_instances,
-        max_instances=settings.max_instances)
+        max_instances=settings.max_instances, cold_models=cold_models(settings))
+
+
+def cold_models(settings: AmSettings) -> List[str]:
+    """The plan's models that may scale to zero: the gateways hold their requests while at zero."""
+    plan = settings.model_plan if settings.placement == "per-model" else None
+    return sorted(m for m, t in plan.models.items() if t.min_copies == 0) if plan else []
 
 
 class RecordKeeper:

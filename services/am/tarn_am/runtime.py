@@ -98,7 +98,8 @@ async def serve(settings: AmSettings, yarn: Optional[YarnAdapter] = None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    bus.consumers_for(view, on_change=controller.wake)
+    placer = controller.policy.models  # in --placement per-model, it takes the gateways' demands
+    bus.consumers_for(view, on_change=controller.wake, also=placer.demands.apply if placer else None)
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="api"),
         asyncio.create_task(bus.run_consumers(stop), name="consumers"),

@@ -4,12 +4,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Dict, List, Optional
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
 from tarn_shared.auth import token_dependency
 
+from .cold_start import ColdStartReport
 from .replica import GatewaySync
 from .settings import GatewaySyncSettings
 from .sync_metrics import Metrics
@@ -71,5 +72,16 @@ def create_app(settings: GatewaySyncSettings, registry: Optional[CollectorRegist
              responses={200: {"content": {"text/plain": {}}}, 401: {"description": "missing or invalid token"}})
     def prometheus_metrics(_: Authorized) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/cold-start", responses={202: {"description": "demand published or counted"},
+                                        401: {"description": "missing or invalid token"},
+                                        404: {"description": "backend or model not routed per model here"},
+                                        503: {"description": "Redis unavailable: the gateway reports again"}})
+    async def cold_start(report: ColdStartReport, service: Service, _: Authorized) -> JSONResponse:
+        """HAProxy's tarn_cold_start.lua, holding a request for a model with no usable copy."""
+        verdict = await service.cold_start(report)
+        status = {"refused": 404, "failed": 503}.get(verdict.outcome, 202)
+        return JSONResponse({"outcome": verdict.outcome, "message": verdict.message,
+                             "deployment": verdict.deployment}, status_code=status)
 
     return app

@@ -160,13 +160,15 @@ class DeploymentSync:
             ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
             counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
             models_ok, slot_counts = await self._models.sync(haproxy, record.haproxy_backend, name, intent,
-                                                             touched_models, scope, fleet, self._resolver)
+                                                             touched_models, scope, fleet, self._resolver,
+                                                             cold=record.cold_models)
             ok, counted = models_ok and ok, counted + slot_counts
             if grpc_backend and grpc_intent is not None:
                 ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
                 counted.append(haproxy.open_requests.get(grpc_backend, {}))
                 models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
-                                                                 touched_models, scope, fleet, self._resolver, True)
+                                                                 touched_models, scope, fleet, self._resolver, True,
+                                                                 record.cold_models)
                 ok, counted = models_ok and ok, counted + slot_counts
         if self.claims.owns(name, znodes):
             ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok

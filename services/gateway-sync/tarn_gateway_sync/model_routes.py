@@ -101,11 +101,13 @@ class ModelHolders:
         return set(self._at)
 
 
-def assign_slots(held: Set[str], current: Mapping[str, str],
-                 slots: Sequence[str]) -> Tuple[Dict[str, str], Tuple[str, ...]]:
-    """Model -> slot backend, and the held models left without a slot. A model keeps its
-    slot; a new one takes a free slot, else the slot of a model with no copy (the one first
-    by name); a slot is never given twice."""
+def assign_slots(held: Set[str], current: Mapping[str, str], slots: Sequence[str],
+                 cold: Iterable[str] = ()) -> Tuple[Dict[str, str], Tuple[str, ...]]:
+    """Model -> slot backend, and the held (or cold) models left without a slot. A model keeps
+    its slot; a new one takes a free slot, else the slot of a model with no copy (the one first
+    by name); a slot is never given twice. ``cold`` models (may scale to zero) with no copy get
+    a free slot too, never another's, so their requests are held at the gateway, not sent to
+    every instance."""
     kept: Dict[str, str] = {}
     for model in sorted(current, key=lambda m: (m not in held, m)):  # a held model wins a shared slot
         slot = current[model]
@@ -119,6 +121,11 @@ def assign_slots(held: Set[str], current: Mapping[str, str],
             kept[model] = free.pop(0)
         elif reclaimable:
             kept[model] = kept.pop(reclaimable.pop(0))
+        else:
+            overflow.append(model)
+    for model in sorted({m for m in cold if MODEL_NAME.fullmatch(m)} - set(kept) - held):
+        if free:
+            kept[model] = free.pop(0)
         else:
             overflow.append(model)
     return kept, tuple(overflow)

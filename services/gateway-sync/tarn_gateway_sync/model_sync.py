@@ -5,13 +5,14 @@ or no map file in this HAProxy is not routed per model here, and costs nothing."
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.errors import UnavailableError
 from tarn_shared.membership import Member
 from tarn_shared.streams import StreamPublisher
 
+from .cold_start import ColdStartReport, DemandGate, Verdict
 from .gateways import HaproxyGateway
 from .haproxy import HaproxyCommandError
 from .model_routes import (EMPTY_SLOT, MapChange, ModelHolders, ModelLayout, assign_slots, find_layout, plan_map,
@@ -49,7 +50,8 @@ class ModelRoutes:
         return self._layouts[backend]
 
     async def sync(self, backend: str, main: RoutingIntent, holders: ModelHolders, touched: Set[str],
-                   scope: Optional[Set[str]], slot_targets: SlotTargets) -> Tuple[bool, HaproxyWord]:
+                   scope: Optional[Set[str]], slot_targets: SlotTargets,
+                   cold: Sequence[str] = ()) -> Tuple[bool, HaproxyWord]:
         """Slot backends, then the map, made to match; (ok, what this HAProxy says of the
         route-aways: model_unrouted.HaproxyWord)."""
         try:
@@ -61,7 +63,7 @@ class ModelRoutes:
             self._errors("haproxy_models", exc, haproxy=self.gateway.api.address, backend=backend)
             self._layouts.pop(backend, None)
             return False, None
-        wanted, overflow = assign_slots(holders.models(), current, layout.slots)
+        wanted, overflow = assign_slots(holders.models(), current, layout.slots, cold)
         self._note_overflow(backend, overflow)
         moved = {m for m, s in wanted.items() if current.get(m) != s}
         models = set(wanted) if scope is None else (touched | moved) & set(wanted)
@@ -142,6 +144,13 @@ class ModelRoutes:
         ok = all([await self.gateway.clean(slot) for slot in layout.slots])
         return await self._apply_map(backend, layout, current, {}) and ok and self._may_write()
 
+    def routed_per_model(self, backend: str) -> bool:
+        return self._layouts.get(backend) is not None
+
+    def mapped(self, backend: str) -> Dict[str, str]:
+        """The model map as last applied (model -> slot backend)."""
+        return self._maps.get(backend, {})
+
     def forget_applied(self) -> None:
         self._layouts.clear()
         self._maps.clear()
@@ -159,6 +168,8 @@ class ModelRouting:
         self._holders: Dict[str, ModelHolders] = {}  # by deployment
         self._aways: Dict[str, RouteAways] = {}
         self._words: Dict[str, List[HaproxyWord]] = {}  # by deployment: this sync's, one per HAProxy synced
+        self._owners: Dict[str, str] = {}  # backend routed per model here -> its deployment
+        self._demands = DemandGate()
 
     def update(self, deployment: str, routable: Mapping[str, Member], draining: Mapping[str, Member],
                scope: Optional[Set[str]]) -> Set[str]:
@@ -179,7 +190,7 @@ class ModelRouting:
 
     async def sync(self, gateway: HaproxyGateway, backend: str, deployment: str, main: RoutingIntent,
                    touched: Set[str], scope: Optional[Set[str]], fleet: Fleet, resolver: Resolver,
-                   grpc: bool = False) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
+                   grpc: bool = False, cold: Sequence[str] = ()) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
         """(ok, the open requests of each synced slot for leaving addresses). ``grpc``:
         ``backend`` is a gRPC backend paired with the deployment's, its slots at the gRPC ports."""
         routes = self._routes.get(id(gateway))
@@ -195,7 +206,9 @@ class ModelRouting:
                                 holding | (scope or set()))
             return found
 
-        ok, word = await routes.sync(backend, main, holders, touched, scope, slot_targets)
+        ok, word = await routes.sync(backend, main, holders, touched, scope, slot_targets, cold)
+        if routes.routed_per_model(backend):
+            self._owners[backend] = deployment
         self._words.setdefault(deployment, []).append(word)
         return ok, list(word[1].values()) if word else []
 
@@ -220,7 +233,33 @@ class ModelRouting:
                 log.info("model unrouted", extra={"deployment": name, "container_id": member.instance_id,
                                                   "model": model})
 
+    def knows(self, deployment: str, backend: str, model: str) -> bool:
+        """Whether ``model`` is routed per model for ``deployment``: held by an instance, or
+        keeping its map entry (and slot) on some HAProxy while it has no copy."""
+        holders = self._holders.get(deployment)
+        return (holders is not None and model in holders.models()) or any(
+            model in r.mapped(backend) for r in self._routes.values())
+
+    async def demanded(self, report: ColdStartReport, now: float) -> Verdict:
+        """A request held for ``report.model``: a ModelDemanded for tarn-am, unless refused or
+        one went out lately (DemandGate)."""
+        verdict = self._demands.judge(report.backend, report.model, self._owners, self.knows, now)
+        if verdict.outcome != "published" or self._publisher is None:
+            return verdict
+        event = ev.ModelDemanded(deployment=verdict.deployment, model=report.model, backend=report.backend)
+        try:
+            await self._publisher.publish(ev.lifecycle_stream(verdict.deployment), event, retry_for_s=1.0)
+        except UnavailableError as exc:
+            self._demands.unsent(verdict.deployment, report.model)
+            if self._errors is not None:
+                self._errors("redis", exc, deployment=verdict.deployment, model=report.model)
+            return Verdict("failed", f"could not publish the demand: {exc}", verdict.deployment)
+        log.info("model demanded", extra={"deployment": verdict.deployment, "model": report.model,
+                                          "backend": report.backend})
+        return verdict
+
     async def clean(self, gateway: HaproxyGateway, backend: str) -> bool:
+        self._owners.pop(backend, None)
         routes = self._routes.get(id(gateway))
         return True if routes is None else await routes.clean(backend)
 

@@ -4,12 +4,15 @@ and its health. Every replica consumes every deployment's lifecycle into a Fleet
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 from tarn_shared.streams import StreamPublisher, connect
 
 from . import sasl_login
 from .admission import Allowlist, Gate
+from .cold_start import ColdStartReport, Verdict
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
 from .gateways import HaproxyGateway, RestartWatch, ZookeeperGateway
@@ -28,6 +31,12 @@ from .zookeeper import Ensembles, parse_acl
 def _login_problem(settings: GatewaySyncSettings, hosts: str) -> Optional[str]:
     problem = sasl_login.check(hosts, settings.zk_sasl_mechanism, settings.zk_acl)
     return problem.message if problem else None
+
+
+@dataclass
+class _Running:
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: List[asyncio.Task] = field(default_factory=list)
 
 
 class GatewaySync:
@@ -52,32 +61,31 @@ class GatewaySync:
                              lambda name, place: metrics.claims_refused.labels(name, place.kind).inc())
         publisher = StreamPublisher(self._redis)
         haproxies = [HaproxyGateway(api, settings, errors, is_leader, allowed, clock) for api in apis]
+        self.models = ModelRouting([ModelRoutes(h, errors, is_leader) for h in haproxies], publisher, errors)
         sync = DeploymentSync(
             self.discovery, haproxies,
             ZookeeperGateway(self.ensembles, settings.zk_hosts, errors, is_leader, allowed), Resolver(errors, clock),
             work, UnroutedAnnouncer(publisher, errors, work.retry_soon), metrics,
             self.claims, PlaceStore(self._redis, settings.zk_hosts + settings.election_path, errors, gate.admits_place),
-            clock, settings.grpc_backend_of(),
-            ModelRouting([ModelRoutes(h, errors, is_leader) for h in haproxies], publisher, errors))
+            clock, settings.grpc_backend_of(), self.models)
         self.control = ControlLoop(sync, work, is_leader, metrics, errors,
                                    reconcile_interval_s=settings.reconcile_interval_s,
                                    reconcile_min_gap_s=settings.reconcile_min_gap_s, clock=clock)
         self.restarts = RestartWatch(apis, self._on_haproxy_restart, settings.haproxy_watch_interval_s)
-        self._stop = asyncio.Event()
-        self._tasks: List[asyncio.Task] = []
+        self._running = _Running()
         metrics.watch_consumers(lambda: {s: c.stats for s, c in self.discovery.consumers.items()})
 
     async def start(self) -> None:
         for name, loop in (("election", self.election.run), ("discovery", self.discovery.run),
                            ("apply", self.control.run_apply), ("reconcile", self.control.run_reconcile),
                            ("haproxy-watch", self.restarts.run)):
-            self._tasks.append(asyncio.create_task(loop(self._stop), name=name))
+            self._running.tasks.append(asyncio.create_task(loop(self._running.stop), name=name))
 
     async def stop(self) -> None:
-        self._stop.set()
-        for task in self._tasks:
+        self._running.stop.set()
+        for task in self._running.tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._running.tasks, return_exceptions=True)
         await self.election.stop()
         await self.ensembles.stop()
         await self._redis.aclose()
@@ -98,6 +106,19 @@ class GatewaySync:
             "zookeeper": self.ensembles.states(),
             "haproxy": {a: i or "unreachable" for a, i in self.restarts.identity.items()},
         }
+
+    async def cold_start(self, report: ColdStartReport) -> Verdict:
+        """What tarn_cold_start.lua reports: counted; a held or waiting request asks tarn-am for a copy."""
+        if report.event in ("served", "expired"):
+            self.metrics.cold_requests.labels(report.event).inc()
+            if report.event == "served":
+                self.metrics.cold_wait.observe(report.waited_ms / 1000)
+            return Verdict(report.event)
+        if report.event == "held":
+            self.metrics.cold_requests.labels("held").inc()
+        verdict = await self.models.demanded(report, time.time())
+        self.metrics.demands.labels(verdict.outcome).inc()
+        return verdict
 
     def _on_haproxy_restart(self) -> None:
         self.control.forget_applied()  # its runtime servers are gone

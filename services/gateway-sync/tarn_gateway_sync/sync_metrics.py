@@ -16,6 +16,7 @@ from tarn_shared.consumer import ConsumerStats
 log = logging.getLogger(__name__)
 ERROR_LOG_EVERY_S = 30.0
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COLD_BUCKETS_S = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)  # a cold start loads a model: seconds
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,16 @@ class Metrics:
             ["what", "reason"], registry=registry)
         self.routed = Gauge("tarn_gateway_sync_routed_instances", "Ready instances to route", ["deployment"],
                             registry=registry)
+        self.cold_requests = Counter(
+            "tarn_gateway_sync_cold_requests", "Requests HAProxy held for a model with no usable copy (scaled to "
+            "zero), as tarn_cold_start.lua reports them: held, then served or expired (503)", ["outcome"],
+            registry=registry)
+        self.cold_wait = Histogram("tarn_gateway_sync_cold_wait_seconds",
+                                   "How long a held request waited until a copy served it", buckets=COLD_BUCKETS_S,
+                                   registry=registry)
+        self.demands = Counter("tarn_gateway_sync_model_demands", "Cold-start reports that asked tarn-am for a "
+                               "copy, by outcome: published, throttled, refused, failed", ["outcome"],
+                               registry=registry)
 
     def watch_consumers(self, consumers: Callable[[], Mapping[str, ConsumerStats]]) -> None:
         self.registry.register(ConsumerCollector(consumers))

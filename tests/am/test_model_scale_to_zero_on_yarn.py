@@ -1,0 +1,93 @@
+"""Scale a model to zero and back, end to end on the minicluster (issue 16, item 6): the real
+tarn-am in --placement per-model with ``identity: {min: 0, idle_s: 5}``, a real node-agent and
+tritonserver, gateway-sync (its own process) and HAProxy with tarn_cold_start.lua. A request
+for identity at 0 copies is held at HAProxy, gateway-sync publishes ModelDemanded, tarn-am
+loads one copy, and the held request is answered 200; idle for its window, identity is unloaded
+everywhere; the next request is held again and answered. The time from held to answered is
+printed and bounded (generously)."""
+from __future__ import annotations
+
+import time
+from typing import Dict, List
+
+import httpx
+import pytest
+
+from tests.am.conftest import submitted
+from tests.gateway_sync.support import Replica, settings_for
+from tests.support.cold_start_haproxy import BACKEND, start_haproxy
+from tests.support.polling import wait_for
+from tests.support.stack_fixture import tarnstack
+
+pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(600)]
+MODELS = ("models:\n  identity: {min: 0, max: 1, memory: 64MiB, idle_s: 5}\n"
+          "  add_sub: {min: 1, max: 1, memory: 64MiB}\n")
+IDENTITY = {"inputs": [{"name": "INPUT0", "shape": [2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+COLD_BOUND_S = 60.0
+
+
+@pytest.fixture
+def cold(hadoop_cluster, webhdfs, stack, zk_hosts, tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(MODELS)
+    deployments = submitted(hadoop_cluster, webhdfs, stack, instances=1, max_instances=1, autoscale=True,
+                            extra_args=["--placement", "per-model", "--models", str(path), "--haproxy-backend",
+                                        BACKEND, "--zk-ensemble", zk_hosts, "--telemetry-interval", "1"])
+    deployment = next(deployments)
+    replica, proc = None, None
+    try:
+        settings = settings_for(stack, zk_hosts, replica=f"gs-{deployment.name}", deployment=deployment.name,
+                                allowed_backends=[BACKEND], haproxy_sockets=[str(tmp_path / "h.sock")])
+        replica = Replica(settings, tmp_path / "gateway-sync.log")
+        proc, socket_path, url, map_file = start_haproxy(tmp_path, replica.url, COLD_BOUND_S)
+        yield deployment, url, socket_path, map_file
+    finally:
+        if proc is not None:
+            tarnstack.stop_pid(proc.pid)
+        if replica is not None:
+            replica.stop()
+        deployments.close()
+
+
+def holders(state: dict) -> Dict[str, List[str]]:
+    out: Dict[str, List[str]] = {}
+    for row in state["instances"]:
+        for model in row.get("models") or ():
+            out.setdefault(model, []).append(row["instance_id"])
+    return out
+
+
+def cold_request(url: str) -> float:
+    started = time.monotonic()
+    response = httpx.post(url + "/v2/models/identity/infer", json=IDENTITY, timeout=COLD_BOUND_S + 30,
+                          trust_env=False)
+    waited = time.monotonic() - started
+    assert response.status_code == 200, (response.status_code, response.text)
+    assert response.json()["outputs"][0]["data"] == [1.0, 2.0]
+    return waited
+
+
+def test_a_model_at_zero_copies_is_loaded_on_its_first_request_held_at_the_gateway_and_unloaded_when_idle(cold):
+    deployment, url, socket_path, map_file = cold
+    state = wait_for(lambda: (lambda s: s if holders(s).get("add_sub") else None)(deployment.state()), 240,
+                     message=lambda: f"add_sub not placed: {deployment.state()['model_placement']}")
+    assert "identity" not in holders(state)  # min 0 and no demand: no copy
+    wait_for(lambda: f"identity {BACKEND}_model_" in tarnstack.haproxy_command(socket_path, f"show map {map_file}"),
+             60, "identity's map entry while at zero copies")
+
+    first = cold_request(url)
+    state = deployment.state()
+    assert holders(state).get("identity"), state["model_placement"]
+    # Idle past its 5 s window: unloaded everywhere, its map entry kept.
+    idle_since = time.monotonic()
+    wait_for(lambda: "identity" not in holders(deployment.state()), 90,
+             message=lambda: f"identity not unloaded: {deployment.state()['model_placement']}")
+    unloaded_s = time.monotonic() - idle_since
+    line = next(m for m in deployment.state()["model_placement"] if m["name"] == "identity")
+    assert line["wanted"] == 0, line
+    assert f"identity {BACKEND}_model_" in tarnstack.haproxy_command(socket_path, f"show map {map_file}")
+
+    second = cold_request(url)
+    print(f"cold start: first request answered {first:.1f} s after it was held; identity unloaded "
+          f"{unloaded_s:.1f} s after it went idle; the next cold request answered after {second:.1f} s")
+    assert first < COLD_BOUND_S and second < COLD_BOUND_S
