@@ -13,8 +13,6 @@ gets a trickle and stays at one copy. ``cold`` (min 0) gets nothing: after its s
 """
 from __future__ import annotations
 
-import asyncio
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -23,21 +21,16 @@ from typing import Dict, Iterator, List, Optional
 import httpx
 import pytest
 
-from tarn_gateway_sync.haproxy import RuntimeApi
-from tarn_gateway_sync.plan import Admin
 from tarn_shared import events as ev
 from tests.am.conftest import Deployment, submitted
 from tests.gateway_sync.support import Replica, settings_for
 from tests.hadoop.cluster import HadoopCluster
 from tests.support.inference_load import InferenceLoad
 from tests.support.polling import wait_for
-from tests.support.ports import free_port
-from tests.support.scripts import load_script
-from tests.support.stack_fixture import tarnstack
+from tests.support.model_haproxy import ModelHaproxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
 MODEL_PY = Path(__file__).resolve().parents[1] / "ballast_model" / "model.py"
-render = load_script("deploy/haproxy/render_model_routes.py")
 MIB = 1 << 20
 CAPACITY_MIB = 560  # two of the footprints below fit, three do not
 # name: (ballast MiB, delay ms); declared memory = ballast + ~40 MiB for the python stub
@@ -68,63 +61,11 @@ def repository(root: Path) -> Path:
     return root
 
 
-class ModelHaproxy:
-    """A private HAProxy 2.6 with the deployment's backend and its model slots."""
-
-    def __init__(self, tmp_path: Path, backend: str) -> None:
-        self.backend, self.port = backend, free_port()
-        self.map_file = render.map_path(tmp_path, backend)
-        render.write_empty_map(self.map_file)
-        cfg = tmp_path / "haproxy.cfg"
-        cfg.write_text("\n".join([
-            "global", f"    stats socket {tmp_path}/h.sock mode 600 level admin",
-            "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s", "    timeout server 30s",
-            "frontend fe", f"    bind 127.0.0.1:{self.port}", render.frontend_rules(backend, self.map_file),
-            f"    default_backend {backend}",
-            f"backend {backend}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-            "    default-server inter 1s fall 2 rise 1", "",
-            render.slot_backends(backend, 4, check_inter="1s")]))
-        self.socket = str(tmp_path / "h.sock")
-        self.log = tmp_path / "haproxy.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        tarnstack.wait_until(lambda: "Name: HAProxy" in tarnstack.haproxy_command(self.socket, "show info"),
-                             "haproxy with model slots", self.log, self.proc)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def slots(self) -> Dict[str, str]:
-        """model -> its slot backend, as the map says now."""
-        out = {}
-        for line in tarnstack.haproxy_command(self.socket, f"show map {self.map_file}").splitlines():
-            parts = line.split()
-            if len(parts) == 3:
-                out[parts[1]] = parts[2]
-        return out
-
-    def serving(self, model: str) -> List[str]:
-        """``ip:port`` of the servers up and ready in the model's slot backend."""
-        slot = self.slots().get(model)
-        if slot is None:
-            return []
-        servers = asyncio.run(RuntimeApi(self.socket).servers(slot))
-        return sorted(f"{s.ip}:{s.port}" for s in servers if s.admin is Admin.READY and s.operational_up
-                      and s.ip != "0.0.0.0")
-
-    def dump(self) -> str:
-        return "\n".join(tarnstack.haproxy_command(self.socket, c)
-                         for c in (f"show map {self.map_file}", "show servers state"))
-
-    def stop(self) -> None:
-        tarnstack.stop_pid(self.proc.pid)
-
-
 @pytest.fixture
 def moving(hadoop_cluster: HadoopCluster, webhdfs, stack, zk_hosts, tmp_path) -> Iterator[tuple]:
-    if len(hadoop_cluster.nodemanagers) < 2:
-        pytest.skip("needs two NodeManagers")
+    assert len(hadoop_cluster.nodemanagers) >= 2, "the minicluster runs two NodeManagers"
     backend = f"moves{uuid.uuid4().hex[:6]}"
-    haproxy = ModelHaproxy(tmp_path, backend)
+    haproxy = ModelHaproxy(tmp_path, [backend], slots=4).start()
     (tmp_path / "models.yaml").write_text(MODELS_YAML)
     extra = ["--placement", "per-model", "--models", str(tmp_path / "models.yaml"),
              "--container-memory", str(CAPACITY_MIB), "--max-instances", "2", "--telemetry-interval", "1",
@@ -180,29 +121,31 @@ def test_load_skew_gives_the_hot_model_a_second_instance_and_the_cold_one_unload
     d, haproxy, gs_log = moving
     started = time.monotonic()
 
+    def models_table() -> Dict[str, dict]:
+        with d.http() as http:
+            return {m["name"]: m for m in http.get("/api/models").raise_for_status().json()["models"]}
+
     def placed():
         state = d.state()
         held = holders(state)
         ok = (len(state["instances"]) == 2 and all(len(held.get(m, [])) == 1 for m in MODELS)
               and all(len(haproxy.serving(m)) == 1 for m in MODELS))
-        return state if ok else None
+        # The agents' measurements come with their next telemetry sample, after the ready announcement.
+        return state if ok and all(row["memory_source"] == "measured" for row in models_table().values()) else None
 
-    state = wait_for(placed, 300, message=lambda: f"three models placed and routed: {d.state()['model_placement']}\n"
+    state = wait_for(placed, 300, message=lambda: f"three models placed, routed and measured: "
+                                                  f"{d.state()['model_placement']}\n{models_table()}\n"
                                                   f"{haproxy.dump()}", ignore=NOT_YET)
     placed_s = time.monotonic() - started
-    with d.http() as http:
-        table = {m["name"]: m for m in http.get("/api/models").raise_for_status().json()["models"]}
-    footprints = {m: table[m]["memory_bytes"] for m in MODELS}
-    sources = {m: table[m]["memory_source"] for m in MODELS}
+    footprints = {m: row["memory_bytes"] for m, row in models_table().items() if m in MODELS}
     sizes = sorted(footprints.values())
     # The premise, from the agents' measurements: an instance holds two of the models, never three.
-    assert sources == dict.fromkeys(MODELS, "measured"), (sources, footprints)
     assert sizes[1] + sizes[2] <= CAPACITY_MIB * MIB < sum(sizes), footprints
     first_hot = holders(state)["hot"]
     address = {r["instance_id"]: r["address"] for r in state["instances"]}
 
-    steady = InferenceLoad([haproxy.url], model="steady", interval_s=0.2).start()
-    hot = InferenceLoad([haproxy.url], model="hot", threads=3)
+    steady = InferenceLoad([haproxy.url()], model="steady", interval_s=0.2).start()
+    hot = InferenceLoad([haproxy.url()], model="hot", threads=3)
     try:
         time.sleep(3)
         load_at = time.time()

@@ -19,7 +19,7 @@ from tests.support.stack_fixture import tarnstack
 
 from tarn_shared.deployments import put_record
 
-from tests.support.cold_start_haproxy import BACKEND, start_haproxy
+from tests.support.model_haproxy import BACKEND, ModelHaproxy
 
 from .support import ZK_PATH, Backends, EventPublisher, Replica, settings_for, until
 
@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 def test_a_request_held_past_its_bound_gets_503_with_retry_after(stack, tmp_path):
     # No gateway-sync listens at the cold-start URL: the hold still ends at its bound.
-    proc, socket_path, url, map_file = start_haproxy(tmp_path, f"http://127.0.0.1:{free_port()}", 2.0)
+    haproxy = ModelHaproxy(tmp_path, check_inter="500ms", cold_start_url=f"http://127.0.0.1:{free_port()}",
+                           cold_wait_s=2.0).start()
+    socket_path, url, map_file = haproxy.socket, haproxy.url(), haproxy.map_file()
     try:
         tarnstack.haproxy_command(socket_path, f"add map {map_file} identity {BACKEND}_model_0")
         started = time.monotonic()
@@ -42,7 +44,8 @@ def test_a_request_held_past_its_bound_gets_503_with_retry_after(stack, tmp_path
         other = httpx.post(url + "/v2/models/other/infer", json={}, timeout=20)
         assert other.status_code == 503 and "retry-after" not in other.headers and time.monotonic() - started < 1.5
     finally:
-        tarnstack.stop_pid(proc.pid)
+        if haproxy is not None:
+            haproxy.stop()
 
 
 async def _demands(publisher: EventPublisher) -> List[ev.ModelDemanded]:
@@ -53,15 +56,15 @@ async def _demands(publisher: EventPublisher) -> List[ev.ModelDemanded]:
 async def test_a_held_request_is_answered_once_a_copy_is_ready_and_gateway_sync_asks_for_it(
         stack, redis_url, deployment, zk_hosts, tmp_path):
     backends = Backends(1)
-    replica = None
-    proc = None
+    replica, haproxy = None, None
     publisher = EventPublisher(redis_url, deployment)
     try:
         (port,) = backends.ports
         settings = settings_for(stack, zk_hosts, deployment=deployment, allowed_backends=[BACKEND],
                                 reconcile_interval_s=2.0, haproxy_sockets=[str(tmp_path / "h.sock")])
         replica = Replica(settings, tmp_path / "gateway-sync.log")  # it waits for HAProxy's socket
-        proc, socket_path, url, map_file = start_haproxy(tmp_path, replica.url, 30.0)
+        haproxy = ModelHaproxy(tmp_path, check_inter="500ms", cold_start_url=replica.url, cold_wait_s=30.0).start()
+        socket_path, url, map_file = haproxy.socket, haproxy.url(), haproxy.map_file()
         await backends.wait_ready()
         await put_record(publisher.client, ev.DeploymentRecord(
             deployment=deployment, app_id=publisher.app_id, zk_ensemble=zk_hosts, zk_path=ZK_PATH,
@@ -122,8 +125,8 @@ async def test_a_held_request_is_answered_once_a_copy_is_ready_and_gateway_sync_
         await publisher.close()
         if replica is not None:
             replica.stop()
-        if proc is not None:
-            tarnstack.stop_pid(proc.pid)
+        if haproxy is not None:
+            haproxy.stop()
         backends.stop()
 
 

@@ -4,7 +4,6 @@ which port answered): a model's requests reach only the instances holding it REA
 follow its copies as the instances' ready announcements change, also across an HAProxy restart."""
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from typing import List
 
@@ -14,49 +13,20 @@ import pytest
 from tarn_gateway_sync.haproxy import RuntimeApi
 from tarn_shared import events as ev
 from tarn_shared.deployments import read_records, remove_record
-from tests.support.ports import free_port
-from tests.support.scripts import load_script
-from tests.support.stack_fixture import tarnstack
+from tests.support.model_haproxy import BACKEND, ModelHaproxy
 
 from .support import Backends, EventPublisher, Gateways, in_process, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-BACKEND = "triton_backend"
-render = load_script("deploy/haproxy/render_model_routes.py")
 
 
 @pytest.fixture
 def model_haproxy(stack, tmp_path):
-    port, map_file = free_port(), render.map_path(tmp_path, BACKEND)
-    render.write_empty_map(map_file)
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("\n".join([
-        "global", f"    stats socket {tmp_path}/h.sock mode 600 level admin",
-        "defaults", "    mode http", "    timeout connect 2s", "    timeout client 10s", "    timeout server 10s",
-        "frontend fe", f"    bind 127.0.0.1:{port}", render.frontend_rules(BACKEND, map_file),
-        f"    default_backend {BACKEND}",
-        f"backend {BACKEND}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-        "    default-server inter 1s fall 2 rise 1", "",
-        render.slot_backends(BACKEND, 3, check_inter="1s")]))
-    log_path, socket_path = tmp_path / "haproxy.log", str(tmp_path / "h.sock")
-    procs: List[subprocess.Popen] = []
-
-    def start() -> None:
-        """A fresh HAProxy (a restart loses the runtime servers and map entries)."""
-        if procs:
-            tarnstack.stop_pid(procs[-1].pid)
-        with open(log_path, "ab") as log:
-            procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-        tarnstack.wait_until(lambda: "Name: HAProxy" in tarnstack.haproxy_command(socket_path, "show info"),
-                             "haproxy with model slots", log_path, procs[-1])
-
+    haproxy = ModelHaproxy(tmp_path, slots=3).start()
     try:
-        start()
-        yield socket_path, f"http://127.0.0.1:{port}", str(map_file), start
+        yield haproxy.socket, haproxy.url(), haproxy.map_file(), haproxy.start
     finally:
-        if procs:
-            tarnstack.stop_pid(procs[-1].pid)
+        haproxy.stop()
 
 
 @pytest.fixture

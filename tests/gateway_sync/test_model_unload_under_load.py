@@ -8,7 +8,6 @@ the requests after the unload are all served by the other instance."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from typing import List
 
@@ -20,44 +19,24 @@ from tarn_shared import events as ev
 from tests.node_agent.agent_process import AgentProcess
 from tests.node_agent.test_agent_model_commands import acked
 from tests.support.inference_load import BODY, InferenceLoad
-from tests.support.ports import free_port
-from tests.support.scripts import load_script
+from tests.support.model_haproxy import BACKEND, ModelHaproxy
 from tests.support.stack_fixture import tarnstack
 from tests.support.triton_fixture import copy_model_repository
 
 from .support import EventPublisher, in_process, settings_for, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-BACKEND = "triton_backend"
 APP = "application_1700000000000_0016"
 CONTAINERS = [f"container_1700000000000_0016_01_00000{n}" for n in (2, 3)]
-render = load_script("deploy/haproxy/render_model_routes.py")
 
 
 @pytest.fixture
 def model_haproxy(stack, tmp_path):
-    port, map_file = free_port(), render.map_path(tmp_path, BACKEND)
-    render.write_empty_map(map_file)
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("\n".join([
-        "global", f"    stats socket {tmp_path}/h.sock mode 600 level admin",
-        "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s", "    timeout server 30s",
-        "frontend fe", f"    bind 127.0.0.1:{port}", render.frontend_rules(BACKEND, map_file),
-        f"    default_backend {BACKEND}",
-        f"backend {BACKEND}", "    balance roundrobin", "    option httpchk GET /v2/health/ready",
-        "    default-server inter 1s fall 2 rise 1", "",
-        render.slot_backends(BACKEND, 2, check_inter="1s")]))
-    log_path = tmp_path / "haproxy.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    haproxy = ModelHaproxy(tmp_path).start()
     try:
-        socket_path = str(tmp_path / "h.sock")
-        tarnstack.wait_until(lambda: "Name: HAProxy" in tarnstack.haproxy_command(socket_path, "show info"),
-                             "haproxy with model slots", log_path, proc)
-        yield socket_path, f"http://127.0.0.1:{port}"
+        yield haproxy.socket, haproxy.url()
     finally:
-        tarnstack.stop_pid(proc.pid)
+        haproxy.stop()
 
 
 @pytest.fixture
