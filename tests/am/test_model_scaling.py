@@ -184,3 +184,23 @@ def test_a_shed_copy_is_the_one_still_loading_so_the_serving_copy_stays():
     loading = InstanceMemory("c2", "n2", 10 * gib, 2 * gib, frozenset({"bert"}), loading=frozenset({"bert"}))
     placement = place([ModelDemand("bert", 2 * gib, 1)], [serving, loading], FleetBounds(1, 4, 10 * gib))
     assert [(m.instance_id, m.model) for m in placement.unloads] == [("c2", "bert")]
+
+
+def test_no_copy_is_shed_on_the_rate_a_saturated_copy_managed():
+    # Saturated readings say a copy manages at most 12/s at its target: an upper bound on its rate.
+    over = [(t, lambda c, t: ModelReading(c, t, c * 12.0, 300_000, 0.0)) for t in range(0, 20, 2)]
+    _, state, copies = run(over, 10)
+    # 60/s on 10 copies, queue at 30 % of target: shedding on 12/s would keep ceil(60 / 8.4) = 8.
+    calm = [(t, lambda c, t: ModelReading(c, t, 60.0, 30_000, 0.0)) for t in range(20, 200, 2)]
+    decisions, _, copies = run(calm, copies, state)
+    assert copies >= 10 and all("shed" not in d.reason for _, d in decisions)
+
+
+def test_a_model_whose_load_fell_sheds_without_a_near_target_reading():
+    # 9 copies at 11/s each, queue at 20 % of target: no reading near the target, none over it.
+    busy = [(t, lambda c, t: ModelReading(c, t, 99.0, 20_000, 0.0)) for t in range(0, 120, 2)]
+    _, state, copies = run(busy, 9)
+    assert copies == 9
+    quiet = [(t, lambda c, t: ModelReading(c, t, 6.0, 100, 0.0)) for t in range(120, 260, 2)]
+    _, _, copies = run(quiet, copies, state)
+    assert copies == 1  # 6/s is under one copy's 11/s at 70 %: one step down after a stable window

@@ -24,7 +24,11 @@ Panic starts when the panic window's demand exceeds
 ``PANIC_THRESHOLD`` (2×) the ready copies, and lasts until a stable window passed without
 it; in panic no copy is shed. A copy is shed only when the demand stayed below the copies
 for a whole stable window (the peak of the window, KPA's scale-down delay), and never
-before one window of readings exists. The count stays within the model's min/max copies.
+before one window of readings exists. What may be shed is judged on a rate a copy surely
+manages (``shed_rate``: near-target readings, else the busiest copy among readings under
+the band, a loose lower bound), never on the saturated readings' upper bound: shedding on it
+cut copies a rising load still needed, and without any near-target reading a model whose
+load fell kept every copy. The count stays within the model's min/max copies.
 """
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ class CopiesState:
     # (t, served per copy) of readings near the target (their running max) and above it (running min)
     near: Tuple[Tuple[float, float], ...] = ()
     saturated: Tuple[Tuple[float, float], ...] = ()
+    under: Tuple[Tuple[float, float], ...] = ()  # (t, served per copy) of readings under LEARN_FROM (running max)
+    ceiling: Tuple[Tuple[float, float], ...] = ()  # (t, copies the arrivals need at most), what may be shed
     last: Optional[Tuple[float, float]] = None  # (t, pending) of the last reading used
     since_s: Optional[float] = None  # first reading of this run of readings
     panic_until_s: Optional[float] = None
@@ -89,6 +95,17 @@ def rate_at_target(state: CopiesState, now_s: float) -> Optional[float]:
     return None
 
 
+def shed_rate(state: CopiesState, now_s: float) -> Optional[float]:
+    """A rate a copy surely manages at its target: near-target readings, else readings under
+    the band (a loose lower bound). Never the saturated ones: those are upper bounds, and a
+    copy shed on an upper bound is one too many (the queue comes back)."""
+    for points in (state.near, state.under):
+        trusted = [y for t, y in points if now_s - t <= RATE_MEMORY_S + _EPS]
+        if trusted:
+            return trusted[0]
+    return None
+
+
 def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> CopiesState:
     """Each copy's served rate against its own queue time: a backlog on one copy says nothing
     of the others (round robin does not move a queue), so the model's means would mislead."""
@@ -102,6 +119,8 @@ def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> Co
             state = replace(state, near=push_extreme(state.near, t, rate, RATE_MEMORY_S))
         elif ratio > 1 + _EPS:
             state = replace(state, saturated=push_extreme(state.saturated, t, rate, RATE_MEMORY_S, largest=False))
+        else:
+            state = replace(state, under=push_extreme(state.under, t, rate, RATE_MEMORY_S))
     return state
 
 
@@ -127,7 +146,11 @@ def _observe(target: ModelTarget, reading: ModelReading, now_s: float,
     points = within(state.demand, now_s, STABLE_WINDOW_S)
     if demand is not None:
         points += ((reading.sampled_at_s, demand),)
-    return ratio, replace(state, demand=points, last=(reading.sampled_at_s,
+    most = _demand(reading, 0.0, arrivals, shed_rate(state, now_s))
+    ceiling = within(state.ceiling, now_s, STABLE_WINDOW_S)
+    if most is not None:
+        ceiling += ((reading.sampled_at_s, most),)
+    return ratio, replace(state, demand=points, ceiling=ceiling, last=(reading.sampled_at_s,
                                   reading.pending_requests), since_s=state.since_s or reading.sampled_at_s)
 
 
@@ -154,6 +177,7 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
     else:
         ratio, state = _observe(target, reading, now_s, state)
     stable = within(state.demand, now_s, STABLE_WINDOW_S)
+    ceiling = within(state.ceiling, now_s, STABLE_WINDOW_S)
     recent = within(stable, now_s, PANIC_WINDOW_S) or stable[-1:]
     stable_count, panic_demand = _count(mean(stable)), mean(recent)
     pressed = _count(stable[-1][1]) if stable and ratio > 1 + _EPS else 0
@@ -168,9 +192,9 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
         copies, why = pressed, f"under pressure: {pressed} copies serve the arrivals"
     elif stable_count > wanted:
         copies, why = stable_count, f"the stable window's demand needs {stable_count} copies"
-    elif stable and time_left(state.since_s, now_s, STABLE_WINDOW_S) is None and _count(peak(stable)) < wanted:
-        copies = _count(peak(stable))
-        why = f"demand stayed at or under {peak(stable):.1f} copies for {STABLE_WINDOW_S:g}s: shed {wanted - copies}"
+    elif ceiling and time_left(state.since_s, now_s, STABLE_WINDOW_S) is None and _count(peak(ceiling)) < wanted:
+        copies = _count(peak(ceiling))
+        why = f"demand stayed at or under {peak(ceiling):.1f} copies for {STABLE_WINDOW_S:g}s: shed {wanted - copies}"
     else:
         copies, why = wanted, "hold"
     copies, why = _bounded(target, copies, why)
