@@ -11,7 +11,7 @@ from tarn_shared import events as ev
 from tarn_am.model_commands import CommandBook
 from tarn_am.model_copies import ModelPlan, ModelTarget
 from tarn_am.model_round import FleetInputs, plan_round
-from tarn_am.model_scaling import STABLE_WINDOW_S, UTILIZATION, CopiesState, ModelReading, \
+from tarn_am.model_scaling import PANIC_WINDOW_S, STABLE_WINDOW_S, UTILIZATION, CopiesState, ModelReading, \
     decide, readings
 
 TARGET = ModelTarget(min_copies=1, max_copies=10, memory_bytes=1 << 30, target_queue_time_us=100_000)
@@ -51,7 +51,8 @@ def test_a_model_under_pressure_gets_the_copies_its_arrivals_need_in_one_decisio
         return ModelReading(c, t, c * PER_COPY * 1.2, 800_000, pending[-1])
 
     first, state = decide(TARGET, copies, burst(copies, 120.0), 120.0, state)
-    assert first.copies == math.ceil(60.0 / (UTILIZATION * PER_COPY)) == 9
+    # 60/s arrive and the 48 queued in the last 2 s are drained within the panic window
+    assert first.copies == math.ceil((60.0 + 48.0 / PANIC_WINDOW_S) / (UTILIZATION * PER_COPY)) == 10
     assert "under pressure" in first.reason or "panic" in first.reason
 
 
@@ -148,9 +149,9 @@ def test_a_round_asks_placement_for_the_copies_scaling_wants_and_an_operators_co
     assert first.lines[0].wanted == 2 and [s.instance_id for s in first.sends] == ["c2"]  # no growth seen yet
     second = plan_round(plan, inputs(102.0, 40.0), {}, first.book, 1, 3, 102.0, scaling=first.scaling)
     line = second.lines[0]
-    # 12/s served and 20/s more queueing: 32/s at 70 % of the 12/s one saturated copy serves
-    assert line.wanted == 4 and "panic" in line.wanted_reason and line.queue_time_us == 900_000
-    assert [s.instance_id for s in second.sends] == ["c3"] and line.missing == 1  # c2's load is in flight
+    # 12/s served, 20/s more queueing, 40 queued to drain within the panic window: 38.7/s at 70 % of 12/s
+    assert line.wanted == 5 and "panic" in line.wanted_reason and line.queue_time_us == 900_000
+    assert [s.instance_id for s in second.sends] == ["c3"] and line.missing == 2  # c2's load is in flight
     held = plan_round(plan, inputs(104.0, 80.0), {"bert": 1}, second.book, 1, 3, 104.0, scaling=second.scaling)
     assert held.lines[0].wanted == 1 and held.lines[0].wanted_reason.startswith("set by an operator")
 

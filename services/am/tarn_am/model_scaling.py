@@ -15,6 +15,9 @@ the request count) becomes a *demand*: the copies the arrivals need.
   each is trusted for ``RATE_MEMORY_S``. Demand is arrivals over ``UTILIZATION``
   of that rate, Knative's 70 % target utilization. Before any rate is learnt, a queue over
   its target asks for ``copies × queue/target`` and a queue under it holds.
+- Over its target, the pending queue is demand too, drained within the panic window (KPA
+  counts queued requests in its concurrency): a model hit by a step gets the copies that
+  clear the backlog, not only those that keep up with the new rate.
 - No request and nothing pending is no demand at all.
 
 Windows (windows.py): the stable window (60 s) averages the demand; the panic window (6 s)
@@ -142,7 +145,9 @@ def _observe(target: ModelTarget, reading: ModelReading, now_s: float,
         arrivals += (reading.pending_requests - state.last[1]) / (reading.sampled_at_s - state.last[0])
     arrivals = max(0.0, arrivals)
     state = _learn(state, target, reading)
-    demand = _demand(reading, ratio, arrivals, rate_at_target(state, now_s))
+    # Over its target, the backlog is demand too, to drain within a panic window (KPA counts queued requests).
+    pressing = arrivals + reading.pending_requests / PANIC_WINDOW_S if ratio > 1 + _EPS else arrivals
+    demand = _demand(reading, ratio, pressing, rate_at_target(state, now_s))
     points = within(state.demand, now_s, STABLE_WINDOW_S)
     if demand is not None:
         points += ((reading.sampled_at_s, demand),)
