@@ -188,3 +188,13 @@ def test_rounds_carry_consolidation_load_elsewhere_then_unload_then_offer_the_em
     decided = plan_round(PLAN, moved, {}, decided.book, 1, 2, t, consolidation=decided.placement.consolidation)
     assert [(s.instance_id, s.model, s.kind) for s in decided.sends] == [("c2", "resnet", UNLOAD)]
     assert decided.placement.release == ("c2",) and decided.desired == 1
+
+
+def test_no_instance_is_emptied_while_instances_the_target_asked_for_still_start():
+    from tarn_am.model_placement import CALM_ROUNDS
+    growing = fleet(sample("c1", ready("bert", 300 * MiB)), sample("c2", ready("resnet", 200 * MiB)), desired=3)
+    decided = None
+    for k in range(CALM_ROUNDS + 2):
+        decided = plan_round(PLAN, growing, {}, decided.book if decided else CommandBook(), 1, 3, 100.0 + k,
+                             consolidation=decided.placement.consolidation if decided else Consolidation())
+        assert decided.sends == [] and decided.desired == 3

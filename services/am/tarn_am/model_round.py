@@ -95,6 +95,8 @@ def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], b
     inputs = with_commands_in_flight(seen, book, footprints)
     # A new instance offers what the largest one seen offers (its GPUs), the container's memory before any
     new_capacity = max((i.capacity_bytes for i in seen), default=fleet.container_memory_bytes)
+    if len(seen) < fleet.desired:  # instances still start: the fleet is growing, not one to consolidate
+        consolidation = Consolidation()
     placement = decide(demands, inputs, FleetBounds(min_instances, max_instances, new_capacity), consolidation)
     silent = sorted(set(fleet.node_of) - {i.instance_id for i in seen})
     if silent:
