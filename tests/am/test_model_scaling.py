@@ -205,3 +205,18 @@ def test_a_model_whose_load_fell_sheds_without_a_near_target_reading():
     quiet = [(t, lambda c, t: ModelReading(c, t, 6.0, 100, 0.0)) for t in range(120, 260, 2)]
     _, _, copies = run(quiet, copies, state)
     assert copies == 1  # 6/s is under one copy's 11/s at 70 %: one step down after a stable window
+
+
+def test_no_copy_is_shed_on_the_rate_of_copies_draining_a_backlog():
+    # 10 copies drain a backlog: 100/s served while only 40/s arrive (the queue falls 60/s).
+    pending = [3000.0]  # lasts the 40 s of the drain
+
+    def draining(c, t):
+        pending.append(max(0.0, pending[-1] - 60.0 * STEP_S))
+        return ModelReading(c, t, 100.0, 30_000, pending[-1])
+
+    _, state, copies = run([(t, draining) for t in range(0, 40, 2)], 10)
+    # Then 40/s steady, 4/s a copy: shedding on the 10/s of the drain would keep ceil(40 / 7) = 6.
+    steady = [(t, lambda c, t: ModelReading(c, t, 40.0, 30_000, 0.0)) for t in range(40, 200, 2)]
+    decisions, _, copies = run(steady, copies, state)
+    assert copies == 10 and all("shed" not in d.reason for _, d in decisions)

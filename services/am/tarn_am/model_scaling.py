@@ -28,10 +28,10 @@ Panic starts when the panic window's demand exceeds
 it; in panic no copy is shed. A copy is shed only when the demand stayed below the copies
 for a whole stable window (the peak of the window, KPA's scale-down delay), and never
 before one window of readings exists. What may be shed is judged on a rate a copy surely
-manages (``shed_rate``: near-target readings, else the busiest copy among readings under
-the band, a loose lower bound), never on the saturated readings' upper bound: shedding on it
-cut copies a rising load still needed, and without any near-target reading a model whose
-load fell kept every copy. The count stays within the model's min/max copies.
+manages (``shed_rate``: the most a copy served at or under its target in a steady reading,
+one where it served no more than arrived), never on a saturated copy's upper bound nor on a
+copy draining a backlog: shedding on those cut copies a rising load still needed. A model
+whose load fell sheds even when no reading came near its target. The count stays within the model's min/max copies.
 """
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class CopiesState:
     # (t, served per copy) of readings near the target (their running max) and above it (running min)
     near: Tuple[Tuple[float, float], ...] = ()
     saturated: Tuple[Tuple[float, float], ...] = ()
-    under: Tuple[Tuple[float, float], ...] = ()  # (t, served per copy) of readings under LEARN_FROM (running max)
+    # (t, served per copy) of steady readings at or under the target (running max): what shedding trusts
+    kept_up: Tuple[Tuple[float, float], ...] = ()
     ceiling: Tuple[Tuple[float, float], ...] = ()  # (t, copies the arrivals need at most), what may be shed
     last: Optional[Tuple[float, float]] = None  # (t, pending) of the last reading used
     since_s: Optional[float] = None  # first reading of this run of readings
@@ -99,17 +100,15 @@ def rate_at_target(state: CopiesState, now_s: float) -> Optional[float]:
 
 
 def shed_rate(state: CopiesState, now_s: float) -> Optional[float]:
-    """A rate a copy surely manages at its target: near-target readings, else readings under
-    the band (a loose lower bound). Never the saturated ones: those are upper bounds, and a
-    copy shed on an upper bound is one too many (the queue comes back)."""
-    for points in (state.near, state.under):
-        trusted = [y for t, y in points if now_s - t <= RATE_MEMORY_S + _EPS]
-        if trusted:
-            return trusted[0]
-    return None
+    """A rate a copy surely manages at its target: the most a copy served, at or under its
+    target, in a steady reading (a lower bound). Never a saturated copy's rate (an upper bound),
+    nor one of a copy draining a backlog (it serves more than it keeps up with): a copy shed on
+    either is one too many, and the queue comes back."""
+    trusted = [y for t, y in state.kept_up if now_s - t <= RATE_MEMORY_S + _EPS]
+    return trusted[0] if trusted else None
 
 
-def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> CopiesState:
+def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading, steady: bool = True) -> CopiesState:
     """Each copy's served rate against its own queue time: a backlog on one copy says nothing
     of the others (round robin does not move a queue), so the model's means would mislead."""
     copies = reading.per_copy or ((reading.request_rate_per_s / max(reading.copies, 1), reading.queue_time_us),)
@@ -122,8 +121,8 @@ def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> Co
             state = replace(state, near=push_extreme(state.near, t, rate, RATE_MEMORY_S))
         elif ratio > 1 + _EPS:
             state = replace(state, saturated=push_extreme(state.saturated, t, rate, RATE_MEMORY_S, largest=False))
-        else:
-            state = replace(state, under=push_extreme(state.under, t, rate, RATE_MEMORY_S))
+        if ratio <= 1 + _EPS and steady:
+            state = replace(state, kept_up=push_extreme(state.kept_up, t, rate, RATE_MEMORY_S))
     return state
 
 
@@ -141,10 +140,12 @@ def _observe(target: ModelTarget, reading: ModelReading, now_s: float,
     """(the reading's queue/target, the state with the reading and its demand remembered)."""
     ratio = reading.queue_time_us / target.target_queue_time_us
     arrivals = reading.request_rate_per_s
-    if state.last is not None and reading.sampled_at_s - state.last[0] > _EPS:
+    known = state.last is not None and reading.sampled_at_s - state.last[0] > _EPS  # the queue's change
+    if known:
         arrivals += (reading.pending_requests - state.last[1]) / (reading.sampled_at_s - state.last[0])
     arrivals = max(0.0, arrivals)
-    state = _learn(state, target, reading)
+    steady = known and reading.request_rate_per_s <= arrivals + _EPS  # served no more than arrived: no drain
+    state = _learn(state, target, reading, steady)
     # Over its target, the backlog is demand too, to drain within a panic window (KPA counts queued requests).
     pressing = arrivals + reading.pending_requests / PANIC_WINDOW_S if ratio > 1 + _EPS else arrivals
     demand = _demand(reading, ratio, pressing, rate_at_target(state, now_s))
