@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))
 from placement_fleet import DECISION_S, Fleet, Tarn  # noqa: E402
 from placement_lru import Lru, LruParams  # noqa: E402
 from placement_workload import Workload, workload  # noqa: E402
+from tarn_am.model_placement import CONSOLIDATE_BELOW  # noqa: E402
 
 P99_RATIO_MAX = 0.5
 GRID_N = (2, 3, 4, 6, 8)
@@ -161,9 +162,9 @@ def main(argv=None) -> int:
     print(row(ours, "tarn (per-model scaling + placement)"))
     print(row(baseline, f"(b) LRU baseline, best p99 of {len(lru)}"))
     packed, use = packed_instance_s(ours, w)
-    print(f"tarn's instances held its copies at {use:.0%} of their memory on average: placement spreads copies "
-          f"and releases only empty instances. Packed, the same copies would take {packed:.0f} instance-seconds "
-          f"({packed / baseline.instance_s:.2f}x LRU's).")
+    print(f"tarn's instances held its copies at {use:.0%} of their memory on average (placement spreads copies, "
+          f"then consolidates a calm fleet below {CONSOLIDATE_BELOW:.0%}). Packed at every instant, the same copies "
+          f"would take {packed:.0f} instance-seconds ({packed / baseline.instance_s:.2f}x LRU's).")
     print(f"\n(b) LRU grid (Ray Serve defaults for max_ongoing and the delays), baseline: {params.describe()}")
     print(HEADER)
     for p, r in lru:

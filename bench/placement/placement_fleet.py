@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 from tarn_am.model_commands import instance_count
 from tarn_am.model_copies import ModelTarget
-from tarn_am.model_placement import FleetBounds, InstanceMemory, ModelDemand, decide, desired_copies
+from tarn_am.model_placement import Consolidation, FleetBounds, InstanceMemory, ModelDemand, decide, desired_copies
 from tarn_am.model_scaling import CopiesState, ModelReading
 from tarn_am.model_scaling import decide as scale
 
@@ -122,6 +122,7 @@ class Tarn(Fleet):
         self.wanted = {name: t.min_copies for name, t in self.targets.items()}
         self.states: Dict[str, CopiesState] = {}
         self.last_reason: Dict[str, str] = {}
+        self.consolidation = Consolidation()  # placement's own state, carried as tarn-am carries it
 
     def route(self, now: float, rates) -> Dict[Copy, float]:
         routed = {}
@@ -155,7 +156,9 @@ class Tarn(Fleet):
                                  frozenset(n for n, c in i.copies.items() if not c.leaving), frozenset(),
                                  {n: c.model.size_bytes for n, c in i.copies.items()},
                                  frozenset(n for n, c in i.copies.items() if not c.ready(now))) for i in ready]
-        placement = decide(demands, memory, FleetBounds(1, self.max_instances, int(self.w.capacity_gib * GIB)))
+        placement = decide(demands, memory, FleetBounds(1, self.max_instances, int(self.w.capacity_gib * GIB)),
+                           self.consolidation)
+        self.consolidation = placement.consolidation
         for move in placement.unloads:
             self.instances[move.instance_id].copies[move.model].leaving = True
             self.tally.unloads += 1

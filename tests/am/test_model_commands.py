@@ -6,7 +6,7 @@ from tarn_shared import events as ev
 from tarn_am.model_commands import LOAD, UNLOAD, CommandBook, CommandTimings, Outstanding, commands, \
     instance_count, settle, with_commands_in_flight
 from tarn_am.model_copies import ModelPlan, ModelTarget
-from tarn_am.model_placement import InstanceMemory, Move, Placement
+from tarn_am.model_placement import Consolidation, InstanceMemory, Move, Placement
 from tarn_am.model_round import FleetInputs, plan_round
 
 MiB = 1 << 20
@@ -171,3 +171,30 @@ def test_a_ready_instance_without_telemetry_holds_the_round_so_its_models_are_no
                         1000 * MiB)
     assert [(s.instance_id, s.model) for s in plan_round(PLAN, heard, {}, CommandBook(), 1, 2, 101.0).sends] == [
         ("c1", "resnet")]
+
+
+def test_rounds_carry_consolidation_load_elsewhere_then_unload_then_offer_the_emptied_instance():
+    from tarn_am.model_placement import CALM_ROUNDS
+    calm = fleet(sample("c1", ready("bert", 300 * MiB)), sample("c2", ready("resnet", 200 * MiB)))
+    decided, t = None, 100.0
+    for _ in range(CALM_ROUNDS):
+        decided = plan_round(PLAN, calm, {}, decided.book if decided else CommandBook(), 1, 2, t,
+                             consolidation=decided.placement.consolidation if decided else Consolidation())
+        t += 1
+    assert [(s.instance_id, s.model, s.kind) for s in decided.sends] == [("c1", "resnet", LOAD)]
+    load = decided.sends[0].command_id
+    moved = fleet(sample("c1", ready("bert", 300 * MiB), ready("resnet", 200 * MiB)),
+                  sample("c2", ready("resnet", 200 * MiB)), acks={load: ack(load, ev.AckStatus.DONE)})
+    decided = plan_round(PLAN, moved, {}, decided.book, 1, 2, t, consolidation=decided.placement.consolidation)
+    assert [(s.instance_id, s.model, s.kind) for s in decided.sends] == [("c2", "resnet", UNLOAD)]
+    assert decided.placement.release == ("c2",) and decided.desired == 1
+
+
+def test_no_instance_is_emptied_while_instances_the_target_asked_for_still_start():
+    from tarn_am.model_placement import CALM_ROUNDS
+    growing = fleet(sample("c1", ready("bert", 300 * MiB)), sample("c2", ready("resnet", 200 * MiB)), desired=3)
+    decided = None
+    for k in range(CALM_ROUNDS + 2):
+        decided = plan_round(PLAN, growing, {}, decided.book if decided else CommandBook(), 1, 3, 100.0 + k,
+                             consolidation=decided.placement.consolidation if decided else Consolidation())
+        assert decided.sends == [] and decided.desired == 3

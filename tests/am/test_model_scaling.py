@@ -11,7 +11,7 @@ from tarn_shared import events as ev
 from tarn_am.model_commands import CommandBook
 from tarn_am.model_copies import ModelPlan, ModelTarget
 from tarn_am.model_round import FleetInputs, plan_round
-from tarn_am.model_scaling import STABLE_WINDOW_S, UTILIZATION, CopiesState, ModelReading, \
+from tarn_am.model_scaling import PANIC_WINDOW_S, STABLE_WINDOW_S, UTILIZATION, CopiesState, ModelReading, \
     decide, readings
 
 TARGET = ModelTarget(min_copies=1, max_copies=10, memory_bytes=1 << 30, target_queue_time_us=100_000)
@@ -51,7 +51,8 @@ def test_a_model_under_pressure_gets_the_copies_its_arrivals_need_in_one_decisio
         return ModelReading(c, t, c * PER_COPY * 1.2, 800_000, pending[-1])
 
     first, state = decide(TARGET, copies, burst(copies, 120.0), 120.0, state)
-    assert first.copies == math.ceil(60.0 / (UTILIZATION * PER_COPY)) == 9
+    # 60/s arrive and the 48 queued in the last 2 s are drained within the panic window
+    assert first.copies == math.ceil((60.0 + 48.0 / PANIC_WINDOW_S) / (UTILIZATION * PER_COPY)) == 10
     assert "under pressure" in first.reason or "panic" in first.reason
 
 
@@ -148,9 +149,9 @@ def test_a_round_asks_placement_for_the_copies_scaling_wants_and_an_operators_co
     assert first.lines[0].wanted == 2 and [s.instance_id for s in first.sends] == ["c2"]  # no growth seen yet
     second = plan_round(plan, inputs(102.0, 40.0), {}, first.book, 1, 3, 102.0, scaling=first.scaling)
     line = second.lines[0]
-    # 12/s served and 20/s more queueing: 32/s at 70 % of the 12/s one saturated copy serves
-    assert line.wanted == 4 and "panic" in line.wanted_reason and line.queue_time_us == 900_000
-    assert [s.instance_id for s in second.sends] == ["c3"] and line.missing == 1  # c2's load is in flight
+    # 12/s served, 20/s more queueing, 40 queued to drain within the panic window: 38.7/s at 70 % of 12/s
+    assert line.wanted == 5 and "panic" in line.wanted_reason and line.queue_time_us == 900_000
+    assert [s.instance_id for s in second.sends] == ["c3"] and line.missing == 2  # c2's load is in flight
     held = plan_round(plan, inputs(104.0, 80.0), {"bert": 1}, second.book, 1, 3, 104.0, scaling=second.scaling)
     assert held.lines[0].wanted == 1 and held.lines[0].wanted_reason.startswith("set by an operator")
 
@@ -210,3 +211,38 @@ def test_a_min_zero_model_starts_with_one_copy_and_sheds_it_after_an_idle_stable
     shed = plan_round(plan, inputs(102.0 + STABLE_WINDOW_S, True, loaded), {}, book, 1, 1, 102.0 + STABLE_WINDOW_S,
                       scaling=scaling)
     assert shed.lines[0].wanted == 0 and [(s.instance_id, s.kind) for s in shed.sends] == [("c1", "unload")]
+
+
+def test_no_copy_is_shed_on_the_rate_a_saturated_copy_managed():
+    # Saturated readings say a copy manages at most 12/s at its target: an upper bound on its rate.
+    over = [(t, lambda c, t: ModelReading(c, t, c * 12.0, 300_000, 0.0)) for t in range(0, 20, 2)]
+    _, state, copies = run(over, 10)
+    # 60/s on 10 copies, queue at 30 % of target: shedding on 12/s would keep ceil(60 / 8.4) = 8.
+    calm = [(t, lambda c, t: ModelReading(c, t, 60.0, 30_000, 0.0)) for t in range(20, 200, 2)]
+    decisions, _, copies = run(calm, copies, state)
+    assert copies >= 10 and all("shed" not in d.reason for _, d in decisions)
+
+
+def test_a_model_whose_load_fell_sheds_without_a_near_target_reading():
+    # 9 copies at 11/s each, queue at 20 % of target: no reading near the target, none over it.
+    busy = [(t, lambda c, t: ModelReading(c, t, 99.0, 20_000, 0.0)) for t in range(0, 120, 2)]
+    _, state, copies = run(busy, 9)
+    assert copies == 9
+    quiet = [(t, lambda c, t: ModelReading(c, t, 6.0, 100, 0.0)) for t in range(120, 260, 2)]
+    _, _, copies = run(quiet, copies, state)
+    assert copies == 1  # 6/s is under one copy's 11/s at 70 %: one step down after a stable window
+
+
+def test_no_copy_is_shed_on_the_rate_of_copies_draining_a_backlog():
+    # 10 copies drain a backlog: 100/s served while only 40/s arrive (the queue falls 60/s).
+    pending = [3000.0]  # lasts the 40 s of the drain
+
+    def draining(c, t):
+        pending.append(max(0.0, pending[-1] - 60.0 * STEP_S))
+        return ModelReading(c, t, 100.0, 30_000, pending[-1])
+
+    _, state, copies = run([(t, draining) for t in range(0, 40, 2)], 10)
+    # Then 40/s steady, 4/s a copy: shedding on the 10/s of the drain would keep ceil(40 / 7) = 6.
+    steady = [(t, lambda c, t: ModelReading(c, t, 40.0, 30_000, 0.0)) for t in range(40, 200, 2)]
+    decisions, _, copies = run(steady, copies, state)
+    assert copies == 10 and all("shed" not in d.reason for _, d in decisions)

@@ -149,3 +149,11 @@ def test_takeover_keeps_running_containers_and_forgets_old_completions():
     decision, state = decide(1, SLOTS, Observation((old, live), {"c1": member("c1")}), 0.0, state, TIMINGS)
     assert decision.actions == ()
     assert state.failures == {}
+
+
+def test_scale_down_drains_the_instance_model_placement_emptied_before_the_youngest():
+    c1, c2 = running("nvidia-nm1", cid="c1"), running("nvidia-nm2", cid="c2", started=5)
+    members = {"c1": member("c1"), "c2": member("c2")}
+    observed = Observation((c1, c2), members, release_first=frozenset({"c1"}))
+    decision, _ = decide(1, SLOTS, observed, 10.0, FleetState(), TIMINGS)
+    assert [d.instance_id for d in decision.of_type(SendDrain)] == ["c1"]  # c2 is younger but holds models

@@ -227,6 +227,7 @@ class Controller:
             last_heartbeat=dict(self.view.heartbeats),
             acked_commands=frozenset(self.view.acked),
             bus=self.bus.health(now),
+            release_first=self.policy.models.release_first() if self.policy.models else frozenset(),
         )
         self.decision, self.state = reconcile.decide(self.desired, self.slots, observed, now, self.state,
                                                      self.settings.reconcile_timings())

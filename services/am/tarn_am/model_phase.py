@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Collection, Dict, List, Optional, Tuple
+from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.errors import ConfigError
@@ -17,6 +17,7 @@ from .model_commands import LOAD, CommandBook, Send
 from .model_copies import ModelPlan
 from .model_copies_store import CopiesStore
 from .model_demand import ModelDemands
+from .model_placement import Consolidation
 from .model_round import FleetInputs, ModelLine, ModelRound, plan_round
 from .model_scaling import ScalingMemory
 from .settings import AmSettings
@@ -85,6 +86,10 @@ class ModelPlacer:
         if kept:
             log.info("model copies kept from the previous tarn-am", extra={"copies": kept})
 
+    def release_first(self) -> FrozenSet[str]:
+        """The instances placement emptied to release: the ones a scale-down drains first."""
+        return frozenset(self.last.placement.release) if self.last else frozenset()
+
     def lines(self) -> List[ModelLine]:
         return list(self.last.lines) if self.last else []
 
@@ -110,7 +115,8 @@ class ModelPlacer:
         await self.restore()
         decided = plan_round(self.plan, self.inputs(view, draining, desired), self.wanted, self.book,
                              max(1, s.min_instances), s.max_instances, now,  # no scale to zero yet
-                             scaling=self.scaling)
+                             scaling=self.scaling,
+                             consolidation=self.last.placement.consolidation if self.last else Consolidation())
         self.book, self.last, self.scaling = decided.book, decided, decided.scaling
         for send in decided.sends:
             try:

@@ -1,6 +1,6 @@
 """Memory-aware model placement (``--placement per-model``): a pure function.
 
-``decide(models, instances, bounds) -> Placement`` does no I/O and reads no clock. Given
+``decide(models, instances, bounds, state) -> Placement`` does no I/O and reads no clock. Given
 each instance's memory (capacity, used, the models it holds, the models whose files its
 node already has), each model's footprint (measured by the agents, declared until then)
 and its desired copies, it says which copies to load and unload and how many instances
@@ -20,33 +20,29 @@ to size the request for more instances; the count stays within min/max instances
 copy larger than a whole instance is reported, never asked for. Instances left empty are
 offered for release down to ``min_instances``. Surplus copies are unloaded where a copy is
 still loading first, then from the node with most copies of that model, then the fullest instance.
+
+Consolidation: spreading leaves instances part full, and only empty ones are released. After
+``CALM_ROUNDS`` rounds in a row with nothing to move, nothing missing and nothing loading, with
+the fleet above min instances, the emptiest instance whose copies all fit on the others (the
+same rules: capacity, one copy of a model per instance, no model on fewer nodes than before)
+is emptied, provided the fleet's memory in use stays under ``CONSOLIDATE_BELOW`` of what the
+others offer (headroom for the next scale-up, so it never flaps with it). One instance at a
+time, make-before-break: it takes no new copy, its copies are loaded elsewhere, and each is
+unloaded from it only once the copies elsewhere that serve (loaded, not loading) reach the
+model's desired count; emptied, it is offered for release. Should a copy no longer fit
+elsewhere (a scale-up took the room), the instance takes copies again. The instance being
+emptied and the calm rounds are ``Placement.consolidation``, passed to the next round's
+``decide``: the function stays pure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import List, Mapping, Optional, Sequence, Set, Tuple
 
-__all__ = ["FleetBounds", "InstanceMemory", "ModelDemand", "Move", "Placement", "decide",
-           "desired_copies", "footprint_bytes"]
+from .model_packing import InstanceMemory, ModelDemand, Move, Plan, new_instances_for, place, surplus
 
-
-@dataclass(frozen=True)
-class InstanceMemory:
-    instance_id: str
-    node: str
-    capacity_bytes: int
-    used_bytes: int  # measured; includes the models it holds
-    models: FrozenSet[str] = frozenset()  # loaded, or loading (a load command in flight)
-    cached: FrozenSet[str] = frozenset()  # models whose files the node's cache already has
-    held_bytes: Mapping[str, int] = field(default_factory=dict, compare=False)  # measured, per model
-    loading: FrozenSet[str] = frozenset()  # of ``models``, those not serving yet
-
-
-@dataclass(frozen=True)
-class ModelDemand:
-    name: str
-    footprint_bytes: int
-    copies: int  # desired, already within the model's min/max (desired_copies)
+__all__ = ["CALM_ROUNDS", "CONSOLIDATE_BELOW", "Consolidation", "FleetBounds", "InstanceMemory", "ModelDemand",
+           "Move", "Placement", "decide", "desired_copies", "footprint_bytes"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +52,16 @@ class FleetBounds:
     new_instance_capacity_bytes: int  # what a newly requested instance will offer
 
 
-@dataclass(frozen=True, order=True)
-class Move:
-    instance_id: str
-    model: str
+CALM_ROUNDS = 5  # rounds in a row with nothing to move before an instance is emptied
+CONSOLIDATE_BELOW = 0.7  # the fleet's memory in use over what the instances left offer, at most
+
+
+@dataclass(frozen=True)
+class Consolidation:
+    """What consolidation carries from one round to the next (decide's own state)."""
+
+    emptying: Optional[str] = None  # the instance whose copies move away, make-before-break
+    calm_rounds: int = 0  # rounds in a row with nothing to move, nothing missing
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Placement:
     release: Tuple[str, ...] = ()  # empty instances the count no longer needs
     missing: Mapping[str, int] = field(default_factory=dict)  # copies not placed this round
     reasons: Tuple[str, ...] = ()
+    consolidation: Consolidation = Consolidation()  # pass to the next round's decide
 
 
 def footprint_bytes(declared_bytes: int, measured_bytes: Optional[int]) -> int:
@@ -81,109 +84,81 @@ def desired_copies(wanted: int, min_copies: int, max_copies: int) -> int:
     return max(min_copies, min(max_copies, wanted))
 
 
-@dataclass
-class _Plan:
-    """The fleet as this round's decisions leave it (private scratch state)."""
-
-    instances: Dict[str, InstanceMemory]
-    planned: Dict[str, int]  # bytes loaded this round, per instance
-    holds: Dict[str, Set[str]]  # models per instance once this round's moves are applied
-    freed: Dict[str, int] = field(default_factory=dict)  # counted only when sizing the fleet
-
-    def free(self, instance_id: str) -> int:
-        i = self.instances[instance_id]
-        return i.capacity_bytes - i.used_bytes - self.planned[instance_id] + self.freed.get(instance_id, 0)
-
-    def nodes_holding(self, model: str) -> Set[str]:
-        return {self.instances[k].node for k, held in self.holds.items() if model in held}
-
-
-def _fill(i: InstanceMemory, plan: _Plan) -> float:
-    return (i.used_bytes + plan.planned[i.instance_id]) / max(i.capacity_bytes, 1)
-
-
-def _candidate(model: ModelDemand, plan: _Plan) -> Optional[str]:
-    spread = plan.nodes_holding(model.name)
-    fits = [i for k, i in plan.instances.items()
-            if model.name not in plan.holds[k] and plan.free(k) >= model.footprint_bytes]
-    if not fits:
-        return None
-    best = min(fits, key=lambda i: (i.node in spread, model.name not in i.cached,
-                                    (i.used_bytes + plan.planned[i.instance_id] + model.footprint_bytes)
-                                    / max(i.capacity_bytes, 1), i.instance_id))
-    return best.instance_id
+def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory], bounds: FleetBounds,
+           state: Consolidation = Consolidation()) -> Placement:
+    """This round's loads, unloads and instance count; ``state`` is the last round's
+    ``Placement.consolidation`` (the instance being emptied, the calm rounds seen)."""
+    ids = {i.instance_id for i in instances}
+    if state.emptying in ids and len(instances) > bounds.min_instances:
+        moving = _decide(models, instances, bounds, state.emptying)
+        if moving is not None:
+            return moving
+        # Something no longer fits beside it: the instance takes copies again (no flap with scale-up).
+    placement = _decide(models, instances, bounds, None)
+    assert placement is not None
+    if not _calm(placement, instances, bounds):
+        return placement
+    calm_rounds = state.calm_rounds + 1
+    if calm_rounds < CALM_ROUNDS:
+        return replace(placement, consolidation=Consolidation(None, calm_rounds))
+    used = sum(i.used_bytes for i in instances)
+    for emptiest in sorted(instances, key=lambda i: (i.used_bytes, i.instance_id)):
+        left = sum(i.capacity_bytes for i in instances if i is not emptiest)
+        if used > CONSOLIDATE_BELOW * left:
+            continue  # the others would run too full to take the next scale-up
+        moving = _decide(models, instances, bounds, emptiest.instance_id)
+        if moving is not None and _keeps_spread(instances, moving, emptiest):
+            return replace(moving, reasons=moving.reasons + (
+                f"emptying {emptiest.instance_id} to release it: the fleet would use "
+                f"{used / max(left, 1):.0%} of the others' memory",))
+    return replace(placement, consolidation=Consolidation(None, calm_rounds))
 
 
-def _surplus(model: ModelDemand, holders: List[InstanceMemory], plan: _Plan) -> List[Move]:
-    """Which of ``holders`` give up their copy: one still loading first (dropping a serving copy
-    for it would leave the model unserved until the load ends), crowded nodes, then the fullest."""
-    moves: List[Move] = []
-    holders = list(holders)
-    while len(holders) > model.copies:
-        per_node: Dict[str, int] = {}
-        for i in holders:
-            per_node[i.node] = per_node.get(i.node, 0) + 1
-        drop = max(holders, key=lambda i: (model.name in i.loading, per_node[i.node], _fill(i, plan), i.instance_id))
-        holders.remove(drop)
-        moves.append(Move(drop.instance_id, model.name))
-    return moves
+def _calm(placement: Placement, instances: Sequence[InstanceMemory], bounds: FleetBounds) -> bool:
+    """Nothing moving, nothing missing, nothing loading, and an instance to spare."""
+    return (not placement.loads and not placement.unloads and not placement.missing and not placement.release
+            and placement.instance_count == len(instances) > bounds.min_instances
+            and not any(i.loading for i in instances))
 
 
-def _new_instances_for(pending: Sequence[Tuple[ModelDemand, int]], capacity_bytes: int) -> int:
-    """How many empty instances of ``capacity_bytes`` hold ``pending`` copies (first fit,
-    one copy of a model per instance). Copies larger than an instance are left out."""
-    bins: List[Tuple[int, Set[str]]] = []
-    for model, copies in pending:
-        if model.footprint_bytes > capacity_bytes:
-            continue
-        for _ in range(copies):
-            for k, (used, names) in enumerate(bins):
-                if model.name not in names and used + model.footprint_bytes <= capacity_bytes:
-                    bins[k] = (used + model.footprint_bytes, names | {model.name})
-                    break
-            else:
-                bins.append((model.footprint_bytes, {model.name}))
-    return len(bins)
+def _keeps_spread(instances: Sequence[InstanceMemory], moving: Placement, emptied: InstanceMemory) -> bool:
+    """Emptying must not leave a model on fewer nodes than it is on now."""
+    holds = {i.instance_id: set(i.models) for i in instances if i is not emptied}
+    for move in moving.loads:
+        holds[move.instance_id].add(move.model)
+    node = {i.instance_id: i.node for i in instances}
+    for model in emptied.models:
+        before = {i.node for i in instances if model in i.models}
+        if len({node[k] for k, held in holds.items() if model in held}) < len(before):
+            return False
+    return True
 
 
-def _place(models: Sequence[ModelDemand], plan: _Plan) -> Tuple[List[Move], List[Tuple[ModelDemand, int]]]:
-    """Largest model first, each copy to the best candidate; returns loads and what is left."""
-    loads: List[Move] = []
-    pending: List[Tuple[ModelDemand, int]] = []
-    for model in sorted(models, key=lambda m: (-m.footprint_bytes, m.name)):
-        short = model.copies - sum(model.name in held for held in plan.holds.values())
-        placed = 0
-        while placed < short:
-            target = _candidate(model, plan)
-            if target is None:
-                break
-            plan.planned[target] += model.footprint_bytes
-            plan.holds[target].add(model.name)
-            loads.append(Move(target, model.name))
-            placed += 1
-        if short - placed > 0:
-            pending.append((model, short - placed))
-    return loads, pending
-
-
-def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
-           bounds: FleetBounds) -> Placement:
+def _decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory], bounds: FleetBounds,
+            emptying: Optional[str]) -> Optional[Placement]:
+    """One round; with ``emptying``, that instance takes no copy, its copies are loaded elsewhere
+    and each is unloaded once enough copies elsewhere serve (None: they do not all fit)."""
     wanted = {m.name: m for m in models}
-    plan = _Plan({i.instance_id: i for i in instances}, {i.instance_id: 0 for i in instances},
-                 {i.instance_id: set(i.models) for i in instances})
+    closed = frozenset({emptying} if emptying else ())
+    plan = Plan({i.instance_id: i for i in instances}, {i.instance_id: 0 for i in instances},
+                 {i.instance_id: set(i.models) for i in instances}, closed)
     reasons: List[str] = []
 
     unloads: List[Move] = []
     for i in sorted(instances, key=lambda i: i.instance_id):  # models no longer deployed
         unloads += [Move(i.instance_id, name) for name in sorted(i.models - wanted.keys())]
     for model in sorted(models, key=lambda m: m.name):
-        holders = [i for i in instances if model.name in i.models]
-        unloads += _surplus(model, holders, plan)
+        holders = [i for i in instances if model.name in i.models and i.instance_id not in closed]
+        unloads += surplus(model, holders, plan)
     for move in unloads:
         plan.holds[move.instance_id].discard(move.model)
 
-    loads, pending = _place(models, plan)
+    loads, pending = place(models, plan)
     missing = {m.name: n for m, n in pending}
+    if emptying:
+        if missing:
+            return None
+        unloads += _moved_away(emptying, wanted, plan, set(loads))
     # Copies that fit once this round's unloads give their memory back wait for the next
     # round; only the rest are worth new instances.
     size = {m.name: m.footprint_bytes for m in models}
@@ -191,7 +166,7 @@ def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
     for move in unloads:
         measured = plan.instances[move.instance_id].held_bytes.get(move.model)
         plan.freed[move.instance_id] += measured if measured is not None else size.get(move.model, 0)
-    _, pending = _place([ModelDemand(m.name, m.footprint_bytes, m.copies) for m, _ in pending], plan)
+    _, pending = place([ModelDemand(m.name, m.footprint_bytes, m.copies) for m, _ in pending], plan)
 
     current = len(instances)
     waiting = sum(missing.values()) - sum(n for _, n in pending)
@@ -201,7 +176,7 @@ def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
     if too_big:
         reasons.append(f"larger than an instance ({bounds.new_instance_capacity_bytes} bytes): "
                        + ", ".join(sorted(too_big)))
-    extra = _new_instances_for(pending, bounds.new_instance_capacity_bytes)
+    extra = new_instances_for(pending, bounds.new_instance_capacity_bytes)
     release: Tuple[str, ...] = ()
     if extra:
         count = min(bounds.max_instances, current + extra)
@@ -215,5 +190,22 @@ def decide(models: Sequence[ModelDemand], instances: Sequence[InstanceMemory],
         count = current - len(release)
     else:
         count = current
+    if emptying and plan.holds[emptying]:
+        reasons.append(f"emptying {emptying}: {', '.join(sorted(plan.holds[emptying]))} wait for their "
+                       "copies elsewhere to be ready")
     count = max(bounds.min_instances, min(bounds.max_instances, count))
-    return Placement(tuple(loads), tuple(unloads), count, release, missing, tuple(reasons))
+    return Placement(tuple(loads), tuple(unloads), count, release, missing, tuple(reasons),
+                     Consolidation(emptying))
+
+
+def _moved_away(emptying: str, wanted: Mapping[str, ModelDemand], plan: Plan, loads: Set[Move]) -> List[Move]:
+    """Make before break: a copy leaves the emptied instance only once enough copies elsewhere
+    serve (loaded, not loading), so moving it never leaves the model short."""
+    out = []
+    for name in sorted(plan.holds[emptying]):
+        serving = sum(1 for k, held in plan.holds.items() if k != emptying and name in held
+                      and name not in plan.instances[k].loading and Move(k, name) not in loads)
+        if serving >= wanted[name].copies:
+            out.append(Move(emptying, name))
+            plan.holds[emptying].discard(name)
+    return out

@@ -19,7 +19,7 @@ from .model_commands import LOAD, CommandBook, CommandTimings, Send, commands, i
     with_commands_in_flight
 from .model_copies import ModelPlan
 from .model_fleet import instances_from, measured_footprints, model_demands
-from .model_placement import FleetBounds, Placement, decide
+from .model_placement import Consolidation, FleetBounds, Placement, decide
 from .model_scaling import STALE_AFTER_S, CopiesState, ScalingMemory, readings
 from .model_scaling import decide as scale, wake
 
@@ -88,7 +88,8 @@ def scale_copies(plan: ModelPlan, samples: Sequence[ev.TelemetrySample], operato
 
 def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], book: CommandBook,
                min_instances: int, max_instances: int, now: float,
-               timings: CommandTimings = CommandTimings(), scaling: ScalingMemory = ScalingMemory()) -> ModelRound:
+               timings: CommandTimings = CommandTimings(), scaling: ScalingMemory = ScalingMemory(),
+               consolidation: Consolidation = Consolidation()) -> ModelRound:
     samples = [s for s in fleet.samples if s.instance_id in fleet.node_of]
     measured = measured_footprints(samples)
     wanted, why, queue, scaling = scale_copies(plan, samples, wanted, scaling, now, fleet.stale_after_s,
@@ -100,12 +101,15 @@ def plan_round(plan: ModelPlan, fleet: FleetInputs, wanted: Mapping[str, int], b
     inputs = with_commands_in_flight(seen, book, footprints)
     # A new instance offers what the largest one seen offers (its GPUs), the container's memory before any
     new_capacity = max((i.capacity_bytes for i in seen), default=fleet.container_memory_bytes)
-    placement = decide(demands, inputs, FleetBounds(min_instances, max_instances, new_capacity))
+    if len(seen) < fleet.desired:  # instances still start: the fleet is growing, not one to consolidate
+        consolidation = Consolidation()
+    placement = decide(demands, inputs, FleetBounds(min_instances, max_instances, new_capacity), consolidation)
     silent = sorted(set(fleet.node_of) - {i.instance_id for i in seen})
     if silent:
         # A ready instance that has not reported may hold models (a restarted tarn-am): wait for its word.
         waiting = f"waiting for the first telemetry of {', '.join(silent)}"
-        placement = replace(placement, loads=(), unloads=(), reasons=placement.reasons + (waiting,))
+        placement = replace(placement, loads=(), unloads=(), release=(), consolidation=consolidation,
+                            reasons=placement.reasons + (waiting,))
     sends, book = commands(placement, book, now, timings)
     count = fleet.desired if silent else instance_count(placement.instance_count, fleet.desired, len(seen))
     lines = [_line(d.name, d.copies, d.footprint_bytes, seen, book, placement, bool(silent))

@@ -15,6 +15,9 @@ the request count) becomes a *demand*: the copies the arrivals need.
   each is trusted for ``RATE_MEMORY_S``. Demand is arrivals over ``UTILIZATION``
   of that rate, Knative's 70 % target utilization. Before any rate is learnt, a queue over
   its target asks for ``copies × queue/target`` and a queue under it holds.
+- Over its target, the pending queue is demand too, drained within the panic window (KPA
+  counts queued requests in its concurrency): a model hit by a step gets the copies that
+  clear the backlog, not only those that keep up with the new rate.
 - No request and nothing pending is no demand at all.
 
 Windows (windows.py): the stable window (60 s) averages the demand; the panic window (6 s)
@@ -24,7 +27,12 @@ Panic starts when the panic window's demand exceeds
 ``PANIC_THRESHOLD`` (2×) the ready copies, and lasts until a stable window passed without
 it; in panic no copy is shed. A copy is shed only when the demand stayed below the copies
 for a whole stable window (the peak of the window, KPA's scale-down delay), and never
-before one window of readings exists. The count stays within the model's min/max copies.
+before one window of readings exists. What may be shed is judged on a rate a copy surely
+manages (``shed_rate``: the most a copy served at or under its target in a steady reading,
+one where it served no more than arrived), never on a saturated copy's upper bound nor on a
+copy draining a backlog: shedding on those cut copies a rising load still needed. A model
+whose load fell sheds even when no reading came near its target. The count stays within the
+model's min/max copies.
 
 Scale to zero (``min: 0``): a model whose demand stayed 0 for its idle window (``idle_s``,
 else the stable window) sheds its last copy. At 0 copies no copy reports, so only the
@@ -71,6 +79,9 @@ class CopiesState:
     # (t, served per copy) of readings near the target (their running max) and above it (running min)
     near: Tuple[Tuple[float, float], ...] = ()
     saturated: Tuple[Tuple[float, float], ...] = ()
+    # (t, served per copy) of steady readings at or under the target (running max): what shedding trusts
+    kept_up: Tuple[Tuple[float, float], ...] = ()
+    ceiling: Tuple[Tuple[float, float], ...] = ()  # (t, copies the arrivals need at most), what may be shed
     last: Optional[Tuple[float, float]] = None  # (t, pending) of the last reading used
     since_s: Optional[float] = None  # first reading of this run of readings
     panic_until_s: Optional[float] = None
@@ -95,7 +106,16 @@ def rate_at_target(state: CopiesState, now_s: float) -> Optional[float]:
     return None
 
 
-def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> CopiesState:
+def shed_rate(state: CopiesState, now_s: float) -> Optional[float]:
+    """A rate a copy surely manages at its target: the most a copy served, at or under its
+    target, in a steady reading (a lower bound). Never a saturated copy's rate (an upper bound),
+    nor one of a copy draining a backlog (it serves more than it keeps up with): a copy shed on
+    either is one too many, and the queue comes back."""
+    trusted = [y for t, y in state.kept_up if now_s - t <= RATE_MEMORY_S + _EPS]
+    return trusted[0] if trusted else None
+
+
+def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading, steady: bool = True) -> CopiesState:
     """Each copy's served rate against its own queue time: a backlog on one copy says nothing
     of the others (round robin does not move a queue), so the model's means would mislead."""
     copies = reading.per_copy or ((reading.request_rate_per_s / max(reading.copies, 1), reading.queue_time_us),)
@@ -108,6 +128,8 @@ def _learn(state: CopiesState, target: ModelTarget, reading: ModelReading) -> Co
             state = replace(state, near=push_extreme(state.near, t, rate, RATE_MEMORY_S))
         elif ratio > 1 + _EPS:
             state = replace(state, saturated=push_extreme(state.saturated, t, rate, RATE_MEMORY_S, largest=False))
+        if ratio <= 1 + _EPS and steady:
+            state = replace(state, kept_up=push_extreme(state.kept_up, t, rate, RATE_MEMORY_S))
     return state
 
 
@@ -125,15 +147,23 @@ def _observe(target: ModelTarget, reading: ModelReading, now_s: float,
     """(the reading's queue/target, the state with the reading and its demand remembered)."""
     ratio = reading.queue_time_us / target.target_queue_time_us
     arrivals = reading.request_rate_per_s
-    if state.last is not None and reading.sampled_at_s - state.last[0] > _EPS:
+    known = state.last is not None and reading.sampled_at_s - state.last[0] > _EPS  # the queue's change
+    if known:
         arrivals += (reading.pending_requests - state.last[1]) / (reading.sampled_at_s - state.last[0])
     arrivals = max(0.0, arrivals)
-    state = _learn(state, target, reading)
-    demand = _demand(reading, ratio, arrivals, rate_at_target(state, now_s))
+    steady = known and reading.request_rate_per_s <= arrivals + _EPS  # served no more than arrived: no drain
+    state = _learn(state, target, reading, steady)
+    # Over its target, the backlog is demand too, to drain within a panic window (KPA counts queued requests).
+    pressing = arrivals + reading.pending_requests / PANIC_WINDOW_S if ratio > 1 + _EPS else arrivals
+    demand = _demand(reading, ratio, pressing, rate_at_target(state, now_s))
     points = within(state.demand, now_s, STABLE_WINDOW_S)
     if demand is not None:
         points += ((reading.sampled_at_s, demand),)
-    return ratio, replace(state, demand=points, last=(reading.sampled_at_s,
+    most = _demand(reading, 0.0, arrivals, shed_rate(state, now_s))
+    ceiling = within(state.ceiling, now_s, STABLE_WINDOW_S)
+    if most is not None:
+        ceiling += ((reading.sampled_at_s, most),)
+    return ratio, replace(state, demand=points, ceiling=ceiling, last=(reading.sampled_at_s,
                                   reading.pending_requests), since_s=state.since_s or reading.sampled_at_s)
 
 
@@ -160,6 +190,7 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
     else:
         ratio, state = _observe(target, reading, now_s, state)
     stable = within(state.demand, now_s, STABLE_WINDOW_S)
+    ceiling = within(state.ceiling, now_s, STABLE_WINDOW_S)
     recent = within(stable, now_s, PANIC_WINDOW_S) or stable[-1:]
     stable_count, panic_demand = _count(mean(stable)), mean(recent)
     pressed = _count(stable[-1][1]) if stable and ratio > 1 + _EPS else 0
@@ -176,9 +207,9 @@ def decide(target: ModelTarget, wanted: int, reading: Optional[ModelReading], no
         copies, why = stable_count, f"the stable window's demand needs {stable_count} copies"
     elif _idle(target, state, now_s) and wanted > 0:
         copies, why = 0, f"no demand for {target.idle_s:g}s (idle_s): scale to zero"
-    elif stable and time_left(state.since_s, now_s, STABLE_WINDOW_S) is None and _count(peak(stable)) < wanted:
-        copies = _count(peak(stable))
-        why = f"demand stayed at or under {peak(stable):.1f} copies for {STABLE_WINDOW_S:g}s: shed {wanted - copies}"
+    elif ceiling and time_left(state.since_s, now_s, STABLE_WINDOW_S) is None and _count(peak(ceiling)) < wanted:
+        copies = _count(peak(ceiling))
+        why = f"demand stayed at or under {peak(ceiling):.1f} copies for {STABLE_WINDOW_S:g}s: shed {wanted - copies}"
     else:
         copies, why = wanted, "hold"
     copies, why = _bounded(target, copies, why)

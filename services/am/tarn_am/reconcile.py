@@ -56,6 +56,7 @@ class Observation:
     # Our own bus: heartbeats and readiness reach us only through it, so silence measured
     # while it was down, reconnecting or behind says nothing of an instance (bus_health.py).
     bus: BusHealth = BusHealth(True)
+    release_first: FrozenSet[str] = frozenset()  # emptied by model placement: drained before other ready ones
 
 
 # ---------------------------------------------------------------- remembered state
@@ -271,7 +272,7 @@ def _distrust(container: ObservedContainer, observed: Observation, now: float, t
 
 
 def _drain_order(serving: Sequence[ObservedContainer], observed: Observation) -> List[ObservedContainer]:
-    """Cheapest first: not yet allocated, then not ready, then the youngest ready one."""
+    """Cheapest first: not yet allocated, not ready, emptied by model placement, the youngest ready."""
 
     def cost(c: ObservedContainer) -> Tuple[int, float]:
         member = observed.members.get(c.instance_id)
@@ -279,7 +280,7 @@ def _drain_order(serving: Sequence[ObservedContainer], observed: Observation) ->
             return (0, 0.0)
         if member is None or member.state is not InstanceState.READY:
             return (1, 0.0)
-        return (2, -(c.started_at or 0.0))
+        return (2 if c.instance_id in observed.release_first else 3, -(c.started_at or 0.0))
 
     return sorted(serving, key=cost)
 
