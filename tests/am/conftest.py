@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import httpx
 import pytest
@@ -127,3 +127,12 @@ def submitted(hadoop_cluster: HadoopCluster, webhdfs, stack, instances: int = 1,
     finally:
         hadoop_cluster.kill_application(app_id)
 
+
+def holders(state: dict) -> Dict[str, List[str]]:
+    """Each model's instances (from tarn-am's /api/state) by the agents' own ready announcements,
+    not the AM's plan."""
+    out: Dict[str, List[str]] = {}
+    for row in state["instances"]:
+        for model in row.get("models") or ():
+            out.setdefault(model, []).append(row["instance_id"])
+    return {k: sorted(v) for k, v in out.items()}

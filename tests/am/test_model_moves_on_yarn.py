@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, Optional
 
 import httpx
 import pytest
 
 from tarn_shared import events as ev
-from tests.am.conftest import Deployment, submitted
+from tests.am.conftest import Deployment, holders, submitted
 from tests.gateway_sync.support import Replica, settings_for
 from tests.hadoop.cluster import HadoopCluster
 from tests.support.inference_load import InferenceLoad
@@ -84,15 +84,6 @@ def moving(hadoop_cluster: HadoopCluster, webhdfs, stack, zk_hosts, tmp_path) ->
             replica.stop()
         deployments.close()
         haproxy.stop()
-
-
-def holders(state: dict) -> Dict[str, List[str]]:
-    """Each model's instances by the agents' own ready announcements, not the AM's plan."""
-    out: Dict[str, List[str]] = {}
-    for row in state["instances"]:
-        for model in row.get("models") or ():
-            out.setdefault(model, []).append(row["instance_id"])
-    return {k: sorted(v) for k, v in out.items()}
 
 
 def first_pressure_seen(stack, d: Deployment, since: float) -> Optional[float]:

@@ -11,12 +11,12 @@ import json
 import os
 import signal
 import time
-from typing import Dict, List
+from typing import Dict
 
 import httpx
 import pytest
 
-from tests.am.conftest import submitted
+from tests.am.conftest import holders, submitted
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.hadoop, pytest.mark.timeout(900)]
@@ -34,15 +34,6 @@ def per_model(hadoop_cluster, webhdfs, stack, tmp_path_factory):
 
 def lines(state: dict) -> Dict[str, dict]:
     return {m["name"]: m for m in state["model_placement"]}
-
-
-def holders(state: dict) -> Dict[str, List[str]]:
-    """Each model's instances by the agents' own word (their ready events), not the AM's plan."""
-    out: Dict[str, List[str]] = {}
-    for row in state["instances"]:
-        for model in row.get("models") or ():
-            out.setdefault(model, []).append(row["instance_id"])
-    return {k: sorted(v) for k, v in out.items()}
 
 
 def am_log(deployment) -> str:

@@ -8,12 +8,11 @@ printed and bounded (generously)."""
 from __future__ import annotations
 
 import time
-from typing import Dict, List
 
 import httpx
 import pytest
 
-from tests.am.conftest import submitted
+from tests.am.conftest import holders, submitted
 from tests.gateway_sync.support import Replica, settings_for
 from tests.support.model_haproxy import BACKEND, ModelHaproxy
 from tests.support.polling import wait_for
@@ -48,14 +47,6 @@ def cold(hadoop_cluster, webhdfs, stack, zk_hosts, tmp_path):
         if replica is not None:
             replica.stop()
         deployments.close()
-
-
-def holders(state: dict) -> Dict[str, List[str]]:
-    out: Dict[str, List[str]] = {}
-    for row in state["instances"]:
-        for model in row.get("models") or ():
-            out.setdefault(model, []).append(row["instance_id"])
-    return out
 
 
 def cold_request(url: str) -> float:

@@ -18,19 +18,11 @@ from tarn_shared import events as ev
 from tarn_shared.deployments import put_record, read_records, remove_record
 from tests.support.model_haproxy import ModelHaproxy
 
-from .support import Backends, EventPublisher, in_process, settings_for, until
+from .support import EventPublisher, in_process, settings_for, until
+from .test_model_routing_haproxy import instances  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 FIRST, SECOND = "triton_backend", "triton_backend_b"
-
-
-@pytest.fixture
-def instances():
-    backends = Backends(2)
-    try:
-        yield backends
-    finally:
-        backends.stop()
 
 
 async def test_two_deployments_models_of_the_same_name_stay_on_their_own_backends(stack, redis_url, deployment,
