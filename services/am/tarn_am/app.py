@@ -239,10 +239,16 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             model_list, unavailable["models"] = [], f"{exc}: models are left out"
         visible = {m.name for m in model_list}
         placed = controller.policy.models.lines() if controller.policy.models else []
-        try:  # placement's lines name models no instance may hold yet (at zero copies): asked on their own
-            listable = await asked([line.name for line in placed], "list", x_tarn_user) if placed else {}
-        except UnavailableError as exc:
-            listable, unavailable["model_placement"] = {}, f"{exc}: models are left out"
+        placement_visible = visible
+        if placed and "models" in unavailable:
+            unavailable["model_placement"] = unavailable["models"]
+        elif placed:  # model_views asked about the models instances hold; only the others (at 0 copies) here
+            unasked = sorted({line.name for line in placed} - set(known_models()))
+            try:
+                placement_visible = visible | {n for n, ok in (await asked(unasked, "list", x_tarn_user)).items()
+                                               if ok}
+            except UnavailableError as exc:
+                placement_visible, unavailable["model_placement"] = set(), f"{exc}: models are left out"
         decision, target = controller.decision, controller.target
         return FleetStateView(
             deployment=settings.deployment, app_id=controller.yarn.app_id, desired=controller.desired,
@@ -265,7 +271,7 @@ def create_app(settings: AmSettings, context: ApiContext) -> FastAPI:
             slots=controller.slot_views(time.time()),
             unavailable=unavailable,
             placement=settings.placement,
-            model_placement=[line for line in placed if listable.get(line.name)],
+            model_placement=[line for line in placed if line.name in placement_visible],
         )
 
     @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(page_check)])
