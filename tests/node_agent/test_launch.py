@@ -26,8 +26,15 @@ def test_a_single_gpu_command_has_ports_metrics_mode_models_and_exit_timeout():
         "/opt/tritonserver/bin/tritonserver", "--model-repository=/staged/repo-1",
         "--http-address=0.0.0.0", "--http-port=8000", "--grpc-address=0.0.0.0", "--grpc-port=8001",
         "--allow-metrics=true", "--metrics-address=0.0.0.0", "--metrics-port=8002", "--exit-timeout-secs=30",
-        "--model-control-mode=explicit", "--load-model=llm", "--log-verbose=1"]
+        "--model-control-mode=explicit", "--load-model=llm", "--strict-readiness=false", "--log-verbose=1"]
     assert plan.env == {"HUGGING_FACE_HUB_TOKEN": "t"} and not plan.rewrites
+
+
+def test_only_explicit_model_control_keeps_the_server_ready_while_a_model_loads():
+    # Per-model placement loads while serving: a load must not make the whole server unready.
+    polled = plan_launch(options(model_control_mode="poll", load_models=[]), {"llm": "python"}, {}, {})
+    assert "--strict-readiness=false" not in polled.argv
+    assert "--strict-readiness=false" in plan_launch(options(), {"llm": "python"}, {}, {}).argv
 
 
 def test_tensorrt_llm_runs_one_rank_per_gpu_under_mpi():

@@ -152,6 +152,12 @@ def _server_args(options: TritonOptions, *, rank: Optional[int] = None,
     else:
         argv.append(f"--model-control-mode={options.model_control_mode}")
         argv += [f"--load-model={m}" for m in options.load_models]
+        if options.model_control_mode == "explicit":
+            # Models load and unload while it serves: a load under way must not make the whole
+            # server unready (strict readiness would), or the agent and HAProxy's checks take
+            # the instance, and every model it serves, out of service. Models' own readiness
+            # is routed per model.
+            argv.append("--strict-readiness=false")
     if rank is not None:
         argv += ["--disable-auto-complete-config", f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
     return argv + list(options.extra_args)
