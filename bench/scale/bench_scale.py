@@ -1,8 +1,8 @@
-"""Scale: N simulated node-agents, each publishing a TelemetrySample and an InstanceHeartbeat
-on the deployment's telemetry stream every second (as tarn_node_agent.agent does), while the
-fleet churns (an instance drains, stops and is replaced: instance.draining, instance.stopped,
-instance.ready on the lifecycle stream; --churn-per-s of the fleet each second), at each of
---sizes (default 100, 1,000, 10,000), then once more at the largest size with the absolute
+"""Scale: N simulated node-agents, each publishing a TelemetrySample on the deployment's
+telemetry stream every second (tarn_node_agent's default is every 2 s) and an
+InstanceHeartbeat every 5 s (its period), while the fleet churns (an instance drains, stops
+and is replaced: instance.draining, instance.stopped, instance.ready on the lifecycle stream;
+--churn-per-s of the fleet each second), at each of --sizes (default 100, 1,000, 10,000), then once more at the largest size with the absolute
 change rate of 1,000 agents (the cost per change: gateway-sync's CPU there <= 2x its CPU at
 1,000). The telemetry is published by shards of the simulator (telemetry_shard.py), one
 process per --agents-per-shard agents; the lifecycle churn by this process. Against:
@@ -50,6 +50,7 @@ from typing import Dict, List, Optional, Tuple
 from kazoo.client import KazooClient
 
 from tarn_shared import events as ev
+from tarn_shared.defaults import HEARTBEAT_INTERVAL_S
 from tarn_shared.deployments import put_record
 from tarn_shared.streams import StreamPublisher, connect
 
@@ -336,7 +337,7 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
             gs = await group_lag(client, lifecycle, f"gateway-sync.{services.replica}") or {"lag": -1, "pending": -1}
             aml = await group_lag(client, lifecycle, "tarn-am") or {"lag": -1, "pending": -1}
             result.cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / elapsed for name in pids}
-            result.offered_per_s = 2.0 * agents
+            result.offered_per_s = (1.0 + 1.0 / HEARTBEAT_INTERVAL_S) * agents
             result.published_per_s = published["published"] / elapsed
             result.late_ticks += published["late_ticks"]
             result.am_handled_per_s = (am["read"] - read0) / elapsed

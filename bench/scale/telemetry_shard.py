@@ -1,6 +1,7 @@
 """One shard of bench/scale's simulated node-agents, in a process of its own: a
-TelemetrySample and an InstanceHeartbeat per instance each second (spread over ten ticks),
-as tarn_node_agent does, for the slots the main simulator hands it. One Python process
+TelemetrySample per instance each second (spread over ten ticks; the agent's default is
+every 2 s) and an InstanceHeartbeat every HEARTBEAT_INTERVAL_S (5 s, the agent's period),
+for the slots the main simulator hands it. One Python process
 cannot publish 10,000 agents' telemetry on this machine, so bench_scale.py starts several.
 
     python telemetry_shard.py REDIS_URL DEPLOYMENT APP_ID
@@ -19,9 +20,11 @@ import time
 from typing import Dict, Tuple
 
 from tarn_shared import events as ev
+from tarn_shared.defaults import HEARTBEAT_INTERVAL_S
 from tarn_shared.streams import StreamPublisher, connect
 
 TICKS_PER_S = 10
+HEARTBEAT_EVERY = round(HEARTBEAT_INTERVAL_S)  # seconds
 
 
 def instance_id(port: int) -> str:
@@ -75,7 +78,9 @@ async def main(redis_url: str, deployment: str, app_id: str) -> None:
             batch = []
             for slot, (port, seq) in list(slots.items()):
                 if slot % TICKS_PER_S == tick % TICKS_PER_S:
-                    batch += [sample(deployment, app_id, port), heartbeat(deployment, app_id, port, seq)]
+                    batch.append(sample(deployment, app_id, port))
+                    if (slot // TICKS_PER_S) % HEARTBEAT_EVERY == (tick // TICKS_PER_S) % HEARTBEAT_EVERY:
+                        batch.append(heartbeat(deployment, app_id, port, seq))
             for i in range(0, len(batch), 500):
                 await publisher.publish_many(stream, batch[i:i + 500], maxlen=ev.TELEMETRY_MAXLEN)
             counts["published"] += len(batch)

@@ -85,10 +85,11 @@ def member_from_event(event: InstanceEvent, entry_id: Optional[str] = None) -> M
 
 def apply_member(view: MembershipView, new: Member) -> MembershipView:
     members = dict(view.members)
-    return MembershipView(members) if _apply_into(members, new) else view
+    return MembershipView(members) if apply_into(members, new) else view
 
 
-def _apply_into(members: Dict[str, Member], new: Member) -> bool:
+def apply_into(members: Dict[str, Member], new: Member) -> bool:
+    """``apply_member`` in place, for a holder that owns ``members``; True if it changed."""
     old = members.get(new.instance_id)
     if not supersedes(new, old):
         return False
@@ -123,7 +124,7 @@ def apply_delta(view: MembershipView, delta: MembershipDelta, entry_id: Optional
 def _apply_listed(members: Dict[str, Member], listed: Iterable[MemberState], app_id: str,
                   entry_id: Optional[str]) -> None:
     for state in listed:
-        _apply_into(members, Member(
+        apply_into(members, Member(
             instance_id=state.instance_id, state=InstanceState(state.state), seq=state.seq,
             endpoints=state.endpoints, models=tuple(state.models), app_id=app_id, entry_id=entry_id,
         ))

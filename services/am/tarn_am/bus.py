@@ -173,6 +173,7 @@ class RedisBus:
                 view.membership = apply_delta(view.membership, event, entry_id)
             view.apply_lifecycle(entry_id, event, now())
             count += 1
+        view.reindex_stopped()
         return count
 
     def consumers_for(self, view: FleetView, now: Callable[[], float] = time.time,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Deque, Dict, List, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.membership import Member, MembershipView, apply_event, apply_member, forget_stopped, stream_id_key
+from tarn_shared.membership import Member, MembershipView, apply_into, member_from_event, stream_id_key
 
 from .containers import ObservedContainer
 from .slot_views import FailureNotes
@@ -20,6 +20,16 @@ from .slot_views import FailureNotes
 RECENT_EVENTS = 200
 RECENT_DECISIONS = 100
 MAX_ACKS = 10_000
+KEEP_STOPPED = 10_000  # tombstones kept, as membership.forget_stopped
+FORGET_SLACK = 1_000  # tombstones beyond KEEP_STOPPED go in batches, not one per stop
+
+
+@dataclass(frozen=True)
+class Roster(MembershipView):
+    """The membership with its tombstones in the order they came, so bounding them never
+    scans the fleet per event."""
+
+    stopped: Deque[str] = field(default_factory=deque, repr=False, compare=False)
 
 
 @dataclass
@@ -50,7 +60,7 @@ class TargetChange:
 @dataclass
 class FleetView:
     deployment: str
-    membership: MembershipView = field(default_factory=MembershipView)
+    membership: MembershipView = field(default_factory=lambda: Roster())
     lifecycle_through: Optional[str] = None
     telemetry: Dict[str, Telemetry] = field(default_factory=dict)
     heartbeats: Dict[str, float] = field(default_factory=dict)
@@ -75,9 +85,7 @@ class FleetView:
         if self.lifecycle_through is None or stream_id_key(entry_id) > stream_id_key(self.lifecycle_through):
             self.lifecycle_through = entry_id
         if isinstance(event, ev.InstanceEvent):
-            before = self.membership
-            self.membership = forget_stopped(apply_event(self.membership, event, entry_id))
-            if self.membership is not before:
+            if self._apply(member_from_event(event, entry_id)):
                 self.version += 1
                 self.failures.apply(event)  # a stale stop is no news of why it stopped
                 self.recent.append(RecentEvent(event.ts, event.type, event.instance_id,
@@ -121,9 +129,41 @@ class FleetView:
 
     def mark_stopped(self, member: Member) -> None:
         """Applied at once, ahead of the stream, so the next round does not announce it again."""
-        self.membership = apply_member(self.membership, replace(member, state=ev.InstanceState.STOPPED,
-                                                                seq=member.seq + 1))
+        self._apply(replace(member, state=ev.InstanceState.STOPPED, seq=member.seq + 1))
         self.version += 1
+
+    def _apply(self, new: Member) -> bool:
+        """One member, in place: a copy of the fleet per event is what made 10,000 instances
+        cost 0.3 ms an event. Readers are synchronous; one that awaits takes ``members`` (a copy)."""
+        roster = self._roster()
+        if not apply_into(roster.members, new):  # type: ignore[arg-type]  a dict of ours
+            return False
+        if new.state is ev.InstanceState.STOPPED:
+            roster.stopped.append(new.instance_id)
+            if len(roster.stopped) > KEEP_STOPPED + FORGET_SLACK:
+                self._forget_oldest_stopped()
+        return True
+
+    def _roster(self) -> Roster:
+        if not isinstance(self.membership, Roster):  # replaced wholesale (bootstrap): order its tombstones
+            self.reindex_stopped()
+        return self.membership  # type: ignore[return-value]
+
+    def _forget_oldest_stopped(self) -> None:
+        members, stopped = self.membership.members, self._roster().stopped
+        while len(stopped) > KEEP_STOPPED:
+            instance_id = stopped.popleft()
+            member = members.get(instance_id)
+            if member is not None and member.state is ev.InstanceState.STOPPED:
+                del members[instance_id]  # type: ignore[attr-defined]
+
+    def reindex_stopped(self) -> None:
+        """After the membership was replaced wholesale (a snapshot or a delta at bootstrap):
+        order its tombstones again, and bound them."""
+        stopped = [m for m in self.membership.members.values() if m.state is ev.InstanceState.STOPPED]
+        stopped.sort(key=lambda m: stream_id_key(m.entry_id) if m.entry_id else (0, 0))
+        self.membership = Roster(self.membership.members, deque(m.instance_id for m in stopped))
+        self._forget_oldest_stopped()
 
     def forget_instance_data(self, keep: Set[str]) -> None:
         for table in (self.telemetry, self.heartbeats):
