@@ -60,7 +60,7 @@ class TargetChange:
 @dataclass
 class FleetView:
     deployment: str
-    membership: MembershipView = field(default_factory=lambda: Roster())
+    membership: MembershipView = field(default_factory=Roster)
     lifecycle_through: Optional[str] = None
     telemetry: Dict[str, Telemetry] = field(default_factory=dict)
     heartbeats: Dict[str, float] = field(default_factory=dict)
@@ -133,8 +133,8 @@ class FleetView:
         self.version += 1
 
     def _apply(self, new: Member) -> bool:
-        """One member, in place: a copy of the fleet per event is what made 10,000 instances
-        cost 0.3 ms an event. Readers are synchronous; one that awaits takes ``members`` (a copy)."""
+        """One member, in place: a copy and a scan of the fleet per event made 10,000 instances
+        cost 6 ms an event. Readers are synchronous; one that awaits takes ``members`` (a copy)."""
         roster = self._roster()
         if not apply_into(roster.members, new):  # type: ignore[arg-type]  a dict of ours
             return False

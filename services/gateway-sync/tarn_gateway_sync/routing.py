@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import replace
 from typing import Deque, Dict, FrozenSet, Iterable, Mapping, Optional, Set, Tuple
 
 from tarn_shared import events as ev
-from tarn_shared.membership import (Member, MembershipView, apply_delta, apply_snapshot, forget_stopped,
-                                    member_from_event, stream_id_key, supersedes)
+from tarn_shared.membership import (Member, MembershipView, apply_delta, apply_into, apply_snapshot,
+                                    forget_stopped, member_from_event, stream_id_key)
 
 DRAINING_STATES = frozenset({ev.InstanceState.DRAINING, ev.InstanceState.UNROUTED})
 # Unready is alive but failing its probes (slow, not dead): taken out as gently as a drain,
@@ -86,11 +85,9 @@ class Fleet:
             return set()
         new = member_from_event(event, entry_id)
         old = self.members.get(new.instance_id)
-        if not supersedes(new, old):
+        if not apply_into(self.members, new):
             return set()
-        if old is not None and new.endpoints is None:
-            new = replace(new, endpoints=old.endpoints, models=new.models or old.models)
-        return self._put(old, new)
+        return self._put(old, self.members[new.instance_id])
 
     def _apply_delta(self, delta: ev.MembershipDelta, entry_id: Optional[str]) -> Set[str]:
         """The shared delta rule applied to the members the delta names only, so it costs what
