@@ -4,8 +4,9 @@ InstanceHeartbeat every 5 s (its period), while the fleet churns (an instance dr
 and is replaced: instance.draining, instance.stopped, instance.ready on the lifecycle stream;
 --churn-per-s of the fleet each second), at each of --sizes (default 100, 1,000, 10,000),
 then once more at the largest size with the absolute change rate of 1,000 agents (the cost
-per change: gateway-sync's CPU there <= 2x its CPU at 1,000). The telemetry is published by shards of the simulator (telemetry_shard.py), one
-process per --agents-per-shard agents; the lifecycle churn by this process. Against:
+per change: gateway-sync's CPU there <= 2x its CPU at 1,000). The telemetry is published by
+shards of the simulator (telemetry_shard.py), one process per --agents-per-shard agents; the
+lifecycle churn by this process. Against:
 
 - a real ``python -m tarn_gateway_sync`` process (lifecycle -> HAProxy Runtime API + ZooKeeper);
 - the AM's consumers in a process of their own (am_consumers.py: tarn_am.bus.RedisBus feeding
