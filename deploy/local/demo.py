@@ -96,7 +96,7 @@ class Demo:
             raise AlreadyRunning(f"a demo already runs from {self.run_dir}; stop it first with "
                             f"`deploy/local/demo down --run-dir {self.run_dir}` (or `make demo-down`)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(18)
+        token = secrets.token_hex(16)
         # One secret for the demo: the AM's API token is also authz's gateway token, because
         # the AM asks authz on behalf of the dashboard's user (/models) and only gateway
         # callers may name a user. Production keeps them apart per service.
@@ -107,7 +107,7 @@ class Demo:
         env = self._stack_up()
         authz_url = self._authz(env, token)
         # The deployment's Triton key: in its credential file on HDFS and HAProxy's key map only.
-        gateway_key = secrets.token_urlsafe(32)
+        gateway_key = secrets.token_hex(32)
         haproxy = self._haproxy(authz_url, token, gateway_key)
         self._gateway_sync(env, haproxy["socket"])
         self._upload(env, gateway_key)

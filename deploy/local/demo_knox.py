@@ -63,7 +63,7 @@ def prepare_gateway(home: Path, topology: str, authz_token: str, gateway_key: st
     gateway = KnoxGateway(home)
     gateway.prepare({TOPOLOGY_NAME: topology}, aliases={
         "tarn.authz.gateway.token": authz_token, "tarn.gateway.key": gateway_key,
-        "hadoop.auth.signature.secret": secrets.token_urlsafe(24)})
+        "hadoop.auth.signature.secret": secrets.token_hex(24)})
     return gateway
 
 

@@ -289,7 +289,7 @@ class Stack:
         extra = []
         # One Triton key for every backend of the local stack, in the map HAProxy reads at start.
         keys = self.run_dir / "gateway-keys.map"
-        key = self.state.setdefault("gateway_key", secrets.token_urlsafe(32))
+        key = self.state.setdefault("gateway_key", secrets.token_hex(32))
         backends = ["triton_backend", "triton_slots"] + [f"test_{kind}_{i}" for i in range(test_backends)
                                                          for kind in ("dyn", "slots")]
         keys.write_text("".join(f"{name} {key}\n" for name in backends))

@@ -218,6 +218,9 @@ class KnoxGateway:
 
     def prepare(self, topologies: Dict[str, str], aliases: Optional[Dict[str, str]] = None) -> None:
         """``aliases``: more topology aliases (name -> value), e.g. the Triton key tarn.gateway.key."""
+        dashed = sorted(alias for alias, value in (aliases or {}).items() if value.startswith("-"))
+        if dashed:  # knoxcli reads such a value as an option and prints only its usage
+            raise ValueError(f"knoxcli create-alias refuses a --value that starts with '-': {dashed}")
         for sub in ("conf/topologies", "conf/descriptors", "conf/shared-providers", "data/services", "data/deployments", "data/security/keystores", "logs"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         (self.home / "conf" / "gateway-site.xml").write_text(GATEWAY_SITE.format(port=self.port))

@@ -44,7 +44,7 @@ def map_to_environment(secrets: Mapping[str, str]) -> SecretEnvironment:
     gateway_key = secrets.get(GATEWAY_KEY_ALIAS)
     if gateway_key is not None and not GATEWAY_KEY.match(gateway_key):
         raise SecretsError(f"credential alias {GATEWAY_KEY_ALIAS!r} must be 16 to 512 characters of "
-                           "A-Z a-z 0-9 . _ ~ + / - (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                           "A-Z a-z 0-9 . _ ~ + / - (e.g. `openssl rand -hex 32`)")
     for alias in sorted(secrets):
         if alias == GATEWAY_KEY_ALIAS:
             continue
