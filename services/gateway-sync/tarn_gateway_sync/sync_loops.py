@@ -21,7 +21,8 @@ from .deployment_sync import DeploymentSync
 from .pending import PendingWork, pause
 from .settings import GatewaySyncSettings
 from .sync_metrics import Clock, ErrorLog, Metrics
-from .zookeeper import Ensembles, Leadership
+from .leadership import Leadership
+from .zookeeper import Ensembles
 
 DRAIN_POLL_S = 1.0
 ELECTION_RETRY_S = 2.0

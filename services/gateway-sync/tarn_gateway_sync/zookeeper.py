@@ -1,5 +1,5 @@
 """ZooKeeper through kazoo: one client per ensemble, its session watched as a state
-machine, znodes read and written with ``client.retry``, and the leader election.
+machine, znodes read and written with ``client.retry`` (the leader election is leadership.py).
 
 SUSPENDED is not LOST: writes pause until the connection is back. After LOST, kazoo
 opens a new session, the old ephemeral nodes are gone, and ``on_new_session`` asks the
@@ -25,6 +25,7 @@ from .plan import CreateZnode, DeleteZnode, ObservedZnode, ReplaceZnode, ZnodeAc
 
 log = logging.getLogger(__name__)
 _PERMS = {"r": "read", "w": "write", "c": "create", "d": "delete", "a": "admin"}
+OBSERVE_BATCH = 200
 
 
 def parse_acl(specs: Sequence[str]) -> Optional[List[ACL]]:
@@ -143,19 +144,26 @@ class Ensemble:
         await asyncio.to_thread(_close, self.client)
 
     async def observe(self, path: str, names: Optional[Sequence[str]] = None) -> Dict[str, ObservedZnode]:
-        """The children of ``path`` (or just ``names`` among them) with data and owner."""
-        def read() -> Dict[str, ObservedZnode]:
-            children = names if names is not None else self._children(path)
-            pending = [(name, self.client.get_async(f"{path}/{name}")) for name in children]
-            found = {}
-            for name, result in pending:
-                try:
-                    data, stat = result.get(timeout=10)
-                except NoNodeError:
-                    continue
-                found[name] = ObservedZnode(name, data, stat.ephemeralOwner)
-            return found
-        return await self._call(lambda: self.client.retry(read))
+        """The children of ``path`` (or just ``names`` among them) with data and owner, read
+        ``OBSERVE_BATCH`` at a time: the session has one connection and answers in order, so a
+        write made meanwhile (an apply) waits behind one batch, not behind every znode's read."""
+        children = list(names) if names is not None else await self._call(lambda: self.client.retry(self._children, path))
+        found: Dict[str, ObservedZnode] = {}
+        for start in range(0, len(children), OBSERVE_BATCH):
+            batch = children[start:start + OBSERVE_BATCH]
+            found.update(await self._call(lambda batch=batch: self.client.retry(self._read, path, batch)))
+        return found
+
+    def _read(self, path: str, names: Sequence[str]) -> Dict[str, ObservedZnode]:
+        pending = [(name, self.client.get_async(f"{path}/{name}")) for name in names]
+        found = {}
+        for name, result in pending:
+            try:
+                data, stat = result.get(timeout=10)
+            except NoNodeError:
+                continue
+            found[name] = ObservedZnode(name, data, stat.ephemeralOwner)
+        return found
 
     def _children(self, path: str) -> List[str]:
         try:
@@ -171,12 +179,23 @@ class Ensemble:
 
         def write() -> None:
             self.client.ensure_path(path, acl=self.acl)
+            # All sent at once and answered in order (one session): one wait for the plan, not
+            # a round trip per znode, each behind whatever a reconcile's reads queued meanwhile.
+            sent = []
             for action in actions:
                 node = f"{path}/{action.name}"
                 if isinstance(action, (DeleteZnode, ReplaceZnode)):
-                    self.client.retry(self._delete, node)
+                    sent.append((self._delete, (node,), self.client.delete_async(node)))
                 if isinstance(action, (CreateZnode, ReplaceZnode)):
-                    self.client.retry(self._create, node, action.data)
+                    sent.append((self._create, (node, action.data),
+                                 self.client.create_async(node, action.data, acl=self.acl, ephemeral=True)))
+            for again, args, result in sent:
+                try:
+                    result.get(timeout=10)
+                except NoNodeError:
+                    pass  # deleted already
+                except KazooException:  # exists already, or the connection dropped: one at a time, retried
+                    self.client.retry(again, *args)
         await self._call(write)
 
     def _delete(self, node: str) -> None:
@@ -237,62 +256,3 @@ class Ensembles:
     async def stop(self) -> None:
         for ensemble in self._open.values():
             await ensemble.stop()
-
-
-class Leadership:
-    """kazoo's Lock recipe: the holder is the leader; only it writes. Runs in its own
-    thread because acquiring blocks; a lost session ends the term and it queues again."""
-
-    def __init__(self, ensemble: Ensemble, path: str, identifier: str,
-                 on_change: Callable[[bool], None]) -> None:
-        self.ensemble = ensemble
-        self.path = path
-        self.identifier = identifier
-        self._on_change = on_change
-        self._stop = threading.Event()
-        self._elected = False
-        self._lock = None
-        self._thread = threading.Thread(target=self._run, name="gateway-sync-election", daemon=True)
-
-    @property
-    def is_leader(self) -> bool:
-        return self._elected and not self.ensemble.lost.is_set() and self.ensemble.writable
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        lock = self._lock
-        if lock is not None:
-            try:
-                lock.cancel()
-                lock.release()
-            except KazooException:
-                pass
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            lock = self._lock = self.ensemble.client.Lock(self.path, self.identifier)
-            try:
-                acquired = lock.acquire(blocking=True)
-            except (KazooException, KazooTimeoutError) as exc:
-                log.warning("leader election failed; retrying", extra={"error": repr(exc)})
-                self._stop.wait(1.0)
-                continue
-            if not acquired or self._stop.is_set():
-                continue
-            self._set(True)
-            # A term ends when the session is lost: the lock node went with it.
-            while not self._stop.is_set() and not self.ensemble.lost.wait(0.2):
-                pass
-            self._set(False)
-            while not self._stop.is_set() and self.ensemble.lost.is_set():
-                self._stop.wait(0.1)
-
-    def _set(self, elected: bool) -> None:
-        if elected != self._elected:
-            self._elected = elected
-            log.warning("leadership " + ("gained" if elected else "lost"), extra={"replica": self.identifier})
-            self.ensemble._loop.call_soon_threadsafe(self._on_change, elected)
