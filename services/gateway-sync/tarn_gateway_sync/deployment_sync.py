@@ -4,6 +4,7 @@ once all of them took a draining instance out, that instance announced unrouted 
 node-agent waits for it to stop Triton). Places nobody owns any more are cleaned here."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -131,6 +132,28 @@ class DeploymentSync:
         if self.claims.owns(name, znodes):
             await self._zookeeper.observe(record)
 
+    async def _sync_haproxies(self, record: ev.DeploymentRecord, intent: RoutingIntent,
+                              grpc_intent: Optional[RoutingIntent], touched_models, scope: Optional[Set[str]],
+                              fleet) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
+        """Each HAProxy's backend (and gRPC backend) and model slots; the open requests each counted."""
+        ok, counted = True, []
+        name, backend = record.deployment, record.haproxy_backend
+        grpc_backend = self._grpc_backends.get(backend)
+        for haproxy in self._haproxies:
+            ok = await haproxy.sync(backend, intent, scope) and ok
+            counted.append(haproxy.open_requests.get(backend, {}))
+            models_ok, slot_counts = await self._models.sync(haproxy, backend, name, intent, touched_models, scope,
+                                                             fleet, self._resolver, cold=record.cold_models)
+            ok, counted = models_ok and ok, counted + slot_counts
+            if grpc_backend and grpc_intent is not None:
+                ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
+                counted.append(haproxy.open_requests.get(grpc_backend, {}))
+                models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
+                                                                 touched_models, scope, fleet, self._resolver, True,
+                                                                 record.cold_models)
+                ok, counted = models_ok and ok, counted + slot_counts
+        return ok, counted
+
     async def sync(self, name: str, scope: Optional[Set[str]]) -> bool:
         """Make every gateway match the fleet for ``scope`` (None: everything). True when all
         of them did; then due instance-unrouted events are announced. The work is the scope's:
@@ -155,23 +178,17 @@ class DeploymentSync:
         backend, znodes = places_of(record, self.claims.default_ensemble)
         refused = self.claims.refused(name)
         ok = all(self.claims.owns(name, place) or place in refused for place in (backend, znodes))
-        counted = []
-        for haproxy in self._haproxies if self.claims.owns(name, backend) else ():
-            ok = await haproxy.sync(record.haproxy_backend, intent, scope) and ok
-            counted.append(haproxy.open_requests.get(record.haproxy_backend, {}))
-            models_ok, slot_counts = await self._models.sync(haproxy, record.haproxy_backend, name, intent,
-                                                             touched_models, scope, fleet, self._resolver,
-                                                             cold=record.cold_models)
-            ok, counted = models_ok and ok, counted + slot_counts
-            if grpc_backend and grpc_intent is not None:
-                ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
-                counted.append(haproxy.open_requests.get(grpc_backend, {}))
-                models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
-                                                                 touched_models, scope, fleet, self._resolver, True,
-                                                                 record.cold_models)
-                ok, counted = models_ok and ok, counted + slot_counts
-        if self.claims.owns(name, znodes):
-            ok = await self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) and ok
+        # The HAProxies and ZooKeeper at once: a change waits for the slower, not for both in turn.
+        zk_sync = self._zookeeper.sync(record, authoritative, routable, set(draining) | set(gone), scope) \
+            if self.claims.owns(name, znodes) else _done()
+        results = await asyncio.gather(
+            self._sync_haproxies(record, intent, grpc_intent, touched_models, scope, fleet)
+            if self.claims.owns(name, backend) else _done((True, [])), zk_sync, return_exceptions=True)
+        for result in results:  # both finished before anything is raised: nothing writes after the lock is let go
+            if isinstance(result, BaseException):
+                raise result
+        (haproxies_ok, counted), zk_ok = results
+        ok = ok and haproxies_ok and zk_ok
         self._metrics.routed.labels(name).set(fleet.count(ROUTABLE))
         self._work.watch_draining(name, fleet.draining_addresses() | self._models.leaving(name))
         if not ok:
@@ -183,3 +200,8 @@ class DeploymentSync:
         await self._announcer.announce_due(record, draining, scope is None, total_open_requests(counted))
         await self._models.announce_due(record)
         return True
+
+
+async def _done(result=True):
+    """What a gateway this deployment does not own answers (it syncs nothing there)."""
+    return result

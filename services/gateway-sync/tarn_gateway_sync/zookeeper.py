@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
@@ -26,6 +26,9 @@ from .plan import CreateZnode, DeleteZnode, ObservedZnode, ReplaceZnode, ZnodeAc
 log = logging.getLogger(__name__)
 _PERMS = {"r": "read", "w": "write", "c": "create", "d": "delete", "a": "admin"}
 OBSERVE_BATCH = 200
+# A multi is one request: well under ZooKeeper's jute.maxbuffer (1 MB), past which the server drops the connection.
+MULTI_BYTES = 256 * 1024
+MULTI_OPS = 1000
 
 
 def parse_acl(specs: Sequence[str]) -> Optional[List[ACL]]:
@@ -177,26 +180,50 @@ class Ensemble:
         if not self.writable:
             raise UnavailableError(f"ZooKeeper at {self.hosts} is not connected; writes paused")
 
+        # (node, data), data None for a delete; in the plan's order (a replace deletes first)
+        ops = [(f"{path}/{a.name}", data) for a in actions for data in (
+            ([None] if isinstance(a, (DeleteZnode, ReplaceZnode)) else [])
+            + ([a.data] if isinstance(a, (CreateZnode, ReplaceZnode)) else []))]
+
         def write() -> None:
             self.client.ensure_path(path, acl=self.acl)
-            # All sent at once and answered in order (one session): one wait for the plan, not
-            # a round trip per znode, each behind whatever a reconcile's reads queued meanwhile.
-            sent = []
-            for action in actions:
-                node = f"{path}/{action.name}"
-                if isinstance(action, (DeleteZnode, ReplaceZnode)):
-                    sent.append((self._delete, (node,), self.client.delete_async(node)))
-                if isinstance(action, (CreateZnode, ReplaceZnode)):
-                    sent.append((self._create, (node, action.data),
-                                 self.client.create_async(node, action.data, acl=self.acl, ephemeral=True)))
-            for again, args, result in sent:
-                try:
-                    result.get(timeout=10)
-                except NoNodeError:
-                    pass  # deleted already
-                except KazooException:  # exists already, or the connection dropped: one at a time, retried
-                    self.client.retry(again, *args)
+            for chunk in _chunks(ops):
+                if not self._committed(chunk):
+                    self._pipelined(chunk)
         await self._call(write)
+
+    def _committed(self, ops: Sequence[Tuple[str, Optional[bytes]]]) -> bool:
+        """The ops as one multi: one request and one commit in the ensemble's log for all of
+        them, where each op alone costs ZooKeeper a transaction. It is all or nothing, so
+        anything refused (a node gone already, one another session holds) leaves nothing done
+        and False for ``_pipelined`` to settle op by op."""
+        transaction = self.client.transaction()
+        for node, data in ops:
+            if data is None:
+                transaction.delete(node)
+            else:
+                transaction.create(node, data, acl=self.acl, ephemeral=True)
+        try:
+            results = transaction.commit_async().get(timeout=10)
+        except (KazooException, KazooTimeoutError):  # the connection dropped: it may or may not have committed
+            return False
+        return not any(isinstance(result, Exception) for result in results)
+
+    def _pipelined(self, ops: Sequence[Tuple[str, Optional[bytes]]]) -> None:
+        """Each op on its own, all sent at once and answered in order (one session); what
+        fails is done again one at a time, retried."""
+        sent = [(node, data, self.client.delete_async(node) if data is None else
+                 self.client.create_async(node, data, acl=self.acl, ephemeral=True)) for node, data in ops]
+        for node, data, result in sent:
+            try:
+                result.get(timeout=10)
+            except NoNodeError:
+                pass  # deleted already
+            except KazooException:  # exists already, or the connection dropped
+                if data is None:
+                    self.client.retry(self._delete, node)
+                else:
+                    self.client.retry(self._create, node, data)
 
     def _delete(self, node: str) -> None:
         try:
@@ -256,3 +283,18 @@ class Ensembles:
     async def stop(self) -> None:
         for ensemble in self._open.values():
             await ensemble.stop()
+
+
+def _chunks(ops: Sequence[Tuple[str, Optional[bytes]]]) -> Iterator[List[Tuple[str, Optional[bytes]]]]:
+    """Consecutive runs of ops within MULTI_OPS and about MULTI_BYTES each."""
+    chunk: List[Tuple[str, Optional[bytes]]] = []
+    size = 0
+    for node, data in ops:
+        cost = len(node) + len(data or b"") + 64  # and the op's own header and ACL
+        if chunk and (len(chunk) >= MULTI_OPS or size + cost > MULTI_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((node, data))
+        size += cost
+    if chunk:
+        yield chunk
