@@ -48,7 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import httpx
 from kazoo.client import KazooClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tarn_shared import events as ev
 from tarn_shared.defaults import HEARTBEAT_INTERVAL_S
@@ -109,14 +111,17 @@ class PhaseResult:
     am_lifecycle_lag_end: int = 0
     register_s: Optional[float] = None
     converged_s: Optional[float] = None  # after the phase: HAProxy and ZooKeeper == live
+    shown_s: Optional[float] = None  # ... of which until the newest changes showed
+    gs_phases: Dict[str, float] = field(default_factory=dict)  # gateway-sync's own timings, over the phase
 
 
 class Services:
     def __init__(self, args, deployment: str, app_id: str, zk_path: str) -> None:
         self.replica = f"bench-{uuid.uuid4().hex[:6]}"
+        self.port = _free_port()
         env = dict(os.environ, TARN_GATEWAY_SYNC_DEPLOYMENTS=deployment, TARN_GATEWAY_SYNC_REDIS_URL=args.redis_url,
                    TARN_GATEWAY_SYNC_ZK_HOSTS=args.zk_hosts, TARN_GATEWAY_SYNC_HAPROXY_SOCKETS=args.haproxy_socket,
-                   TARN_GATEWAY_SYNC_REPLICA_ID=self.replica, TARN_GATEWAY_SYNC_PORT=str(_free_port()),
+                   TARN_GATEWAY_SYNC_REPLICA_ID=self.replica, TARN_GATEWAY_SYNC_PORT=str(self.port),
                    TARN_GATEWAY_SYNC_ELECTION_PATH=f"/tarn-bench-election-{self.replica}/leader",
                    TARN_GATEWAY_SYNC_ALLOWED_ZK_PATHS=zk_path,  # the bench's own path, not the default namespace
                    TARN_GATEWAY_SYNC_RECONCILE_INTERVAL_S=str(args.reconcile_interval_s),
@@ -129,6 +134,22 @@ class Services:
         self.am = subprocess.Popen([sys.executable, str(HERE / "am_consumers.py"), args.redis_url, deployment, app_id],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=self.logs[1])
         assert self.am.stdout is not None and self.am.stdout.readline().strip() == b"ready", "AM consumers did not start"
+
+    def timings(self) -> Dict[str, float]:
+        """gateway-sync's /metrics: seconds and count of its apply and reconcile phases, and the
+        propagation histogram's cumulative buckets (what explains a slow convergence)."""
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
+        out: Dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith("tarn_gateway_sync_phase_seconds_") and not sample.name.endswith("_bucket"):
+                    key = f"{sample.labels['phase']}_{sample.name.rsplit('_', 1)[1]}"
+                elif sample.name == "tarn_gateway_sync_propagation_seconds_bucket":
+                    key = f"propagation_le_{sample.labels['le']}"
+                else:
+                    continue
+                out[key] = out.get(key, 0.0) + sample.value
+        return out
 
     def pids(self) -> Dict[str, int]:
         return {"gateway-sync": self.gateway_sync.pid, "am-consumers": self.am.pid}
@@ -287,6 +308,7 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu0["simulator"] += sum(cpu_seconds(p) for p in shard_pids)
             read0 = (await group_lag(client, telemetry, "tarn-am") or {"read": 0})["read"]
+            timings0 = services.timings()
             shards.everyone("go")
             t0 = time.monotonic()
             churn_per_tick = churn_per_s * agents / TICKS_PER_S
@@ -349,7 +371,9 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
             for instance in leaving:
                 await publisher.publish(lifecycle, lifecycle_event(ev.InstanceStopped, instance, exit_code=0))
                 last_changes[instance.port] = False
-            result.converged_s = await converged(args, zk, zk_path, last_changes, lambda: routed() == (len(live),) * 2)
+            result.shown_s, result.converged_s = await converged(args, zk, zk_path, last_changes,
+                                                                 lambda: routed() == (len(live),) * 2)
+            result.gs_phases = phase_timings(timings0, services.timings())
             results.append(result)
     finally:
         for proc in shards.procs:
@@ -370,10 +394,11 @@ async def run_phase(args, agents: int, seconds: float, churns: List[float]) -> L
     return results
 
 
-async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool], equal) -> Optional[float]:
+async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool],
+                    equal) -> Tuple[Optional[float], Optional[float]]:
     """Seconds from the last change until both gateways show the newest changes (cheap probes
     of those servers and znodes, every 20 ms: a whole dump of 10,000 servers takes seconds
-    here) and then hold exactly the fleet (one whole check); None past 30 s."""
+    here), and until they then hold exactly the fleet (one whole check); None past 30 s."""
     started = time.monotonic()
 
     def shown(port: int) -> Tuple[bool, bool]:
@@ -386,15 +411,30 @@ async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool], equal
 
     while any(shown(port) != (want, want) for port, want in last_changes.items()):
         if time.monotonic() - started > 30:
-            return None
+            return None, None
         await asyncio.sleep(0.02)
-    at = time.monotonic() - started
+    shown = at = time.monotonic() - started
     while not equal():  # a change that failed and waits for its retry
         if time.monotonic() - started > 30:
-            return None
+            return shown, None
         await asyncio.sleep(0.1)
         at = time.monotonic() - started
-    return at
+    return shown, at
+
+
+def phase_timings(before: Dict[str, float], after: Dict[str, float]) -> Dict[str, float]:
+    """Over one phase: mean apply and reconcile seconds, reconciles run, and the propagation
+    p99 as its histogram bucket's upper bound."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    out = {}
+    for phase in ("apply", "reconcile"):
+        count = delta.get(f"{phase}_count", 0.0)
+        out[f"{phase}_count"] = count
+        out[f"{phase}_mean_s"] = delta.get(f"{phase}_sum", 0.0) / count if count else 0.0
+    buckets = sorted((float(k.rsplit("_", 1)[1]), v) for k, v in delta.items() if k.startswith("propagation_le_"))
+    total = buckets[-1][1] if buckets else 0.0
+    out["propagation_p99_le_s"] = next((le for le, n in buckets if total and n >= 0.99 * total), math.nan)
+    return out
 
 
 def _pid_of(run_dir: str, name: str) -> int:
@@ -440,7 +480,12 @@ ROWS = [
     ("gateway-sync lifecycle lag at end", "{:d}", "gs_lag_end"),
     ("initial registration of all (s)", "{:.2f}", "register_s"),
     ("gateways == fleet after last change (s)", "{:.2f}", "converged_s"),
+    ("  of which newest changes shown (s)", "{:.2f}", "shown_s"),
 ]
+TIMINGS = [("gateway-sync applies", "{:,.0f}", "apply_count"), ("  mean apply (s)", "{:.3f}", "apply_mean_s"),
+           ("gateway-sync reconciles", "{:,.0f}", "reconcile_count"),
+           ("  mean reconcile (s)", "{:.2f}", "reconcile_mean_s"),
+           ("propagation p99 <= (s, bucket bound)", "{}", "propagation_p99_le_s")]
 
 
 def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, at_1000: Optional[PhaseResult]) -> bool:
@@ -456,6 +501,8 @@ def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, 
     print(f"{'':42}" + "".join(f"{h:>16}" for h in heads))
     for label, fmt, attr in ROWS:
         print(f"{label:42}" + "".join(f"{show(fmt, getattr(p, attr)):>16}" for p in columns))
+    for label, fmt, key in TIMINGS:
+        print(f"{label:42}" + "".join(f"{show(fmt, p.gs_phases.get(key)):>16}" for p in columns))
     for name in biggest.cpu:
         print(f"{'CPU % of a core: ' + name:42}" + "".join(f"{p.cpu[name]:>16.1f}" for p in columns))
     print()
