@@ -539,7 +539,7 @@ def print_report(raw: float, phases: List[PhaseResult], same_rate: PhaseResult, 
                   f"{'met' if verdict['am'] else 'MISSED'}")
             continue
         met = phase.converged_s is not None and phase.converged_s <= 2.0
-        ok = ok and met
+        ok = ok and met and bool(verdict["gateway-sync"])
         print(f"{phase.agents:>6} agents, churn {phase.churn_per_s:.4f}/s: gateways == fleet within 2 s of the last "
               f"change: {'met' if met else 'MISSED'} ({show('{:.2f}', phase.converged_s)} s); gateway-sync keeps up "
               f"(lag, CPU < 90%): {'met' if verdict['gateway-sync'] else 'MISSED'}; AM keeps up: "
