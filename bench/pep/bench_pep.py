@@ -10,6 +10,8 @@ differ only in the authorization step:
   pep-miss     the action, no cache (TTL 0): every request asks tarn-authz over HTTP
   pep-shared   as pep-hit, but `lua-load` (one Lua state under a global lock) instead of the
                template's `lua-load-per-thread`: shows what the per-thread states buy
+  lua-noop     a Lua action that fetches the same values and allows everything (noop_action.lua):
+               what running any Lua action per request costs, the floor under pep-hit
 wrk (-t1, pinned to one core) sends `GET /v2/models/identity` as alice, the configurations
 alternating for several rounds so load from elsewhere falls on all alike.
 Targets: pep-hit >= 0.9x alone, pep-miss >= 0.5x alone. Exits 1 on a miss."""
@@ -129,20 +131,22 @@ def main() -> int:
         run_dir = Path(tmp)
         triton = TritonServer(copy_model_repository(run_dir / "models"), log_path=run_dir / "triton.log").start()
         try:
-            authz_port, *ports = free_ports(8)
+            authz_port, *ports = free_ports(10)
             procs.append(start_authz(run_dir, authz_port))
             urls = {"alone": f"http://127.0.0.1:{ports[0]}"}
             procs.append(haproxy(run_dir / "alone.cfg", ALONE.format(
                 run_dir=run_dir, user=USER, password=PASSWORD, port=ports[0], triton=triton.http_host_port)))
             for i, (name, ttl, per_thread) in enumerate((("pep-hit", 60.0, True), ("pep-miss", 0.0, True),
-                                                         ("pep-shared", 60.0, False)), start=1):
+                                                         ("pep-shared", 60.0, False), ("lua-noop", 60.0, True)),
+                                                        start=1):
                 sub = run_dir / name
                 sub.mkdir()
                 text = render_authz.render(
                     run_dir=sub, http_port=ports[2 * i - 1], index_port=ports[2 * i],
                     authz_url=f"http://127.0.0.1:{authz_port}", gateway_token=TOKEN,
                     users=[f"user {USER} insecure-password {PASSWORD}"],
-                    servers=[f"server triton1 {triton.http_host_port}"], cache_ttl_s=ttl)
+                    servers=[f"server triton1 {triton.http_host_port}"], cache_ttl_s=ttl,
+                    **({"lua_file": HERE / "noop_action.lua"} if name == "lua-noop" else {}))
                 if not per_thread:
                     text = text.replace("lua-load-per-thread ", "lua-load ")
                 procs.append(haproxy(sub / "haproxy.cfg", text))
@@ -174,6 +178,7 @@ def main() -> int:
         missed += bool(target is not None and ratio < target)
         print(f"  {name:<10} {ratio:5.2f}x alone  {verdict}")
     print(f"  per-thread Lua states vs one shared: {median['pep-hit'] / median['pep-shared']:.2f}x")
+    print(f"  pep-hit vs lua-noop (the action's own work on a hit): {median['pep-hit'] / median['lua-noop']:.2f}x")
     return 1 if missed else 0
 
 
