@@ -163,21 +163,23 @@ class Services:
 
     def stop_gateway_sync(self) -> None:
         if self.gateway_sync is not None:
-            self.gateway_sync.terminate()
-            self.gateway_sync.wait(timeout=15)
+            _end(self.gateway_sync)
             self.gateway_sync = None
 
     def stop(self) -> None:
         self.stop_gateway_sync()
-        for proc in (self.am,):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _end(self.am)
         for log in self.logs:
             log.close()
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def raw_xadd_rate(redis_url: str, seconds: float) -> float:
@@ -436,13 +438,13 @@ async def converged(args, zk, zk_path: str, last_changes: Dict[int, bool],
         if time.monotonic() - started > 30:
             return None, None
         await asyncio.sleep(0.02)
-    shown = at = time.monotonic() - started
+    shown_s = at = time.monotonic() - started
     while not equal():  # a change that failed and waits for its retry
         if time.monotonic() - started > 30:
-            return shown, None
+            return shown_s, None
         await asyncio.sleep(0.1)
         at = time.monotonic() - started
-    return shown, at
+    return shown_s, at
 
 
 def phase_timings(before: Dict[str, float], after: Dict[str, float]) -> Dict[str, float]:
