@@ -58,3 +58,13 @@ def test_a_reconciles_read_yields_to_what_an_apply_changed_while_it_was_read():
     fresh = {"h:2": ObservedZnode("h:2", b"y", 7), "h:3": ObservedZnode("h:3", b"z", 7)}
     assert sorted(merged_znodes(fresh, {"h:1", "h:2"}, znodes)) == ["h:1", "h:3"]
     assert znodes.nodes["h:1"].ephemeral_owner == 7
+
+
+def test_memory_keeps_haproxys_id_of_a_server_it_drains_and_of_a_slot_it_fills_but_knows_none_for_a_new_one():
+    applied = AppliedBackend(Layout.DYNAMIC, [ServerState("tarn-a", "10.0.0.1", 1, Admin.READY, True, srv_id=7),
+                                              ServerState("triton-1", "0.0.0.0", 8000, Admin.MAINT, False, srv_id=3)],
+                             "triton-")
+    applied.record([DrainServer("tarn-a"), FillSlot("triton-1", "10.0.0.1", 2), AddServer("tarn-c", "10.0.0.1", 3)])
+    applied.with_sessions({"tarn-a": 4})
+    assert {n: (s.srv_id, s.sessions) for n, s in applied.servers.items()} == \
+        {"tarn-a": (7, 4), "triton-1": (3, 0), "tarn-c": (None, 0)}

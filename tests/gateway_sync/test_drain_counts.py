@@ -29,3 +29,10 @@ def test_a_servers_open_requests_are_its_current_sessions_plus_those_queued_for_
     stat = ("# pxname,svname,qcur,qmax,scur,smax\n"
             "be,tarn-a,2,5,4,8\nbe,tarn-b,0,0,0,3\nbe,BACKEND,0,0,4,8\n")
     assert parse_sessions(stat) == {"tarn-a": 6, "tarn-b": 0}
+
+
+def test_the_answers_of_several_show_stats_in_one_request_are_read_each_with_its_own_header():
+    stat = ("# pxname,svname,qcur,qmax,scur,smax\nbe,tarn-a,1,1,2,2\n\n"
+            "# pxname,svname,qcur,qmax,scur,smax\nbe,tarn-b,0,0,3,3\n\n"
+            "# pxname,svname,qcur,qmax,scur,smax\n\n")  # an id no server has any more: a header alone
+    assert parse_sessions(stat) == {"tarn-a": 3, "tarn-b": 3}

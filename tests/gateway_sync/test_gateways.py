@@ -223,3 +223,14 @@ async def test_a_plan_goes_out_in_batches_of_commands_and_a_refusal_in_one_is_re
         await api.apply(backend, [DrainServer("tarn-batch-0"), ReadyServer("tarn-nobody"), DrainServer("tarn-batch-1")])
     drained = {s.name for s in await api.servers(backend) if s.admin is Admin.DRAIN}
     assert {"tarn-batch-0", "tarn-batch-1"} <= drained
+
+
+async def test_the_open_requests_of_draining_servers_are_read_one_server_each_by_haproxys_id(stack, haproxy_backend):
+    api, backend = RuntimeApi(haproxy_backend["socket"], check=False), haproxy_backend["dyn"]["name"]
+    await api.apply(backend, [AddServer(f"tarn-ids-{i}", "127.0.0.2", 47000 + i) for i in range(40)])
+    await api.apply(backend, [DrainServer("tarn-ids-3"), DrainServer("tarn-ids-30")])
+    servers = {s.name: s for s in await api.servers(backend) if s.name.startswith("tarn-ids-")}
+    assert len({s.srv_id for s in servers.values()} - {None}) == 40  # every server's id, each its own
+    draining = [servers["tarn-ids-3"], servers["tarn-ids-30"]]
+    assert set(await api.sessions(backend, draining)) == {"tarn-ids-3", "tarn-ids-30"}
+    assert set(await api.sessions(backend)) >= set(servers)  # without ids: the whole backend

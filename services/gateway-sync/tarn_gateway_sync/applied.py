@@ -7,6 +7,7 @@ znode removed) is not seen here: the periodic full reconcile reads the gateway a
 repairs it. A failed execution drops the memory, so the next sync reads."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .plan import (EMPTY_SLOT_IP, AddServer, Admin, ClearSlot, DeleteZnode, DrainServer, FillSlot,
@@ -41,7 +42,7 @@ class AppliedBackend:
         for name, count in sessions.items():
             server = self.servers.get(name)
             if server is not None and server.admin is Admin.DRAIN:
-                self._put(ServerState(name, server.ip, server.port, server.admin, server.operational_up, count))
+                self._put(replace(server, sessions=count))
 
     def record(self, actions: Sequence[HaproxyAction]) -> Set[str]:
         """The servers after a plan was executed; the names it changed."""
@@ -51,15 +52,17 @@ class AppliedBackend:
             if name is None:
                 continue
             old = self.servers.get(name)
+            # A slot keeps its HAProxy id when filled or cleared; a new server's is not known.
+            slot_id = old.srv_id if old is not None and not isinstance(action, AddServer) else None
             if isinstance(action, (AddServer, FillSlot)):
-                self._put(ServerState(name, action.ip, action.port, Admin.READY, False))
+                self._put(ServerState(name, action.ip, action.port, Admin.READY, False, srv_id=slot_id))
             elif isinstance(action, RemoveServer):
                 self._drop(name)
             elif isinstance(action, ClearSlot):
-                self._put(ServerState(name, EMPTY_SLOT_IP, CLEARED_SLOT_PORT, Admin.MAINT, False))
+                self._put(ServerState(name, EMPTY_SLOT_IP, CLEARED_SLOT_PORT, Admin.MAINT, False, srv_id=slot_id))
             elif old is not None and isinstance(action, (ReadyServer, DrainServer)):
                 admin = Admin.READY if isinstance(action, ReadyServer) else Admin.DRAIN
-                self._put(ServerState(name, old.ip, old.port, admin, old.operational_up, 0))
+                self._put(replace(old, admin=admin, sessions=0))
             changed.add(name)
         return changed
 

@@ -102,8 +102,9 @@ class HaproxyGateway:
             observed = applied.around(endpoints, len(intent.desired))
             leaving = {t.endpoint for t in intent.draining.values()}
             # A drain ends when its sessions do: read them only while one of the scope's drains.
-            if any(s.admin is Admin.DRAIN and s.endpoint in leaving for s in observed):
-                applied.with_sessions(await self.api.sessions(backend))
+            draining = [s for s in observed if s.admin is Admin.DRAIN and s.endpoint in leaving]
+            if draining:
+                applied.with_sessions(await self.api.sessions(backend, draining))
                 observed = applied.around(endpoints, len(intent.desired))
             return applied, observed
         read = self._read.pop(backend, None) if scope is None else None

@@ -46,7 +46,8 @@ class Target(_AtEndpoint):
 @dataclass(frozen=True)
 class ServerState(_AtEndpoint):
     """One line of ``show servers state``; ``sessions``: its open requests from ``show stat``
-    (``scur`` + ``qcur``), read only while some server of the backend is in drain."""
+    (``scur`` + ``qcur``), read only while some server of the backend is in drain; ``srv_id``:
+    HAProxy's id for it, where a read told it (``show stat`` reads one server by its id)."""
 
     name: str
     ip: str
@@ -54,6 +55,7 @@ class ServerState(_AtEndpoint):
     admin: Admin
     operational_up: bool
     sessions: int = 0
+    srv_id: Optional[int] = None
 
 
 @dataclass(frozen=True)
