@@ -137,20 +137,16 @@ class DeploymentSync:
                               fleet) -> Tuple[bool, List[Mapping[str, Optional[int]]]]:
         """Each HAProxy's backend (and gRPC backend) and model slots; the open requests each counted."""
         ok, counted = True, []
-        name, backend = record.deployment, record.haproxy_backend
-        grpc_backend = self._grpc_backends.get(backend)
+        grpc_backend = self._grpc_backends.get(record.haproxy_backend)
+        backends = [(record.haproxy_backend, intent, False)] + \
+            ([(grpc_backend, grpc_intent, True)] if grpc_backend and grpc_intent is not None else [])
         for haproxy in self._haproxies:
-            ok = await haproxy.sync(backend, intent, scope) and ok
-            counted.append(haproxy.open_requests.get(backend, {}))
-            models_ok, slot_counts = await self._models.sync(haproxy, backend, name, intent, touched_models, scope,
-                                                             fleet, self._resolver, cold=record.cold_models)
-            ok, counted = models_ok and ok, counted + slot_counts
-            if grpc_backend and grpc_intent is not None:
-                ok = await haproxy.sync(grpc_backend, grpc_intent, scope) and ok
-                counted.append(haproxy.open_requests.get(grpc_backend, {}))
-                models_ok, slot_counts = await self._models.sync(haproxy, grpc_backend, name, grpc_intent,
-                                                                 touched_models, scope, fleet, self._resolver, True,
-                                                                 record.cold_models)
+            for backend, backend_intent, grpc in backends:
+                ok = await haproxy.sync(backend, backend_intent, scope) and ok
+                counted.append(haproxy.open_requests.get(backend, {}))
+                models_ok, slot_counts = await self._models.sync(
+                    haproxy, backend, record.deployment, backend_intent, touched_models, scope, fleet, self._resolver,
+                    grpc, record.cold_models)
                 ok, counted = models_ok and ok, counted + slot_counts
         return ok, counted
 

@@ -180,10 +180,13 @@ class Ensemble:
         if not self.writable:
             raise UnavailableError(f"ZooKeeper at {self.hosts} is not connected; writes paused")
 
-        # (node, data), data None for a delete; in the plan's order (a replace deletes first)
-        ops = [(f"{path}/{a.name}", data) for a in actions for data in (
-            ([None] if isinstance(a, (DeleteZnode, ReplaceZnode)) else [])
-            + ([a.data] if isinstance(a, (CreateZnode, ReplaceZnode)) else []))]
+        ops: List[Tuple[str, Optional[bytes]]] = []  # (node, data), data None for a delete, in the plan's order
+        for action in actions:
+            node = f"{path}/{action.name}"
+            if isinstance(action, (DeleteZnode, ReplaceZnode)):
+                ops.append((node, None))
+            if isinstance(action, (CreateZnode, ReplaceZnode)):
+                ops.append((node, action.data))
 
         def write() -> None:
             self.client.ensure_path(path, acl=self.acl)
@@ -193,10 +196,8 @@ class Ensemble:
         await self._call(write)
 
     def _committed(self, ops: Sequence[Tuple[str, Optional[bytes]]]) -> bool:
-        """The ops as one multi: one request and one commit in the ensemble's log for all of
-        them, where each op alone costs ZooKeeper a transaction. It is all or nothing, so
-        anything refused (a node gone already, one another session holds) leaves nothing done
-        and False for ``_pipelined`` to settle op by op."""
+        """The ops as one multi (one request, one log commit). All or nothing: anything refused
+        (a node gone already, one another session holds) leaves False for ``_pipelined``."""
         transaction = self.client.transaction()
         for node, data in ops:
             if data is None:
@@ -210,8 +211,7 @@ class Ensemble:
         return not any(isinstance(result, Exception) for result in results)
 
     def _pipelined(self, ops: Sequence[Tuple[str, Optional[bytes]]]) -> None:
-        """Each op on its own, all sent at once and answered in order (one session); what
-        fails is done again one at a time, retried."""
+        """Each op on its own, all sent at once; what fails is done again alone, retried."""
         sent = [(node, data, self.client.delete_async(node) if data is None else
                  self.client.create_async(node, data, acl=self.acl, ephemeral=True)) for node, data in ops]
         for node, data, result in sent:
