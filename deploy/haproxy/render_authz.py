@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import re
 import secrets
 import string
@@ -84,7 +85,8 @@ def render(*, run_dir: Path, http_port: int, index_port: int, authz_url: str, ga
     values: Dict[str, object] = dict(
         RUN_DIR=run_dir, HTTP_PORT=http_port, INDEX_PORT=index_port, AUTHZ_URL=authz_url.rstrip("/"),
         GATEWAY_TOKEN=gateway_token, CACHE_TTL_S=cache_ttl_s, TIMEOUT_MS=timeout_ms, BIND=bind,
-        AUDIT_SUMMARY_MS=int(audit_summary_ms),
+        AUDIT_SUMMARY_MS=int(audit_summary_ms), DECISION_EXPIRE_S=math.ceil(max(cache_ttl_s, 0)) + 1,
+        HITS_EXPIRE_MS=3 * max(100, int(audit_summary_ms)),  # the Lua reads it at most every 100 ms
         INDEX_SECRET=index_secret or secrets.token_hex(16), LUA_FILE=lua_file,
         USERS="\n".join(f"    {line.strip()}" for line in users if line.strip()),
         SERVERS="\n".join(f"    {line.strip()}" for line in servers if line.strip()),

@@ -35,6 +35,12 @@
 -- a task posts the counts to authz's /audit/summary every TARN_AUTHZ_AUDIT_SUMMARY_MS, which
 -- audits each as one event with event_count (Ranger's audit summarisation). A hit costs one
 -- table update; counts authz did not take are kept for the next round (up to HITS_MAX keys).
+--
+-- HAProxy's own decision cache (the template's tarn_decisions table) answers repeated allows
+-- on plain model paths without this action. The action stores there an allow it decided for
+-- the key the configuration built (txn.tarn_key, when its txn.tarn_model and txn.tarn_action
+-- are the ones `classify` found), and one Lua state (thread 1's) adds the hits HAProxy counted
+-- in tarn_decision_hits to the summaries.
 
 local AUTHZ_URL = os.getenv("TARN_AUTHZ_URL") or "http://127.0.0.1:8096"
 local TOKEN = os.getenv("TARN_AUTHZ_GATEWAY_TOKEN") or ""
@@ -55,11 +61,12 @@ local function now_s()
     return t.sec + t.usec / 1e6
 end
 
+-- allowed, now, expires; nil when not cached.
 local function cache_get(key)
     local hit = cache[key]
     if hit then
         local now = now_s()
-        if hit.expires > now then return hit.allowed, now end
+        if hit.expires > now then return hit.allowed, now, hit.expires end
     end
     return nil
 end
@@ -78,15 +85,17 @@ local function add_hits(allowed, key, client, h)
     hits_size = hits_size + 1
 end
 
-local function count_hit(key, user, action, model, allowed, client, now)
+-- n hits (one, unless HAProxy's cache counted them) between first and last.
+local function count_hit(key, user, action, model, allowed, client, last, n, first)
+    n, first = n or 1, first or last
     local by_client = hits[allowed][key]
     local h = by_client and by_client[client]
     if h then
-        h[1], h[3] = h[1] + 1, now
+        h[1], h[3] = h[1] + n, last
     elseif hits_size < HITS_MAX then
-        add_hits(allowed, key, client, { 1, now, now, user, action, model, allowed, client, key })
+        add_hits(allowed, key, client, { n, first, last, user, action, model, allowed, client, key })
     else
-        hits_dropped = hits_dropped + 1
+        hits_dropped = hits_dropped + n
     end
 end
 
@@ -96,7 +105,9 @@ local function cache_put(key, allowed)
         cache, cache_size = {}, 0
     end
     if cache[key] == nil then cache_size = cache_size + 1 end
-    cache[key] = { allowed = allowed, expires = now_s() + CACHE_TTL_S }
+    local expires = now_s() + CACHE_TTL_S
+    cache[key] = { allowed = allowed, expires = expires }
+    return expires
 end
 
 local function url_encode(s)
@@ -155,13 +166,14 @@ local function authz_headers(user, client, extra)
     return headers
 end
 
--- true / false, or nil when authz could not answer. client: the end client's address.
+-- true / false, or nil when authz could not answer, and until when the answer may be cached
+-- (nil: not at all). client: the end client's address.
 local function ask(user, model, action, client)
     local key = user .. "\0" .. action .. "\0" .. model
-    local cached, now = cache_get(key)
+    local cached, now, expires = cache_get(key)
     if cached ~= nil then
         count_hit(key, user, action, model, cached, client, now)
-        return cached
+        return cached, expires
     end
     local http = core.httpclient()
     local res = http:get{
@@ -174,8 +186,7 @@ local function ask(user, model, action, client)
         return nil
     end
     local allowed = res.body == "true"
-    cache_put(key, allowed)
-    return allowed
+    return allowed, cache_put(key, allowed)
 end
 
 -- The decisions for many models at once (one batch request for those not cached).
@@ -216,6 +227,16 @@ local function ask_many(user, models, action, client)
     return answers
 end
 
+-- HAProxy's cache keeps whole seconds: the allow is stored until the last whole second before
+-- it expires, and only for the key the configuration built from the same model and action.
+local function offer_to_haproxy_cache(txn, model, action, expires)
+    local until_s = math.floor(expires)
+    if until_s > core.now().sec and txn:get_var("txn.tarn_key") ~= nil
+        and txn:get_var("txn.tarn_model") == model and txn:get_var("txn.tarn_action") == action then
+        txn:set_var("txn.tarn_cache_until", until_s)
+    end
+end
+
 local function enforce(txn)
     local user = txn:get_var("txn.tarn_user")
     if user == nil or user == "" then
@@ -234,11 +255,12 @@ local function enforce(txn)
     elseif kind == "index" then
         txn:set_var("txn.tarn_authz", "index")
     elseif kind == "model" then
-        local allowed = ask(user, model, action, txn.f:src() or "")
+        local allowed, expires = ask(user, model, action, txn.f:src() or "")
         if allowed == nil then
             txn:set_var("txn.tarn_authz", "unavailable")
         else
             txn:set_var("txn.tarn_authz", allowed and "allow" or "deny")
+            if allowed and expires then offer_to_haproxy_cache(txn, model, action, expires) end
         end
     else
         txn:set_var("txn.tarn_authz", "deny")
@@ -315,8 +337,33 @@ local function post_summary(batch)
     return nil
 end
 
+-- The hits HAProxy's own cache served, counted by "client|user|action|model" in
+-- tarn_decision_hits: read by one Lua state only (the table is the process's), as each key's
+-- increase since the previous read. A key gone from the table between two reads starts again at 0.
+local HAPROXY_HITS_READER = (core.thread or 0) <= 1
+local haproxy_seen, haproxy_read_s = {}, nil
+
+local function read_haproxy_hits()
+    local proxy = core.backends.tarn_decision_hits
+    if not HAPROXY_HITS_READER or proxy == nil or proxy.stktable == nil then return end
+    local now, seen = now_s(), {}
+    local first = haproxy_read_s or now
+    for entry, data in pairs(proxy.stktable:dump()) do
+        local count = data.http_req_cnt or 0
+        local before = haproxy_seen[entry] or 0
+        local n = count >= before and count - before or count
+        seen[entry] = count
+        local client, user, action, model = entry:match("^([^|]*)|(.*)|([^|]*)|([^|]*)$")
+        if n > 0 and client then
+            count_hit(user .. "\0" .. action .. "\0" .. model, user, action, model, true, client, now, n, first)
+        end
+    end
+    haproxy_seen, haproxy_read_s = seen, now
+end
+
 -- Reports the cache hits counted so far; what authz did not answer for goes back into `hits`.
 local function report_hits()
+    read_haproxy_hits()
     if hits_dropped > 0 then
         core.Alert("tarn_authz: " .. hits_dropped .. " cache hits not audited (more than " .. HITS_MAX
             .. " distinct entries waiting)")
