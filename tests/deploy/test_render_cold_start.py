@@ -19,7 +19,7 @@ def test_cold_start_renders_a_config_haproxy_accepts_with_the_hold_after_authori
     text = render_authz.render(run_dir=tmp_path, grpc_port=18081, model_slots=2,
                                cold_start_url="http://127.0.0.1:8095", cold_start_wait_s=45, retry_after_s=9, **ARGS)
     assert "setenv TARN_COLD_START_WAIT_S 45" in text and "tarn_cold_start.lua" in text
-    assert text.index("http-request lua.tarn_authz\n") < text.index("http-request lua.tarn_cold_start")
+    assert text.index("http-request lua.tarn_authz unless") < text.index("http-request lua.tarn_cold_start")
     assert "hdr Retry-After 9" in text and "grpc-status 14" in text
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(text)
