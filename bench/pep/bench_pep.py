@@ -23,11 +23,11 @@ Targets: pep-hit >= 0.9x alone, pep-miss >= 0.5x alone. Exits 1 on a miss."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +41,7 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "deploy" / "haproxy"), str(ROOT / "deploy" / "local")]
 import render_authz  # noqa: E402  (deploy/haproxy)
 import tarnstack  # noqa: E402  (deploy/local)
+from tarn_gateway_sync.haproxy import RuntimeApi  # noqa: E402
 
 from tests.support.ports import free_ports  # noqa: E402
 from tests.support.triton import TritonServer  # noqa: E402
@@ -120,10 +121,7 @@ def without_haproxy_cache(text: str) -> str:
 def haproxy_cache_hits(admin_socket: Path) -> int:
     """The requests HAProxy's decision cache served, summed over tarn_decision_hits (an entry
     lasts three audit rounds, 15 s, past its last hit: read it around one round only)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(admin_socket))
-        sock.sendall(b"show table tarn_decision_hits\n")
-        text = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+    text = asyncio.run(RuntimeApi(str(admin_socket)).execute("show table tarn_decision_hits"))
     return sum(int(n) for n in re.findall(r"http_req_cnt=(\d+)", text))
 
 

@@ -26,7 +26,12 @@ SUMMARY_MS = 1000
 DENY_BOB = {"id": 4, "name": "p4", "isEnabled": True, "isAuditEnabled": True,
             "resources": {"model": {"values": ["add_sub"]}},
             "denyPolicyItems": [{"users": ["bob"], "accesses": [{"type": "metadata", "isAllowed": True}]}]}
-AUDITED_POLICIES = {**POLICIES, "policies": POLICIES["policies"] + [DENY_BOB]}
+# A user whose name holds the separator of HAProxy's hit counts (client|user|action|model).
+PIPE_USER = "dave|infer"
+AUDITED_PASSWORDS = {**PASSWORDS, PIPE_USER: "dave-pw"}
+AUDITED_POLICIES = {**POLICIES, "policies": POLICIES["policies"] + [DENY_BOB, {
+    "id": 6, "name": "p6", "isEnabled": True, "isAuditEnabled": True, "resources": {"model": {"values": ["add_sub"]}},
+    "policyItems": [{"users": [PIPE_USER], "accesses": [{"type": "metadata", "isAllowed": True}]}]}]}
 WAIT_S = 30.0
 
 
@@ -37,7 +42,7 @@ class AuditedGateway:
     def get(self, path: str, user: str, source: str, times: int = 1, method: str = "GET") -> list:
         """``times`` requests on one keep-alive connection from ``source``: their status codes."""
         transport = httpx.HTTPTransport(local_address=source)
-        with httpx.Client(transport=transport, auth=(user, PASSWORDS[user]), timeout=30) as client:
+        with httpx.Client(transport=transport, auth=(user, AUDITED_PASSWORDS[user]), timeout=30) as client:
             return [client.request(method, self.url + path, json={} if method == "POST" else None).status_code
                     for _ in range(times)]
 
@@ -57,7 +62,7 @@ def audited(triton_server, stack, tmp_path_factory):
     authz = ServerThread(create_app(settings_for(tmp, ranger_audit=True, audit_log=audit_log,
                                                  redis_url=stack.env["REDIS_URL"])), **SERVER_OPTIONS).start()
     try:
-        with haproxy_authz(tmp, PASSWORDS, "haproxy with authz in front of triton", authz_url=authz.url,
+        with haproxy_authz(tmp, AUDITED_PASSWORDS, "haproxy with authz in front of triton", authz_url=authz.url,
                            gateway_token=GATEWAY_TOKEN, servers=[f"server triton1 {triton_server.http_host_port} check"],
                            cache_ttl_s=CACHE_TTL_S, audit_summary_ms=SUMMARY_MS) as url:
             yield AuditedGateway(url, authz, audit_log)
@@ -74,8 +79,10 @@ def test_the_audited_client_address_is_the_end_clients_not_haproxys(audited):
     assert not audited.events("127.0.0.1")  # HAProxy's own address never stands in for the client's
 
 
-@pytest.mark.parametrize("user,source,allowed", [("alice", "127.0.0.3", 1), ("bob", "127.0.0.4", 0)])
-def test_cache_hits_are_audited_as_summaries_whose_counts_add_up_to_every_request(audited, user, source, allowed):
+@pytest.mark.parametrize("user,source,allowed,policy", [("alice", "127.0.0.3", 1, 1), ("bob", "127.0.0.4", 0, 4),
+                                                        (PIPE_USER, "127.0.0.6", 1, 6)])
+def test_cache_hits_are_audited_as_summaries_whose_counts_add_up_to_every_request(audited, user, source, allowed,
+                                                                                   policy):
     requests = 60
     assert audited.get("/v2/models/add_sub/config", user, source, requests) == [200 if allowed else 403] * requests
 
@@ -92,7 +99,7 @@ def test_cache_hits_are_audited_as_summaries_whose_counts_add_up_to_every_reques
     assert summaries and max(e["event_count"] for e in summaries) > 1
     assert all(json.loads(e["additional_info"]) == {"served_from": "gateway cache"} for e in summaries)
     assert len(found) < requests / 3  # summarised, not one event per request
-    assert {e["policy"] for e in found} == {1 if allowed else 4}
+    assert {e["policy"] for e in found} == {policy}
 
 
 def test_list_decisions_served_from_the_cache_for_the_index_are_audited_per_model(audited):

@@ -4,14 +4,15 @@ again by HAProxy's rules alone, for that user, action and model only, and never 
 anything the rules do not map exactly as the Lua does stays with the Lua."""
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tarn_authz.app import SERVER_OPTIONS, create_app
+from tarn_gateway_sync.haproxy import RuntimeApi
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
 from tests.authz.test_haproxy_pep import PASSWORDS as PEP_PASSWORDS, POLICIES, _infer_add_sub, _policy
@@ -40,10 +41,7 @@ class CachedGateway:
 
     def table(self, name: str) -> dict:
         """``show table`` on the admin socket: {key: the entry's data fields}."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(self.admin_socket))
-            sock.sendall(f"show table {name}\n".encode())
-            text = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        text = asyncio.run(RuntimeApi(str(self.admin_socket)).execute(f"show table {name}"))
         entries = {}
         for line in text.splitlines():
             if " key=" in line:
