@@ -6,10 +6,13 @@ deploy/haproxy/haproxy-authz.cfg.tmpl, against HAProxy alone to the same Triton.
 Each HAProxy below has the same frontend (basic auth against one userlist) and backend; they
 differ only in the authorization step:
   alone        no authorization (the baseline)
-  pep-hit      the template, decisions cached (TTL 60 s): every request after the first is
-               served by HAProxy's own decision cache (the tarn_decisions table), without Lua
-  pep-miss     the template, no cache (TTL 0): every request runs the Lua action, which asks
-               tarn-authz over HTTP
+  pep-hit      the template with tarn-authz's SPOE agent, decisions cached (TTL 60 s): every
+               request after the first is served by HAProxy's own decision cache (the
+               tarn_decisions table), without Lua or the agent
+  pep-miss     the same, no cache (TTL 0): every request is asked of the SPOE agent (SPOP,
+               pipelined, on a unix socket)
+  lua-miss     the template without the agent, no cache: every request runs the Lua action,
+               which asks tarn-authz over HTTP (/authorize)
   lua-hit      as pep-hit without HAProxy's cache rule: every request runs the Lua action,
                answered from its per-thread cache (what served hits before the table)
   lua-shared   as lua-hit, but `lua-load` (one Lua state under a global lock) instead of the
@@ -126,8 +129,10 @@ def haproxy_cache_hits(admin_socket: Path) -> int:
 
 
 def start_authz(run_dir: Path, port: int) -> subprocess.Popen:
-    """tarn-authz on the demo's policies, answering on ``port`` (its log in run_dir)."""
+    """tarn-authz on the demo's policies, answering on ``port`` and its SPOE agent on
+    run_dir/spoa.sock (its log in run_dir)."""
     env = dict(os.environ, TARN_AUTHZ_GATEWAY_TOKEN=TOKEN, TARN_AUTHZ_CACHE_DIR=str(run_dir / "authz-cache"),
+               TARN_AUTHZ_SPOA_SOCKET=str(run_dir / "spoa.sock"),
                TARN_AUTHZ_SERVE_DEPLOYMENTS="false", TARN_AUTHZ_LOG_JSON="false", TARN_AUTHZ_LOG_LEVEL="WARNING")
     with open(run_dir / "authz.log", "ab") as log:
         proc = subprocess.Popen(
@@ -157,13 +162,13 @@ def main() -> int:
         run_dir = Path(tmp)
         triton = TritonServer(copy_model_repository(run_dir / "models"), log_path=run_dir / "triton.log").start()
         try:
-            authz_port, *ports = free_ports(12)
+            authz_port, *ports = free_ports(14)
             procs.append(start_authz(run_dir, authz_port))
             urls = {"alone": f"http://127.0.0.1:{ports[0]}"}
             procs.append(haproxy(run_dir / "alone.cfg", ALONE.format(
                 run_dir=run_dir, user=USER, password=PASSWORD, port=ports[0], triton=triton.http_host_port)))
-            for i, (name, ttl) in enumerate((("pep-hit", 60.0), ("pep-miss", 0.0), ("lua-hit", 60.0),
-                                              ("lua-shared", 60.0), ("lua-noop", 60.0)), start=1):
+            for i, (name, ttl) in enumerate((("pep-hit", 60.0), ("pep-miss", 0.0), ("lua-miss", 0.0),
+                                              ("lua-hit", 60.0), ("lua-shared", 60.0), ("lua-noop", 60.0)), start=1):
                 sub = run_dir / name
                 sub.mkdir()
                 text = render_authz.render(
@@ -171,6 +176,7 @@ def main() -> int:
                     authz_url=f"http://127.0.0.1:{authz_port}", gateway_token=TOKEN,
                     users=[f"user {USER} insecure-password {PASSWORD}"],
                     servers=[f"server triton1 {triton.http_host_port}"], cache_ttl_s=ttl,
+                    spoa_socket=run_dir / "spoa.sock" if name.startswith("pep-") else None,
                     **({"lua_file": HERE / "noop_action.lua"} if name == "lua-noop" else {}))
                 if name in ("lua-hit", "lua-shared", "lua-noop"):
                     text = without_haproxy_cache(text)
@@ -227,6 +233,8 @@ def report(args, rates: dict, sent: int, served: int) -> int:
         print(f"  {name:<10} {ratio:5.2f}x alone (median of the rounds' ratios)  {verdict}")
     print(f"  pep-hit: {served} of its {sent} measured requests served by HAProxy's decision cache")
     print(f"  HAProxy's decision cache vs the Lua's (pep-hit / lua-hit): {paired(rates, 'pep-hit', 'lua-hit'):.2f}x")
+    print(f"  misses over SPOP vs over HTTP from the Lua (pep-miss / lua-miss): "
+          f"{paired(rates, 'pep-miss', 'lua-miss'):.2f}x")
     print(f"  per-thread Lua states vs one shared (lua-hit / lua-shared): {paired(rates, 'lua-hit', 'lua-shared'):.2f}x")
     print(f"  lua-hit vs lua-noop (the action's own work on a hit): {paired(rates, 'lua-hit', 'lua-noop'):.2f}x")
     if served < 0.99 * sent:  # a decision expiring (TTL 60 s) during a round is asked once more

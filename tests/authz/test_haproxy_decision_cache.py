@@ -15,7 +15,7 @@ from tarn_authz.app import SERVER_OPTIONS, create_app
 from tarn_gateway_sync.haproxy import RuntimeApi
 from tests.authz.servers import ServerThread
 from tests.authz.support import GATEWAY_TOKEN, settings_for
-from tests.authz.test_haproxy_pep import PASSWORDS as PEP_PASSWORDS, POLICIES, _infer_add_sub, _policy
+from tests.authz.test_haproxy_pep import PASSWORDS as PEP_PASSWORDS, POLICIES, _infer_add_sub, _policy, spoe_options
 from tests.support.haproxy_authz import haproxy_authz
 
 pytestmark = pytest.mark.integration
@@ -50,16 +50,18 @@ class CachedGateway:
         return entries
 
 
-@pytest.fixture(scope="module")
-def cached(triton_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("haproxy-decision-cache")
+@pytest.fixture(scope="module", params=["lua", "spoe"])
+def cached(request, triton_server, tmp_path_factory):
+    """Allows stored by the Lua action, or by the rules answering from the SPOE agent."""
+    tmp = tmp_path_factory.mktemp(f"haproxy-decision-cache-{request.param}")
     (tmp / "policies").mkdir()
     (tmp / "policies" / "triton_prod.json").write_text(json.dumps(CACHED_POLICIES))
-    authz = ServerThread(create_app(settings_for(tmp)), **SERVER_OPTIONS).start()
+    settings, render_options = spoe_options(tmp, request.param)
+    authz = ServerThread(create_app(settings_for(tmp, **settings)), **SERVER_OPTIONS).start()
     try:
         with haproxy_authz(tmp, PASSWORDS, "haproxy with authz in front of triton", authz_url=authz.url,
                            gateway_token=GATEWAY_TOKEN, servers=[f"server triton1 {triton_server.http_host_port} check"],
-                           cache_ttl_s=60.0) as url:
+                           cache_ttl_s=60.0, **render_options) as url:
             yield CachedGateway(url, authz, tmp / "haproxy-authz.sock")
     finally:
         authz.stop()

@@ -38,8 +38,12 @@ POLICIES = {"serviceName": "triton_prod", "policyVersion": 1, "serviceDef": SERV
 
 
 class Gateway:
-    def __init__(self, url: str, authz: ServerThread, authz_port: int, tmp: Path) -> None:
-        self.url, self.authz, self.authz_port, self.tmp = url, authz, authz_port, tmp
+    def __init__(self, url: str, authz: ServerThread, authz_port: int, tmp: Path, settings: dict) -> None:
+        self.url, self.authz, self.authz_port, self.tmp, self.settings = url, authz, authz_port, tmp, settings
+
+    def restart_authz(self) -> None:
+        self.authz = ServerThread(create_app(settings_for(self.tmp, **self.settings)), port=self.authz_port,
+                                  **SERVER_OPTIONS).start()
 
     def call(self, method: str, path: str, user=None, headers=None, **kwargs) -> httpx.Response:
         headers = dict(headers or {})
@@ -49,21 +53,31 @@ class Gateway:
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def gateway(triton_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("haproxy-authz")
+def spoe_options(tmp: Path, misses: str) -> tuple:
+    """(authz settings, render options) for misses asked by the Lua action over HTTP ("lua") or
+    of authz's SPOE agent ("spoe")."""
+    if misses == "lua":
+        return {}, {}
+    return {"spoa_socket": tmp / "spoa.sock"}, {"spoa_socket": tmp / "spoa.sock"}
+
+
+@pytest.fixture(scope="module", params=["lua", "spoe"])
+def gateway(request, triton_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"haproxy-authz-{request.param}")
     (tmp / "policies").mkdir()
     (tmp / "policies" / "triton_prod.json").write_text(json.dumps(POLICIES))
     authz_port = free_port()
-    authz = ServerThread(create_app(settings_for(tmp)), port=authz_port, **SERVER_OPTIONS).start()
+    settings, render_options = spoe_options(tmp, request.param)
+    gateway = Gateway("", None, authz_port, tmp, settings)
+    gateway.restart_authz()
     try:
         with haproxy_authz(tmp, PASSWORDS, "haproxy with authz in front of triton",
                            authz_url=f"http://127.0.0.1:{authz_port}", gateway_token=GATEWAY_TOKEN,
                            servers=[f"server triton1 {triton_server.http_host_port} check"],
-                           cache_ttl_s=CACHE_TTL_S) as url:
-            yield Gateway(url, authz, authz_port, tmp)
+                           cache_ttl_s=CACHE_TTL_S, **render_options) as gateway.url:
+            yield gateway
     finally:
-        authz.stop()
+        gateway.authz.stop()  # the one running now (a test restarts it)
 
 
 def _infer_add_sub() -> dict:
@@ -153,5 +167,5 @@ def test_authz_down_fails_closed_with_503(gateway):
         assert gateway.call("POST", "/v2/repository/index", "carol", json={}).status_code == 503
         assert gateway.call("GET", "/v2/health/ready", "alice").status_code == 200  # no model right needed
     finally:
-        gateway.authz = ServerThread(create_app(settings_for(gateway.tmp)), port=gateway.authz_port, **SERVER_OPTIONS).start()
+        gateway.restart_authz()
     assert gateway.call("POST", "/v2/models/add_sub/infer", "alice", json=_infer_add_sub()).status_code == 200

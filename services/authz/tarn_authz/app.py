@@ -23,6 +23,7 @@ from .decision_metrics import AuthzMetrics, PolicyCollector
 from .ranger_admin import RangerAdminClient
 from .registry import PolicyRegistry, Source
 from .settings import AuthzSettings
+from .spoa import SpoaAgent
 from .sources import DiskCache, FolderSource, RangerSource
 
 # How tarn-authz is served. proxy_headers off: uvicorn would take X-Forwarded-For from any
@@ -69,15 +70,20 @@ def create_app(settings: AuthzSettings) -> FastAPI:
                               publisher=StreamPublisher(redis) if redis is not None else None,
                               log_path=settings.audit_log, queue_size=settings.audit_queue_size,
                               cluster_name=settings.ranger_cluster_name, hdfs=hdfs_audit(settings))
-            app.state.services = Services(registry, Decider(metrics, audit, settings.max_policy_age_s), CallerCheck(settings), metrics)
+            decider = Decider(metrics, audit, settings.max_policy_age_s)
+            app.state.services = Services(registry, decider, CallerCheck(settings), metrics)
             records = (lambda: read_records(redis)) if settings.serve_deployments and redis is not None else None
             await registry.refresh_all()  # serve with what we have at once: Ranger, else the disk copy
+            agent = SpoaAgent(registry, decider, metrics)
+            if settings.spoa_socket is not None:
+                await agent.start(settings.spoa_socket)
             tasks = [asyncio.create_task(registry.run(stop, settings.refresh_interval_s, records,
                                                       settings.deployments_interval_s), name="policy-refresh"),
                      asyncio.create_task(audit.run(stop), name="audit")]
             try:
                 yield
             finally:
+                await agent.stop()  # before the audit stops: its last decisions are audited too
                 stop.set()
                 await asyncio.wait(tasks, timeout=5.0)
                 for task in tasks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Iterable, Mapping, Optional, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -101,6 +101,11 @@ class AuthzMetrics:
                                       "Failed reads of the deployment records", registry=self.registry)
         self.audit_events = Counter("tarn_authz_audit_events_total", "Audit events by destination and outcome",
                                     ["destination", "outcome"], registry=self.registry)
+        self.spoa_connections = Gauge("tarn_authz_spoa_connections", "HAProxy connections open to the SPOE agent",
+                                      registry=self.registry)
+        self.spoa_disconnects = Counter("tarn_authz_spoa_disconnects_total", "SPOE agent connections ended, by "
+                                        "reason (the SPOP status sent, or closed by haproxy)", ["reason"],
+                                        registry=self.registry)
         self._decision_children: Dict[tuple, object] = {}
 
     def decided(self, service: str, allowed: bool, seconds: float) -> None:

@@ -80,6 +80,10 @@ class AuthzSettings(TarnSettings):
     # -- HTTP --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address of the API")
     port: int = Field(8096, ge=0, le=65535)
+    spoa_socket: Optional[Path] = Field(
+        None, description="Unix socket of the SPOE agent answering HAProxy's access questions over SPOP "
+                          "(render_authz.py --authz-spoa-socket). Mode 0660: whoever may connect names the "
+                          "user, like the gateway token. Unset = off")
 
     @field_validator("audit_hdfs_url")
     @classmethod
