@@ -4,10 +4,12 @@ questions, hostile frames, and the socket as the trust boundary. HAProxy itself 
 test_haproxy_pep, test_haproxy_decision_cache and test_gateway_audit (their "spoe" cases)."""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -185,6 +187,29 @@ def test_a_frame_arriving_byte_by_byte_is_answered_and_unknown_frame_types_are_s
             conn.send(data[i:i + 1])
         (ack,) = conn.frames(1)
         assert (ack.type, ack.stream_id, ack.frame_id, variables(ack)["allowed"]) == (spop.ACK, 9, 3, True)
+
+
+def test_a_peer_that_never_reads_its_answers_is_not_read_from_and_others_are_still_answered(agent):
+    question = notify(1, 1, user="alice", action="infer", model="add_sub") * 100
+    with Spop(agent[0]) as greedy, Spop(agent[0]) as other:
+        greedy.hello()
+        greedy.sock.setblocking(False)
+        sent = 0
+        for _ in range(20):  # send until the socket is full, and still full after a pause
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sent += greedy.sock.send(question)
+            time.sleep(0.5)  # an agent still reading empties the socket meanwhile
+            try:
+                sent += greedy.sock.send(question)
+            except BlockingIOError:
+                break
+        else:
+            pytest.fail(f"the agent kept reading from a peer that reads nothing ({sent} bytes)")
+        assert sent < 10_000_000
+        other.hello()
+        other.send(notify(2, 1, user="alice", action="infer", model="add_sub"))
+        assert variables(other.frames(1)[0]) == {"allowed": True}
 
 
 def test_haproxys_disconnect_is_answered_and_counted(agent):

@@ -201,6 +201,16 @@ class SpoaConnection(asyncio.Protocol):
         if not self._closing:
             self._agent.metrics.spoa_disconnects.labels("closed by haproxy").inc()
 
+    # A peer not reading its ACKs is not read from either: answers never pile up in memory.
+    def pause_writing(self) -> None:
+        assert self._transport is not None
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self._transport is not None
+        if not self._closing:
+            self._transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
