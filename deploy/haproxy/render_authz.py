@@ -74,6 +74,7 @@ spoe-agent tarn-authz
     groups tarn-check
     option var-prefix tarn
     option set-on-error error
+    # SPOE.txt: hello below the backend's connect timeout, idle below its server timeout.
     timeout hello 2s
     timeout idle 30s
     timeout processing {timeout_ms}ms
@@ -113,7 +114,7 @@ def spoe_values(run_dir: Path, socket: Optional[Path], timeout_ms: int, cache_tt
     return dict(SPOE_FILTER=f"    filter spoe engine tarn config {conf}", SPOE_RULES="\n".join(rules),
                 SPOE_BACKEND="\n".join([
                     "# tarn-authz's SPOE agent (the socket's mode is its trust boundary).",
-                    "backend tarn_spoa", "    mode tcp", "    timeout connect 2s", "    timeout server 1m",
+                    "backend tarn_spoa", "    mode tcp", "    timeout connect 5s", "    timeout server 1m",
                     f"    server authz unix@{socket}", ""]))
 
 

@@ -2,7 +2,8 @@
 from memory; and a reconcile's read merged with what applies changed while it was read."""
 from tarn_gateway_sync.applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
 from tarn_gateway_sync.plan import (AddServer, Admin, ClearSlot, CreateZnode, DeleteZnode, DrainClock, DrainServer,
-                                    FillSlot, Layout, ObservedZnode, RemoveServer, RoutingIntent, ServerState, Target,
+                                    FillSlot, Layout, ObservedZnode, ReadyServer, RemoveServer, RoutingIntent, ServerState,
+                                    Target,
                                     plan_haproxy)
 
 
@@ -60,11 +61,25 @@ def test_a_reconciles_read_yields_to_what_an_apply_changed_while_it_was_read():
     assert znodes.nodes["h:1"].ephemeral_owner == 7
 
 
-def test_memory_keeps_haproxys_id_of_a_server_it_drains_and_of_a_slot_it_fills_but_knows_none_for_a_new_one():
+def test_memory_keeps_haproxys_id_of_a_server_it_drains_of_a_slot_it_fills_and_of_a_new_one():
     applied = AppliedBackend(Layout.DYNAMIC, [ServerState("tarn-a", "10.0.0.1", 1, Admin.READY, True, srv_id=7),
                                               ServerState("triton-1", "0.0.0.0", 8000, Admin.MAINT, False, srv_id=3)],
                              "triton-")
-    applied.record([DrainServer("tarn-a"), FillSlot("triton-1", "10.0.0.1", 2), AddServer("tarn-c", "10.0.0.1", 3)])
+    applied.record(applied.with_ids([DrainServer("tarn-a"), FillSlot("triton-1", "10.0.0.1", 2),
+                                     AddServer("tarn-c", "10.0.0.1", 3)]))
     applied.with_sessions({"tarn-a": 4})
     assert {n: (s.srv_id, s.sessions) for n, s in applied.servers.items()} == \
-        {"tarn-a": (7, 4), "triton-1": (3, 0), "tarn-c": (None, 0)}
+        {"tarn-a": (7, 4), "triton-1": (3, 0), "tarn-c": (8, 0)}
+
+
+def test_new_servers_take_ids_above_all_known_and_reuse_those_of_removed_servers():
+    applied = AppliedBackend(Layout.DYNAMIC, [ServerState("tarn-a", "10.0.0.1", 1, Admin.READY, True, srv_id=5),
+                                              ServerState("static", "10.0.0.9", 1, Admin.READY, True, srv_id=2)],
+                             "triton-")
+    first = applied.with_ids([AddServer("tarn-b", "10.0.0.2", 1), AddServer("tarn-c", "10.0.0.3", 1)])
+    assert [a.srv_id for a in first] == [6, 7]
+    applied.record(first)
+    applied.record([DrainServer("tarn-a"), RemoveServer("tarn-a"), RemoveServer("tarn-c")])
+    again = applied.with_ids([AddServer("tarn-d", "10.0.0.4", 1), AddServer("tarn-e", "10.0.0.5", 1),
+                              AddServer("tarn-f", "10.0.0.6", 1), ReadyServer("tarn-b")])
+    assert [getattr(a, "srv_id", None) for a in again] == [5, 7, 8, None]  # churn never grows the ids

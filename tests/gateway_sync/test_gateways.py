@@ -4,7 +4,7 @@ import asyncio
 import pytest
 
 from tarn_gateway_sync.haproxy import HaproxyCommandError, RuntimeApi
-from tarn_gateway_sync.plan import AddServer, Admin, DrainServer, ReadyServer
+from tarn_gateway_sync.plan import AddServer, Admin, DrainServer, ReadyServer, ServerState
 from tarn_shared import events as ev
 from tarn_shared.defaults import ZK_PATH
 
@@ -223,6 +223,18 @@ async def test_a_plan_goes_out_in_batches_of_commands_and_a_refusal_in_one_is_re
         await api.apply(backend, [DrainServer("tarn-batch-0"), ReadyServer("tarn-nobody"), DrainServer("tarn-batch-1")])
     drained = {s.name for s in await api.servers(backend) if s.admin is Admin.DRAIN}
     assert {"tarn-batch-0", "tarn-batch-1"} <= drained
+
+
+async def test_new_servers_take_the_ids_gateway_sync_chose_and_a_used_id_is_refused(stack, haproxy_backend):
+    api, backend = RuntimeApi(haproxy_backend["socket"], check=False), haproxy_backend["dyn"]["name"]
+    await api.apply(backend, [AddServer("tarn-chosen-1", "127.0.0.2", 47100, srv_id=9001),
+                              AddServer("tarn-chosen-2", "127.0.0.2", 47101, srv_id=9002)])
+    ids = {s.name: s.srv_id for s in await api.servers(backend)}
+    assert (ids["tarn-chosen-1"], ids["tarn-chosen-2"]) == (9001, 9002)
+    assert set(await api.sessions(backend, [ServerState("tarn-chosen-2", "127.0.0.2", 47101, Admin.DRAIN, False,
+                                                        srv_id=9002)])) == {"tarn-chosen-2"}
+    with pytest.raises(HaproxyCommandError, match="already used"):
+        await api.apply(backend, [AddServer("tarn-chosen-3", "127.0.0.2", 47102, srv_id=9001)])
 
 
 async def test_the_open_requests_of_draining_servers_are_read_one_server_each_by_haproxys_id(stack, haproxy_backend):

@@ -7,6 +7,7 @@ znode removed) is not seen here: the periodic full reconcile reads the gateway a
 repairs it. A failed execution drops the memory, so the next sync reads."""
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -28,6 +29,9 @@ class AppliedBackend:
         self._empty_slots: Dict[str, None] = {}
         for server in servers:
             self._put(server)
+        # HAProxy ids for new servers: above every id read, and those of servers removed since.
+        self._next_id = max((s.srv_id for s in servers if s.srv_id is not None), default=0) + 1
+        self._freed_ids: List[int] = []
 
     def around(self, endpoints: Iterable[Tuple[str, int]], free_slots: int) -> List[ServerState]:
         """The servers at these endpoints, and (slots layout) up to ``free_slots`` empty slots:
@@ -44,6 +48,21 @@ class AppliedBackend:
             if server is not None and server.admin is Admin.DRAIN:
                 self._put(replace(server, sessions=count))
 
+    def with_ids(self, actions: Sequence[HaproxyAction]) -> List[HaproxyAction]:
+        """The plan with an HAProxy id chosen for each new server (the lowest freed one, else the
+        next above all known), so the memory knows every server's id and a drain's open
+        requests are read one server each. Ids stay as few as the servers: freed ones are reused."""
+        out: List[HaproxyAction] = []
+        for action in actions:
+            if isinstance(action, AddServer) and action.srv_id is None:
+                if self._freed_ids:
+                    srv_id = heapq.heappop(self._freed_ids)
+                else:
+                    srv_id, self._next_id = self._next_id, self._next_id + 1
+                action = replace(action, srv_id=srv_id)
+            out.append(action)
+        return out
+
     def record(self, actions: Sequence[HaproxyAction]) -> Set[str]:
         """The servers after a plan was executed; the names it changed."""
         changed = set()
@@ -52,11 +71,15 @@ class AppliedBackend:
             if name is None:
                 continue
             old = self.servers.get(name)
-            # A slot keeps its HAProxy id when filled or cleared; a new server's is not known.
+            # A slot keeps its HAProxy id when filled or cleared; a new server has the one chosen for it.
             slot_id = old.srv_id if old is not None and not isinstance(action, AddServer) else None
-            if isinstance(action, (AddServer, FillSlot)):
+            if isinstance(action, AddServer):
+                self._put(ServerState(name, action.ip, action.port, Admin.READY, False, srv_id=action.srv_id))
+            elif isinstance(action, FillSlot):
                 self._put(ServerState(name, action.ip, action.port, Admin.READY, False, srv_id=slot_id))
             elif isinstance(action, RemoveServer):
+                if old is not None and old.srv_id is not None:
+                    heapq.heappush(self._freed_ids, old.srv_id)
                 self._drop(name)
             elif isinstance(action, ClearSlot):
                 self._put(ServerState(name, EMPTY_SLOT_IP, CLEARED_SLOT_PORT, Admin.MAINT, False, srv_id=slot_id))

@@ -78,8 +78,8 @@ class HaproxyGateway:
                 clock=self._drains.get(backend, DrainClock()), drain_timeout_s=settings.drain_timeout_s,
                 server_prefix=settings.haproxy_server_prefix, slot_prefix=settings.haproxy_slot_prefix, scope=scope)
             self._drains[backend] = self._kept_drains(backend, observed, drains) if scope is not None else drains
-            if actions and self._may_write():
-                await self._execute(backend, applied, actions)
+            if actions and self._may_write():  # each new server with the HAProxy id chosen for it
+                await self._execute(backend, applied, applied.with_ids(actions))
             self.open_requests[backend] = open_requests(intent.draining, observed)
             if intent is NOTHING:
                 self._forget(backend)

@@ -148,6 +148,7 @@ class RuntimeApi:
     def _commands(self, ref: str, action: HaproxyAction, server_options: str = "") -> List[str]:
         if isinstance(action, AddServer):
             return [f"add server {ref} {action.ip}:{action.port}" + (" check" if self.check else "")
+                    + (f" id {action.srv_id}" if action.srv_id is not None else "")
                     + (f" {server_options}" if server_options else ""),
                     f"enable server {ref}"] + ([f"enable health {ref}"] if self.check else [])
         if isinstance(action, FillSlot):

@@ -71,8 +71,12 @@ class PlaceServer(ServerAction):
     port: int
 
 
+@dataclass(frozen=True)
 class AddServer(PlaceServer):
-    """A new dynamic server."""
+    """A new dynamic server; ``srv_id``: the HAProxy id it is to take (applied.AppliedBackend
+    chooses it, so that reading its stats later needs no read of the whole backend)."""
+
+    srv_id: Optional[int] = None
 
 
 class FillSlot(PlaceServer):
