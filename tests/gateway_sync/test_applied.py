@@ -1,6 +1,7 @@
 """What gateway-sync remembers it applied to each gateway (pure), so an event's sync plans
 from memory; and a reconcile's read merged with what applies changed while it was read."""
-from tarn_gateway_sync.applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
+from tarn_gateway_sync.applied import (VERIFY_ROUNDS, AppliedBackend, AppliedZnodes, merged, merged_znodes,
+                                       observed_spread, to_verify)
 from tarn_gateway_sync.plan import (AddServer, Admin, ClearSlot, CreateZnode, DeleteZnode, DrainClock, DrainServer,
                                     FillSlot, Layout, ObservedZnode, ReadyServer, RemoveServer, RoutingIntent, ServerState,
                                     Target,
@@ -83,3 +84,21 @@ def test_new_servers_take_ids_above_all_known_and_reuse_those_of_removed_servers
     again = applied.with_ids([AddServer("tarn-d", "10.0.0.4", 1), AddServer("tarn-e", "10.0.0.5", 1),
                               AddServer("tarn-f", "10.0.0.6", 1), ReadyServer("tarn-b")])
     assert [getattr(a, "srv_id", None) for a in again] == [5, 7, 8, None]  # churn never grows the ids
+
+
+def test_a_full_read_reads_every_znode_it_did_not_write_and_each_it_wrote_once_in_ten_rounds():
+    written = AppliedZnodes(7, {f"h:{i}": ObservedZnode(f"h:{i}", b"x", 7) for i in range(1000)})
+    children = [f"h:{i}" for i in range(1000)] + ["stray:1"]
+    rounds = [set(to_verify(children, written, r)) for r in range(VERIFY_ROUNDS)]
+    assert all("stray:1" in asked for asked in rounds)
+    assert set().union(*rounds) == set(children)  # each read within VERIFY_ROUNDS reconciles
+    assert max(len(asked) for asked in rounds) < 200  # about a tenth each round, not all of them
+    assert to_verify(children, None, 3) == children  # nothing written in this session: read all
+
+
+def test_a_spread_read_keeps_what_was_written_for_the_unread_and_drops_what_vanished():
+    written = AppliedZnodes(7, {n: ObservedZnode(n, b"ours", 7) for n in ("h:1", "h:2", "h:3")})
+    read = {"h:2": ObservedZnode("h:2", b"changed by hand", 7)}
+    observed = observed_spread(["h:1", "h:2", "h:4"], read, ["h:2", "h:4"], written)
+    # h:3 is gone from the children, h:4 was asked for but deleted meanwhile: neither is seen.
+    assert observed == {"h:1": written.nodes["h:1"], "h:2": read["h:2"]}

@@ -4,6 +4,7 @@ import asyncio
 import pytest
 
 from tarn_gateway_sync.haproxy import HaproxyCommandError, RuntimeApi
+from tarn_gateway_sync.applied import VERIFY_ROUNDS
 from tarn_gateway_sync.plan import AddServer, Admin, DrainServer, ReadyServer, ServerState
 from tarn_shared import events as ev
 from tarn_shared.defaults import ZK_PATH
@@ -212,6 +213,26 @@ async def test_drift_made_by_hand_through_the_runtime_api_and_in_zookeeper_is_re
         assert await gateways.routed() == {addr(p) for p in ports[3:]}
         await until(lambda: _eq(gateways.routed(), {addr(p) for p in ports}), 20, "drift repaired")
         await until(lambda: _lacks_any(gateways.haproxy_all(), "127.0.0.1:45999"), 10, "stray server removed")
+
+
+async def test_a_znode_rewritten_by_hand_is_written_back_within_the_reconciles_that_verify_each_znode(
+        stack, zk_hosts, haproxy_backend, world):
+    publisher, gateways = world
+    ports = [45101 + i for i in range(5)]
+    await publisher.record(zk_hosts, haproxy_backend["dyn"]["name"])
+    async with in_process(settings_for(stack, zk_hosts, deployment=publisher.deployment,
+                                       reconcile_interval_s=1.0)):
+        await _route(publisher, gateways, ports, "routed")
+        wanted = await asyncio.to_thread(gateways.znodes)
+        await asyncio.sleep(3.0)  # full reconciles since: it knows what it wrote, and reads a share of it
+        for port in ports:  # behind gateway-sync's back: every znode's data replaced
+            await asyncio.to_thread(gateways.zk.set, f"{ZK_PATH}/{addr(port)}", b'{"forged": true}')
+        # Each reconcile reads a share of the znodes it wrote: all are read again within
+        # VERIFY_ROUNDS reconciles, at least a second apart here.
+        async def written_back() -> bool:
+            return await asyncio.to_thread(gateways.znodes) == wanted
+
+        await until(written_back, 3 * VERIFY_ROUNDS + 10, "forged znodes written back")
 
 
 async def test_a_plan_goes_out_in_batches_of_commands_and_a_refusal_in_one_is_reported(stack, haproxy_backend):

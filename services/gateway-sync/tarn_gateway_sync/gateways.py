@@ -3,9 +3,7 @@ plan with plan.py, execute the plan only while this replica leads. A gateway tha
 counts its error and answers False; the caller retries with a full reconcile."""
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from tarn_shared import events as ev
 from tarn_shared.claims import Place, zookeeper_place
@@ -16,8 +14,7 @@ from .admission import Allowlist
 from .drain_counts import open_requests
 from .haproxy import HaproxyCommandError, RuntimeApi, SlotsExhaustedError
 from .model_routes import is_slot_of
-from .pending import pause
-from .applied import AppliedBackend, AppliedZnodes, merged, merged_znodes
+from .applied import AppliedBackend, AppliedZnodes, merged, merged_znodes, observed_spread, to_verify
 from .plan import (Admin, DeleteZnode, DrainClock, Layout, ObservedZnode, RoutingIntent, ServerState,
                    detect_layout, plan_haproxy, plan_znodes)
 from .routing import znode_data
@@ -25,7 +22,6 @@ from .settings import GatewaySyncSettings
 from .sync_metrics import Clock, ErrorLog
 from .zookeeper import Ensembles
 
-log = logging.getLogger(__name__)
 NOTHING = RoutingIntent(desired={}, draining={}, gone={}, authoritative=True)  # a place nobody owns
 
 
@@ -166,6 +162,7 @@ class ZookeeperGateway:
         self._read: Dict[Tuple[str, str], Tuple[Dict[str, ObservedZnode], Optional[int]]] = {}  # and its session
         self._touched: Dict[Tuple[str, str], Set[str]] = {}
         self._payloads: Dict[str, Dict[str, Tuple[Member, bytes]]] = {}  # by deployment, then address
+        self._rounds: Dict[Tuple[str, str], int] = {}  # full reads taken, by (ensemble, path)
 
     async def observe(self, record: ev.DeploymentRecord) -> None:
         """A full sync's read, taken before the write lock (see HaproxyGateway.observe)."""
@@ -176,8 +173,13 @@ class ZookeeperGateway:
         key, session = (ensemble.hosts, path), ensemble.session_id
         self._read.pop(key, None)
         self._touched[key] = set()
+        written = self._applied.get(key)
+        written = written if written is not None and written.session_id == session else None
+        self._rounds[key] = round_ = self._rounds.get(key, -1) + 1
         try:
-            self._read[key] = (await ensemble.observe(path), session)
+            children = await ensemble.children(path)
+            asked = to_verify(children, written, round_)
+            self._read[key] = (observed_spread(children, await ensemble.observe(path, asked), asked, written), session)
         except UnavailableError:
             self._touched.pop(key, None)
 
@@ -271,30 +273,3 @@ class ZookeeperGateway:
             raise UnavailableError(f"{place.describe()} is not allowed; not connecting")
         connection, path = where
         return await self._ensembles.open(connection), path
-
-class RestartWatch:
-    """A restarted or reloaded HAProxy (a new process identity) lost its runtime servers:
-    ``on_restart`` asks for a full reconcile."""
-
-    def __init__(self, apis: Sequence[RuntimeApi], on_restart: Callable[[], None], interval_s: float) -> None:
-        self.identity: Dict[str, Optional[str]] = {}  # by address; None: unreachable
-        self._apis = list(apis)
-        self._on_restart = on_restart
-        self._interval_s = interval_s
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.look()
-            await pause(stop, self._interval_s)
-
-    async def look(self) -> None:
-        for api in self._apis:
-            try:
-                identity: Optional[str] = await api.identity()
-            except UnavailableError:
-                identity = None
-            before = self.identity.get(api.address, "")
-            self.identity[api.address] = identity
-            if identity is not None and before != "" and before != identity:
-                log.warning("haproxy restarted or reloaded; reconciling", extra={"haproxy": api.address})
-                self._on_restart()

@@ -15,7 +15,8 @@ from .admission import Allowlist, Gate
 from .cold_start import ColdStartReport, Verdict
 from .deployment_sync import DeploymentSync, UnroutedAnnouncer
 from .discovery import Discovery
-from .gateways import HaproxyGateway, RestartWatch, ZookeeperGateway
+from .gateways import HaproxyGateway, ZookeeperGateway
+from .restart_watch import RestartWatch
 from .resolver import Resolver
 from .haproxy import RuntimeApi
 from .model_sync import ModelRoutes, ModelRouting

@@ -3,8 +3,7 @@ machine, znodes read and written with ``client.retry`` (the leader election is l
 
 SUSPENDED is not LOST: writes pause until the connection is back. After LOST, kazoo
 opens a new session, the old ephemeral nodes are gone, and ``on_new_session`` asks the
-service for a full reconcile. Listeners only set flags and hand work to the event loop.
-"""
+service for a full reconcile. Listeners only set flags and hand work to the event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -143,19 +142,20 @@ class Ensemble:
         self._closed = True
         if self._relogin is not None:
             self._relogin.cancel()
-
         await asyncio.to_thread(_close, self.client)
 
     async def observe(self, path: str, names: Optional[Sequence[str]] = None) -> Dict[str, ObservedZnode]:
-        """The children of ``path`` (or just ``names`` among them) with data and owner, read
-        ``OBSERVE_BATCH`` at a time: the session has one connection and answers in order, so a
-        write made meanwhile (an apply) waits behind one batch, not behind every znode's read."""
-        children = list(names) if names is not None else await self._call(lambda: self.client.retry(self._children, path))
+        """The children of ``path`` (or just ``names``) with data and owner, OBSERVE_BATCH at a time: the
+        session answers in order, so an apply's write waits behind one batch, not behind every read."""
+        children = list(names) if names is not None else await self.children(path)
         found: Dict[str, ObservedZnode] = {}
         for start in range(0, len(children), OBSERVE_BATCH):
             batch = children[start:start + OBSERVE_BATCH]
             found.update(await self._call(lambda batch=batch: self.client.retry(self._read, path, batch)))
         return found
+
+    async def children(self, path: str) -> List[str]:
+        return await self._call(lambda: self.client.retry(self._children, path))
 
     def _read(self, path: str, names: Sequence[str]) -> Dict[str, ObservedZnode]:
         pending = [(name, self.client.get_async(f"{path}/{name}")) for name in names]
