@@ -33,7 +33,7 @@ from .registry import PolicyRegistry
 
 MESSAGE = "tarn-check"
 MAX_FRAME_SIZE = 16384
-READ_MAX = 10_000  # questions kept read (a few MB at most)
+READ_MAX, READ_MAX_BYTES = 10_000, 2048  # questions kept read: 20 MB at most
 SOCKET_MODE = 0o660
 Variables = List[Tuple[int, str, spop.Value]]
 _ADDRESSES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
@@ -106,9 +106,10 @@ class SpoaAgent:
         read = self._read.get(payload)
         if read is None:
             read = read_notify(payload)
-            if len(self._read) >= READ_MAX:
-                self._read.clear()
-            self._read[payload] = read
+            if len(payload) <= READ_MAX_BYTES:  # HAProxy's questions are small; a large one is read each time
+                if len(self._read) >= READ_MAX:
+                    self._read.clear()
+                self._read[payload] = read
         return b"" if read is NO_QUESTION else self.check(*read)
 
     def check(self, question: Optional[tuple], why: str) -> bytes:

@@ -151,9 +151,10 @@ def decode_typed(data: bytes, pos: int) -> Tuple[Value, int]:
     raise SpopError(INVALID, f"unknown data type {kind}")
 
 
-def encode_string(value: str) -> bytes:
+def encode_name(value: str) -> bytes:
+    """A length-prefixed string without a type byte (a KV-NAME, a variable's name)."""
     raw = value.encode("utf-8")
-    return bytes((T_STRING,)) + encode_varint(len(raw)) + raw
+    return encode_varint(len(raw)) + raw
 
 
 def encode_typed(value: Value) -> bytes:
@@ -169,7 +170,7 @@ def encode_typed(value: Value) -> bytes:
             raise ValueError(f"{value} does not fit SPOP's integers")
         return bytes((T_INT64,)) + encode_varint(value % (1 << 64))
     if isinstance(value, str):
-        return encode_string(value)
+        return bytes((T_STRING,)) + encode_name(value)
     if isinstance(value, bytes):
         return bytes((T_BINARY,)) + encode_varint(len(value)) + value
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -209,8 +210,7 @@ def decode_messages(payload: bytes) -> List[Tuple[str, Dict[str, Value]]]:
 def encode_kv_list(items: Dict[str, Value]) -> bytes:
     out = bytearray()
     for name, value in items.items():
-        raw = name.encode("utf-8")
-        out += encode_varint(len(raw)) + raw + encode_typed(value)
+        out += encode_name(name) + encode_typed(value)
     return bytes(out)
 
 
@@ -218,8 +218,7 @@ def encode_set_vars(variables: Sequence[Tuple[int, str, Value]]) -> bytes:
     """A LIST-OF-ACTIONS of set-var actions: (scope, name, value) each."""
     out = bytearray()
     for scope, name, value in variables:
-        raw = name.encode("utf-8")
-        out += bytes((ACTION_SET_VAR, 3, scope)) + encode_varint(len(raw)) + raw + encode_typed(value)
+        out += bytes((ACTION_SET_VAR, 3, scope)) + encode_name(name) + encode_typed(value)
     return bytes(out)
 
 
